@@ -1,0 +1,249 @@
+/* Chat formats. bitnet-b1.58 uses Microsoft's reference format (tokenizers.md §8): every piece is encoded
+ * separately with special-token parsing off, so user text can never forge a turn. Other models use the
+ * Llama 3 or ChatML layout when their vocabulary has those header tokens, else the same plain format. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "tokenizer.h"
+#include "unicode.h"
+
+/* Python's str.strip(): Unicode White_Space plus the separators U+001C..U+001F. */
+static void strip(const char **s, size_t *n) {
+    const uint8_t *p = (const uint8_t *)*s;
+    size_t a = 0, b = *n;
+    while (a < b) {
+        uint32_t cp;
+        const size_t l = tl_utf8_decode(p + a, b - a, &cp);
+        if (!(tl_unicode_is_space(cp) || (cp >= 0x1C && cp <= 0x1F))) break;
+        a += l;
+    }
+    while (b > a) {
+        size_t k = b - 1;
+        while (k > a && (p[k] & 0xC0) == 0x80) k--;
+        uint32_t cp;
+        tl_utf8_decode(p + k, b - k, &cp);
+        if (!(tl_unicode_is_space(cp) || (cp >= 0x1C && cp <= 0x1F))) break;
+        b = k;
+    }
+    *s += a;
+    *n = b - a;
+}
+
+static void enc(const tl_tokenizer *t, const char *s, size_t n, tl_ids *ids) { tl_tokenizer_encode(t, s, n, 0, ids); }
+static void enc_z(const tl_tokenizer *t, const char *s, tl_ids *ids) { enc(t, s, strlen(s), ids); }
+
+static const char *role_header(const char *role) {
+    if (!strcmp(role, "system")) return "System: ";
+    if (!strcmp(role, "user")) return "User: ";
+    if (!strcmp(role, "assistant")) return "Assistant: ";
+    return NULL;
+}
+
+static int32_t special_id(const tl_tokenizer *t, const char *text) {
+    const int32_t id = tl_tokenizer_find(t, text, strlen(text));
+    return id >= 0 && (t->type[id] == TL_TT_CONTROL || t->type[id] == TL_TT_USER) ? id : -1;
+}
+
+static ternlm_status render(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n, int add_assistant,
+                            tl_ids *ids, ternlm_error *err) {
+    const tl_tokenizer *t = m->tok;
+    const int32_t eot = t->eot >= 0 ? t->eot : t->eos;
+    const int32_t sh = special_id(t, "<|start_header_id|>"), eh = special_id(t, "<|end_header_id|>");
+    const int32_t im_s = special_id(t, "<|im_start|>"), im_e = special_id(t, "<|im_end|>");
+    const int bitnet = !strncmp(m->arch, "bitnet", 6);
+    const int llama3 = !bitnet && sh >= 0 && eh >= 0 && eot >= 0, chatml = !bitnet && !llama3 && im_s >= 0 && im_e >= 0;
+    for (size_t i = 0; i < n; i++)
+        if (!msgs[i].role || !msgs[i].content || !role_header(msgs[i].role))
+            return tl_fail(err, TERNLM_ERR_ARG, "message %zu: role must be system, user or assistant, with content", i);
+    if (t->bos >= 0 && !chatml) tl_ids_push(ids, t->bos);
+    for (size_t i = 0; i < n; i++) {
+        const char *c = msgs[i].content;
+        size_t cn = strlen(c);
+        strip(&c, &cn);
+        if (llama3) {
+            tl_ids_push(ids, sh), enc_z(t, msgs[i].role, ids), tl_ids_push(ids, eh), enc_z(t, "\n\n", ids);
+        } else if (chatml) {
+            tl_ids_push(ids, im_s), enc_z(t, msgs[i].role, ids), enc_z(t, "\n", ids);
+        } else {
+            enc_z(t, role_header(msgs[i].role), ids);
+        }
+        enc(t, c, cn, ids);
+        if (chatml) tl_ids_push(ids, im_e), enc_z(t, "\n", ids);
+        else if (eot >= 0) tl_ids_push(ids, eot);
+    }
+    if (add_assistant) {
+        if (llama3) tl_ids_push(ids, sh), enc_z(t, "assistant", ids), tl_ids_push(ids, eh), enc_z(t, "\n\n", ids);
+        else if (chatml) tl_ids_push(ids, im_s), enc_z(t, "assistant", ids), enc_z(t, "\n", ids);
+        else enc_z(t, "Assistant: ", ids);
+    }
+    return TERNLM_OK;
+}
+
+ternlm_status ternlm_chat_tokens(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n, int add_assistant,
+                                 int32_t *out, size_t cap, size_t *n_out, ternlm_error *err) {
+    if (!m || (!msgs && n) || !n_out) return tl_fail(err, TERNLM_ERR_ARG, "model, messages and n_out must not be NULL");
+    if (!m->tok) return tl_fail(err, TERNLM_ERR_TOKENIZER, "this model file has no tokenizer");
+    tl_ids ids = {0};
+    ternlm_status st = render(m, msgs, n, add_assistant, &ids, err);
+    if (!st && ids.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    if (!st) {
+        *n_out = ids.n;
+        if (ids.n > cap) st = tl_fail(err, TERNLM_ERR_ARG, "%zu tokens do not fit in a buffer of %zu", ids.n, cap);
+        else if (ids.n) memcpy(out, ids.v, ids.n * sizeof *out);
+    }
+    free(ids.v);
+    return st;
+}
+
+/* ---- multi-turn conversations that reuse the KV cache ---- */
+
+#include "session.h"
+
+struct ternlm_chat {
+    ternlm_session *s;
+    ternlm_sampler *smp;
+    ternlm_chat_message *msgs;
+    size_t n, cap, n_fixed;    /* n_fixed: the system prompt survives reset */
+    tl_ids pending;            /* tokens that close the last reply, evaluated with the next turn */
+    char *reply;
+    size_t reply_len, reply_cap;
+    ternlm_token_fn user_fn;
+    void *user_ctx;
+};
+
+static int push_msg(ternlm_chat *c, const char *role, const char *content, size_t len) {
+    if (c->n == c->cap) {
+        const size_t cap = c->cap ? c->cap * 2 : 8;
+        ternlm_chat_message *v = realloc(c->msgs, cap * sizeof *v);
+        if (!v) return 0;
+        c->msgs = v;
+        c->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return 0;
+    memcpy(copy, content, len);
+    copy[len] = 0;
+    c->msgs[c->n++] = (ternlm_chat_message){role, copy};
+    return 1;
+}
+
+ternlm_status ternlm_chat_new(ternlm_session *s, ternlm_sampler *smp, const char *system_prompt, ternlm_chat **out,
+                              ternlm_error *err) {
+    if (!s || !smp || !out) return tl_fail(err, TERNLM_ERR_ARG, "session, sampler and out must not be NULL");
+    if (!s->m->tok) return tl_fail(err, TERNLM_ERR_TOKENIZER, "this model file has no tokenizer");
+    ternlm_chat *c = calloc(1, sizeof *c);
+    if (!c) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    c->s = s;
+    c->smp = smp;
+    if (system_prompt && *system_prompt && !push_msg(c, "system", system_prompt, strlen(system_prompt))) {
+        ternlm_chat_free(c);
+        return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    }
+    c->n_fixed = c->n;
+    *out = c;
+    return TERNLM_OK;
+}
+
+static int collect_reply(void *user, int32_t tok, const char *text, size_t len) {
+    ternlm_chat *c = user;
+    if (c->reply_len + len + 1 > c->reply_cap) {
+        size_t cap = c->reply_cap ? c->reply_cap : 256;
+        while (cap < c->reply_len + len + 1) cap *= 2;
+        char *p = realloc(c->reply, cap);
+        if (!p) return 1;
+        c->reply = p;
+        c->reply_cap = cap;
+    }
+    memcpy(c->reply + c->reply_len, text, len);
+    c->reply_len += len;
+    c->reply[c->reply_len] = 0;
+    return c->user_fn ? c->user_fn(c->user_ctx, tok, text, len) : 0;
+}
+
+/* Tokens of b after its prefix a (the conversation is append-only, so a is a prefix of b). */
+static int suffix_after(const tl_ids *a, const tl_ids *b, tl_ids *out) {
+    if (a->n > b->n || (a->n && memcmp(a->v, b->v, a->n * sizeof *a->v))) return 0;
+    for (size_t i = a->n; i < b->n; i++) tl_ids_push(out, b->v[i]);
+    return 1;
+}
+
+ternlm_status ternlm_chat_send(ternlm_chat *c, const char *user_text, const ternlm_generate_params *gp_in,
+                               ternlm_generate_stats *stats, ternlm_error *err) {
+    if (!c || !user_text) return tl_fail(err, TERNLM_ERR_ARG, "chat and user_text must not be NULL");
+    const ternlm_model *m = c->s->m;
+    tl_ids before = {0}, after = {0}, todo = {0}, closed = {0};
+    ternlm_status st = render(m, c->msgs, c->n, 0, &before, err);
+    if (!st && !push_msg(c, "user", user_text, strlen(user_text))) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    if (!st) st = render(m, c->msgs, c->n, 1, &after, err);
+    if (!st) {
+        if (c->s->pos == 0 || !suffix_after(&before, &after, &todo)) {
+            /* fresh session (or a format that is not append-only): evaluate everything */
+            ternlm_session_rewind(c->s, 0, NULL);
+            todo.n = 0;
+            for (size_t i = 0; i < after.n; i++) tl_ids_push(&todo, after.v[i]);
+        } else {
+            /* close the previous reply first */
+            tl_ids joined = {0};
+            for (size_t i = 0; i < c->pending.n; i++) tl_ids_push(&joined, c->pending.v[i]);
+            for (size_t i = 0; i < todo.n; i++) tl_ids_push(&joined, todo.v[i]);
+            free(todo.v);
+            todo = joined;
+        }
+        c->pending.n = 0;
+    }
+    if (!st && (todo.oom || before.oom || after.oom)) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    if (!st) {
+        ternlm_generate_params gp = {0};
+        if (gp_in) gp = *gp_in;
+        c->user_fn = gp.on_token;
+        c->user_ctx = gp.user;
+        gp.on_token = collect_reply;
+        gp.user = c;
+        c->reply_len = 0;
+        if (c->reply) c->reply[0] = 0;
+        st = ternlm_generate(c->s, c->smp, todo.v, todo.n, &gp, stats, err);
+        if (st == TERNLM_OK || st == TERNLM_ERR_ABORTED) {
+            if (!push_msg(c, "assistant", "", 0)) {
+                st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+            } else {
+                /* the tokens that end an assistant turn (e.g. <|eot_id|>) are rendered with empty content */
+                render(m, c->msgs, c->n, 0, &closed, NULL);
+                suffix_after(&after, &closed, &c->pending);
+                char *copy = malloc(c->reply_len + 1);
+                if (copy) {
+                    memcpy(copy, c->reply ? c->reply : "", c->reply_len);
+                    copy[c->reply_len] = 0;
+                    free((void *)c->msgs[c->n - 1].content);
+                    c->msgs[c->n - 1].content = copy;
+                }
+            }
+        } else if (st == TERNLM_ERR_CONTEXT_FULL) {
+            free((void *)c->msgs[--c->n].content); /* the turn did not happen */
+        }
+    }
+    free(before.v);
+    free(after.v);
+    free(todo.v);
+    free(closed.v);
+    return st;
+}
+
+const char *ternlm_chat_last_reply(const ternlm_chat *c) { return c && c->reply ? c->reply : ""; }
+
+void ternlm_chat_reset(ternlm_chat *c) {
+    if (!c) return;
+    while (c->n > c->n_fixed) free((void *)c->msgs[--c->n].content);
+    c->pending.n = 0;
+    ternlm_session_rewind(c->s, 0, NULL);
+    ternlm_sampler_reset(c->smp);
+}
+
+void ternlm_chat_free(ternlm_chat *c) {
+    if (!c) return;
+    while (c->n) free((void *)c->msgs[--c->n].content);
+    free(c->msgs);
+    free(c->pending.v);
+    free(c->reply);
+    free(c);
+}

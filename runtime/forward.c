@@ -1,0 +1,450 @@
+/* The forward pass and the session (KV cache + scratch). Read it top to bottom: a batch of tokens goes
+ * through embedding, every layer (attention, then the feed-forward block) and the LM head.
+ * Arithmetic follows ../shared/specs/bitnet-architectures.md §4 and quant-formats.md §9. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../simd/kernels.h"
+#include "model.h"
+#include "session.h"
+#include "tensor_types.h"
+#include "threads.h"
+
+#define UBATCH 64 /* tokens processed together; bounds the scratch memory */
+
+/* ------------------------------------------------------------------------------------------------
+ * Small building blocks
+ * --------------------------------------------------------------------------------------------- */
+
+/* ggml's RMSNorm: sum of squares in double, then x * (1/sqrt(mean + eps)), then times the weight. */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+/* cos/sin of theta_i = pos * base^(-2i/n_rot), theta built by repeated f32 multiplication as ggml does. */
+static void rope_table(float *cs, uint32_t pos, const tl_hparams *h, const float *freq_factors) {
+    const float theta_scale = powf(h->rope_base, -2.0f / (float)h->n_rot);
+    float theta = (float)pos;
+    for (uint32_t i = 0; i < h->n_rot / 2; i++) {
+        const float t = freq_factors ? theta / freq_factors[i] : theta;
+        cs[2 * i] = cosf(t);
+        cs[2 * i + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+}
+
+/* Rotate each head's pairs: NEOX pairs (i, i + n/2), NORM pairs (2i, 2i + 1). */
+static void rope(float *v, int n_heads, const tl_hparams *h, const float *cs) {
+    const uint32_t half = h->n_rot / 2;
+    for (int hh = 0; hh < n_heads; hh++) {
+        float *x = v + (int64_t)hh * h->head_dim;
+        for (uint32_t i = 0; i < half; i++) {
+            const uint32_t a = h->rope == TL_ROPE_NEOX ? i : 2 * i, b = h->rope == TL_ROPE_NEOX ? i + half : 2 * i + 1;
+            const float c = cs[2 * i], s = cs[2 * i + 1], x0 = x[a], x1 = x[b];
+            x[a] = x0 * c - x1 * s;
+            x[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+static void ffn_activation(float *g, const float *u, int64_t n, enum tl_act act) {
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        const float a = act == TL_ACT_RELU2 ? (x > 0 ? x * x : 0.0f) : x / (1.0f + expf(-x));
+        g[i] = a * u[i];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Linear layers: y[t] = W x[t] for the weight's type, rows split across threads.
+ * An `act` caches the quantized forms of one input so q/k/v (and gate/up) quantize it once.
+ * --------------------------------------------------------------------------------------------- */
+
+typedef struct act {
+    const float *x;
+    int T;
+    int64_t n;
+    int have_i8, have_q8k, have_q8_0, have_f16r;
+} act;
+
+static void act_init(act *a, const float *x, int T, int64_t n) {
+    memset(a, 0, sizeof *a);
+    a->x = x;
+    a->T = T;
+    a->n = n;
+}
+
+static void act_prepare(ternlm_session *s, act *a, uint32_t type) {
+    const tl_kernels *k = s->kern;
+    if (type == TL_I2_S && !a->have_i8) {
+        for (int t = 0; t < a->T; t++)
+            k->quantize_i8(a->x + t * a->n, a->n, s->qa + t * a->n, &s->qa_scale[t], &s->qa_sum[t]);
+        a->have_i8 = 1;
+    } else if ((type == TL_TQ1_0 || type == TL_TQ2_0) && !a->have_q8k) {
+        for (int t = 0; t < a->T; t++) k->quantize_q8k(a->x + t * a->n, a->n, s->q8k + t * (a->n / 256));
+        a->have_q8k = 1;
+    } else if (type == TL_Q8_0 && !a->have_q8_0) {
+        for (int t = 0; t < a->T; t++) tl_quantize_q8_0(a->x + t * a->n, a->n, s->q80 + t * (a->n / 32 * 34));
+        a->have_q8_0 = 1;
+    } else if (type == TL_F16 && s->m->hp.head_input_f16 && !a->have_f16r) {
+        /* llama.cpp multiplies F16 weights by an f16 copy of the activations */
+        for (int64_t i = 0; i < a->T * a->n; i++) s->f16r[i] = tl_round_f16(a->x[i]);
+        a->have_f16r = 1;
+    }
+}
+
+typedef struct linear_job {
+    ternlm_session *s;
+    const tl_weight *w;
+    const act *a;
+    float *y;
+    int64_t y_stride;
+} linear_job;
+
+static void rows_of(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *r1) {
+    const int64_t chunks = (n + align - 1) / align;
+    *r0 = TL_MIN(n, chunks * ith / nth * align);
+    *r1 = TL_MIN(n, chunks * (ith + 1) / nth * align);
+}
+
+static void linear_rows_i2s(const linear_job *j, int64_t r0, int64_t r1) {
+    ternlm_session *s = j->s;
+    const tl_weight *w = j->w;
+    const act *a = j->a;
+    int32_t *acc = s->acc;
+    s->kern->i2s_gemm(w->data, w->ne0, r0, r1, s->qa, a->T, acc, w->ne1);
+    for (int t = 0; t < a->T; t++) {
+        const float sc = s->qa_scale[t], sq = (float)s->qa_sum[t];
+        for (int64_t r = r0; r < r1; r++)
+            j->y[t * j->y_stride + r] = (((float)acc[(int64_t)t * w->ne1 + r] - sq) / sc) * w->i2s_scale;
+    }
+}
+
+static void linear_rows_other(const linear_job *j, int64_t r0, int64_t r1, float *tmp) {
+    ternlm_session *s = j->s;
+    const tl_kernels *k = s->kern;
+    const tl_weight *w = j->w;
+    const act *a = j->a;
+    const int64_t n = w->ne0;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
+        if (w->type != TL_F32 && w->type != TL_F16 && w->type != TL_TQ1_0 && w->type != TL_TQ2_0 && w->type != TL_Q8_0)
+            tl_dequant_row(w->type, row, tmp, n, 0);
+        for (int t = 0; t < a->T; t++) {
+            float v;
+            switch (w->type) {
+            case TL_F32: v = k->dot_f32((const float *)(const void *)row, a->x + t * n, n); break;
+            case TL_F16:
+                v = k->dot_f16((const uint16_t *)(const void *)row, (a->have_f16r ? s->f16r : a->x) + t * n, n);
+                break;
+            case TL_TQ2_0: v = k->dot_tq2(row, s->q8k + t * (n / 256), n); break;
+            case TL_TQ1_0: v = k->dot_tq1(row, s->q8k + t * (n / 256), n); break;
+            case TL_Q8_0: v = k->dot_q8_0(row, s->q80 + t * (n / 32 * 34), n); break;
+            default: v = k->dot_f32(tmp, a->x + t * n, n); break;
+            }
+            j->y[t * j->y_stride + r] = v;
+        }
+    }
+}
+
+static void linear_task(void *ctx, int ith, int nth) {
+    const linear_job *j = ctx;
+    int64_t r0, r1;
+    rows_of(j->w->ne1, ith, nth, 16, &r0, &r1);
+    if (r0 >= r1) return;
+    if (j->w->type == TL_I2_S) linear_rows_i2s(j, r0, r1);
+    else linear_rows_other(j, r0, r1, j->s->row_tmp + (int64_t)ith * j->s->row_tmp_len);
+}
+
+static void linear_strided(ternlm_session *s, const tl_weight *w, act *a, float *y, int64_t y_stride) {
+    act_prepare(s, a, w->type);
+    linear_job job = {s, w, a, y, y_stride};
+    tl_pool_run(s->pool, linear_task, &job);
+    if (w->out_scale != 1.0f || w->bias)
+        for (int t = 0; t < a->T; t++)
+            for (int64_t r = 0; r < w->ne1; r++) {
+                float *o = &y[t * y_stride + r];
+                *o *= w->out_scale;
+                if (w->bias) *o += w->bias[r];
+            }
+}
+
+static void linear(ternlm_session *s, const tl_weight *w, act *a, float *y) { linear_strided(s, w, a, y, w->ne1); }
+
+/* ------------------------------------------------------------------------------------------------
+ * Attention over the KV cache: for each token t and query head h, softmax(q·K / sqrt(d)) · V.
+ * --------------------------------------------------------------------------------------------- */
+
+typedef struct attn_job {
+    ternlm_session *s;
+    uint32_t layer, pos0;
+    int T;
+} attn_job;
+
+static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh, float *scores, float *qh) {
+    const tl_hparams *h = &s->m->hp;
+    const uint32_t hd = h->head_dim, kv_dim = hd * h->n_head_kv, pos = j->pos0 + (uint32_t)t;
+    const uint32_t kvh = hh / (h->n_head / h->n_head_kv); /* GQA: query head -> its KV head */
+    const uint16_t *K = s->k_cache + ((size_t)j->layer * s->n_ctx) * kv_dim + kvh * hd;
+    const uint16_t *V = s->v_cache + ((size_t)j->layer * s->n_ctx) * kv_dim + kvh * hd;
+    const float *q = s->q + (int64_t)t * h->n_embd + hh * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (uint32_t d = 0; d < hd; d++) qh[d] = tl_round_f16(q[d]); /* Q is rounded to f16 for K·Q */
+    float max = -INFINITY;
+    for (uint32_t p = 0; p <= pos; p++) {
+        scores[p] = s->kern->dot_f16(K + (size_t)p * kv_dim, qh, hd) * scale;
+        if (scores[p] > max) max = scores[p];
+    }
+    double sum = 0.0;
+    for (uint32_t p = 0; p <= pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += (double)scores[p];
+    }
+    const float inv = (float)(1.0 / sum);
+    float *out = s->att + (int64_t)t * h->n_embd + hh * hd;
+    for (uint32_t p = 0; p <= pos; p++) {
+        scores[p] *= inv;
+        if (h->probs_f16) scores[p] = tl_round_f16(scores[p]);
+    }
+    s->kern->attn_pv(out, scores, V, pos + 1, kv_dim, hd);
+}
+
+static void attn_task(void *ctx, int ith, int nth) {
+    const attn_job *j = ctx;
+    ternlm_session *s = j->s;
+    const uint32_t n_head = s->m->hp.n_head;
+    float *scores = s->scores + (size_t)ith * s->n_ctx;
+    float *qh = s->qh + (size_t)ith * s->m->hp.head_dim;
+    const int64_t total = (int64_t)j->T * n_head;
+    for (int64_t i = ith; i < total; i += nth) attend_one(s, j, (int)(i / n_head), (uint32_t)(i % n_head), scores, qh);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * One batch of T tokens at positions pos0 .. pos0+T-1.
+ * --------------------------------------------------------------------------------------------- */
+
+static void store_kv(ternlm_session *s, uint32_t l, uint32_t pos, const float *k, const float *v) {
+    const uint32_t kv_dim = s->m->hp.head_dim * s->m->hp.n_head_kv;
+    uint16_t *K = s->k_cache + ((size_t)l * s->n_ctx + pos) * kv_dim;
+    uint16_t *V = s->v_cache + ((size_t)l * s->n_ctx + pos) * kv_dim;
+    for (uint32_t i = 0; i < kv_dim; i++) {
+        K[i] = tl_f32_to_f16(k[i]);
+        V[i] = tl_f32_to_f16(v[i]);
+    }
+}
+
+static void attention_block(ternlm_session *s, const tl_layer *L, uint32_t l, int T) {
+    const tl_hparams *h = &s->m->hp;
+    const int64_t E = h->n_embd, KV = (int64_t)h->head_dim * h->n_head_kv;
+    act a;
+    for (int t = 0; t < T; t++) rmsnorm(s->xn + t * E, s->x + t * E, L->attn_norm, E, h->eps);
+    act_init(&a, s->xn, T, E);
+    linear(s, &L->wq, &a, s->q);
+    linear(s, &L->wk, &a, s->k);
+    linear(s, &L->wv, &a, s->v);
+    for (int t = 0; t < T; t++) {
+        const float *cs = s->rope_cs + (int64_t)t * h->n_rot;
+        rope(s->q + t * E, (int)h->n_head, h, cs);
+        rope(s->k + t * KV, (int)h->n_head_kv, h, cs);
+        store_kv(s, l, s->pos + (uint32_t)t, s->k + t * KV, s->v + t * KV);
+    }
+    attn_job job = {s, l, s->pos, T};
+    tl_pool_run(s->pool, attn_task, &job);
+    if (L->attn_sub_norm)
+        for (int t = 0; t < T; t++) rmsnorm(s->att + t * E, s->att + t * E, L->attn_sub_norm, E, h->eps);
+    act_init(&a, s->att, T, E);
+    linear(s, &L->wo, &a, s->proj);
+    for (int64_t i = 0; i < T * E; i++) s->x[i] += s->proj[i];
+}
+
+static void ffn_block(ternlm_session *s, const tl_layer *L, int T) {
+    const tl_hparams *h = &s->m->hp;
+    const int64_t E = h->n_embd, F = h->n_ff;
+    act a;
+    for (int t = 0; t < T; t++) rmsnorm(s->xn + t * E, s->x + t * E, L->ffn_norm, E, h->eps);
+    act_init(&a, s->xn, T, E);
+    linear(s, &L->gate, &a, s->ff_g);
+    linear(s, &L->up, &a, s->ff_u);
+    for (int t = 0; t < T; t++) {
+        float *g = s->ff_g + t * F;
+        ffn_activation(g, s->ff_u + t * F, F, h->act);
+        if (L->ffn_sub_norm) rmsnorm(g, g, L->ffn_sub_norm, F, h->eps); /* ReLU² values stay f32 */
+    }
+    act_init(&a, s->ff_g, T, F);
+    linear(s, &L->down, &a, s->proj);
+    for (int64_t i = 0; i < T * E; i++) s->x[i] += s->proj[i];
+}
+
+/* Logits for tokens [first, T) of this batch into `out` (one n_vocab row each). */
+static void lm_head(ternlm_session *s, int first, int T, float *out) {
+    const ternlm_model *m = s->m;
+    const int64_t E = m->hp.n_embd;
+    const int n = T - first;
+    for (int i = 0; i < n; i++) rmsnorm(s->xn + i * E, s->x + (first + i) * E, m->output_norm, E, m->hp.eps);
+    act a;
+    act_init(&a, s->xn, n, E);
+    linear_strided(s, &m->output, &a, out, m->hp.n_vocab);
+}
+
+static ternlm_status eval_batch(ternlm_session *s, const int32_t *tokens, int T, int which, float *logits) {
+    const ternlm_model *m = s->m;
+    const tl_hparams *h = &m->hp;
+    const int64_t E = h->n_embd;
+    for (int t = 0; t < T; t++) {
+        tl_dequant_row(m->tok_embd.type, m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes, s->x + t * E,
+                       E, m->tok_embd.i2s_scale);
+        rope_table(s->rope_cs + (int64_t)t * h->n_rot, s->pos + (uint32_t)t, h, m->rope_freqs);
+    }
+    for (uint32_t l = 0; l < h->n_layer; l++) {
+        attention_block(s, &m->layers[l], l, T);
+        ffn_block(s, &m->layers[l], T);
+    }
+    if (which == TERNLM_LOGITS_ALL) lm_head(s, 0, T, logits);
+    else if (which == TERNLM_LOGITS_LAST) lm_head(s, T - 1, T, logits);
+    s->pos += (uint32_t)T;
+    s->n_evaluated += (uint64_t)T;
+    return TERNLM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Session API
+ * --------------------------------------------------------------------------------------------- */
+
+ternlm_session_params ternlm_session_params_default(void) {
+    ternlm_session_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+static ternlm_status alloc_scratch(ternlm_session *s, ternlm_error *err) {
+    const tl_hparams *h = &s->m->hp;
+    const int64_t B = UBATCH, E = h->n_embd, F = h->n_ff, KV = (int64_t)h->head_dim * h->n_head_kv;
+    const int64_t wide = TL_MAX(E, F), nth = tl_pool_size(s->pool);
+    const size_t kv_elems = (size_t)h->n_layer * s->n_ctx * (size_t)KV;
+    const int64_t acc_rows = s->m->output.type == TL_I2_S ? TL_MAX(wide, (int64_t)h->n_vocab) : wide;
+    s->row_tmp_len = wide;
+    void **bufs[] = {(void **)&s->x, (void **)&s->xn, (void **)&s->q, (void **)&s->k, (void **)&s->v, (void **)&s->att,
+                     (void **)&s->proj, (void **)&s->ff_g, (void **)&s->ff_u, (void **)&s->qa, (void **)&s->qa_scale,
+                     (void **)&s->qa_sum, (void **)&s->q8k, (void **)&s->q80, (void **)&s->f16r, (void **)&s->acc,
+                     (void **)&s->rope_cs, (void **)&s->scores, (void **)&s->qh, (void **)&s->row_tmp,
+                     (void **)&s->k_cache, (void **)&s->v_cache};
+    const size_t sizes[] = {B * E * 4, B * E * 4, B * E * 4, B * KV * 4, B * KV * 4, B * E * 4, B * E * 4, B * F * 4,
+                            B * F * 4, B * wide, B * 4, B * 4, (size_t)(B * (wide / 256 + 1)) * sizeof(tl_block_q8k),
+                            (size_t)(B * (wide / 32 + 1) * 34), B * wide * 4,
+                            (size_t)B * (size_t)acc_rows * 4, B * h->n_rot * 4,
+                            (size_t)nth * s->n_ctx * 4, (size_t)nth * h->head_dim * 4, (size_t)(nth * wide * 4),
+                            kv_elems * 2, kv_elems * 2};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *bufs[i] = tl_aligned_alloc(sizes[i]);
+        if (!*bufs[i])
+            return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %zu bytes of session memory (context %u)", sizes[i],
+                           s->n_ctx);
+    }
+    return TERNLM_OK;
+}
+
+ternlm_status ternlm_session_new(ternlm_model *m, const ternlm_session_params *params, ternlm_session **out,
+                                 ternlm_error *err) {
+    if (!m || !out) return tl_fail(err, TERNLM_ERR_ARG, "model and out must not be NULL");
+    *out = NULL;
+    if (!m->has_weights)
+        return tl_fail(err, TERNLM_ERR_MODEL, "this GGUF has no weights (a vocabulary-only file): it can tokenize but not run");
+    ternlm_session_params p = params ? *params : ternlm_session_params_default();
+    if (p.use_gpu) return tl_session_new_gpu(m, &p, out, err);
+    ternlm_session *s = calloc(1, sizeof *s);
+    if (!s) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    s->m = m;
+    s->n_ctx = p.n_ctx ? TL_MIN(p.n_ctx, m->hp.n_ctx_train) : TL_MIN(m->hp.n_ctx_train, 4096u);
+    s->kern = tl_kernels_best();
+    s->pool = tl_pool_new((int)(p.n_threads ? p.n_threads : tl_physical_cores()));
+    ternlm_status st = s->pool ? alloc_scratch(s, err) : tl_fail(err, TERNLM_ERR_NOMEM, "cannot start threads");
+    if (st) {
+        ternlm_session_free(s);
+        return st;
+    }
+    *out = s;
+    return TERNLM_OK;
+}
+
+void ternlm_session_free(ternlm_session *s) {
+    if (!s) return;
+    if (s->gpu) {
+        tl_session_free_gpu(s);
+        return;
+    }
+    void *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->proj, s->ff_g, s->ff_u, s->qa, s->qa_scale, s->qa_sum,
+                    s->q8k, s->q80, s->f16r, s->acc, s->rope_cs, s->scores, s->qh, s->row_tmp, s->k_cache, s->v_cache};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tl_aligned_free(bufs[i]);
+    free(s->logits);
+    tl_pool_free(s->pool);
+    free(s);
+}
+
+static ternlm_status check_tokens(const ternlm_session *s, const int32_t *tokens, size_t n, ternlm_error *err) {
+    if (n > s->n_ctx - s->pos)
+        return tl_fail(err, TERNLM_ERR_CONTEXT_FULL, "context full: %u of %u positions used, %zu more requested",
+                       s->pos, s->n_ctx, n);
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= s->m->hp.n_vocab)
+            return tl_fail(err, TERNLM_ERR_ARG, "token id %d at index %zu is outside the vocabulary (0..%u)", tokens[i],
+                           i, s->m->hp.n_vocab - 1);
+    return TERNLM_OK;
+}
+
+static ternlm_status reserve_logits(ternlm_session *s, size_t rows, ternlm_error *err) {
+    const size_t need = rows * s->m->hp.n_vocab;
+    if (need > s->logits_cap) {
+        float *p = realloc(s->logits, need * sizeof *p);
+        if (!p) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate logits for %zu positions", rows);
+        s->logits = p;
+        s->logits_cap = need;
+    }
+    return TERNLM_OK;
+}
+
+ternlm_status ternlm_session_eval(ternlm_session *s, const int32_t *tokens, size_t n, int which, ternlm_error *err) {
+    if (!s || (!tokens && n)) return tl_fail(err, TERNLM_ERR_ARG, "session and tokens must not be NULL");
+    if (which < TERNLM_LOGITS_LAST || which > TERNLM_LOGITS_NONE) return tl_fail(err, TERNLM_ERR_ARG, "bad logits mode %d", which);
+    s->logits_rows = 0;
+    if (n == 0) return TERNLM_OK;
+    ternlm_status st = check_tokens(s, tokens, n, err);
+    if (!st) st = reserve_logits(s, which == TERNLM_LOGITS_ALL ? n : 1, err);
+    if (st) return st;
+    if (s->gpu) st = tl_gpu_eval(s, tokens, n, which, err);
+    for (size_t done = 0; done < n && !s->gpu && !st;) {
+        const int T = (int)TL_MIN((size_t)UBATCH, n - done);
+        const int last_chunk = done + (size_t)T == n;
+        int mode = which == TERNLM_LOGITS_ALL ? which : (last_chunk ? which : TERNLM_LOGITS_NONE);
+        float *dst = s->logits + (which == TERNLM_LOGITS_ALL ? done * s->m->hp.n_vocab : 0);
+        st = eval_batch(s, tokens + done, T, mode, dst);
+        done += (size_t)T;
+    }
+    if (!st) s->logits_rows = which == TERNLM_LOGITS_ALL ? n : (which == TERNLM_LOGITS_LAST ? 1 : 0);
+    return st;
+}
+
+const float *ternlm_session_logits(const ternlm_session *s, int i) {
+    if (!s || !s->logits_rows) return NULL;
+    if (i < 0) i = (int)s->logits_rows - 1;
+    if ((size_t)i >= s->logits_rows) return NULL;
+    return s->logits + (size_t)i * s->m->hp.n_vocab;
+}
+
+uint32_t ternlm_session_pos(const ternlm_session *s) { return s ? s->pos : 0; }
+uint32_t ternlm_session_n_ctx(const ternlm_session *s) { return s ? s->n_ctx : 0; }
+uint64_t ternlm_session_tokens_evaluated(const ternlm_session *s) { return s ? s->n_evaluated : 0; }
+const char *ternlm_session_backend(const ternlm_session *s) { return !s ? "" : s->gpu ? "cuda" : s->kern->name; }
+uint32_t ternlm_session_threads(const ternlm_session *s) { return s && !s->gpu ? (uint32_t)tl_pool_size(s->pool) : 1; }
+
+ternlm_status ternlm_session_rewind(ternlm_session *s, uint32_t pos, ternlm_error *err) {
+    if (!s) return tl_fail(err, TERNLM_ERR_ARG, "session is NULL");
+    if (pos > s->pos) return tl_fail(err, TERNLM_ERR_ARG, "cannot rewind forward (to %u, at %u)", pos, s->pos);
+    s->pos = pos; /* later positions are overwritten before they are read */
+    s->logits_rows = 0;
+    return TERNLM_OK;
+}

@@ -1,0 +1,23 @@
+/* The only place that talks to the operating system: files, clocks, randomness, CPU facts. */
+#ifndef TERNLM_PLATFORM_H
+#define TERNLM_PLATFORM_H
+
+#include <stdint.h>
+
+#include "internal.h"
+
+typedef struct tl_mapped_file {
+    const uint8_t *data;
+    uint64_t size;
+    int is_mmap;     /* 1: munmap on close; 0: an aligned heap copy (targets without mmap) */
+} tl_mapped_file;
+
+/* Map (or, without mmap, read) a whole file. Sizes and offsets stay 64-bit until checked. */
+ternlm_status tl_file_map(const char *path, tl_mapped_file *out, ternlm_error *err);
+void tl_file_unmap(tl_mapped_file *f);
+
+double tl_now_seconds(void);                 /* monotonic */
+uint64_t tl_random_u64(void);                /* from the OS (getrandom, WASI random_get, ...) */
+uint32_t tl_physical_cores(void);
+
+#endif

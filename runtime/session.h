@@ -1,0 +1,40 @@
+/* The session object shared by the CPU forward pass and the GPU backend hooks. */
+#ifndef TERNLM_SESSION_H
+#define TERNLM_SESSION_H
+
+#include "../simd/kernels.h"
+#include "model.h"
+#include "threads.h"
+
+struct ternlm_session {
+    ternlm_model *m;
+    uint32_t n_ctx, pos;
+    uint64_t n_evaluated;
+    const tl_kernels *kern;
+    tl_pool *pool;
+
+    /* KV cache, f16: [layer][position][kv_dim] */
+    uint16_t *k_cache, *v_cache;
+
+    /* scratch for one micro-batch (rows of n_embd or n_ff floats per token) */
+    float *x, *xn, *q, *k, *v, *att, *proj, *ff_g, *ff_u, *f16r, *rope_cs, *scores, *qh, *row_tmp;
+    int64_t row_tmp_len;
+    int8_t *qa;
+    float *qa_scale;
+    int32_t *qa_sum, *acc;
+    tl_block_q8k *q8k;
+    uint8_t *q80;
+
+    float *logits;
+    size_t logits_cap, logits_rows;
+
+    void *gpu; /* non-NULL when the session runs on the GPU backend */
+};
+
+/* GPU backend hooks (native/cuda/ when built with TERNLM_CUDA, otherwise a stub that reports why). */
+ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, ternlm_session **out,
+                                 ternlm_error *err);
+void tl_session_free_gpu(ternlm_session *s);
+ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, int which, ternlm_error *err);
+
+#endif

@@ -1,0 +1,54 @@
+/* CPU kernels behind one dispatch table. `scalar` is the reference and is always built; every fast
+ * path must equal it bit for bit in its integer part (../shared/specs/quant-formats.md §9). */
+#ifndef TERNLM_KERNELS_H
+#define TERNLM_KERNELS_H
+
+#include <stdint.h>
+
+/* Q8_K activation block: 256 int8 values with an f32 scale (negative for positive maxima) and
+ * per-16 sums. */
+typedef struct tl_block_q8k {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];
+} tl_block_q8k;
+
+typedef struct tl_kernels {
+    const char *name;
+
+    /* Per-token int8 absmax quantization of n floats (bitnet.cpp rule): q, 127/max as *scale, Σq. */
+    void (*quantize_i8)(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum);
+    /* Q8_K quantization of n floats (n % 256 == 0) into n/256 blocks. */
+    void (*quantize_q8k)(const float *x, int64_t n, tl_block_q8k *y);
+
+    /* I2_S rows [r0, r1) of a weight whose rows hold n codes (n % 128 == 0), times T int8 activation
+     * rows (q + t*n). Writes the exact integer Σ code·q to acc[t*acc_stride + r]. */
+    void (*i2s_gemm)(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T,
+                     int32_t *acc, int64_t acc_stride);
+    /* TQ2_0 / TQ1_0 row (n % 256 == 0) · Q8_K activations: Σ_b (float)sumi_b · (d_act · d_w). */
+    float (*dot_tq2)(const uint8_t *row, const tl_block_q8k *a, int64_t n);
+    float (*dot_tq1)(const uint8_t *row, const tl_block_q8k *a, int64_t n);
+
+    /* Float dots: f16 or f32 weights times f32 activations. The scalar reference accumulates the
+     * f32 products in double, as ggml's scalar vec_dot_f16 and the fixture references do. */
+    float (*dot_f16)(const uint16_t *w, const float *x, int64_t n);
+    float (*dot_f32)(const float *w, const float *x, int64_t n);
+    /* Q8_0 weights · Q8_0-quantized activations (head re-quantized with --head-quant q8_0). */
+    float (*dot_q8_0)(const uint8_t *w, const uint8_t *a, int64_t n);
+    /* Attention output: out[d] = Σ_p prob[p] · f16(V[p·stride + d]) for d < hd. */
+    void (*attn_pv)(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd);
+} tl_kernels;
+
+/* The table for this CPU, honouring TERNLM_KERNELS. Never NULL (falls back to scalar). */
+const tl_kernels *tl_kernels_best(void);
+/* A path by name, or NULL when this build or CPU cannot run it. */
+const tl_kernels *tl_kernels_by_name(const char *name);
+const tl_kernels *tl_kernels_scalar(void);
+
+/* Q8_0 activation quantization (ggml reference rule), used for the optional q8_0 head. */
+void tl_quantize_q8_0(const float *x, int64_t n, uint8_t *y);
+
+/* Every path compiled in, for tests: fills up to cap names, returns the count. */
+int tl_kernels_available(const tl_kernels **out, int cap);
+
+#endif

@@ -4,17 +4,27 @@
 
 #include "kernels.h"
 
+#include "paths.h"
+
+/* x86: a path is offered only when the CPU runs it. ARM and wasm paths are chosen at compile time. */
 #if defined(TERNLM_HAVE_AVX2)
-const tl_kernels *tl_kernels_avx2(void);
+static const tl_kernels *tl_kernels_avx2(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? tl_kernels_avx2_table() : NULL;
+}
 #endif
 #if defined(TERNLM_HAVE_AVX512)
-const tl_kernels *tl_kernels_avx512(void);
+static const tl_kernels *tl_kernels_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                   __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+               ? tl_kernels_avx512_table()
+               : NULL;
+}
 #endif
 #if defined(TERNLM_HAVE_NEON)
-const tl_kernels *tl_kernels_neon(void);
+static const tl_kernels *tl_kernels_neon(void) { return tl_kernels_neon_table(); }
 #endif
 #if defined(TERNLM_HAVE_WASM128)
-const tl_kernels *tl_kernels_wasm128(void);
+static const tl_kernels *tl_kernels_wasm128(void) { return tl_kernels_wasm128_table(); }
 #endif
 
 int tl_kernels_available(const tl_kernels **out, int cap) {

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "../runtime/tensor_types.h"
-#include "kernels.h"
+#include "paths.h"
 
 /* Round to nearest, ties to even, for |v| < 2^22 (the magic-number trick: no libm, same on every target). */
 static inline int32_t rne(float v) {
@@ -32,7 +32,7 @@ static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int3
     *sum = acc;
 }
 
-static void quantize_q8k(const float *x, int64_t n, tl_block_q8k *y) {
+void tl_scalar_quantize_q8k(const float *x, int64_t n, tl_block_q8k *y) {
     for (int64_t b = 0; b < n / 256; b++, x += 256) {
         float amax = 0, m = 0;
         for (int i = 0; i < 256; i++) {
@@ -154,7 +154,7 @@ void tl_quantize_q8_0(const float *x, int64_t n, uint8_t *y) {
 }
 
 static const tl_kernels k_scalar = {
-    "scalar", quantize_i8, quantize_q8k, i2s_gemm, dot_tq2, dot_tq1, dot_f16, dot_f32, dot_q8_0, attn_pv,
+    "scalar", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, dot_tq2, dot_tq1, dot_f16, dot_f32, dot_q8_0, attn_pv,
 };
 
 const tl_kernels *tl_kernels_scalar(void) { return &k_scalar; }

@@ -9,6 +9,8 @@ int cmd_chat(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -20,6 +22,8 @@ static const struct {
     {"inspect", cmd_inspect, "print a GGUF file's metadata, tensors and validation result"},
     {"logits", cmd_logits, "evaluate token ids and print or save the logits"},
     {"tokenize", cmd_tokenize, "turn text into token ids"},
+    {"bench", cmd_bench, "measure prompt and generation speed"},
+    {"synth", cmd_synth, "write a random-weight GGUF with a real model's shapes"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,275 @@
+/* ternlm bench: llama-bench-style prompt (ppN) and generation (tgN) throughput with medians over repetitions,
+ * the machine's memory read bandwidth and the generation roofline (--membw), and tokenizer MB/s (--tokenizer). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "args.h"
+#include "tensor_types.h"
+#include "ternlm.h"
+#include "threads.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n) {
+    double *s = malloc((size_t)n * sizeof *s);
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_d);
+    const double m = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    free(s);
+    return m;
+}
+
+/* ---- memory bandwidth: sum 64-bit words of a large buffer on every thread, best of several passes ---- */
+
+typedef struct bw_job {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sums[64];
+} bw_job;
+
+static void bw_task(void *ctx, int ith, int nth) {
+    bw_job *j = ctx;
+    const size_t a = j->n * (size_t)ith / (size_t)nth, b = j->n * (size_t)(ith + 1) / (size_t)nth;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = a;
+    for (; i + 4 <= b; i += 4) s0 += j->p[i], s1 += j->p[i + 1], s2 += j->p[i + 2], s3 += j->p[i + 3];
+    for (; i < b; i++) s0 += j->p[i];
+    j->sums[ith & 63] = s0 + s1 + s2 + s3;
+}
+
+static double measure_bandwidth(int threads) {
+    const size_t bytes = (size_t)1 << 30;
+    uint64_t *p = malloc(bytes);
+    if (!p) return 0;
+    for (size_t i = 0; i < bytes / 8; i++) p[i] = i;
+    tl_pool *pool = tl_pool_new(threads);
+    bw_job job = {p, bytes / 8, {0}};
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        const double t0 = now();
+        tl_pool_run(pool, bw_task, &job);
+        const double gbs = (double)bytes / (now() - t0) / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    tl_pool_free(pool);
+    free(p);
+    return best;
+}
+
+/* Bytes one generated token reads: every weight except an untied embedding table (one row is read). */
+static double bytes_per_token(const ternlm_model *m, int head_q8) {
+    const ternlm_model_info *info = ternlm_model_get_info(m);
+    double total = 0;
+    for (uint32_t i = 0; i < ternlm_model_tensor_count(m); i++) {
+        ternlm_tensor_info t;
+        ternlm_model_tensor(m, i, &t);
+        double b = (double)t.nbytes;
+        if (!strcmp(t.name, "token_embd.weight")) {
+            if (!info->head_tied) b = 0;
+            else if (head_q8 && !strcmp(t.type, "F16")) b = b / 2 * 34 / 32;
+        }
+        if (!strcmp(t.name, "output.weight") && head_q8 && !strcmp(t.type, "F16")) b = b / 2 * 34 / 32;
+        total += b;
+    }
+    return total;
+}
+
+/* ---- tokenizer throughput ---- */
+
+static int bench_tokenizer(const ternlm_model *m, const char *text_file, int reps, int json) {
+    size_t len = 0;
+    char *text = NULL;
+    if (text_file) {
+        FILE *f = fopen(text_file, "rb");
+        if (!f) {
+            fprintf(stderr, "ternlm bench: cannot open '%s'\n", text_file);
+            return EXIT_RUNTIME;
+        }
+        fseek(f, 0, SEEK_END);
+        len = (size_t)ftell(f);
+        fseek(f, 0, SEEK_SET);
+        text = malloc(len + 1);
+        if (fread(text, 1, len, f) != len) len = 0;
+        fclose(f);
+        if (len > (1u << 20)) len = 1u << 20; /* 1 MB, as the comparison script uses */
+    } else {
+        static const char para[] = "The quick brown fox jumps over the lazy dog. It's 2026, and 12345 BitNet models "
+                                   "run on CPUs everywhere!\n";
+        len = 1u << 20;
+        text = malloc(len);
+        for (size_t i = 0; i < len; i++) text[i] = para[i % (sizeof para - 1)];
+    }
+    size_t cap = len + 16, n = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    double *mbs = malloc((size_t)reps * sizeof *mbs);
+    ternlm_error err = {0};
+    for (int r = 0; r < reps; r++) {
+        const double t0 = now();
+        if (ternlm_tokenize(m, text, len, 0, ids, cap, &n, &err)) {
+            fprintf(stderr, "ternlm: %s\n", err.message);
+            return EXIT_RUNTIME;
+        }
+        mbs[r] = (double)len / 1e6 / (now() - t0);
+    }
+    const double med = median(mbs, reps);
+    if (json) {
+        printf("{\"test\":\"tokenize\",\"bytes\":%zu,\"tokens\":%zu,\"median_mbs\":%.3f,\"samples_mbs\":[", len, n, med);
+        for (int r = 0; r < reps; r++) printf("%s%.3f", r ? "," : "", mbs[r]);
+        printf("]}\n");
+    } else {
+        printf("tokenize: %zu bytes -> %zu tokens, median %.2f MB/s over %d runs (single thread)\n", len, n, med, reps);
+    }
+    free(ids);
+    free(mbs);
+    free(text);
+    return 0;
+}
+
+/* ---- model throughput ---- */
+
+typedef struct bench_cfg {
+    int pp, tg, threads, reps, json, membw, gpu, head_q8;
+} bench_cfg;
+
+static int run_test(ternlm_session *s, const int32_t *toks, int n, int batch, double *tps, ternlm_error *err) {
+    ternlm_session_rewind(s, 0, NULL);
+    const double t0 = now();
+    if (batch) {
+        if (ternlm_session_eval(s, toks, (size_t)n, TERNLM_LOGITS_LAST, err)) return 1;
+    } else {
+        for (int i = 0; i < n; i++)
+            if (ternlm_session_eval(s, &toks[i], 1, TERNLM_LOGITS_LAST, err)) return 1;
+    }
+    *tps = n / (now() - t0);
+    return 0;
+}
+
+static void report(const char *test, const bench_cfg *c, const char *backend, const double *v, int n, double roof) {
+    const double med = median(v, n);
+    double lo = v[0], hi = v[0];
+    for (int i = 1; i < n; i++) lo = v[i] < lo ? v[i] : lo, hi = v[i] > hi ? v[i] : hi;
+    if (c->json) {
+        printf("{\"test\":\"%s\",\"threads\":%d,\"kernels\":\"%s\",\"median_tps\":%.3f,\"min_tps\":%.3f,\"max_tps\":%.3f,"
+               "\"samples_tps\":[", test, c->threads, backend, med, lo, hi);
+        for (int i = 0; i < n; i++) printf("%s%.3f", i ? "," : "", v[i]);
+        printf("]");
+        if (roof > 0) printf(",\"roofline_tps\":%.3f,\"roofline_fraction\":%.3f", roof, med / roof);
+        printf("}\n");
+    } else {
+        printf("%-8s %3d threads  %-7s  median %8.2f tokens/s  (min %.2f, max %.2f, %d runs)", test, c->threads, backend,
+               med, lo, hi, n);
+        if (roof > 0) printf("  roofline %.2f -> %.0f%%", roof, 100 * med / roof);
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
+static int bench_model(ternlm_model *m, bench_cfg *c) {
+    ternlm_session_params sp = ternlm_session_params_default();
+    sp.n_threads = (uint32_t)c->threads;
+    sp.n_ctx = (uint32_t)(c->pp > c->tg ? c->pp : c->tg) + 8;
+    sp.use_gpu = c->gpu;
+    ternlm_session *s = NULL;
+    ternlm_error err = {0};
+    if (ternlm_session_new(m, &sp, &s, &err)) {
+        fprintf(stderr, "ternlm: %s\n", err.message);
+        return EXIT_RUNTIME;
+    }
+    c->threads = (int)ternlm_session_threads(s);
+    const char *backend = ternlm_session_backend(s);
+    const uint32_t nv = ternlm_model_get_info(m)->n_vocab;
+    const int n = c->pp > c->tg ? c->pp : c->tg;
+    int32_t *toks = malloc((size_t)n * sizeof *toks);
+    uint64_t r = 42;
+    for (int i = 0; i < n; i++) r = r * 6364136223846793005ull + 1, toks[i] = (int32_t)((r >> 33) % nv);
+    double *v = malloc((size_t)c->reps * sizeof *v), roof = 0, tmp;
+    int rc = 0;
+    if (c->membw && !c->gpu) {
+        const double gbs = measure_bandwidth(c->threads), bpt = bytes_per_token(m, c->head_q8);
+        roof = gbs * 1e9 / bpt;
+        if (c->json) printf("{\"test\":\"membw\",\"threads\":%d,\"read_gbs\":%.3f,\"bytes_per_token\":%.0f,\"roofline_tps\":%.3f}\n", c->threads, gbs, bpt, roof);
+        else printf("memory read bandwidth %.2f GB/s (%d threads); %.1f MB read per generated token -> roofline %.2f tokens/s\n", gbs, c->threads, bpt / 1e6, roof);
+    }
+    if (c->pp > 0) {
+        run_test(s, toks, c->pp < 16 ? c->pp : 16, 1, &tmp, &err); /* warm-up: page in the weights */
+        for (int i = 0; i < c->reps && !rc; i++) {
+            rc = run_test(s, toks, c->pp, 1, &v[i], &err);
+            if (!c->json) fprintf(stderr, "\rpp%d: run %d/%d %.2f tokens/s   ", c->pp, i + 1, c->reps, v[i]);
+        }
+        if (!c->json) fprintf(stderr, "\r%40s\r", "");
+        char name[32];
+        snprintf(name, sizeof name, "pp%d", c->pp);
+        if (!rc) report(name, c, backend, v, c->reps, 0);
+    }
+    if (c->tg > 0 && !rc) {
+        run_test(s, toks, 4, 0, &tmp, &err);
+        for (int i = 0; i < c->reps && !rc; i++) {
+            rc = run_test(s, toks, c->tg, 0, &v[i], &err);
+            if (!c->json) fprintf(stderr, "\rtg%d: run %d/%d %.2f tokens/s   ", c->tg, i + 1, c->reps, v[i]);
+        }
+        if (!c->json) fprintf(stderr, "\r%40s\r", "");
+        char name[32];
+        snprintf(name, sizeof name, "tg%d", c->tg);
+        if (!rc) report(name, c, backend, v, c->reps, roof);
+    }
+    if (rc) fprintf(stderr, "ternlm: %s\n", err.message);
+    free(v);
+    free(toks);
+    ternlm_session_free(s);
+    return rc ? EXIT_RUNTIME : 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_cfg c = {512, 128, 0, 5, 0, 0, 0, 0};
+    const char *model = NULL, *head_quant = NULL;
+    int tokenizer = 0;
+    const opt opts[] = {
+        {"--model", "-m", OPT_STR, &model, "GGUF model file"},
+        {"--n-prompt", "-p", OPT_INT, &c.pp, "prompt tokens, evaluated as one batch (default 512; 0 skips)"},
+        {"--n-gen", "-n", OPT_INT, &c.tg, "generated tokens, one at a time (default 128; 0 skips)"},
+        {"--threads", "-t", OPT_INT, &c.threads, "threads (default: physical cores)"},
+        {"--repetitions", "-r", OPT_INT, &c.reps, "repetitions per test (default 5)"},
+        {"--json", NULL, OPT_FLAG, &c.json, "one JSON object per line and test"},
+        {"--membw", NULL, OPT_FLAG, &c.membw, "measure memory bandwidth and print the generation roofline"},
+        {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0"},
+        {"--gpu", NULL, OPT_FLAG, &c.gpu, "benchmark the GPU backend"},
+        {"--tokenizer", NULL, OPT_FLAG, &tokenizer, "measure tokenizer MB/s on TEXT_FILE (1 MB) instead"},
+        {0},
+    };
+    const cmd_spec spec = {"bench", "-m FILE [-p 512] [-n 128] [-t N] [-r REPS] [--json] [--membw] | --tokenizer -m FILE [TEXT_FILE]",
+                           "Measure prompt processing (ppN) and generation (tgN) speed, llama-bench style.", opts, 1};
+    const char *pos[1];
+    int n_pos, rc = args_parse(&spec, argc, argv, pos, &n_pos);
+    if (rc) return rc == ARGS_HELP ? 0 : rc;
+    if (!model) {
+        fprintf(stderr, "ternlm bench: -m FILE is required\n");
+        return EXIT_USAGE;
+    }
+    if (c.pp < 0 || c.tg < 0 || c.reps < 1 || c.threads < 0 || (head_quant && strcmp(head_quant, "q8_0"))) {
+        fprintf(stderr, "ternlm bench: -p/-n must be >= 0, -r >= 1, --head-quant q8_0\n");
+        return EXIT_USAGE;
+    }
+    c.head_q8 = head_quant != NULL;
+    ternlm_model *m = NULL;
+    if ((rc = cli_open_model(model, NULL, c.head_q8, NULL, 0, &m))) return rc;
+    if (!c.json) {
+        const ternlm_model_info *i = ternlm_model_get_info(m);
+        printf("model %s: %s, %u layers, %s linears, %s head%s; CPU kernels %s\n", model, i->arch, i->n_layer,
+               i->weight_type, i->head_type, c.head_q8 ? " (re-quantized)" : "", ternlm_cpu_kernels());
+    }
+    rc = tokenizer ? bench_tokenizer(m, n_pos ? pos[0] : NULL, c.reps, c.json) : bench_model(m, &c);
+    ternlm_model_free(m);
+    return rc;
+}

@@ -1,0 +1,222 @@
+/* AVX2 kernels (compiled with -mavx2 -mfma -mf16c; selected only when the CPU has them).
+ * Integer results equal the scalar reference bit for bit; float sums may differ in order. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "../runtime/tensor_types.h"
+#include "paths.h"
+
+static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- activation quantization: the same bits as the scalar rule (RNE via cvtps under MXCSR's default) ---- */
+
+static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
+    __m256 vmax = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), absmask));
+    float m8[8];
+    _mm256_storeu_ps(m8, vmax);
+    double max = 1e-5;
+    for (int k = 0; k < 8; k++) max = (double)m8[k] > max ? (double)m8[k] : max;
+    for (; i < n; i++) max = fabs((double)x[i]) > max ? fabs((double)x[i]) : max;
+    const float s = (float)(127.0 / max);
+    const __m256 vs = _mm256_set1_ps(s);
+    __m256i acc = _mm256_setzero_si256();
+    i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+        __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vs));
+        __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 16), vs));
+        __m256i d = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 24), vs));
+        __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+        __m256i r = _mm256_packs_epi16(ab, cd); /* saturates to [-128, 127]: the clamp */
+        r = _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + i), r);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(r)), _mm256_set1_epi16(1)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(r, 1)), _mm256_set1_epi16(1)));
+    }
+    int32_t total = hsum_i32(acc);
+    for (; i < n; i++) {
+        const float v = x[i] * s;
+        int32_t r = (int32_t)lrintf(v);
+        r = r < -128 ? -128 : r > 127 ? 127 : r;
+        q[i] = (int8_t)r;
+        total += r;
+    }
+    *scale = s;
+    *sum = total;
+}
+
+/* ---- I2_S × int8 ---- */
+
+/* Σ code·q over one 128-element block for one token: 4 maddubs (u8 codes × i8 q) summed in i16
+ * (|lane| <= 4 · 2 · 2 · 128 = 2048), then widened. */
+static inline __m256i block_dot(__m256i w, const int8_t *x) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(w, 6), m3), c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), m3);
+    const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(w, 2), m3), c3 = _mm256_and_si256(w, m3);
+    __m256i s = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i *)x));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(x + 32))));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(x + 64))));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(x + 96))));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+
+static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,
+                     int64_t acc_stride) {
+    const int64_t nb = n / 128, row_bytes = n / 4;
+    int64_t r = r0;
+    if (T == 1) {
+        for (; r + 2 <= r1; r += 2) { /* two rows share each activation load */
+            const uint8_t *a = w + r * row_bytes, *b = a + row_bytes;
+            __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256();
+            for (int64_t k = 0; k < nb; k++) {
+                /* prefetch far ahead into L2 so memory latency overlaps the arithmetic */
+                if (!(k & 1)) {
+                    _mm_prefetch((const char *)(a + 32 * k + 2048), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(a + 32 * k + 8192), _MM_HINT_T1);
+                    _mm_prefetch((const char *)(b + 32 * k + 8192), _MM_HINT_T1);
+                }
+                sa = _mm256_add_epi32(sa, block_dot(_mm256_loadu_si256((const __m256i *)(a + 32 * k)), q + 128 * k));
+                sb = _mm256_add_epi32(sb, block_dot(_mm256_loadu_si256((const __m256i *)(b + 32 * k)), q + 128 * k));
+            }
+            acc[r] = hsum_i32(sa);
+            acc[r + 1] = hsum_i32(sb);
+        }
+    }
+    for (; r < r1; r++) {
+        const uint8_t *row = w + r * row_bytes;
+        for (int t0 = 0; t0 < T; t0 += 4) {
+            const int tn = T - t0 < 4 ? T - t0 : 4;
+            __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int64_t k = 0; k < nb; k++) {
+                const __m256i wv = _mm256_loadu_si256((const __m256i *)(row + 32 * k));
+                for (int t = 0; t < tn; t++) s[t] = _mm256_add_epi32(s[t], block_dot(wv, q + (int64_t)(t0 + t) * n + 128 * k));
+            }
+            for (int t = 0; t < tn; t++) acc[(int64_t)(t0 + t) * acc_stride + r] = hsum_i32(s[t]);
+        }
+    }
+}
+
+/* ---- TQ2_0 / TQ1_0 × Q8_K: Σ(q-1)·a = Σ q·a − Σ a (bsums) ---- */
+
+float tl_avx2_dot_tq2(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
+    float sum = 0;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t b = 0; b < n / 256; b++, row += 66) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(row + 32 * h));
+            const int8_t *x = a[b].qs + 128 * h;
+            for (int s = 0; s < 4; s++) {
+                const __m256i c = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), m3);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, _mm256_loadu_si256((const __m256i *)(x + 32 * s))),
+                                                              _mm256_set1_epi16(1)));
+            }
+        }
+        int32_t bs = 0;
+        for (int g = 0; g < 16; g++) bs += a[b].bsums[g];
+        const int32_t sumi = hsum_i32(acc) - bs;
+        sum += (float)sumi * (a[b].d * tl_f16_to_f32((uint16_t)(row[64] | row[65] << 8)));
+    }
+    return sum;
+}
+
+float tl_avx2_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
+    /* decode the base-3 bytes to codes once per block (the scalar trit rule), then a plain int dot */
+    float sum = 0;
+    for (int64_t b = 0; b < n / 256; b++, row += 54) {
+        uint8_t codes[256];
+        for (int e = 0; e < 160; e++) codes[e] = (uint8_t)tl_tq1_trit(row[e % 32], e / 32);
+        for (int e = 160; e < 240; e++) codes[e] = (uint8_t)tl_tq1_trit(row[32 + (e - 160) % 16], (e - 160) / 16);
+        for (int e = 240; e < 256; e++) codes[e] = (uint8_t)tl_tq1_trit(row[48 + (e - 240) % 4], (e - 240) / 4);
+        __m256i acc = _mm256_setzero_si256();
+        for (int k = 0; k < 8; k++)
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(codes + 32 * k)),
+                                                                               _mm256_loadu_si256((const __m256i *)(a[b].qs + 32 * k))),
+                                                          _mm256_set1_epi16(1)));
+        int32_t bs = 0;
+        for (int g = 0; g < 16; g++) bs += a[b].bsums[g];
+        sum += (float)(hsum_i32(acc) - bs) * (a[b].d * tl_f16_to_f32((uint16_t)(row[52] | row[53] << 8)));
+    }
+    return sum;
+}
+
+/* ---- float dots ---- */
+
+static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(w + i + 4096), _MM_HINT_T1);
+        s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 16))), _mm256_loadu_ps(x + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 24))), _mm256_loadu_ps(x + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), s0);
+    float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += tl_f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+static float dot_f32(const float *w, const float *x, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+    }
+    float s = hsum_ps(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+float tl_avx2_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++, w += 34, a += 34) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + 2)), av = _mm256_loadu_si256((const __m256i *)(a + 2));
+        /* signed × signed via sign tricks: |w| · (a · sign(w)) */
+        const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv));
+        const __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+        const float d = tl_f16_to_f32((uint16_t)(w[0] | w[1] << 8)) * tl_f16_to_f32((uint16_t)(a[0] | a[1] << 8));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d), acc);
+    }
+    return hsum_ps(acc);
+}
+
+void tl_avx2_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
+    int64_t d = 0;
+    for (; d + 8 <= hd; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t p = 0; p < n_pos; p++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(prob[p]), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + p * stride + d))), acc);
+        _mm256_storeu_ps(out + d, acc);
+    }
+    for (; d < hd; d++) {
+        float acc = 0;
+        for (int64_t p = 0; p < n_pos; p++) acc += prob[p] * tl_f16_to_f32(v[p * stride + d]);
+        out[d] = acc;
+    }
+}
+
+static const tl_kernels k_avx2 = {
+    "avx2", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16, dot_f32,
+    tl_avx2_dot_q8_0, tl_avx2_attn_pv,
+};
+
+const tl_kernels *tl_kernels_avx2_table(void) { return &k_avx2; }

@@ -1,0 +1,150 @@
+/* Every fast kernel path against the scalar reference on random data at awkward sizes: integer results
+ * (I2_S sums, activation codes, scales, Q8_K blocks) must match bit for bit; float dots within rounding. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels.h"
+#include "tensor_types.h"
+
+static uint64_t g_rng = 88172645463325252ull;
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 11);
+}
+static float frand(void) { return (float)(rnd() % 2000001) / 1000000.0f - 1.0f; }
+
+/* activation rows with outliers and all-zero rows */
+static void fill_act(float *x, int64_t n, int kind) {
+    for (int64_t i = 0; i < n; i++) x[i] = kind == 2 ? 0.0f : frand() * (kind == 1 ? 0.01f : 3.0f);
+    if (kind == 1) x[rnd() % n] = 50.0f;
+}
+
+static void test_i2s(const tl_kernels *k, const tl_kernels *ref) {
+    static const int64_t ns[] = {128, 256, 384, 640, 2560, 6912};
+    static const int Ts[] = {1, 2, 3, 5, 8, 9, 17};
+    static const int64_t rows[] = {1, 3, 17};
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)
+            for (size_t c = 0; c < sizeof rows / sizeof rows[0]; c++) {
+                const int64_t n = ns[a], R = rows[c];
+                const int T = Ts[b];
+                uint8_t *w = malloc((size_t)(R * n / 4));
+                for (int64_t i = 0; i < R * n / 4; i++) {
+                    uint8_t v = 0;
+                    for (int s = 0; s < 4; s++) v = (uint8_t)(v << 2 | rnd() % 3);
+                    w[i] = v;
+                }
+                float *x = malloc((size_t)(T * n) * 4);
+                int8_t *qa = malloc((size_t)(T * n)), *qb = malloc((size_t)(T * n));
+                float sa[32], sb[32];
+                int32_t ua[32], ub[32];
+                int32_t *acc_a = calloc((size_t)(T * R), 4), *acc_b = calloc((size_t)(T * R), 4);
+                for (int t = 0; t < T; t++) {
+                    fill_act(x + t * n, n, t % 3);
+                    ref->quantize_i8(x + t * n, n, qa + t * n, &sa[t], &ua[t]);
+                    k->quantize_i8(x + t * n, n, qb + t * n, &sb[t], &ub[t]);
+                }
+                int same_q = 1;
+                for (int t = 0; t < T; t++) same_q &= sa[t] == sb[t] && ua[t] == ub[t];
+                ref->i2s_gemm(w, n, 0, R, qa, T, acc_a, R);
+                /* split the rows like the thread pool does: [0, R/2) and [R/2, R) */
+                k->i2s_gemm(w, n, 0, R / 2, qb, T, acc_b, R);
+                k->i2s_gemm(w, n, R / 2, R, qb, T, acc_b, R);
+                CHECK(same_q, "%s quantize_i8 n=%lld: scale or sum differs", k->name, (long long)n);
+                CHECK(!memcmp(acc_a, acc_b, (size_t)(T * R) * 4), "%s i2s_gemm n=%lld T=%d rows=%lld differs", k->name,
+                      (long long)n, T, (long long)R);
+                free(w), free(x), free(qa), free(qb), free(acc_a), free(acc_b);
+            }
+}
+
+static void test_q8k_tq(const tl_kernels *k, const tl_kernels *ref) {
+    for (int64_t n = 256; n <= 2048; n += 768) {
+        float *x = malloc((size_t)n * 4);
+        fill_act(x, n, 0);
+        x[5] = -7.0f; /* a negative maximum: d < 0 must be kept */
+        tl_block_q8k *a = malloc((size_t)(n / 256) * sizeof *a), *b = malloc((size_t)(n / 256) * sizeof *b);
+        ref->quantize_q8k(x, n, a);
+        k->quantize_q8k(x, n, b);
+        CHECK(!memcmp(a, b, (size_t)(n / 256) * sizeof *a), "%s quantize_q8k n=%lld", k->name, (long long)n);
+        const size_t nb = (size_t)(n / 256);
+        uint8_t *tq2 = malloc(nb * 66 + 66), *tq1 = malloc(nb * 54 + 54);
+        for (size_t bl = 0; bl < nb; bl++) {
+            uint8_t *p2 = tq2 + 66 * bl, *p1 = tq1 + 54 * bl;
+            for (int i = 0; i < 64; i++) { /* codes 0..2 only */
+                uint8_t v = 0;
+                for (int s = 0; s < 4; s++) v = (uint8_t)(v << 2 | rnd() % 3);
+                p2[i] = v;
+            }
+            p2[64] = 0x00, p2[65] = 0x38; /* d = 0.5 */
+            for (int i = 0; i < 52; i++) p1[i] = (uint8_t)rnd();
+            p1[52] = 0x00, p1[53] = 0x3C;
+        }
+        const float r2 = ref->dot_tq2(tq2, a, n), f2 = k->dot_tq2(tq2, b, n);
+        const float r1 = ref->dot_tq1(tq1, a, n), f1 = k->dot_tq1(tq1, b, n);
+        CHECK(fabsf(r2 - f2) <= 1e-5f * (1 + fabsf(r2)), "%s dot_tq2: %g vs %g", k->name, f2, r2);
+        CHECK(fabsf(r1 - f1) <= 1e-5f * (1 + fabsf(r1)), "%s dot_tq1: %g vs %g", k->name, f1, r1);
+        free(x), free(a), free(b), free(tq2), free(tq1);
+    }
+}
+
+static void test_float(const tl_kernels *k, const tl_kernels *ref) {
+    static const int64_t ns[] = {1, 7, 31, 64, 100, 2560, 4099};
+    for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+        const int64_t n = ns[c];
+        float *x = malloc((size_t)n * 4), *wf = malloc((size_t)n * 4);
+        uint16_t *wh = malloc((size_t)n * 2);
+        double mag = 0;
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = frand();
+            wf[i] = frand();
+            wh[i] = tl_f32_to_f16(frand());
+            mag += fabs((double)x[i]);
+        }
+        const float a16 = ref->dot_f16(wh, x, n), b16 = k->dot_f16(wh, x, n);
+        const float a32 = ref->dot_f32(wf, x, n), b32 = k->dot_f32(wf, x, n);
+        CHECK(fabs(a16 - b16) <= 1e-5 * (1 + mag), "%s dot_f16 n=%lld: %g vs %g", k->name, (long long)n, b16, a16);
+        CHECK(fabs(a32 - b32) <= 1e-5 * (1 + mag), "%s dot_f32 n=%lld: %g vs %g", k->name, (long long)n, b32, a32);
+        if (n % 32 == 0) {
+            uint8_t *qw = malloc((size_t)(n / 32 * 34)), *qx = malloc((size_t)(n / 32 * 34));
+            tl_quantize_q8_0(wf, n, qw);
+            tl_quantize_q8_0(x, n, qx);
+            const float a8 = ref->dot_q8_0(qw, qx, n), b8 = k->dot_q8_0(qw, qx, n);
+            CHECK(fabs(a8 - b8) <= 1e-5 * (1 + mag), "%s dot_q8_0 n=%lld: %g vs %g", k->name, (long long)n, b8, a8);
+            free(qw), free(qx);
+        }
+        free(x), free(wf), free(wh);
+    }
+    /* attention P·V over a cache with a stride */
+    for (int64_t npos = 1; npos <= 300; npos += 37) {
+        const int64_t hd = 40, stride = 96;
+        uint16_t *v = malloc((size_t)(npos * stride) * 2);
+        float *p = malloc((size_t)npos * 4), oa[40], ob[40];
+        for (int64_t i = 0; i < npos * stride; i++) v[i] = tl_f32_to_f16(frand());
+        for (int64_t i = 0; i < npos; i++) p[i] = (float)(rnd() % 1000) / 1000.0f / (float)npos;
+        ref->attn_pv(oa, p, v + 8, npos, stride, hd);
+        k->attn_pv(ob, p, v + 8, npos, stride, hd);
+        int bad = 0;
+        for (int d = 0; d < hd; d++) bad += fabsf(oa[d] - ob[d]) > 1e-5f;
+        CHECK(bad == 0, "%s attn_pv npos=%lld: %d outputs differ", k->name, (long long)npos, bad);
+        free(v), free(p);
+    }
+}
+
+int main(void) {
+    const tl_kernels *all[8];
+    const int n = tl_kernels_available(all, 8);
+    const tl_kernels *ref = tl_kernels_scalar();
+    printf("kernel paths on this machine:");
+    for (int i = 0; i < n; i++) printf(" %s", all[i]->name);
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        test_i2s(all[i], ref);
+        test_q8k_tq(all[i], ref);
+        test_float(all[i], ref);
+    }
+    return check_summary();
+}

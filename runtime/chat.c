@@ -1,9 +1,11 @@
 /* Chat formats. bitnet-b1.58 uses Microsoft's reference format (tokenizers.md §8): every piece is encoded
  * separately with special-token parsing off, so user text can never forge a turn. Other models use the
  * Llama 3 or ChatML layout when their vocabulary has those header tokens, else the same plain format. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jinja.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "unicode.h"
@@ -45,6 +47,65 @@ static int32_t special_id(const tl_tokenizer *t, const char *text) {
     return id >= 0 && (t->type[id] == TL_TT_CONTROL || t->type[id] == TL_TT_USER) ? id : -1;
 }
 
+/* NUL-terminated text of a special token, or "" */
+static void token_text(const tl_tokenizer *t, int32_t id, char *buf, size_t cap) {
+    buf[0] = 0;
+    if (id >= 0) snprintf(buf, cap, "%.*s", (int)t->text[id].len, t->text[id].p);
+}
+
+static int render_template(const ternlm_model *m, const char *tmpl, size_t len, const ternlm_chat_message *msgs,
+                           size_t n, int add_generation_prompt, tl_jinja_text *out, char *why, size_t why_cap) {
+    char bos[128], eos[128];
+    token_text(m->tok, m->tok->bos, bos, sizeof bos);
+    token_text(m->tok, m->tok->eos, eos, sizeof eos);
+    tl_jinja_msg *jm = malloc((n ? n : 1) * sizeof *jm);
+    if (!jm) return 0;
+    for (size_t i = 0; i < n; i++) jm[i] = (tl_jinja_msg){msgs[i].role, msgs[i].content};
+    const int ok = tl_jinja_render(tmpl, len, jm, n, bos, eos, add_generation_prompt, out, why, why_cap);
+    free(jm);
+    return ok;
+}
+
+/* Models other than bitnet-b1.58 with a template in the file: render it, then tokenize the template text with
+ * special tokens parsed and every message's content as plain text. */
+static int render_with_file_template(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n, int add_assistant,
+                                     tl_ids *ids) {
+    size_t len;
+    const char *tmpl = ternlm_model_meta_string(m, "tokenizer.chat_template", &len);
+    if (!tmpl || !strncmp(m->arch, "bitnet", 6)) return 0;
+    tl_jinja_text out;
+    char why[256];
+    if (!render_template(m, tmpl, len, msgs, n, add_assistant, &out, why, sizeof why)) {
+        tl_log(&m->log, "warning: %s; using the built-in chat format", why);
+        return 0;
+    }
+    for (size_t i = 0; i < out.n; i++) tl_tokenizer_encode(m->tok, out.seg[i].p, out.seg[i].len, !out.seg[i].user, ids);
+    tl_jinja_text_free(&out);
+    return 1;
+}
+
+ternlm_status ternlm_chat_template_render(const ternlm_model *m, const char *tmpl, const ternlm_chat_message *msgs,
+                                          size_t n, int add_generation_prompt, char *buf, size_t cap, size_t *n_out,
+                                          ternlm_error *err) {
+    if (!m || !m->tok || !n_out || (!msgs && n)) return tl_fail(err, TERNLM_ERR_ARG, "model (with a tokenizer), messages and n_out are required");
+    size_t len = tmpl ? strlen(tmpl) : 0;
+    if (!tmpl && !(tmpl = ternlm_model_meta_string(m, "tokenizer.chat_template", &len)))
+        return tl_fail(err, TERNLM_ERR_TEMPLATE, "the model has no tokenizer.chat_template");
+    tl_jinja_text out;
+    char why[256];
+    if (!render_template(m, tmpl, len, msgs, n, add_generation_prompt, &out, why, sizeof why))
+        return tl_fail(err, TERNLM_ERR_TEMPLATE, "%s", why);
+    size_t o = 0;
+    for (size_t i = 0; i < out.n; i++) {
+        if (o + out.seg[i].len < cap) memcpy(buf + o, out.seg[i].p, out.seg[i].len);
+        o += out.seg[i].len;
+    }
+    tl_jinja_text_free(&out);
+    if (buf && cap) buf[o < cap ? o : cap - 1] = 0;
+    *n_out = o;
+    return o < cap ? TERNLM_OK : tl_fail(err, TERNLM_ERR_ARG, "%zu bytes do not fit in a buffer of %zu", o + 1, cap);
+}
+
 static ternlm_status render(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n, int add_assistant,
                             tl_ids *ids, ternlm_error *err) {
     const tl_tokenizer *t = m->tok;
@@ -56,6 +117,7 @@ static ternlm_status render(const ternlm_model *m, const ternlm_chat_message *ms
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content || !role_header(msgs[i].role))
             return tl_fail(err, TERNLM_ERR_ARG, "message %zu: role must be system, user or assistant, with content", i);
+    if (render_with_file_template(m, msgs, n, add_assistant, ids)) return TERNLM_OK;
     if (t->bos >= 0 && !chatml) tl_ids_push(ids, t->bos);
     for (size_t i = 0; i < n; i++) {
         const char *c = msgs[i].content;

@@ -88,9 +88,7 @@ double tl_now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-#if defined(__linux__) && !defined(__EMSCRIPTEN__)
-#include <sys/random.h>
-#endif
+#include <sys/random.h> /* getrandom (Linux), getentropy (WASI, Emscripten) */
 
 uint64_t tl_random_u64(void) {
     uint64_t v = 0;

@@ -78,7 +78,7 @@ static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const 
     }
 }
 
-static float dot_tq2(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
+float tl_scalar_dot_tq2(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
     float sum = 0;
     for (int64_t b = 0; b < n / 256; b++, row += 66) {
         int32_t sumi = 0;
@@ -93,7 +93,7 @@ static float dot_tq2(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
     return sum;
 }
 
-static float dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
+float tl_scalar_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
     float sum = 0;
     for (int64_t b = 0; b < n / 256; b++, row += 54) {
         int32_t sumi = 0;
@@ -122,7 +122,7 @@ static float dot_f32(const float *w, const float *x, int64_t n) {
     return s;
 }
 
-static float dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+float tl_scalar_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
     float s = 0;
     for (int64_t b = 0; b < n / 32; b++, w += 34, a += 34) {
         int32_t sumi = 0;
@@ -154,7 +154,7 @@ void tl_quantize_q8_0(const float *x, int64_t n, uint8_t *y) {
 }
 
 static const tl_kernels k_scalar = {
-    "scalar", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, dot_tq2, dot_tq1, dot_f16, dot_f32, dot_q8_0, attn_pv,
+    "scalar", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32, tl_scalar_dot_q8_0, attn_pv,
 };
 
 const tl_kernels *tl_kernels_scalar(void) { return &k_scalar; }

@@ -90,5 +90,27 @@ expect_rc 2 "logits bad ids" -- "$T" logits -m "$F/llama-stories260k.gguf" --tok
 expect_rc 1 "logits id out of range" -- "$T" logits -m "$F/llama-stories260k.gguf" --tokens 1,99999
 contains "$tmp/err" "outside the vocabulary" "out-of-range id message"
 
+# chat: multi-turn from stdin; /reset and /exit; each turn reports what it evaluated
+printf 'Hello\nHow are you?\n/reset\nHi again\n/exit\n' | "$T" chat -m "$F/b158-llama3-i2s.gguf" -n 4 --temp 0 -v >"$tmp/out" 2>"$tmp/err"
+[ $? = 0 ] && ok || bad "chat exit code"
+contains "$tmp/err" "(conversation cleared)" "chat /reset"
+[ "$(grep -o '\[turn:' "$tmp/err" | wc -l)" = 3 ] && ok || bad "chat: three turns expected"
+# turn 2 evaluates fewer tokens than the context then holds: turn 1 is not evaluated again
+line2=$(grep -o '\[turn:[^]]*' "$tmp/err" | sed -n 2p)
+evaluated=$(echo "$line2" | sed 's/.* \([0-9]*\) evaluated.*/\1/')
+context=$(echo "$line2" | sed 's/.*context \([0-9]*\)\/.*/\1/')
+[ -n "$evaluated" ] && [ "$evaluated" -lt "$context" ] && ok || bad "chat turn 2 evaluated $evaluated tokens for a context of $context"
+
+# synth + bench: a real-shaped random model and llama-bench style JSON
+expect_rc 0 "synth tiny" -- "$T" synth --shape tiny --out "$tmp/tiny.gguf" --seed 3
+expect_rc 0 "inspect synth" -- "$T" inspect --check-tensors "$tmp/tiny.gguf"
+contains "$tmp/out" "validation: ok" "synthetic model validates"
+expect_rc 0 "bench --json" -- "$T" bench -m "$tmp/tiny.gguf" -p 16 -n 4 -r 2 --json
+contains "$tmp/out" '"test":"pp16"' "bench pp line"
+contains "$tmp/out" '"median_tps":' "bench median"
+expect_rc 0 "bench --tokenizer" -- "$T" bench --tokenizer -m "$S/fixtures/tokenizer/llama3-vocab.gguf" -r 1
+contains "$tmp/out" "MB/s" "tokenizer throughput"
+expect_rc 2 "synth bad shape" -- "$T" synth --shape 9b --out "$tmp/x.gguf"
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

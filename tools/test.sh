@@ -10,7 +10,7 @@ JOBS=$(nproc)
 log() { printf '\n=== %s\n' "$*"; }
 
 install_deps() {
-  local pkgs=(cmake ninja-build gcc make)
+  local pkgs=(cmake ninja-build gcc make clang-14 libclang-rt-14-dev)
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
@@ -35,7 +35,25 @@ sanitized() {
     ctest --test-dir build-san --output-on-failure -j "$JOBS"
 }
 
+fuzz() {
+  log "libFuzzer: tokenizer and GGUF reader (bounded runs; regression corpora in tests/fuzz/)"
+  CC=clang-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTERNLM_FUZZ=ON >/dev/null
+  cmake --build build-fuzz -j "$JOBS" --target fuzz_tokenizer fuzz_gguf
+  local tmp
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/tok" "$tmp/gguf"
+  # seeds for the GGUF fuzzer: the first 4 KB of every fixture (kept outside the repository)
+  for f in ../shared/fixtures/*.gguf ../shared/fixtures/tokenizer/*.gguf; do head -c 4096 "$f" >"$tmp/gguf/$(basename "$f")"; done
+  (cd "$tmp" && "$ROOT/build-fuzz/tests/fuzz_tokenizer" -max_total_time="${TERNLM_FUZZ_SECONDS:-30}" -max_len=2048 \
+      tok "$ROOT/tests/fuzz/corpus-tokenizer") 2>&1 | tail -2
+  (cd "$tmp" && "$ROOT/build-fuzz/tests/fuzz_gguf" -max_total_time="${TERNLM_FUZZ_SECONDS:-30}" -max_len=8192 \
+      gguf "$ROOT/tests/fuzz/corpus-gguf") 2>&1 | tail -2
+  rm -rf "$tmp"
+  echo "fuzz: 2 passed, 0 failed"
+}
+
 install_deps
 native
 sanitized
+fuzz
 log "all tests passed"

@@ -28,3 +28,5 @@ add_test([=[conformance_neon]=] "/work/main/build/tests/test_conformance" "file"
 set_tests_properties([=[conformance_neon]=] PROPERTIES  ENVIRONMENT "TERNLM_KERNELS=neon" SKIP_RETURN_CODE "77" _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;27;add_test;/work/main/tests/CMakeLists.txt;0;")
 add_test([=[conformance_wasm128]=] "/work/main/build/tests/test_conformance" "file")
 set_tests_properties([=[conformance_wasm128]=] PROPERTIES  ENVIRONMENT "TERNLM_KERNELS=wasm128" SKIP_RETURN_CODE "77" _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;27;add_test;/work/main/tests/CMakeLists.txt;0;")
+add_test([=[chat]=] "/work/main/build/tests/test_chat")
+set_tests_properties([=[chat]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;31;add_test;/work/main/tests/CMakeLists.txt;0;")

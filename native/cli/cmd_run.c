@@ -24,6 +24,12 @@ static void on_sigint(int sig) {
     g_abort = 1;
 }
 
+static void catch_interrupt(void) {
+#if !defined(__wasi__)
+    signal(SIGINT, on_sigint); /* WASI has no signals: the host ends the process */
+#endif
+}
+
 static void defaults(gen_opts *o) {
     memset(o, 0, sizeof *o);
     const ternlm_sampler_params sp = ternlm_sampler_params_default();
@@ -185,7 +191,7 @@ int cmd_run(int argc, char **argv) {
         fwrite(prompt, 1, plen, stdout);
         fflush(stdout);
     }
-    signal(SIGINT, on_sigint);
+    catch_interrupt();
     ternlm_generate_params gp = {0};
     gp.max_tokens = o.n_predict;
     gp.ignore_eos = o.ignore_eos;
@@ -257,7 +263,7 @@ int cmd_chat(int argc, char **argv) {
         rc = EXIT_RUNTIME;
         goto done;
     }
-    signal(SIGINT, on_sigint);
+    catch_interrupt();
     fprintf(stderr, "ternlm chat: /reset starts over, /exit quits, Ctrl-C stops a reply.\n");
     for (;;) {
         fprintf(stderr, "\n> ");

@@ -305,6 +305,12 @@ ternlm_status ternlm_chat_tokens(const ternlm_model *model, const ternlm_chat_me
                                  int add_assistant, int32_t *out, size_t cap, size_t *n_out,
                                  ternlm_error *err);
 
+/* Render a chat template (NULL: the model's tokenizer.chat_template) with the built-in Jinja subset, for
+ * inspection and tests. Fails with TERNLM_ERR_TEMPLATE naming any unsupported construct. */
+ternlm_status ternlm_chat_template_render(const ternlm_model *model, const char *tmpl, const ternlm_chat_message *msgs,
+                                          size_t n_msgs, int add_generation_prompt, char *buf, size_t cap,
+                                          size_t *n_out, ternlm_error *err);
+
 /* A conversation bound to a session and sampler. Each ternlm_chat_send() appends the user turn, evaluates
  * only tokens the KV cache does not hold yet, and streams the reply through gp->on_token. */
 typedef struct ternlm_chat ternlm_chat;

@@ -1,0 +1,12 @@
+# AArch64 Linux cross build; tests run under qemu user-mode emulation.
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
+set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+if(NOT DEFINED TERNLM_QEMU_CPU)
+  set(TERNLM_QEMU_CPU max)
+endif()
+set(CMAKE_CROSSCOMPILING_EMULATOR "qemu-aarch64-static;-cpu;${TERNLM_QEMU_CPU};-L;/usr/aarch64-linux-gnu")

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// A wasmtime-like runner for ternlm.wasm (WASI preview1) on Node's node:wasi.
+//
+//   node node/ternlm-wasi.mjs [--dir=HOST[::GUEST]]... [--env=NAME=VALUE]... ternlm.wasm ARGS...
+//
+// Like `wasmtime run --dir . ternlm.wasm run -m model.gguf -p "..."`: every --dir preopens a host folder
+// (under its own name, or GUEST). Without --dir the current folder is preopened as ".". The module's exit
+// code becomes the process's.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import process from 'node:process';
+import { WASI } from 'node:wasi';
+
+function usage(code) {
+  process.stderr.write('usage: ternlm-wasi.mjs [--dir=HOST[::GUEST]]... [--env=NAME=VALUE]... MODULE.wasm ARGS...\n');
+  process.exit(code);
+}
+
+export function parseArgs(argv) {
+  const preopens = {};
+  const env = {};
+  let i = 0;
+  for (; i < argv.length && argv[i].startsWith('--'); i++) {
+    const a = argv[i];
+    if (a === '--help' || a === '-h') usage(0);
+    if (a.startsWith('--dir=')) {
+      const spec = a.slice(6);
+      const [host, guest] = spec.includes('::') ? spec.split('::') : [spec, spec];
+      preopens[guest] = path.resolve(host);
+    } else if (a.startsWith('--env=')) {
+      const kv = a.slice(6);
+      const eq = kv.indexOf('=');
+      if (eq < 1) usage(2);
+      env[kv.slice(0, eq)] = kv.slice(eq + 1);
+    } else {
+      process.stderr.write(`ternlm-wasi: unknown option '${a}'\n`);
+      usage(2);
+    }
+  }
+  if (i >= argv.length) usage(2);
+  if (Object.keys(preopens).length === 0) preopens['.'] = process.cwd();
+  return { wasmPath: argv[i], args: argv.slice(i + 1), preopens, env };
+}
+
+export async function runWasi({ wasmPath, args, preopens, env }) {
+  const wasi = new WASI({
+    version: 'preview1',
+    args: [path.basename(wasmPath), ...args],
+    env,
+    preopens,
+    returnOnExit: true,
+  });
+  const module = await WebAssembly.compile(await readFile(wasmPath));
+  const instance = await WebAssembly.instantiate(module, wasi.getImportObject());
+  return wasi.start(instance);
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('ternlm-wasi.mjs')) {
+  const opts = parseArgs(process.argv.slice(2));
+  runWasi(opts).then(
+    (code) => { process.exitCode = code; },
+    (err) => { process.stderr.write(`ternlm-wasi: ${err.message}\n`); process.exitCode = 1; },
+  );
+}

@@ -1,0 +1,29 @@
+/* A Jinja subset for GGUF chat templates (see jinja.c for what it supports). */
+#ifndef TERNLM_JINJA_H
+#define TERNLM_JINJA_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct tl_jinja_msg {
+    const char *role, *content;
+} tl_jinja_msg;
+
+/* Rendered text as segments: template text (user = 0) and message content (user = 1). */
+typedef struct tl_jinja_seg {
+    char *p;
+    size_t len;
+    int user;
+} tl_jinja_seg;
+
+typedef struct tl_jinja_text {
+    tl_jinja_seg *seg;
+    size_t n, cap;
+} tl_jinja_text;
+
+/* Returns 1 on success; 0 with a message naming the unsupported construct. */
+int tl_jinja_render(const char *tmpl, size_t len, const tl_jinja_msg *msgs, size_t n_msgs, const char *bos,
+                    const char *eos, int add_generation_prompt, tl_jinja_text *out, char *err, size_t err_cap);
+void tl_jinja_text_free(tl_jinja_text *t);
+
+#endif

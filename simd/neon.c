@@ -1,0 +1,154 @@
+/* AArch64 NEON kernels. Two I2_S variants: `sdot` (ARMv8.2 dotprod; codes {0,1,2} are valid signed bytes, so
+ * Σ code·q comes straight out) and plain NEON (widening multiplies) for cores without it, chosen at run time
+ * from HWCAP. Integer results equal the scalar reference bit for bit. */
+#include <arm_neon.h>
+#include <math.h>
+#include <string.h>
+
+#include "../runtime/tensor_types.h"
+#include "paths.h"
+
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+
+static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
+    float32x4_t vmax = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vmax = vmaxq_f32(vmax, vabsq_f32(vld1q_f32(x + i)));
+    double max = (double)vmaxvq_f32(vmax);
+    if (max < 1e-5) max = 1e-5;
+    for (; i < n; i++) max = fabs((double)x[i]) > max ? fabs((double)x[i]) : max;
+    const float s = (float)(127.0 / max);
+    int32x4_t acc = vdupq_n_s32(0);
+    i = 0;
+    for (; i + 16 <= n; i += 16) {
+        int32x4_t r[4];
+        for (int k = 0; k < 4; k++) r[k] = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + i + 4 * k), s)); /* RNE */
+        const int16x8_t a = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1])), b = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
+        const int8x16_t v = vcombine_s8(vqmovn_s16(a), vqmovn_s16(b)); /* saturating: the clamp */
+        vst1q_s8(q + i, v);
+        acc = vpadalq_s16(acc, vpaddlq_s8(v));
+    }
+    int32_t total = vaddvq_s32(acc);
+    for (; i < n; i++) {
+        int32_t r = (int32_t)lrintf(x[i] * s);
+        r = r < -128 ? -128 : r > 127 ? 127 : r;
+        q[i] = (int8_t)r;
+        total += r;
+    }
+    *scale = s;
+    *sum = total;
+}
+
+/* Σ code·q for one 128-element block: codes of bytes j in bits 7:6, 5:4, 3:2, 1:0 pair with q[j], q[32+j], ... */
+__attribute__((target("+dotprod"))) static inline int32x4_t block_sdot(const uint8_t *w, const int8_t *x, int32x4_t acc) {
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t v = vld1q_u8(w + 16 * h);
+        const int8_t *xh = x + 16 * h;
+        acc = vdotq_s32(acc, vreinterpretq_s8_u8(vshrq_n_u8(v, 6)), vld1q_s8(xh));
+        acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 4), m3)), vld1q_s8(xh + 32));
+        acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 2), m3)), vld1q_s8(xh + 64));
+        acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(v, m3)), vld1q_s8(xh + 96));
+    }
+    return acc;
+}
+
+static inline int32x4_t mul_acc(int32x4_t acc, uint8x16_t c, int8x16_t x) {
+    const int8x16_t s = vreinterpretq_s8_u8(c);
+    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(s), vget_low_s8(x)));
+    return vpadalq_s16(acc, vmull_high_s8(s, x));
+}
+
+static inline int32x4_t block_plain(const uint8_t *w, const int8_t *x, int32x4_t acc) {
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t v = vld1q_u8(w + 16 * h);
+        const int8_t *xh = x + 16 * h;
+        acc = mul_acc(acc, vshrq_n_u8(v, 6), vld1q_s8(xh));
+        acc = mul_acc(acc, vandq_u8(vshrq_n_u8(v, 4), m3), vld1q_s8(xh + 32));
+        acc = mul_acc(acc, vandq_u8(vshrq_n_u8(v, 2), m3), vld1q_s8(xh + 64));
+        acc = mul_acc(acc, vandq_u8(v, m3), vld1q_s8(xh + 96));
+    }
+    return acc;
+}
+
+#define I2S_GEMM(NAME, BLOCK, ATTR)                                                                              \
+    ATTR static void NAME(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc, \
+                          int64_t acc_stride) {                                                                 \
+        const int64_t nb = n / 128, row_bytes = n / 4;                                                         \
+        for (int64_t r = r0; r < r1; r++) {                                                                     \
+            const uint8_t *row = w + r * row_bytes;                                                            \
+            for (int t = 0; t < T; t++) {                                                                       \
+                int32x4_t s = vdupq_n_s32(0);                                                                   \
+                for (int64_t k = 0; k < nb; k++) s = BLOCK(row + 32 * k, q + (int64_t)t * n + 128 * k, s);     \
+                acc[(int64_t)t * acc_stride + r] = vaddvq_s32(s);                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+    }
+
+I2S_GEMM(i2s_gemm_dot, block_sdot, __attribute__((target("+dotprod"))))
+I2S_GEMM(i2s_gemm_plain, block_plain, )
+
+static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
+        s0 = vfmaq_f32(s0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
+        s1 = vfmaq_f32(s1, vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(s0, s1));
+    for (; i < n; i++) s += tl_f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+static float dot_f32(const float *w, const float *x, int64_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(w + i), vld1q_f32(x + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(s0, s1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
+    int64_t d = 0;
+    for (; d + 4 <= hd; d += 4) {
+        float32x4_t acc = vdupq_n_f32(0);
+        for (int64_t p = 0; p < n_pos; p++)
+            acc = vfmaq_n_f32(acc, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + p * stride + d))), prob[p]);
+        vst1q_f32(out + d, acc);
+    }
+    for (; d < hd; d++) {
+        float acc = 0;
+        for (int64_t p = 0; p < n_pos; p++) acc += prob[p] * tl_f16_to_f32(v[p * stride + d]);
+        out[d] = acc;
+    }
+}
+
+static const tl_kernels k_neon_dot = {
+    "neon", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm_dot, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
+    tl_scalar_dot_q8_0, attn_pv,
+};
+static const tl_kernels k_neon_plain = {
+    "neon", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm_plain, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
+    tl_scalar_dot_q8_0, attn_pv,
+};
+
+const tl_kernels *tl_kernels_neon_table(void) {
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) return &k_neon_dot;
+#endif
+    return &k_neon_plain;
+}
+
+/* Which I2_S variant runs here ("dotprod" or "plain"), for tests and `inspect --system`. */
+const char *tl_neon_variant(void) { return tl_kernels_neon_table() == &k_neon_dot ? "dotprod" : "plain"; }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../simd/kernels.h"
+#include "mathx.h"
 #include "model.h"
 #include "session.h"
 #include "tensor_types.h"
@@ -28,12 +29,14 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
 
 /* cos/sin of theta_i = pos * base^(-2i/n_rot), theta built by repeated f32 multiplication as ggml does. */
 static void rope_table(float *cs, uint32_t pos, const tl_hparams *h, const float *freq_factors) {
-    const float theta_scale = powf(h->rope_base, -2.0f / (float)h->n_rot);
+    const float theta_scale = tl_powf(h->rope_base, -2.0f / (float)h->n_rot);
     float theta = (float)pos;
     for (uint32_t i = 0; i < h->n_rot / 2; i++) {
         const float t = freq_factors ? theta / freq_factors[i] : theta;
-        cs[2 * i] = cosf(t);
-        cs[2 * i + 1] = sinf(t);
+        double s, c;
+        tl_sincos((double)t, &s, &c);
+        cs[2 * i] = (float)c;
+        cs[2 * i + 1] = (float)s;
         theta *= theta_scale;
     }
 }
@@ -55,7 +58,7 @@ static void rope(float *v, int n_heads, const tl_hparams *h, const float *cs) {
 static void ffn_activation(float *g, const float *u, int64_t n, enum tl_act act) {
     for (int64_t i = 0; i < n; i++) {
         const float x = g[i];
-        const float a = act == TL_ACT_RELU2 ? (x > 0 ? x * x : 0.0f) : x / (1.0f + expf(-x));
+        const float a = act == TL_ACT_RELU2 ? (x > 0 ? x * x : 0.0f) : x / (1.0f + tl_expf(-x));
         g[i] = a * u[i];
     }
 }
@@ -202,7 +205,7 @@ static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh,
     }
     double sum = 0.0;
     for (uint32_t p = 0; p <= pos; p++) {
-        scores[p] = expf(scores[p] - max);
+        scores[p] = tl_expf(scores[p] - max);
         sum += (double)scores[p];
     }
     const float inv = (float)(1.0 / sum);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "mathx.h"
 #include "platform.h"
 
 typedef struct pcg32 {
@@ -25,28 +26,6 @@ static void pcg32_seed(pcg32 *r, uint64_t seed) {
     pcg32_next(r);
     r->state += seed;
     pcg32_next(r);
-}
-
-/* exp(x) in double with no libm: x = k ln2 + r, |r| <= ln2/2, Taylor series to degree 13, times 2^k. */
-double tl_exp(double x) {
-    if (x < -745.0) return 0.0;
-    if (x > 709.0) x = 709.0;
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    const double kf = x * 1.44269504088896338700 + (x < 0 ? -0.5 : 0.5);
-    const int k = (int)kf;
-    const double r = (x - (double)k * ln2_hi) - (double)k * ln2_lo;
-    double term = 1.0, sum = 1.0;
-    for (int i = 1; i <= 13; i++) {
-        term = term * r / (double)i;
-        sum = sum + term;
-    }
-    /* scale by 2^k, in two steps so subnormal results stay correct */
-    const int k1 = k / 2, k2 = k - k1;
-    uint64_t b1 = (uint64_t)(k1 + 1023) << 52, b2 = (uint64_t)(k2 + 1023) << 52;
-    double s1, s2;
-    memcpy(&s1, &b1, 8);
-    memcpy(&s2, &b2, 8);
-    return sum * s1 * s2;
 }
 
 typedef struct cand {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../runtime/tensor_types.h"
+#include "lanes.h"
 #include "paths.h"
 
 static inline int32_t hsum_i32(__m256i v) {
@@ -158,53 +159,52 @@ float tl_avx2_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
 
 /* ---- float dots ---- */
 
+/* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         _mm_prefetch((const char *)(w + i + 4096), _MM_HINT_T1);
-        s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 16))), _mm256_loadu_ps(x + i + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 24))), _mm256_loadu_ps(x + i + 24), s3);
+        for (int k = 0; k < 4; k++)
+            a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * k))),
+                                                     _mm256_loadu_ps(x + i + 8 * k)));
     }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), s0);
-    float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; i < n; i++) s += tl_f16_to_f32(w[i]) * x[i];
-    return s;
+    float l[TL_LANES];
+    for (int k = 0; k < 4; k++) _mm256_storeu_ps(l + 8 * k, a[k]);
+    for (; i < n; i++) l[i % TL_LANES] += tl_f16_to_f32(w[i]) * x[i];
+    return tl_lanes_fold(l);
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);
-    }
-    float s = hsum_ps(_mm256_add_ps(s0, s1));
-    for (; i < n; i++) s += w[i] * x[i];
-    return s;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(_mm256_loadu_ps(w + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k)));
+    float l[TL_LANES];
+    for (int k = 0; k < 4; k++) _mm256_storeu_ps(l + 8 * k, a[k]);
+    for (; i < n; i++) l[i % TL_LANES] += w[i] * x[i];
+    return tl_lanes_fold(l);
 }
 
+/* Q8_0: each block's integer sum in SIMD, the float sum over blocks in order (as the scalar reference). */
 float tl_avx2_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
-    __m256 acc = _mm256_setzero_ps();
+    float sum = 0;
     for (int64_t b = 0; b < n / 32; b++, w += 34, a += 34) {
         const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + 2)), av = _mm256_loadu_si256((const __m256i *)(a + 2));
-        /* signed × signed via sign tricks: |w| · (a · sign(w)) */
-        const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv));
-        const __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-        const float d = tl_f16_to_f32((uint16_t)(w[0] | w[1] << 8)) * tl_f16_to_f32((uint16_t)(a[0] | a[1] << 8));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d), acc);
+        const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv)); /* |w| · a·sign(w) */
+        const int32_t sumi = hsum_i32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+        sum += (float)sumi * (tl_f16_to_f32((uint16_t)(w[0] | w[1] << 8)) * tl_f16_to_f32((uint16_t)(a[0] | a[1] << 8)));
     }
-    return hsum_ps(acc);
+    return sum;
 }
 
+/* P·V: lanes are output elements, each summing positions in order: the scalar reference's bits. */
 void tl_avx2_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
     int64_t d = 0;
     for (; d + 8 <= hd; d += 8) {
         __m256 acc = _mm256_setzero_ps();
         for (int64_t p = 0; p < n_pos; p++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(prob[p]), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + p * stride + d))), acc);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(prob[p]), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + p * stride + d)))));
         _mm256_storeu_ps(out + d, acc);
     }
     for (; d < hd; d++) {

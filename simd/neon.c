@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../runtime/tensor_types.h"
+#include "lanes.h"
 #include "paths.h"
 
 #if defined(__linux__)
@@ -94,29 +95,30 @@ static inline int32x4_t block_plain(const uint8_t *w, const int8_t *x, int32x4_t
 I2S_GEMM(i2s_gemm_dot, block_sdot, __attribute__((target("+dotprod"))))
 I2S_GEMM(i2s_gemm_plain, block_plain, )
 
+/* Float dots in the canonical lane order (lanes.h): eight q-register accumulators hold lanes 0-31. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0;
+    float32x4_t a[8];
+    for (int k = 0; k < 8; k++) a[k] = vdupq_n_f32(0);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
-        s0 = vfmaq_f32(s0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
-        s1 = vfmaq_f32(s1, vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
-    }
-    float s = vaddvq_f32(vaddq_f32(s0, s1));
-    for (; i < n; i++) s += tl_f16_to_f32(w[i]) * x[i];
-    return s;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 8; k++)
+            a[k] = vaddq_f32(a[k], vmulq_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w + i + 4 * k))), vld1q_f32(x + i + 4 * k)));
+    float l[TL_LANES];
+    for (int k = 0; k < 8; k++) vst1q_f32(l + 4 * k, a[k]);
+    for (; i < n; i++) l[i % TL_LANES] += tl_f16_to_f32(w[i]) * x[i];
+    return tl_lanes_fold(l);
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0;
+    float32x4_t a[8];
+    for (int k = 0; k < 8; k++) a[k] = vdupq_n_f32(0);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        s0 = vfmaq_f32(s0, vld1q_f32(w + i), vld1q_f32(x + i));
-        s1 = vfmaq_f32(s1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
-    }
-    float s = vaddvq_f32(vaddq_f32(s0, s1));
-    for (; i < n; i++) s += w[i] * x[i];
-    return s;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 8; k++) a[k] = vaddq_f32(a[k], vmulq_f32(vld1q_f32(w + i + 4 * k), vld1q_f32(x + i + 4 * k)));
+    float l[TL_LANES];
+    for (int k = 0; k < 8; k++) vst1q_f32(l + 4 * k, a[k]);
+    for (; i < n; i++) l[i % TL_LANES] += w[i] * x[i];
+    return tl_lanes_fold(l);
 }
 
 static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
@@ -124,7 +126,7 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
     for (; d + 4 <= hd; d += 4) {
         float32x4_t acc = vdupq_n_f32(0);
         for (int64_t p = 0; p < n_pos; p++)
-            acc = vfmaq_n_f32(acc, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + p * stride + d))), prob[p]);
+            acc = vaddq_f32(acc, vmulq_n_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + p * stride + d))), prob[p]));
         vst1q_f32(out + d, acc);
     }
     for (; d < hd; d++) {

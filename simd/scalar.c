@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../runtime/tensor_types.h"
+#include "lanes.h"
 #include "paths.h"
 
 /* Round to nearest, ties to even, for |v| < 2^22 (the magic-number trick: no libm, same on every target). */
@@ -110,16 +111,17 @@ float tl_scalar_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
     return sum;
 }
 
+/* Float dots in the canonical lane order of lanes.h, so every path gives the same bits. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)(tl_f16_to_f32(w[i]) * x[i]);
-    return (float)s;
+    float l[TL_LANES] = {0};
+    for (int64_t i = 0; i < n; i++) l[i % TL_LANES] += tl_f16_to_f32(w[i]) * x[i];
+    return tl_lanes_fold(l);
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
-    float s = 0;
-    for (int64_t i = 0; i < n; i++) s += w[i] * x[i];
-    return s;
+    float l[TL_LANES] = {0};
+    for (int64_t i = 0; i < n; i++) l[i % TL_LANES] += w[i] * x[i];
+    return tl_lanes_fold(l);
 }
 
 float tl_scalar_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
@@ -133,11 +135,12 @@ float tl_scalar_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
     return s;
 }
 
+/* Each output sums over positions in order, in f32: SIMD paths vectorize across outputs with the same bits. */
 static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
     for (int64_t d = 0; d < hd; d++) {
-        double acc = 0;
-        for (int64_t p = 0; p < n_pos; p++) acc += (double)(prob[p] * tl_f16_to_f32(v[p * stride + d]));
-        out[d] = (float)acc;
+        float acc = 0;
+        for (int64_t p = 0; p < n_pos; p++) acc += prob[p] * tl_f16_to_f32(v[p * stride + d]);
+        out[d] = acc;
     }
 }
 

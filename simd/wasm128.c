@@ -6,6 +6,7 @@
 #include <wasm_simd128.h>
 
 #include "../runtime/tensor_types.h"
+#include "lanes.h"
 #include "paths.h"
 
 static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
@@ -92,33 +93,29 @@ static inline v128_t f16x4_to_f32(const uint16_t *h) {
     return wasm_v128_or(f, sign);
 }
 
-static float hsum_f32(v128_t v) {
-    return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
-           wasm_f32x4_extract_lane(v, 3);
-}
-
+/* Float dots in the canonical lane order (lanes.h): eight v128 accumulators hold lanes 0-31. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
-    v128_t s0 = wasm_f32x4_splat(0), s1 = s0;
+    v128_t a[8];
+    for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(f16x4_to_f32(w + i), wasm_v128_load(x + i)));
-        s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(f16x4_to_f32(w + i + 4), wasm_v128_load(x + i + 4)));
-    }
-    float s = hsum_f32(wasm_f32x4_add(s0, s1));
-    for (; i < n; i++) s += tl_f16_to_f32(w[i]) * x[i];
-    return s;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_add(a[k], wasm_f32x4_mul(f16x4_to_f32(w + i + 4 * k), wasm_v128_load(x + i + 4 * k)));
+    float l[TL_LANES];
+    for (int k = 0; k < 8; k++) wasm_v128_store(l + 4 * k, a[k]);
+    for (; i < n; i++) l[i % TL_LANES] += tl_f16_to_f32(w[i]) * x[i];
+    return tl_lanes_fold(l);
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
-    v128_t s0 = wasm_f32x4_splat(0), s1 = s0;
+    v128_t a[8];
+    for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(w + i), wasm_v128_load(x + i)));
-        s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(w + i + 4), wasm_v128_load(x + i + 4)));
-    }
-    float s = hsum_f32(wasm_f32x4_add(s0, s1));
-    for (; i < n; i++) s += w[i] * x[i];
-    return s;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_add(a[k], wasm_f32x4_mul(wasm_v128_load(w + i + 4 * k), wasm_v128_load(x + i + 4 * k)));
+    float l[TL_LANES];
+    for (int k = 0; k < 8; k++) wasm_v128_store(l + 4 * k, a[k]);
+    for (; i < n; i++) l[i % TL_LANES] += w[i] * x[i];
+    return tl_lanes_fold(l);
 }
 
 static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {

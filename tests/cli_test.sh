@@ -29,7 +29,7 @@ contains "$tmp/err" "unknown option '--no-such-flag'" "unknown flag message"
 expect_rc 2 "bad value" -- "$T" run -m "$F/llama-stories260k.gguf" -p hi --temp abc
 contains "$tmp/err" "bad value 'abc' for --temp" "bad value message"
 expect_rc 2 "unknown command" -- "$T" frobnicate
-expect_rc 2 "missing model" -- "$T" run -p hi
+expect_rc 2 "logits needs -m" -- "$T" logits --tokens 1,2
 expect_rc 0 "help" -- "$T" run --help
 contains "$tmp/out" "--repeat-penalty" "run --help lists options"
 for c in chat inspect logits tokenize; do expect_rc 0 "$c --help" -- "$T" $c --help; done
@@ -111,6 +111,19 @@ contains "$tmp/out" '"median_tps":' "bench median"
 expect_rc 0 "bench --tokenizer" -- "$T" bench --tokenizer -m "$S/fixtures/tokenizer/llama3-vocab.gguf" -r 1
 contains "$tmp/out" "MB/s" "tokenizer throughput"
 expect_rc 2 "synth bad shape" -- "$T" synth --shape 9b --out "$tmp/x.gguf"
+
+# the embedded default model: the README's command writes at least 100 tokens, and every kernel path this
+# machine runs gives the same greedy text (tests/expected/default-greedy-150.txt, also checked on WASI and wasm)
+if "$T" run --help | grep -q "embedded"; then
+  expect_rc 0 "README main command" -- "$T" run -p "Once upon a time" -n 120 --ignore-eos
+  contains "$tmp/err" "generation 120 tokens" "default model writes 120 tokens"
+  for k in scalar avx2 avx512 neon wasm128; do
+    TERNLM_KERNELS=$k "$T" run -p "Once upon a time" -n 150 --temp 0 --no-display-prompt >"$tmp/greedy" 2>/dev/null
+    rc=$?
+    [ $rc = 2 ] && continue # this CPU or build lacks the path
+    cmp -s "$tmp/greedy" "$(dirname "$0")/expected/default-greedy-150.txt" && ok || bad "default model greedy text differs on kernels $k"
+  done
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

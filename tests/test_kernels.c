@@ -1,5 +1,5 @@
 /* Every fast kernel path against the scalar reference on random data at awkward sizes: integer results
- * (I2_S sums, activation codes, scales, Q8_K blocks) must match bit for bit; float dots within rounding. */
+ * (I2_S sums, activation codes, Q8_K blocks) and float dots (one canonical summation order) must match bit for bit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,8 +85,8 @@ static void test_q8k_tq(const tl_kernels *k, const tl_kernels *ref) {
         }
         const float r2 = ref->dot_tq2(tq2, a, n), f2 = k->dot_tq2(tq2, b, n);
         const float r1 = ref->dot_tq1(tq1, a, n), f1 = k->dot_tq1(tq1, b, n);
-        CHECK(fabsf(r2 - f2) <= 1e-5f * (1 + fabsf(r2)), "%s dot_tq2: %g vs %g", k->name, f2, r2);
-        CHECK(fabsf(r1 - f1) <= 1e-5f * (1 + fabsf(r1)), "%s dot_tq1: %g vs %g", k->name, f1, r1);
+        CHECK(r2 == f2, "%s dot_tq2: %.9g vs %.9g", k->name, f2, r2);
+        CHECK(r1 == f1, "%s dot_tq1: %.9g vs %.9g", k->name, f1, r1);
         free(x), free(a), free(b), free(tq2), free(tq1);
     }
 }
@@ -106,14 +106,16 @@ static void test_float(const tl_kernels *k, const tl_kernels *ref) {
         }
         const float a16 = ref->dot_f16(wh, x, n), b16 = k->dot_f16(wh, x, n);
         const float a32 = ref->dot_f32(wf, x, n), b32 = k->dot_f32(wf, x, n);
-        CHECK(fabs(a16 - b16) <= 1e-5 * (1 + mag), "%s dot_f16 n=%lld: %g vs %g", k->name, (long long)n, b16, a16);
-        CHECK(fabs(a32 - b32) <= 1e-5 * (1 + mag), "%s dot_f32 n=%lld: %g vs %g", k->name, (long long)n, b32, a32);
+        /* every path uses the canonical lane order (lanes.h): the same bits, not just close */
+        CHECK(a16 == b16, "%s dot_f16 n=%lld: %.9g vs %.9g", k->name, (long long)n, b16, a16);
+        CHECK(a32 == b32, "%s dot_f32 n=%lld: %.9g vs %.9g", k->name, (long long)n, b32, a32);
+        (void)mag;
         if (n % 32 == 0) {
             uint8_t *qw = malloc((size_t)(n / 32 * 34)), *qx = malloc((size_t)(n / 32 * 34));
             tl_quantize_q8_0(wf, n, qw);
             tl_quantize_q8_0(x, n, qx);
             const float a8 = ref->dot_q8_0(qw, qx, n), b8 = k->dot_q8_0(qw, qx, n);
-            CHECK(fabs(a8 - b8) <= 1e-5 * (1 + mag), "%s dot_q8_0 n=%lld: %g vs %g", k->name, (long long)n, b8, a8);
+            CHECK(a8 == b8, "%s dot_q8_0 n=%lld: %.9g vs %.9g", k->name, (long long)n, b8, a8);
             free(qw), free(qx);
         }
         free(x), free(wf), free(wh);
@@ -128,7 +130,7 @@ static void test_float(const tl_kernels *k, const tl_kernels *ref) {
         ref->attn_pv(oa, p, v + 8, npos, stride, hd);
         k->attn_pv(ob, p, v + 8, npos, stride, hd);
         int bad = 0;
-        for (int d = 0; d < hd; d++) bad += fabsf(oa[d] - ob[d]) > 1e-5f;
+        for (int d = 0; d < hd; d++) bad += oa[d] != ob[d];
         CHECK(bad == 0, "%s attn_pv npos=%lld: %d outputs differ", k->name, (long long)npos, bad);
         free(v), free(p);
     }

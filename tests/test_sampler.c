@@ -9,7 +9,7 @@
 #include "ternlm.h"
 
 void tl_pcg32_sequence(uint64_t seed, uint32_t *out, int n);
-double tl_exp(double x);
+#include "mathx.h"
 
 static ternlm_sampler *make(float temp, int top_k, float top_p, float min_p, float rep, uint64_t seed, uint32_t nv) {
     ternlm_sampler_params p = ternlm_sampler_params_default();

@@ -96,6 +96,10 @@ static void log_to_stderr(void *user, const char *msg) {
     if (*(const int *)user || strncmp(msg, "warning", 7) == 0) fprintf(stderr, "ternlm: %s\n", msg);
 }
 
+#if defined(TERNLM_EMBEDDED_MODEL)
+extern const unsigned char ternlm_default_model[], ternlm_default_model_end[];
+#endif
+
 int cli_open_model(const char *path, const char *pre, int head_q8, const char *activation, int verbose,
                    ternlm_model **out) {
     static int verbose_flag; /* lives as long as the process: the model's log callback reads it */
@@ -107,6 +111,19 @@ int cli_open_model(const char *path, const char *pre, int head_q8, const char *a
     mp.log = log_to_stderr;
     mp.log_user = &verbose_flag;
     ternlm_error err = {0};
+    if (!path) {
+#if defined(TERNLM_EMBEDDED_MODEL)
+        if (verbose) fprintf(stderr, "ternlm: no -m given: using the embedded default model (ternlm-tinystories, 10 MB)\n");
+        if (ternlm_model_open_memory(ternlm_default_model, (size_t)(ternlm_default_model_end - ternlm_default_model), &mp,
+                                     out, &err) == TERNLM_OK)
+            return 0;
+        fprintf(stderr, "ternlm: embedded model: %s\n", err.message);
+        return EXIT_RUNTIME;
+#else
+        fprintf(stderr, "ternlm: no model given (use -m FILE); this build has no embedded default model\n");
+        return EXIT_USAGE;
+#endif
+    }
     if (ternlm_model_open_file(path, &mp, out, &err)) {
         fprintf(stderr, "ternlm: %s\n", err.message);
         return EXIT_RUNTIME;

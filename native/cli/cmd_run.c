@@ -44,7 +44,7 @@ static void defaults(gen_opts *o) {
 }
 
 #define COMMON_OPTS(o)                                                                                         \
-    {"--model", "-m", OPT_STR, &(o)->model, "GGUF model file"},                                                \
+    {"--model", "-m", OPT_STR, &(o)->model, "GGUF model file (default: the embedded tiny story model)"},                                                \
     {"--n-predict", "-n", OPT_INT, &(o)->n_predict, "tokens to generate (default 128; -1 = until the context is full)"}, \
     {"--temp", NULL, OPT_FLOAT, &(o)->temp, "temperature (default 0.8; 0 = greedy)"},                          \
     {"--top-k", NULL, OPT_INT, &(o)->top_k, "top-k (default 40; 0 = off)"},                                    \
@@ -67,10 +67,6 @@ static void defaults(gen_opts *o) {
     {"--batch-size", "-b", OPT_IGNORED, NULL, ""}
 
 static int setup(gen_opts *o, ternlm_model **m, ternlm_session **s, ternlm_sampler **smp, double *load_s) {
-    if (!o->model) {
-        fprintf(stderr, "ternlm: no model given (use -m FILE)\n");
-        return EXIT_USAGE;
-    }
     if (o->head_quant && strcmp(o->head_quant, "q8_0")) {
         fprintf(stderr, "ternlm: --head-quant supports only q8_0\n");
         return EXIT_USAGE;

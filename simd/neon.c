@@ -1,6 +1,6 @@
 /* AArch64 NEON kernels. Two I2_S variants: `sdot` (ARMv8.2 dotprod; codes {0,1,2} are valid signed bytes, so
- * Σ code·q comes straight out) and plain NEON (widening multiplies) for cores without it, chosen at run time
- * from HWCAP. Integer results equal the scalar reference bit for bit. */
+ * Σ code·q comes straight out; neon_dot.c) and plain NEON (widening multiplies) for cores without it, chosen at
+ * run time from HWCAP. Integer results equal the scalar reference bit for bit. */
 #include <arm_neon.h>
 #include <math.h>
 #include <string.h>
@@ -45,20 +45,6 @@ static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int3
     *sum = total;
 }
 
-/* Σ code·q for one 128-element block: codes of bytes j in bits 7:6, 5:4, 3:2, 1:0 pair with q[j], q[32+j], ... */
-__attribute__((target("+dotprod"))) static inline int32x4_t block_sdot(const uint8_t *w, const int8_t *x, int32x4_t acc) {
-    const uint8x16_t m3 = vdupq_n_u8(3);
-    for (int h = 0; h < 2; h++) {
-        const uint8x16_t v = vld1q_u8(w + 16 * h);
-        const int8_t *xh = x + 16 * h;
-        acc = vdotq_s32(acc, vreinterpretq_s8_u8(vshrq_n_u8(v, 6)), vld1q_s8(xh));
-        acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 4), m3)), vld1q_s8(xh + 32));
-        acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 2), m3)), vld1q_s8(xh + 64));
-        acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(v, m3)), vld1q_s8(xh + 96));
-    }
-    return acc;
-}
-
 static inline int32x4_t mul_acc(int32x4_t acc, uint8x16_t c, int8x16_t x) {
     const int8x16_t s = vreinterpretq_s8_u8(c);
     acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(s), vget_low_s8(x)));
@@ -78,22 +64,21 @@ static inline int32x4_t block_plain(const uint8_t *w, const int8_t *x, int32x4_t
     return acc;
 }
 
-#define I2S_GEMM(NAME, BLOCK, ATTR)                                                                              \
-    ATTR static void NAME(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc, \
-                          int64_t acc_stride) {                                                                 \
-        const int64_t nb = n / 128, row_bytes = n / 4;                                                         \
-        for (int64_t r = r0; r < r1; r++) {                                                                     \
-            const uint8_t *row = w + r * row_bytes;                                                            \
-            for (int t = 0; t < T; t++) {                                                                       \
-                int32x4_t s = vdupq_n_s32(0);                                                                   \
-                for (int64_t k = 0; k < nb; k++) s = BLOCK(row + 32 * k, q + (int64_t)t * n + 128 * k, s);     \
-                acc[(int64_t)t * acc_stride + r] = vaddvq_s32(s);                                               \
-            }                                                                                                   \
-        }                                                                                                       \
+static void i2s_gemm_plain(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,
+                           int64_t acc_stride) {
+    const int64_t nb = n / 128, row_bytes = n / 4;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * row_bytes;
+        for (int t = 0; t < T; t++) {
+            int32x4_t s = vdupq_n_s32(0);
+            for (int64_t k = 0; k < nb; k++) s = block_plain(row + 32 * k, q + (int64_t)t * n + 128 * k, s);
+            acc[(int64_t)t * acc_stride + r] = vaddvq_s32(s);
+        }
     }
+}
 
-I2S_GEMM(i2s_gemm_dot, block_sdot, __attribute__((target("+dotprod"))))
-I2S_GEMM(i2s_gemm_plain, block_plain, )
+void tl_neon_i2s_gemm_dot(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,
+                          int64_t acc_stride); /* neon_dot.c, built for ARMv8.2 dotprod */
 
 /* Float dots in the canonical lane order (lanes.h): eight q-register accumulators hold lanes 0-31. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
@@ -137,7 +122,7 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
 }
 
 static const tl_kernels k_neon_dot = {
-    "neon", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm_dot, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
+    "neon", quantize_i8, tl_scalar_quantize_q8k, tl_neon_i2s_gemm_dot, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
     tl_scalar_dot_q8_0, attn_pv,
 };
 static const tl_kernels k_neon_plain = {

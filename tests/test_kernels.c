@@ -143,6 +143,10 @@ int main(void) {
     printf("kernel paths on this machine:");
     for (int i = 0; i < n; i++) printf(" %s", all[i]->name);
     printf("\n");
+#if defined(__aarch64__)
+    const char *tl_neon_variant(void);
+    printf("neon I2_S variant on this core: %s\n", tl_neon_variant());
+#endif
     for (int i = 0; i < n; i++) {
         test_i2s(all[i], ref);
         test_q8k_tq(all[i], ref);

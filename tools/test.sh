@@ -10,7 +10,9 @@ JOBS=$(nproc)
 log() { printf '\n=== %s\n' "$*"; }
 
 install_deps() {
-  local pkgs=(cmake ninja-build gcc make clang-14 libclang-rt-14-dev)
+  local pkgs=(cmake ninja-build gcc make clang-14 libclang-rt-14-dev
+              clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 wabt
+              gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
@@ -52,8 +54,31 @@ fuzz() {
   echo "fuzz: 2 passed, 0 failed"
 }
 
+wasi() {
+  log "WASI build (clang-19 + wasi-libc), tests through node:wasi"
+  cmake -S . -B build-wasi -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/wasi.cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build-wasi -j "$JOBS"
+  ctest --test-dir build-wasi --output-on-failure -j "$JOBS" -E 'conformance_(scalar|avx2|avx512|neon)'
+}
+
+aarch64() {
+  log "aarch64 cross build, tests under qemu (dotprod, then cortex-a53 without it)"
+  cmake -S . -B build-arm -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build-arm -j "$JOBS"
+  ctest --test-dir build-arm --output-on-failure -j "$JOBS" -E 'conformance_'
+  local q=(qemu-aarch64-static -cpu cortex-a53 -L /usr/aarch64-linux-gnu)
+  "${q[@]}" build-arm/tests/test_kernels | tee /tmp/ternlm-a53.log | tail -1
+  grep -q "variant on this core: plain" /tmp/ternlm-a53.log
+  "${q[@]}" build-arm/tests/test_conformance file | tail -1
+  "${q[@]}" build-arm/ternlm run -m models/ternlm-tinystories.gguf -p "Once upon a time" -n 150 --temp 0 \
+      --no-display-prompt 2>/dev/null | cmp - tests/expected/default-greedy-150.txt
+  echo "aarch64 cortex-a53: 3 passed, 0 failed"
+}
+
 install_deps
 native
 sanitized
 fuzz
+wasi
+aarch64
 log "all tests passed"

@@ -1,6 +1,8 @@
 /* ternlm run (one prompt, streamed) and ternlm chat (interactive, multi-turn). */
 #define _POSIX_C_SOURCE 200809L
+#if !defined(__wasi__)
 #include <signal.h>
+#endif
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +20,13 @@ typedef struct gen_opts {
 
 static volatile int g_abort; /* set by SIGINT: stop the current generation */
 
+#if !defined(__wasi__)
 static void on_sigint(int sig) {
     (void)sig;
     if (g_abort) _Exit(130); /* a second Ctrl-C quits at once */
     g_abort = 1;
 }
+#endif
 
 static void catch_interrupt(void) {
 #if !defined(__wasi__)

@@ -168,6 +168,7 @@ struct ternlm_chat {
     ternlm_chat_message *msgs;
     size_t n, cap, n_fixed;    /* n_fixed: the system prompt survives reset */
     tl_ids pending;            /* tokens that close the last reply, evaluated with the next turn */
+    tl_ids after;              /* the rendering that ended with the assistant prompt, for end_turn */
     char *reply;
     size_t reply_len, reply_cap;
     ternlm_token_fn user_fn;
@@ -230,31 +231,73 @@ static int suffix_after(const tl_ids *a, const tl_ids *b, tl_ids *out) {
     return 1;
 }
 
-ternlm_status ternlm_chat_send(ternlm_chat *c, const char *user_text, const ternlm_generate_params *gp_in,
-                               ternlm_generate_stats *stats, ternlm_error *err) {
-    if (!c || !user_text) return tl_fail(err, TERNLM_ERR_ARG, "chat and user_text must not be NULL");
+ternlm_status ternlm_chat_begin_turn(ternlm_chat *c, const char *user_text, int32_t *out, size_t cap, size_t *n_out,
+                                    ternlm_error *err) {
+    if (!c || !user_text || !n_out) return tl_fail(err, TERNLM_ERR_ARG, "chat, user_text and n_out must not be NULL");
     const ternlm_model *m = c->s->m;
-    tl_ids before = {0}, after = {0}, todo = {0}, closed = {0};
+    tl_ids before = {0}, todo = {0};
+    c->after.n = 0;
     ternlm_status st = render(m, c->msgs, c->n, 0, &before, err);
     if (!st && !push_msg(c, "user", user_text, strlen(user_text))) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
-    if (!st) st = render(m, c->msgs, c->n, 1, &after, err);
+    if (!st) st = render(m, c->msgs, c->n, 1, &c->after, err);
+    int fresh = 0;
     if (!st) {
-        if (c->s->pos == 0 || !suffix_after(&before, &after, &todo)) {
-            /* fresh session (or a format that is not append-only): evaluate everything */
-            ternlm_session_rewind(c->s, 0, NULL);
+        if (c->s->pos == 0 || !suffix_after(&before, &c->after, &todo)) {
+            fresh = 1; /* a fresh session (or a format that is not append-only): evaluate everything */
             todo.n = 0;
-            for (size_t i = 0; i < after.n; i++) tl_ids_push(&todo, after.v[i]);
-        } else {
-            /* close the previous reply first */
+            for (size_t i = 0; i < c->after.n; i++) tl_ids_push(&todo, c->after.v[i]);
+        } else { /* close the previous reply first */
             tl_ids joined = {0};
             for (size_t i = 0; i < c->pending.n; i++) tl_ids_push(&joined, c->pending.v[i]);
             for (size_t i = 0; i < todo.n; i++) tl_ids_push(&joined, todo.v[i]);
             free(todo.v);
             todo = joined;
         }
-        c->pending.n = 0;
+        if (todo.oom || before.oom || c->after.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     }
-    if (!st && (todo.oom || before.oom || after.oom)) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    if (!st) {
+        *n_out = todo.n;
+        if (todo.n > cap) st = tl_fail(err, TERNLM_ERR_ARG, "%zu tokens do not fit in a buffer of %zu", todo.n, cap);
+        else if (todo.n) memcpy(out, todo.v, todo.n * sizeof *out);
+    }
+    if (!st) { /* commit: only now does the conversation change */
+        c->pending.n = 0;
+        if (fresh) ternlm_session_rewind(c->s, 0, NULL);
+    } else if (c->n && !strcmp(c->msgs[c->n - 1].role, "user")) {
+        free((void *)c->msgs[--c->n].content);
+    }
+    free(before.v);
+    free(todo.v);
+    return st;
+}
+
+ternlm_status ternlm_chat_end_turn(ternlm_chat *c, const char *reply, size_t len, ternlm_error *err) {
+    if (!c || (!reply && len)) return tl_fail(err, TERNLM_ERR_ARG, "chat must not be NULL");
+    tl_ids closed = {0};
+    if (!push_msg(c, "assistant", "", 0)) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    /* the tokens that end an assistant turn (e.g. <|eot_id|>) are rendered with empty content */
+    render(c->s->m, c->msgs, c->n, 0, &closed, NULL);
+    c->pending.n = 0;
+    suffix_after(&c->after, &closed, &c->pending);
+    free(closed.v);
+    char *copy = malloc(len + 1);
+    if (!copy) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    if (len) memcpy(copy, reply, len);
+    copy[len] = 0;
+    free((void *)c->msgs[c->n - 1].content);
+    c->msgs[c->n - 1].content = copy;
+    return TERNLM_OK;
+}
+
+ternlm_status ternlm_chat_send(ternlm_chat *c, const char *user_text, const ternlm_generate_params *gp_in,
+                               ternlm_generate_stats *stats, ternlm_error *err) {
+    if (!c || !user_text) return tl_fail(err, TERNLM_ERR_ARG, "chat and user_text must not be NULL");
+    size_t n = 0;
+    ternlm_status st = ternlm_chat_begin_turn(c, user_text, NULL, 0, &n, NULL); /* how many tokens? */
+    if (st != TERNLM_ERR_ARG) return st ? tl_fail(err, st, "cannot render the conversation") : st;
+    int32_t *todo = malloc((n ? n : 1) * sizeof *todo);
+    if (!todo) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    st = ternlm_chat_begin_turn(c, user_text, todo, n, &n, err);
     if (!st) {
         ternlm_generate_params gp = {0};
         if (gp_in) gp = *gp_in;
@@ -264,30 +307,15 @@ ternlm_status ternlm_chat_send(ternlm_chat *c, const char *user_text, const tern
         gp.user = c;
         c->reply_len = 0;
         if (c->reply) c->reply[0] = 0;
-        st = ternlm_generate(c->s, c->smp, todo.v, todo.n, &gp, stats, err);
+        st = ternlm_generate(c->s, c->smp, todo, n, &gp, stats, err);
         if (st == TERNLM_OK || st == TERNLM_ERR_ABORTED) {
-            if (!push_msg(c, "assistant", "", 0)) {
-                st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
-            } else {
-                /* the tokens that end an assistant turn (e.g. <|eot_id|>) are rendered with empty content */
-                render(m, c->msgs, c->n, 0, &closed, NULL);
-                suffix_after(&after, &closed, &c->pending);
-                char *copy = malloc(c->reply_len + 1);
-                if (copy) {
-                    memcpy(copy, c->reply ? c->reply : "", c->reply_len);
-                    copy[c->reply_len] = 0;
-                    free((void *)c->msgs[c->n - 1].content);
-                    c->msgs[c->n - 1].content = copy;
-                }
-            }
-        } else if (st == TERNLM_ERR_CONTEXT_FULL) {
-            free((void *)c->msgs[--c->n].content); /* the turn did not happen */
+            const ternlm_status e = ternlm_chat_end_turn(c, c->reply ? c->reply : "", c->reply_len, err);
+            if (e) st = e;
+        } else {
+            free((void *)c->msgs[--c->n].content); /* the turn did not happen (e.g. the context is full) */
         }
     }
-    free(before.v);
-    free(after.v);
-    free(todo.v);
-    free(closed.v);
+    free(todo);
     return st;
 }
 
@@ -306,6 +334,7 @@ void ternlm_chat_free(ternlm_chat *c) {
     while (c->n) free((void *)c->msgs[--c->n].content);
     free(c->msgs);
     free(c->pending.v);
+    free(c->after.v);
     free(c->reply);
     free(c);
 }

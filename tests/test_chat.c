@@ -86,10 +86,23 @@ int main(void) {
               "after turn 2: %llu evaluated, %u in the cache", (unsigned long long)ternlm_session_tokens_evaluated(s),
               ternlm_session_pos(s));
         CHECK(pieces > 0 && strlen(ternlm_chat_last_reply(chat)) > 0, "replies stream text");
+        /* the system prompt is still the first turn: a render of the conversation starts with its header */
         ternlm_chat_reset(chat);
         CHECK(ternlm_session_pos(s) == 0, "/reset clears the cache");
         CHECK(ternlm_chat_send(chat, "Hello there", &gp, &st3, &err) == TERNLM_OK && st3.n_prompt == st1.n_prompt,
               "after reset the first turn is evaluated in full again (%u vs %u)", st3.n_prompt, st1.n_prompt);
+    }
+    /* without a system prompt (the CLI's default) */
+    ternlm_chat_free(chat);
+    chat = NULL;
+    if (s && smp && !ternlm_chat_new(s, smp, NULL, &chat, &err)) {
+        ternlm_session_rewind(s, 0, NULL);
+        ternlm_generate_params gp = {0};
+        gp.max_tokens = 3;
+        ternlm_generate_stats st1, st2;
+        CHECK(!ternlm_chat_send(chat, "Hi", &gp, &st1, &err) && !ternlm_chat_send(chat, "Again", &gp, &st2, &err),
+              "chat without a system prompt: %s", err.message);
+        CHECK(st1.n_prompt == 9 && ternlm_session_tokens_evaluated(s) > 0, "first turn: BOS, User: (3), Hi, eot, Assistant: (3) = 9 tokens, got %u", st1.n_prompt);
     }
     ternlm_chat_free(chat);
     ternlm_sampler_free(smp);

@@ -319,6 +319,13 @@ ternlm_status ternlm_chat_new(ternlm_session *s, ternlm_sampler *smp, const char
                               ternlm_error *err);
 ternlm_status ternlm_chat_send(ternlm_chat *c, const char *user_text, const ternlm_generate_params *gp,
                                ternlm_generate_stats *stats, ternlm_error *err);
+/* The same in steps, for hosts that run the token loop themselves (the browser Worker yields between tokens):
+ * begin_turn appends the user turn and returns the tokens to evaluate (same buffer rules as ternlm_tokenize;
+ * on TERNLM_ERR_ARG for a short buffer nothing changes); generate the reply; then end_turn records its text. */
+ternlm_status ternlm_chat_begin_turn(ternlm_chat *c, const char *user_text, int32_t *out, size_t cap, size_t *n_out,
+                                    ternlm_error *err);
+ternlm_status ternlm_chat_end_turn(ternlm_chat *c, const char *reply, size_t len, ternlm_error *err);
+
 /* The last reply's text (valid until the next send or reset). */
 const char *ternlm_chat_last_reply(const ternlm_chat *c);
 void ternlm_chat_reset(ternlm_chat *c);  /* forget every turn except the system prompt */

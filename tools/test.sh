@@ -12,7 +12,8 @@ log() { printf '\n=== %s\n' "$*"; }
 install_deps() {
   local pkgs=(cmake ninja-build gcc make clang-14 libclang-rt-14-dev
               clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 wabt
-              gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
+              gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+              emscripten chromium)
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
@@ -75,10 +76,28 @@ aarch64() {
   echo "aarch64 cortex-a53: 3 passed, 0 failed"
 }
 
+emscripten() {
+  log "Emscripten builds (single-thread and pthreads) and their C tests under Node"
+  emcmake cmake -S . -B build-em -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    "-DCMAKE_CROSSCOMPILING_EMULATOR=/usr/bin/node;--no-experimental-fetch" >/dev/null
+  cmake --build build-em -j "$JOBS"
+  ctest --test-dir build-em --output-on-failure -j "$JOBS" -E 'conformance_(scalar|avx2|avx512|neon)'
+  emcmake cmake -S . -B build-em-mt -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERNLM_EMSCRIPTEN_THREADS=ON -DTERNLM_TESTS=OFF >/dev/null
+  cmake --build build-em-mt -j "$JOBS" --target ternlm_web
+}
+
+javascript() {
+  log "Node and browser tests (node:test; Playwright with Debian's Chromium)"
+  npm ci --no-audit --no-fund >/dev/null
+  node --test tests/node/ tests/browser/
+}
+
 install_deps
 native
 sanitized
 fuzz
 wasi
+emscripten
+javascript
 aarch64
 log "all tests passed"

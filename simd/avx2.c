@@ -15,13 +15,6 @@ static inline int32_t hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-static inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* ---- activation quantization: the same bits as the scalar rule (RNE via cvtps under MXCSR's default) ---- */
 
 static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {

@@ -8,7 +8,13 @@
 #include "json.h"
 #include "ternlm.h"
 
-#define FIX TERNLM_SHARED_DIR "/fixtures/"
+/* The fixture folder: TERNLM_SHARED_DIR from the environment (the GPU machine), else the build's. */
+static const char *fixtures(void) {
+    static char dir[1024];
+    const char *env = getenv("TERNLM_SHARED_DIR");
+    snprintf(dir, sizeof dir, "%s/fixtures/", env && *env ? env : TERNLM_SHARED_DIR);
+    return dir;
+}
 
 typedef struct tol {
     double abs, mean, margin;
@@ -44,8 +50,8 @@ typedef struct worst {
 static void compare_prompt(ternlm_session *s, const jval *c, const tol *t, int n_vocab, const char *name, worst *w) {
     size_t np;
     int32_t *prompt = ids_of(json_get(c, "prompt_ids"), &np);
-    char path[512];
-    snprintf(path, sizeof path, FIX "%s", json_get(c, "logits_file")->str);
+    char path[1200];
+    snprintf(path, sizeof path, "%s%s", fixtures(), json_get(c, "logits_file")->str);
     size_t bytes;
     float *ref = (float *)read_whole_file(path, &bytes);
     CHECK(ref != NULL, "%s: missing fixture %s", name, path);
@@ -129,8 +135,8 @@ static ternlm_model *open_incremental(const char *path, size_t chunk) {
 }
 
 static void run_fixture(const char *ref_name, const char *mode) {
-    char path[512];
-    snprintf(path, sizeof path, FIX "%s", ref_name);
+    char path[1200];
+    snprintf(path, sizeof path, "%s%s", fixtures(), ref_name);
     size_t len;
     char *text = read_whole_file(path, &len);
     jval *ref = text ? json_parse(text, len) : NULL;
@@ -142,7 +148,7 @@ static void run_fixture(const char *ref_name, const char *mode) {
     const jval *tj = json_get(ref, "tolerance");
     const tol t = {json_get(tj, "abs")->num, json_get(tj, "mean_abs")->num, json_get(tj, "argmax_margin")->num};
     const int n_vocab = (int)json_get(ref, "n_vocab")->num;
-    snprintf(path, sizeof path, FIX "%s", json_get(ref, "model")->str);
+    snprintf(path, sizeof path, "%s%s", fixtures(), json_get(ref, "model")->str);
     ternlm_model *m = NULL;
     ternlm_error err = {0};
     char *image = NULL;
@@ -163,6 +169,7 @@ static void run_fixture(const char *ref_name, const char *mode) {
     ternlm_session_params sp = ternlm_session_params_default();
     sp.n_ctx = 256;
     sp.n_threads = 2;
+    sp.use_gpu = getenv("TERNLM_GPU") != NULL; /* the CUDA backend, where built and a GPU exists */
     if (m) CHECK(ternlm_session_new(m, &sp, &s, &err) == TERNLM_OK, "session: %s", err.message);
     worst w = {0, 0};
     const jval *cases = json_get(ref, "cases");
@@ -182,6 +189,22 @@ static void run_fixture(const char *ref_name, const char *mode) {
 }
 
 int main(int argc, char **argv) {
+    if (getenv("TERNLM_GPU")) { /* skip cleanly without a usable GPU backend */
+        ternlm_model *m = NULL;
+        ternlm_session *s = NULL;
+        ternlm_session_params sp = ternlm_session_params_default();
+        sp.use_gpu = 1;
+        ternlm_error err = {0};
+        char path[1200];
+        snprintf(path, sizeof path, "%sllama-stories260k.gguf", fixtures());
+        if (ternlm_model_open_file(path, NULL, &m, &err) == TERNLM_OK && ternlm_session_new(m, &sp, &s, &err) != TERNLM_OK) {
+            printf("GPU backend unavailable: %s: skipped\n", err.message);
+            ternlm_model_free(m);
+            return 77;
+        }
+        ternlm_session_free(s);
+        ternlm_model_free(m);
+    }
     const char *forced = getenv("TERNLM_KERNELS");
     if (forced && *forced && strcmp(forced, ternlm_cpu_kernels())) {
         printf("kernel path '%s' is not available on this CPU or build: skipped\n", forced);
@@ -189,11 +212,14 @@ int main(int argc, char **argv) {
     }
     static const char *refs[] = {"b158-llama3-i2s.ref.json", "bitnet-spm-tq2_0.ref.json", "bitnet-spm-tq1_0.ref.json",
                                  "llama-stories260k.ref.json"};
+    const char *only = getenv("TERNLM_FIXTURES"); /* a subset, e.g. "b158,stories" (the GPU machine gets only some) */
     const char *only_mode = argc > 1 ? argv[1] : NULL;
     static const char *modes[] = {"file", "memory", "incremental"};
     for (size_t r = 0; r < sizeof refs / sizeof refs[0]; r++)
         for (size_t k = 0; k < 3; k++)
-            if ((!only_mode && (k == 0 || r == 0)) || (only_mode && !strcmp(only_mode, modes[k])))
+            if (((!only_mode && (k == 0 || r == 0)) || (only_mode && !strcmp(only_mode, modes[k]))) &&
+                (!only || strstr(refs[r], only) || (strstr(only, "stories") && strstr(refs[r], "stories")) ||
+                 (strstr(only, "b158") && strstr(refs[r], "b158")) || (strstr(only, "tq") && strstr(refs[r], "tq"))))
                 run_fixture(refs[r], modes[k]);
     return check_summary();
 }

@@ -92,6 +92,16 @@ javascript() {
   node --test tests/node/ tests/browser/
 }
 
+cuda() {
+  log "CUDA backend: compiled with nvcc for sm_80, sm_89, sm_90 (its GPU tests skip without a GPU)"
+  local nvcc
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERNLM_CUDA=ON -DTERNLM_EMBED_MODEL=OFF \
+    -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
+  cmake --build build-cuda -j "$JOBS"
+  ctest --test-dir build-cuda --output-on-failure -R 'conformance_gpu|types|kernels'
+}
+
 install_deps
 native
 sanitized
@@ -99,5 +109,6 @@ fuzz
 wasi
 emscripten
 javascript
+cuda
 aarch64
 log "all tests passed"

@@ -64,12 +64,12 @@ struct gpu_state {
 
 // ------------------------------------------------------------------------------------------------ kernels
 
-__global__ void k_embed(const dlin e, const int *tok, float *x, int T) {
-    const int t = blockIdx.y, n = e.n;
+__global__ void k_embed(const float *wf, const __half *wh, int n, const int *tok, float *x, int T) {
+    const int t = blockIdx.y;
     if (t >= T) return;
     const long row = tok[t];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-        x[(long)t * n + i] = e.wh ? __half2float(e.wh[row * n + i]) : e.wf[row * n + i];
+        x[(long)t * n + i] = wh ? __half2float(wh[row * n + i]) : wf[row * n + i];
 }
 
 __device__ double block_sum_d(double v, double *sh) {
@@ -176,7 +176,14 @@ __global__ void k_quant_q8k(const float *x, int n, int8_t *q, float *d, int *bsu
 }
 
 // Ternary linear: one warp per output row, all T tokens. out = y (+)= ...
-__global__ void k_ternary(const dlin w, const int8_t *q, const float *qs, const int *qsum, float *y, int T, int accumulate) {
+struct tern_args { // a ternary linear's fields, passed explicitly
+    const uint32_t *codes;
+    const float *blk_scale, *bias;
+    int rows, n, act;
+    float scale, out_scale;
+};
+
+__global__ void k_ternary(const tern_args w, const int8_t *q, const float *qs, const int *qsum, float *y, int T, int accumulate) {
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= w.rows) return;
     const int nw = w.n / 16;
@@ -224,28 +231,29 @@ __global__ void k_ternary(const dlin w, const int8_t *q, const float *qs, const 
 }
 
 // Float linear (F32 or F16 weights, f32 activations; F16 activations rounded when round_in): one warp per row.
-__global__ void k_float(const dlin w, const float *x, float *y, int T, int accumulate, int round_in, long y_stride) {
+__global__ void k_float(const float *wf, const __half *wh, int rows, int n, float out_scale, const float *bias,
+                        const float *x, float *y, int T, int accumulate, int round_in, long y_stride) {
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (row >= w.rows) return;
+    if (row >= rows) return;
     for (int t = 0; t < T; t++) {
-        const float *xr = x + (long)t * w.n;
+        const float *xr = x + (long)t * n;
         float s = 0;
-        if (w.wh) {
-            const __half2 *wr = (const __half2 *)(w.wh + (long)row * w.n);
-            for (int i = lane; i < w.n / 2; i += 32) {
+        if (wh) {
+            const __half2 *wr = (const __half2 *)(wh + (long)row * n);
+            for (int i = lane; i < n / 2; i += 32) {
                 const float2 wv = __half22float2(__ldg(wr + i));
                 float a = xr[2 * i], b = xr[2 * i + 1];
                 if (round_in) a = __half2float(__float2half_rn(a)), b = __half2float(__float2half_rn(b));
                 s += wv.x * a + wv.y * b;
             }
         } else {
-            const float *wr = w.wf + (long)row * w.n;
-            for (int i = lane; i < w.n; i += 32) s += __ldg(wr + i) * xr[i];
+            const float *wr = wf + (long)row * n;
+            for (int i = lane; i < n; i += 32) s += __ldg(wr + i) * xr[i];
         }
         for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffff, s, o);
         if (lane == 0) {
-            float v = s * w.out_scale;
-            if (w.bias) v += w.bias[row];
+            float v = s * out_scale;
+            if (bias) v += bias[row];
             float *dst = y + (long)t * y_stride + row;
             *dst = accumulate ? *dst + v : v;
         }
@@ -426,9 +434,11 @@ static void linear(gpu_state *g, const tl_hparams *hp, const dlin *w, const floa
     const int blocks = (w->rows + 7) / 8;
     if (w->kind == LIN_TERNARY) {
         quantize_for(g, w, x, T, c);
-        k_ternary<<<blocks, 256, 0, g->st>>>(*w, g->qa, g->qs, g->qsum, y, T, acc);
+        const tern_args a = {w->codes, w->blk_scale, w->bias, w->rows, w->n, w->act, w->scale, w->out_scale};
+        k_ternary<<<blocks, 256, 0, g->st>>>(a, g->qa, g->qs, g->qsum, y, T, acc);
     } else {
-        k_float<<<blocks, 256, 0, g->st>>>(*w, x, y, T, acc, w->kind == LIN_F16 && hp->head_input_f16, w->rows);
+        k_float<<<blocks, 256, 0, g->st>>>(w->wf, w->wh, w->rows, w->n, w->out_scale, w->bias, x, y, T, acc,
+                                           w->kind == LIN_F16 && hp->head_input_f16, w->rows);
     }
 }
 
@@ -438,7 +448,7 @@ static void forward(ternlm_session *s, int T, int which) {
     const tl_hparams *h = &m->hp;
     const int E = h->n_embd, F = h->n_ff;
     const float tsl2 = log2f(h->rope_base) * (-2.0f / (float)h->n_rot);
-    k_embed<<<dim3((E + 255) / 256, T), 256, 0, g->st>>>(g->embd, g->tok, g->x, T);
+    k_embed<<<dim3((E + 255) / 256, T), 256, 0, g->st>>>(g->embd.wf, g->embd.wh, E, g->tok, g->x, T);
     for (uint32_t l = 0; l < h->n_layer; l++) {
         const dlayer *L = &g->L[l];
         act_cache c = {0, 0};
@@ -467,7 +477,9 @@ static void forward(ternlm_session *s, int T, int which) {
     k_rmsnorm<<<n, 256, 0, g->st>>>(g->x + (long)first * E, g->out_norm, g->xn, E, h->eps);
     act_cache c = {0, 0};
     if (g->head.kind == LIN_TERNARY) linear(g, h, &g->head, g->xn, g->logits, n, 0, &c);
-    else k_float<<<(g->head.rows + 7) / 8, 256, 0, g->st>>>(g->head, g->xn, g->logits, n, 0, g->head.kind == LIN_F16 && h->head_input_f16, g->head.rows);
+    else k_float<<<(g->head.rows + 7) / 8, 256, 0, g->st>>>(g->head.wf, g->head.wh, g->head.rows, g->head.n, g->head.out_scale,
+                                                            g->head.bias, g->xn, g->logits, n, 0,
+                                                            g->head.kind == LIN_F16 && h->head_input_f16, g->head.rows);
 }
 
 // ------------------------------------------------------------------------------------------------ session hooks
@@ -477,6 +489,13 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
     int n_dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0)
         return tl_fail(err, TERNLM_ERR_BACKEND, "--gpu: no CUDA device is available (driver missing or no GPU)");
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) { /* F32/F16 linears fault on the GPU: not supported yet */
+        const uint32_t t = m->layers[l].wq.type;
+        if (t != TL_I2_S && t != TL_TQ2_0 && t != TL_TQ1_0)
+            return tl_fail(err, TERNLM_ERR_UNSUPPORTED,
+                           "--gpu runs ternary linears (I2_S, TQ2_0, TQ1_0); this model's are %s: run it on the CPU",
+                           tl_type_name(t));
+    }
     ternlm_session *s = (ternlm_session *)calloc(1, sizeof *s);
     gpu_state *g = (gpu_state *)calloc(1, sizeof *g);
     if (!s || !g) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");

@@ -152,6 +152,14 @@ float tl_avx2_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
 
 /* ---- float dots ---- */
 
+/* The lanes.h fold in registers: lanes 0-15 += 16-31 is a0 += a2, a1 += a3; then 0-7 += 8-15 is a0 + a1; then halves. */
+static inline float fold32(const __m256 *a) {
+    const __m256 v8 = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+    const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+    const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+    return _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
+}
+
 /* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -162,6 +170,7 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
             a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * k))),
                                                      _mm256_loadu_ps(x + i + 8 * k)));
     }
+    if (i == n) return fold32(a);
     float l[TL_LANES];
     for (int k = 0; k < 4; k++) _mm256_storeu_ps(l + 8 * k, a[k]);
     for (; i < n; i++) l[i % TL_LANES] += tl_f16_to_f32(w[i]) * x[i];
@@ -173,6 +182,7 @@ static float dot_f32(const float *w, const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 32 <= n; i += 32)
         for (int k = 0; k < 4; k++) a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(_mm256_loadu_ps(w + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k)));
+    if (i == n) return fold32(a);
     float l[TL_LANES];
     for (int k = 0; k < 4; k++) _mm256_storeu_ps(l + 8 * k, a[k]);
     for (; i < n; i++) l[i % TL_LANES] += w[i] * x[i];

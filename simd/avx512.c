@@ -173,6 +173,16 @@ static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const 
     }
 }
 
+/* The lanes.h fold in registers (the same additions in the same order): lanes 0-15 += 16-31 is a0 + a1, then each
+ * half is added to the other half down to one lane. */
+static inline float fold32(__m512 a0, __m512 a1) {
+    const __m512 v16 = _mm512_add_ps(a0, a1);
+    const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(v16), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v16), 1)));
+    const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+    const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+    return _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
+}
+
 /* Float dots in the canonical lane order (lanes.h): two zmm accumulators hold lanes 0-31, mul then add. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
@@ -182,6 +192,7 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
         a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))), _mm512_loadu_ps(x + i)));
         a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16))), _mm512_loadu_ps(x + i + 16)));
     }
+    if (i == n) return fold32(a0, a1);
     float l[TL_LANES];
     _mm512_storeu_ps(l, a0);
     _mm512_storeu_ps(l + 16, a1);
@@ -196,6 +207,7 @@ static float dot_f32(const float *w, const float *x, int64_t n) {
         a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i)));
         a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16)));
     }
+    if (i == n) return fold32(a0, a1);
     float l[TL_LANES];
     _mm512_storeu_ps(l, a0);
     _mm512_storeu_ps(l + 16, a1);

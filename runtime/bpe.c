@@ -104,7 +104,7 @@ ternlm_status tl_bpe_init(tl_tokenizer *t, const gguf_file *g, ternlm_error *err
         return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory loading merges");
     }
     memset(t->merge_id, 0xFF, t->merge_cap * sizeof *t->merge_id);
-    uint64_t pos = 0, skipped = 0;
+    uint64_t pos = 0;
     for (uint64_t i = 0; i < kv->arr_n; i++) {
         const gguf_str m = gguf_arr_next_str(kv, &pos);
         const char *sp = m.len > 1 ? memchr(m.p + 1, ' ', m.len - 1) : NULL;
@@ -120,11 +120,9 @@ ternlm_status tl_bpe_init(tl_tokenizer *t, const gguf_file *g, ternlm_error *err
             memcpy(buf + la, sp + 1, lb);
             ab = tl_strmap_get(t, buf, la + lb);
         }
-        if (a < 0 || b < 0 || ab < 0) skipped++;
-        else merge_put(t, a, b, (uint32_t)i, ab);
+        if (a >= 0 && b >= 0 && ab >= 0) merge_put(t, a, b, (uint32_t)i, ab); /* others can never apply */
     }
     free(buf);
-    (void)skipped; /* merges whose parts are not tokens can never apply */
     return build_decoded(t, err);
 }
 

@@ -54,7 +54,7 @@ ternlm_status ternlm_sampler_new(const ternlm_sampler_params *params, uint32_t n
                                  ternlm_error *err) {
     if (!out || !n_vocab) return tl_fail(err, TERNLM_ERR_ARG, "out must not be NULL and n_vocab positive");
     ternlm_sampler_params p = params ? *params : ternlm_sampler_params_default();
-    if (!(p.top_p > 0) || !(p.min_p >= 0 || p.min_p < 0) || p.repeat_penalty <= 0)
+    if (!(p.top_p > 0) || p.min_p != p.min_p /* NaN */ || p.repeat_penalty <= 0)
         return tl_fail(err, TERNLM_ERR_ARG, "sampler parameters out of range (top_p must be > 0, repeat_penalty > 0)");
     ternlm_sampler *s = calloc(1, sizeof *s);
     if (!s) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");

@@ -65,8 +65,7 @@ static void emit_symbol(const tl_tokenizer *t, const uint8_t *s, const sym *y, t
     }
     for (uint32_t k = 0; k < y->len; k++) {
         const int32_t b = t->byte_token[s[y->start + k]];
-        if (b >= 0) tl_ids_push(ids, b);
-        else ((tl_tokenizer *)t)->dropped_bytes++; /* statistics only */
+        if (b >= 0) tl_ids_push(ids, b); /* a byte with no token is dropped, as llama.cpp does */
     }
 }
 

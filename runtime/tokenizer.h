@@ -72,7 +72,6 @@ struct tl_tokenizer {
     uint32_t n_special;
     char *decoded;             /* BPE: token texts mapped back to bytes, concatenated */
     uint32_t *decoded_off;     /* n_vocab + 1 offsets into decoded */
-    uint64_t dropped_bytes;    /* bytes without a token (warned once) */
 };
 
 int32_t tl_strmap_get(const tl_tokenizer *t, const char *s, size_t len);

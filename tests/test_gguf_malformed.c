@@ -222,10 +222,10 @@ static void kv_tok_nomerges(buf *b) {
 }
 static void kv_tok_model(buf *b) { kv_str(b, "tokenizer.ggml.model", "wordpiece"); }
 
-static void extra_case(const char *name, void (*w)(buf *), const char *want) {
+/* A base file plus the n_kv KV records that w writes. */
+static void extra_case(const char *name, void (*w)(buf *), int n_kv, const char *want) {
     spec s = base();
-    s.n_kv_extra = w == kv_tok_int || w == kv_tok_bos || w == kv_tok_nomerges ? (w == kv_tok_int ? 2 : w == kv_tok_bos ? 3 : 2)
-                 : w == kv_tok_types ? 3 : 1;
+    s.n_kv_extra = n_kv;
     s.extra_kv = w;
     expect_spec(name, &s, want);
 }
@@ -250,7 +250,7 @@ static void truncations(const char *fixture, size_t step_header, int n_random) {
         memcpy(copy, bytes, cut);
         ternlm_model *m = NULL;
         ternlm_error err = {0};
-        if (ternlm_model_open_memory(copy, cut, NULL, &m, &err) == TERNLM_OK || !strstr(err.message, "")) bad++;
+        if (ternlm_model_open_memory(copy, cut, NULL, &m, &err) == TERNLM_OK) bad++;
         else if (!strstr(err.message, "truncated") && !strstr(err.message, "data ends at byte") &&
                  !strstr(err.message, "shorter than") && !strstr(err.message, "impossible for a file") &&
                  !strstr(err.message, "runs past the end") && !strstr(err.message, "needs at least")) {
@@ -292,26 +292,26 @@ int main(void) {
     expect_patch("empty first key", key0, &zero, 8, "length 0");
     expect_patch("key length 2^63", key0, &huge, 8, "metadata key");
     expect_patch("key past the end", key0, &past, 8, "runs past the end");
-    extra_case("invalid value type", kv_bad_type, "invalid value type 13");
-    extra_case("bool value 2", kv_bool2, "bool value 2");
-    extra_case("array of arrays", kv_arr_arr, "arrays of arrays");
-    extra_case("array count 2^62", kv_arr_huge, "array count");
-    extra_case("array past the end", kv_arr_past, "needs at least");
-    extra_case("string length 2^63", kv_str_huge, "length");
-    extra_case("duplicate key", kv_dup, "duplicate metadata key 'llama.context_length'");
-    extra_case("key not UTF-8", kv_bad_utf8, "not valid UTF-8");
-    extra_case("empty key", kv_empty_key, "length 0");
-    extra_case("alignment as u64", kv_align_u64, "must be u32");
-    extra_case("split file", kv_split, "split GGUF");
+    extra_case("invalid value type", kv_bad_type, 1, "invalid value type 13");
+    extra_case("bool value 2", kv_bool2, 1, "bool value 2");
+    extra_case("array of arrays", kv_arr_arr, 1, "arrays of arrays");
+    extra_case("array count 2^62", kv_arr_huge, 1, "array count");
+    extra_case("array past the end", kv_arr_past, 1, "needs at least");
+    extra_case("string length 2^63", kv_str_huge, 1, "length");
+    extra_case("duplicate key", kv_dup, 1, "duplicate metadata key 'llama.context_length'");
+    extra_case("key not UTF-8", kv_bad_utf8, 1, "not valid UTF-8");
+    extra_case("empty key", kv_empty_key, 1, "length 0");
+    extra_case("alignment as u64", kv_align_u64, 1, "must be u32");
+    extra_case("split file", kv_split, 1, "split GGUF");
     s = base(); s.skip_layers_key = 1; s.n_kv_extra = 1; s.extra_kv = kv_layers_str;
     expect_spec("hparam of wrong type", &s, "expected an integer");
-    extra_case("rope base NaN", kv_eps_nan, "finite and positive");
-    extra_case("head_count_kv does not divide", kv_heads_kv, "must divide");
-    extra_case("tokens of wrong type", kv_tok_int, "array of strings");
-    extra_case("token_type length", kv_tok_types, "entries for");
-    extra_case("bos out of range", kv_tok_bos, "outside the vocabulary");
-    extra_case("gpt2 without merges", kv_tok_nomerges, "merges");
-    extra_case("unknown tokenizer", kv_tok_model, "unsupported tokenizer model 'wordpiece'");
+    extra_case("rope base NaN", kv_eps_nan, 1, "finite and positive");
+    extra_case("head_count_kv does not divide", kv_heads_kv, 1, "must divide");
+    extra_case("tokens of wrong type", kv_tok_int, 2, "array of strings");
+    extra_case("token_type length", kv_tok_types, 3, "entries for");
+    extra_case("bos out of range", kv_tok_bos, 3, "outside the vocabulary");
+    extra_case("gpt2 without merges", kv_tok_nomerges, 2, "merges");
+    extra_case("unknown tokenizer", kv_tok_model, 1, "unsupported tokenizer model 'wordpiece'");
     s = base(); s.align = 48; expect_spec("alignment 48", &s, "general.alignment is 48");
     s = base(); s.align = 1u << 24; expect_spec("alignment 16M", &s, "general.alignment is");
     /* tensor infos */

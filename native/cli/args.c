@@ -146,3 +146,22 @@ int cli_parse_ids(const char *s, int32_t **ids, int *n) {
     }
     return *n > 0;
 }
+
+char *cli_read_all(const char *path, size_t *n) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    for (size_t r; buf && (r = fread(buf + len, 1, cap - len, f)) > 0;) {
+        len += r;
+        if (len == cap) {
+            char *nb = realloc(buf, (cap *= 2) + 1);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    }
+    if (f != stdin) fclose(f);
+    if (buf) buf[len] = 0;
+    *n = len;
+    return buf;
+}

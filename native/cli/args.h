@@ -3,6 +3,7 @@
 #ifndef TERNLM_CLI_ARGS_H
 #define TERNLM_CLI_ARGS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_STR, OPT_U64, OPT_IGNORED } opt_kind;
@@ -32,5 +33,7 @@ struct ternlm_model;
 int cli_open_model(const char *path, const char *pre, int head_q8, const char *activation, int verbose,
                    struct ternlm_model **out);
 int cli_parse_ids(const char *s, int32_t **ids, int *n);
+/* The whole of a file, or of stdin for "-", NUL-terminated (the length excludes the NUL). NULL on failure. */
+char *cli_read_all(const char *path, size_t *n);
 
 #endif

@@ -84,21 +84,6 @@ done:
     return rc;
 }
 
-static char *read_stdin(size_t *n) {
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (size_t r; buf && (r = fread(buf + len, 1, cap - len, stdin)) > 0;) {
-        len += r;
-        if (len == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) free(buf);
-            buf = nb;
-        }
-    }
-    *n = len;
-    return buf;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *pre = NULL;
     int ids_only = 0, bos = 0, no_special = 0;
@@ -123,7 +108,7 @@ int cmd_tokenize(int argc, char **argv) {
     char *buf = NULL;
     const char *text = pos[0];
     if (!strcmp(text, "-")) {
-        if (!(text = buf = read_stdin(&len))) return EXIT_RUNTIME;
+        if (!(text = buf = cli_read_all("-", &len))) return EXIT_RUNTIME;
     } else {
         len = strlen(text);
     }

@@ -124,25 +124,6 @@ static int print_piece(void *user, int32_t tok, const char *text, size_t len) {
     return 0;
 }
 
-static char *read_file(const char *path, size_t *n) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap + 1);
-    for (size_t r; buf && (r = fread(buf + len, 1, cap - len, f)) > 0;) {
-        len += r;
-        if (len == cap) {
-            char *nb = realloc(buf, (cap *= 2) + 1);
-            if (!nb) free(buf);
-            buf = nb;
-        }
-    }
-    if (f != stdin) fclose(f);
-    if (buf) buf[len] = 0;
-    *n = len;
-    return buf;
-}
-
 static void print_stats(double load_s, const ternlm_generate_stats *st) {
     fprintf(stderr, "\n\nternlm: load %.0f ms | prompt %u tokens, %.2f tokens/s | generation %u tokens, %.2f tokens/s\n",
             load_s * 1000, st->n_prompt, st->prompt_seconds > 0 ? st->n_prompt / st->prompt_seconds : 0.0,
@@ -166,7 +147,7 @@ int cmd_run(int argc, char **argv) {
     if (rc) return rc == ARGS_HELP ? 0 : rc;
     size_t plen = 0;
     char *pbuf = NULL;
-    if (o.prompt_file && !(pbuf = read_file(o.prompt_file, &plen))) {
+    if (o.prompt_file && !(pbuf = cli_read_all(o.prompt_file, &plen))) {
         fprintf(stderr, "ternlm: cannot read prompt file '%s'\n", o.prompt_file);
         return EXIT_RUNTIME;
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../simd/kernels.h"
+#include "../simd/lanes.h"
 #include "mathx.h"
 #include "model.h"
 #include "session.h"
@@ -18,17 +19,18 @@
  * Small building blocks
  * --------------------------------------------------------------------------------------------- */
 
-/* ggml's RMSNorm: sum of squares in double, then x * (1/sqrt(mean + eps)), then times the weight. */
+/* ggml's RMSNorm: sum of squares in double (over TL_NORM_LANES lanes, see lanes.h), then x * (1/sqrt(mean + eps)),
+ * then times the weight. */
 static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
-    const float mean = (float)(sum / (double)n);
+    double l[TL_NORM_LANES] = {0};
+    for (int64_t i = 0; i < n; i++) l[i % TL_NORM_LANES] += (double)(x[i] * x[i]);
+    const float mean = (float)(tl_lanes_fold_d(l, TL_NORM_LANES) / (double)n);
     const float scale = 1.0f / sqrtf(mean + eps);
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 
 /* cos/sin of theta_i = pos * base^(-2i/n_rot), theta built by repeated f32 multiplication as ggml does. */
-static void rope_table(float *cs, uint32_t pos, const tl_hparams *h, const float *freq_factors) {
+void tl_rope_table(float *cs, uint32_t pos, const tl_hparams *h, const float *freq_factors) {
     const float theta_scale = tl_powf(h->rope_base, -2.0f / (float)h->n_rot);
     float theta = (float)pos;
     for (uint32_t i = 0; i < h->n_rot / 2; i++) {
@@ -203,12 +205,12 @@ static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh,
         scores[p] = s->kern->dot_f16(K + (size_t)p * kv_dim, qh, hd) * scale;
         if (scores[p] > max) max = scores[p];
     }
-    double sum = 0.0;
+    double lanes[TL_LANES] = {0};
     for (uint32_t p = 0; p <= pos; p++) {
         scores[p] = tl_expf(scores[p] - max);
-        sum += (double)scores[p];
+        lanes[p % TL_LANES] += (double)scores[p];
     }
-    const float inv = (float)(1.0 / sum);
+    const float inv = (float)(1.0 / tl_lanes_fold_d(lanes, TL_LANES));
     float *out = s->att + (int64_t)t * h->n_embd + hh * hd;
     for (uint32_t p = 0; p <= pos; p++) {
         scores[p] *= inv;
@@ -301,7 +303,7 @@ static ternlm_status eval_batch(ternlm_session *s, const int32_t *tokens, int T,
     for (int t = 0; t < T; t++) {
         tl_dequant_row(m->tok_embd.type, m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes, s->x + t * E,
                        E, m->tok_embd.i2s_scale);
-        rope_table(s->rope_cs + (int64_t)t * h->n_rot, s->pos + (uint32_t)t, h, m->rope_freqs);
+        tl_rope_table(s->rope_cs + (int64_t)t * h->n_rot, s->pos + (uint32_t)t, h, m->rope_freqs);
     }
     for (uint32_t l = 0; l < h->n_layer; l++) {
         attention_block(s, &m->layers[l], l, T);

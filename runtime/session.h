@@ -31,6 +31,9 @@ struct ternlm_session {
     void *gpu; /* non-NULL when the session runs on the GPU backend */
 };
 
+/* cos, sin pairs of the n_rot/2 rotation angles at position pos (the GPU backend tabulates them with this too). */
+void tl_rope_table(float *cs, uint32_t pos, const tl_hparams *h, const float *freq_factors);
+
 /* GPU backend hooks (native/cuda/ when built with TERNLM_CUDA, otherwise a stub that reports why). */
 ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, ternlm_session **out,
                                  ternlm_error *err);

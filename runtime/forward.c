@@ -353,20 +353,25 @@ static ternlm_status alloc_scratch(ternlm_session *s, ternlm_error *err) {
     return TERNLM_OK;
 }
 
-ternlm_status ternlm_session_new(ternlm_model *m, const ternlm_session_params *params, ternlm_session **out,
-                                 ternlm_error *err) {
-    if (!m || !out) return tl_fail(err, TERNLM_ERR_ARG, "model and out must not be NULL");
-    *out = NULL;
-    if (!m->has_weights)
-        return tl_fail(err, TERNLM_ERR_MODEL, "this GGUF has no weights (a vocabulary-only file): it can tokenize but not run");
-    ternlm_session_params p = params ? *params : ternlm_session_params_default();
-    if (p.use_gpu) return tl_session_new_gpu(m, &p, out, err);
+/* More threads than this per core only add contention (and a hostile -t 100000 would start that many). */
+static uint32_t clamp_threads(const ternlm_model *m, uint32_t requested) {
+    const uint32_t cores = TL_MAX(tl_physical_cores(), 1u);
+    const uint32_t limit = cores * TERNLM_MAX_THREADS_PER_CORE;
+    if (!requested) return cores;
+    if (requested <= limit) return requested;
+    tl_log(&m->log, "warning: %u threads is more than %u per core on %u core(s); using %u", requested,
+           TERNLM_MAX_THREADS_PER_CORE, cores, limit);
+    return limit;
+}
+
+static ternlm_status session_new_cpu(ternlm_model *m, const ternlm_session_params *p, ternlm_session **out,
+                                     ternlm_error *err) {
     ternlm_session *s = calloc(1, sizeof *s);
     if (!s) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     s->m = m;
-    s->n_ctx = p.n_ctx ? TL_MIN(p.n_ctx, m->hp.n_ctx_train) : TL_MIN(m->hp.n_ctx_train, 4096u);
+    s->n_ctx = p->n_ctx ? TL_MIN(p->n_ctx, m->hp.n_ctx_train) : TL_MIN(m->hp.n_ctx_train, 4096u);
     s->kern = tl_kernels_best();
-    s->pool = tl_pool_new((int)(p.n_threads ? p.n_threads : tl_physical_cores()));
+    s->pool = tl_pool_new((int)clamp_threads(m, p->n_threads));
     ternlm_status st = s->pool ? alloc_scratch(s, err) : tl_fail(err, TERNLM_ERR_NOMEM, "cannot start threads");
     if (st) {
         ternlm_session_free(s);
@@ -376,18 +381,35 @@ ternlm_status ternlm_session_new(ternlm_model *m, const ternlm_session_params *p
     return TERNLM_OK;
 }
 
+ternlm_status ternlm_session_new(ternlm_model *m, const ternlm_session_params *params, ternlm_session **out,
+                                 ternlm_error *err) {
+    if (!m || !out) return tl_fail(err, TERNLM_ERR_ARG, "model and out must not be NULL");
+    if (!m->has_weights)
+        return tl_fail(err, TERNLM_ERR_MODEL, "this GGUF has no weights (a vocabulary-only file): it can tokenize but not run");
+    const ternlm_session_params p = params ? *params : ternlm_session_params_default();
+    ternlm_session *s = NULL;
+    const ternlm_status st = p.use_gpu ? tl_session_new_gpu(m, &p, &s, err) : session_new_cpu(m, &p, &s, err);
+    if (st) return st; /* *out is left as it was */
+    tl_model_retain(m);
+    s->holds_model_ref = 1;
+    *out = s;
+    return TERNLM_OK;
+}
+
 void ternlm_session_free(ternlm_session *s) {
     if (!s) return;
+    ternlm_model *m = s->holds_model_ref ? s->m : NULL;
     if (s->gpu) {
         tl_session_free_gpu(s);
-        return;
+    } else {
+        void *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->proj, s->ff_g, s->ff_u, s->qa, s->qa_scale, s->qa_sum,
+                        s->q8k, s->q80, s->f16r, s->acc, s->rope_cs, s->scores, s->qh, s->row_tmp, s->k_cache, s->v_cache};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tl_aligned_free(bufs[i]);
+        free(s->logits);
+        tl_pool_free(s->pool);
+        free(s);
     }
-    void *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->proj, s->ff_g, s->ff_u, s->qa, s->qa_scale, s->qa_sum,
-                    s->q8k, s->q80, s->f16r, s->acc, s->rope_cs, s->scores, s->qh, s->row_tmp, s->k_cache, s->v_cache};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tl_aligned_free(bufs[i]);
-    free(s->logits);
-    tl_pool_free(s->pool);
-    free(s);
+    if (m) tl_model_release(m);
 }
 
 static ternlm_status check_tokens(const ternlm_session *s, const int32_t *tokens, size_t n, ternlm_error *err) {
@@ -434,8 +456,8 @@ ternlm_status ternlm_session_eval(ternlm_session *s, const int32_t *tokens, size
 }
 
 const float *ternlm_session_logits(const ternlm_session *s, int i) {
-    if (!s || !s->logits_rows) return NULL;
-    if (i < 0) i = (int)s->logits_rows - 1;
+    if (!s || !s->logits_rows || i < -1) return NULL; /* -1 is the only negative index: the last row */
+    if (i == -1) i = (int)s->logits_rows - 1;
     if ((size_t)i >= s->logits_rows) return NULL;
     return s->logits + (size_t)i * s->m->hp.n_vocab;
 }

@@ -4,12 +4,18 @@
  * Anything else is an error that names the construct, so callers can fall back to a built-in format.
  *
  * Strings are lists of segments flagged as template text or user text (message content), so the tokenizer can
- * parse special tokens in the template while encoding user text as plain text. */
+ * parse special tokens in the template while encoding user text as plain text.
+ *
+ * A template is data from the model file, so rendering is bounded: nesting depth (the renderer recurses), the size
+ * of every string and of the output, the number of loop iterations, and the total work (bytes scanned + built). */
 #include "jinja.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ternlm.h"
 
 /* ---- values ---- */
 
@@ -17,7 +23,7 @@ typedef enum { V_NONE, V_BOOL, V_INT, V_STR, V_MSG, V_MSGS } vkind;
 
 typedef struct value {
     vkind kind;
-    long i;              /* V_BOOL, V_INT */
+    long long i;         /* V_BOOL, V_INT */
     tl_jinja_text s;     /* V_STR */
     size_t msg;          /* V_MSG: index into the messages */
 } value;
@@ -28,51 +34,58 @@ static void text_free(tl_jinja_text *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* Append bytes (amortised O(n): segments grow geometrically). Returns 0 when out of memory. */
 static int text_append(tl_jinja_text *t, const char *p, size_t n, int user) {
     if (!n) return 1;
-    if (t->n && t->seg[t->n - 1].user == user) { /* merge with the last segment of the same kind */
-        tl_jinja_seg *g = &t->seg[t->n - 1];
-        char *q = realloc(g->p, g->len + n + 1);
+    if (!(t->n && t->seg[t->n - 1].user == user)) { /* else merge with the last segment of the same kind */
+        if (t->n == t->cap) {
+            const size_t cap = t->cap ? t->cap * 2 : 4;
+            tl_jinja_seg *s = realloc(t->seg, cap * sizeof *s);
+            if (!s) return 0;
+            t->seg = s;
+            t->cap = cap;
+        }
+        t->seg[t->n++] = (tl_jinja_seg){NULL, 0, 0, user};
+    }
+    tl_jinja_seg *g = &t->seg[t->n - 1];
+    if (g->len + n + 1 > g->cap) {
+        size_t cap = g->cap ? g->cap : 16;
+        while (cap < g->len + n + 1) cap *= 2;
+        char *q = realloc(g->p, cap);
         if (!q) return 0;
-        memcpy(q + g->len, p, n);
         g->p = q;
-        g->len += n;
-        q[g->len] = 0;
-        return 1;
+        g->cap = cap;
     }
-    if (t->n == t->cap) {
-        const size_t cap = t->cap ? t->cap * 2 : 4;
-        tl_jinja_seg *s = realloc(t->seg, cap * sizeof *s);
-        if (!s) return 0;
-        t->seg = s;
-        t->cap = cap;
+    memcpy(g->p + g->len, p, n);
+    g->len += n;
+    g->p[g->len] = 0;
+    t->bytes += n;
+    return 1;
+}
+
+static size_t text_len(const tl_jinja_text *t) { return t->bytes; }
+
+/* The text as one buffer (NUL-terminated, may contain NULs); NULL when out of memory. */
+static char *text_flat(const tl_jinja_text *t) {
+    char *flat = malloc(t->bytes + 1);
+    if (!flat) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < t->n; i++) memcpy(flat + o, t->seg[i].p, t->seg[i].len), o += t->seg[i].len;
+    flat[o] = 0;
+    return flat;
+}
+
+/* memmem is not in C11. */
+static const char *find_bytes(const char *hay, size_t n, const char *needle, size_t m) {
+    if (m == 0) return hay;
+    if (m > n) return NULL;
+    for (const char *p = hay, *end = hay + n - m + 1; p < end;) {
+        p = memchr(p, needle[0], (size_t)(end - p));
+        if (!p) return NULL;
+        if (memcmp(p, needle, m) == 0) return p;
+        p++;
     }
-    char *q = malloc(n + 1);
-    if (!q) return 0;
-    memcpy(q, p, n);
-    q[n] = 0;
-    t->seg[t->n++] = (tl_jinja_seg){q, n, user};
-    return 1;
-}
-
-static int text_concat(tl_jinja_text *dst, const tl_jinja_text *src) {
-    for (size_t i = 0; i < src->n; i++)
-        if (!text_append(dst, src->seg[i].p, src->seg[i].len, src->seg[i].user)) return 0;
-    return 1;
-}
-
-static size_t text_len(const tl_jinja_text *t) {
-    size_t n = 0;
-    for (size_t i = 0; i < t->n; i++) n += t->seg[i].len;
-    return n;
-}
-
-static int text_eq(const tl_jinja_text *t, const char *s) {
-    size_t n = strlen(s), o = 0;
-    if (text_len(t) != n) return 0;
-    for (size_t i = 0; i < t->n; o += t->seg[i].len, i++)
-        if (memcmp(t->seg[i].p, s + o, t->seg[i].len)) return 0;
-    return 1;
+    return NULL;
 }
 
 static void value_free(value *v) {
@@ -80,15 +93,10 @@ static void value_free(value *v) {
     v->kind = V_NONE;
 }
 
-static value str_value(const char *p, size_t n, int user) {
-    value v = {V_STR, 0, {0}, 0};
-    text_append(&v.s, p, n, user);
-    return v;
-}
-
 /* ---- the renderer ---- */
 
 #define MAX_VARS 32
+#define TL_JINJA_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 typedef struct var {
     char name[32];
@@ -113,8 +121,12 @@ typedef struct jctx {
     tl_jinja_text out;
     char err[256];
     int failed;
+    /* limits (see ternlm.h TERNLM_TEMPLATE_*) and what has been used of them */
+    int depth;
+    size_t text_limit, loops, loop_limit, work, work_limit;
 } jctx;
 
+/* `len` bytes at `near` are quoted (at most 40): callers pass no more than the buffer holds. */
 static int fail(jctx *c, const char *what, const char *near, size_t len) {
     if (!c->failed) {
         snprintf(c->err, sizeof c->err, "unsupported chat template construct: %s near '%.*s'", what, (int)(len > 40 ? 40 : len),
@@ -123,6 +135,53 @@ static int fail(jctx *c, const char *what, const char *near, size_t len) {
     }
     return 0;
 }
+
+static int fail_limit(jctx *c, const char *what, size_t limit) {
+    if (!c->failed) {
+        snprintf(c->err, sizeof c->err, "chat template exceeds a limit: %s (limit %zu)", what, limit);
+        c->failed = 1;
+    }
+    return 0;
+}
+
+/* Count work; 0 (and a failure) once the budget is spent. */
+static int spend(jctx *c, size_t units) {
+    c->work += units;
+    return c->work <= c->work_limit || fail_limit(c, "too much work (template scanned or text built)", c->work_limit);
+}
+
+/* Append to a string value or the output, within the text and work limits. */
+static int append(jctx *c, tl_jinja_text *t, const char *p, size_t n, int user) {
+    if (c->failed) return 0;
+    if (n > c->text_limit - TL_JINJA_MIN(text_len(t), c->text_limit))
+        return fail_limit(c, "a string or the rendered text is too long", c->text_limit);
+    if (!spend(c, n)) return 0;
+    if (!text_append(t, p, n, user)) {
+        snprintf(c->err, sizeof c->err, "out of memory rendering the chat template");
+        c->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int concat_text(jctx *c, tl_jinja_text *dst, const tl_jinja_text *src) {
+    for (size_t i = 0; i < src->n; i++)
+        if (!append(c, dst, src->seg[i].p, src->seg[i].len, src->seg[i].user)) return 0;
+    return 1;
+}
+
+static value str_value(jctx *c, const char *p, size_t n, int user) {
+    value v = {V_STR, 0, {0}, 0};
+    append(c, &v.s, p, n, user);
+    return v;
+}
+
+/* Recursion guard for expressions and blocks: the renderer's stack depth is proportional to it. */
+static int enter(jctx *c) {
+    if (++c->depth <= TERNLM_TEMPLATE_MAX_DEPTH) return 1;
+    return fail_limit(c, "expressions or blocks nested too deeply", TERNLM_TEMPLATE_MAX_DEPTH);
+}
+static void leave(jctx *c) { c->depth--; }
 
 /* Tokens of an expression. */
 typedef struct lexer {
@@ -156,20 +215,23 @@ static int ident(lexer *L, char *out, size_t cap) {
 
 static value expr(jctx *c, lexer *L);
 
+/* Fail quoting what is left of the expression (never past its end). */
+static int fail_lex(jctx *c, const char *what, const lexer *L) { return fail(c, what, L->p, (size_t)(L->end - L->p)); }
+
 static value lookup(jctx *c, const char *name, lexer *L) {
     for (int i = c->n_vars - 1; i >= 0; i--)
         if (!strcmp(c->vars[i].name, name)) {
             value v = c->vars[i].v;
             if (v.kind == V_STR) {
                 value copy = {V_STR, 0, {0}, 0};
-                text_concat(&copy.s, &v.s);
+                concat_text(c, &copy.s, &v.s);
                 return copy;
             }
             return v;
         }
     if (!strcmp(name, "messages")) return (value){V_MSGS, 0, {0}, 0};
-    if (!strcmp(name, "bos_token")) return str_value(c->bos, strlen(c->bos), 0);
-    if (!strcmp(name, "eos_token")) return str_value(c->eos, strlen(c->eos), 0);
+    if (!strcmp(name, "bos_token")) return str_value(c, c->bos, strlen(c->bos), 0);
+    if (!strcmp(name, "eos_token")) return str_value(c, c->eos, strlen(c->eos), 0);
     if (!strcmp(name, "add_generation_prompt")) return (value){V_BOOL, c->add_gen, {0}, 0};
     if (!strcmp(name, "true") || !strcmp(name, "True")) return (value){V_BOOL, 1, {0}, 0};
     if (!strcmp(name, "false") || !strcmp(name, "False")) return (value){V_BOOL, 0, {0}, 0};
@@ -182,71 +244,90 @@ static value lookup(jctx *c, const char *name, lexer *L) {
 
 static value attribute(jctx *c, value base, const char *name) {
     if (base.kind == V_INT && base.i == -1) { /* loop.* */
-        if (!strcmp(name, "index0")) return (value){V_INT, (long)c->loop.index, {0}, 0};
-        if (!strcmp(name, "index")) return (value){V_INT, (long)c->loop.index + 1, {0}, 0};
+        if (!strcmp(name, "index0")) return (value){V_INT, (long long)c->loop.index, {0}, 0};
+        if (!strcmp(name, "index")) return (value){V_INT, (long long)c->loop.index + 1, {0}, 0};
         if (!strcmp(name, "first")) return (value){V_BOOL, c->loop.index == 0, {0}, 0};
         if (!strcmp(name, "last")) return (value){V_BOOL, c->loop.index + 1 == c->loop.length, {0}, 0};
-        if (!strcmp(name, "length")) return (value){V_INT, (long)c->loop.length, {0}, 0};
+        if (!strcmp(name, "length")) return (value){V_INT, (long long)c->loop.length, {0}, 0};
         fail(c, "unknown loop attribute", name, strlen(name));
         return (value){V_NONE, 0, {0}, 0};
     }
     if (base.kind == V_MSG) {
         const tl_jinja_msg *m = &c->msgs[base.msg];
-        if (!strcmp(name, "role")) return str_value(m->role, strlen(m->role), 0);
-        if (!strcmp(name, "content")) return str_value(m->content, strlen(m->content), 1);
+        if (!strcmp(name, "role")) return str_value(c, m->role, strlen(m->role), 0);
+        if (!strcmp(name, "content")) return str_value(c, m->content, strlen(m->content), 1);
     }
     value_free(&base);
     fail(c, "attribute", name, strlen(name));
     return (value){V_NONE, 0, {0}, 0};
 }
 
-static value primary(jctx *c, lexer *L) {
-    skip_ws(L);
-    if (L->p < L->end && (*L->p == '\'' || *L->p == '"')) {
-        const char q = *L->p++;
-        tl_jinja_text t = {0};
-        while (L->p < L->end && *L->p != q) {
-            char ch = *L->p++;
-            if (ch == '\\' && L->p < L->end) {
-                ch = *L->p++;
-                ch = ch == 'n' ? '\n' : ch == 't' ? '\t' : ch;
-            }
-            text_append(&t, &ch, 1, 0);
+/* A quoted literal: the unescaped bytes are collected first and appended once. */
+static value string_literal(jctx *c, lexer *L) {
+    const char q = *L->p++;
+    const char *start = L->p;
+    while (L->p < L->end && *L->p != q) L->p += (*L->p == '\\' && L->p + 1 < L->end) ? 2 : 1;
+    if (L->p >= L->end) {
+        fail(c, "unterminated string", start - 1, (size_t)(L->end - start + 1));
+        return (value){V_NONE, 0, {0}, 0};
+    }
+    char *buf = malloc((size_t)(L->p - start) + 1);
+    size_t n = 0;
+    for (const char *p = start; buf && p < L->p; p++) {
+        char ch = *p;
+        if (ch == '\\' && p + 1 < L->p) {
+            ch = *++p;
+            ch = ch == 'n' ? '\n' : ch == 't' ? '\t' : ch;
         }
-        if (L->p >= L->end) {
-            fail(c, "unterminated string", L->p, 0);
-            text_free(&t);
+        buf[n++] = ch;
+    }
+    L->p++;
+    value v = {V_STR, 0, {0}, 0};
+    if (!buf) fail(c, "out of memory for a string", start, 0);
+    else append(c, &v.s, buf, n, 0);
+    free(buf);
+    return v;
+}
+
+static value integer_literal(jctx *c, lexer *L) {
+    const char *start = L->p;
+    long long v = 0;
+    while (L->p < L->end && isdigit((unsigned char)*L->p)) {
+        const int d = *L->p++ - '0';
+        if (v > (LLONG_MAX - d) / 10) {
+            fail(c, "integer literal too large", start, (size_t)(L->end - start));
             return (value){V_NONE, 0, {0}, 0};
         }
-        L->p++;
-        return (value){V_STR, 0, t, 0};
+        v = v * 10 + d;
     }
-    if (L->p < L->end && isdigit((unsigned char)*L->p)) {
-        long v = 0;
-        while (L->p < L->end && isdigit((unsigned char)*L->p)) v = v * 10 + (*L->p++ - '0');
-        return (value){V_INT, v, {0}, 0};
-    }
+    return (value){V_INT, v, {0}, 0};
+}
+
+static value primary(jctx *c, lexer *L) {
+    skip_ws(L);
+    if (L->p < L->end && (*L->p == '\'' || *L->p == '"')) return string_literal(c, L);
+    if (L->p < L->end && isdigit((unsigned char)*L->p)) return integer_literal(c, L);
     if (accept(L, "(")) {
         value v = expr(c, L);
-        if (!accept(L, ")")) fail(c, "missing ')'", L->p, (size_t)(L->end - L->p));
+        if (!accept(L, ")")) fail_lex(c, "missing ')'", L);
         return v;
     }
     char name[64];
     if (!ident(L, name, sizeof name)) {
-        fail(c, "expression", L->p, (size_t)(L->end - L->p));
+        fail_lex(c, "expression", L);
         return (value){V_NONE, 0, {0}, 0};
     }
     value v = lookup(c, name, L);
-    for (;;) {
+    while (!c->failed) {
         if (accept(L, ".")) {
             char a[64];
-            if (!ident(L, a, sizeof a)) return fail(c, "attribute", L->p, 8), v;
+            if (!ident(L, a, sizeof a)) return fail_lex(c, "attribute", L), v;
             v = attribute(c, v, a);
         } else if (accept(L, "[")) {
             value k = expr(c, L);
             if (!accept(L, "]") || k.kind != V_STR) {
                 value_free(&k);
-                fail(c, "index", L->p, 8);
+                fail_lex(c, "index", L);
                 return v;
             }
             char key[64];
@@ -257,6 +338,7 @@ static value primary(jctx *c, lexer *L) {
             return v;
         }
     }
+    return v;
 }
 
 static int truthy(const value *v) {
@@ -268,18 +350,42 @@ static int truthy(const value *v) {
     }
 }
 
+/* Strip ASCII whitespace at both ends in linear time (one memmove), across segments that become empty. */
+static void trim(tl_jinja_text *t) {
+    while (t->n) {
+        tl_jinja_seg *g = &t->seg[0];
+        size_t k = 0;
+        while (k < g->len && isspace((unsigned char)g->p[k])) k++;
+        memmove(g->p, g->p + k, g->len - k + 1);
+        g->len -= k;
+        t->bytes -= k;
+        if (g->len) break;
+        free(g->p);
+        memmove(t->seg, t->seg + 1, (t->n - 1) * sizeof *t->seg);
+        t->n--;
+    }
+    while (t->n) {
+        tl_jinja_seg *g = &t->seg[t->n - 1];
+        size_t k = g->len;
+        while (k > 0 && isspace((unsigned char)g->p[k - 1])) k--;
+        t->bytes -= g->len - k;
+        g->len = k;
+        g->p[k] = 0;
+        if (g->len) break;
+        free(g->p);
+        t->n--;
+    }
+}
+
 static value filter(jctx *c, value v, const char *name) {
     if (!strcmp(name, "length")) {
-        const long n = v.kind == V_STR ? (long)text_len(&v.s) : v.kind == V_MSGS ? (long)c->n_msgs : 0;
+        const long long n = v.kind == V_STR ? (long long)text_len(&v.s) : v.kind == V_MSGS ? (long long)c->n_msgs : 0;
         value_free(&v);
         return (value){V_INT, n, {0}, 0};
     }
     if (v.kind != V_STR) return fail(c, "filter on a non-string", name, strlen(name)), v;
     if (!strcmp(name, "trim")) {
-        while (v.s.n && v.s.seg[0].len && isspace((unsigned char)v.s.seg[0].p[0]))
-            memmove(v.s.seg[0].p, v.s.seg[0].p + 1, v.s.seg[0].len--);
-        while (v.s.n && v.s.seg[v.s.n - 1].len && isspace((unsigned char)v.s.seg[v.s.n - 1].p[v.s.seg[v.s.n - 1].len - 1]))
-            v.s.seg[v.s.n - 1].p[--v.s.seg[v.s.n - 1].len] = 0;
+        trim(&v.s);
         return v;
     }
     if (!strcmp(name, "upper") || !strcmp(name, "lower")) {
@@ -296,7 +402,7 @@ static value postfix(jctx *c, lexer *L) {
     value v = primary(c, L);
     while (!c->failed && accept(L, "|")) {
         char f[32];
-        if (!ident(L, f, sizeof f)) return fail(c, "filter", L->p, 8), v;
+        if (!ident(L, f, sizeof f)) return fail_lex(c, "filter", L), v;
         v = filter(c, v, f);
     }
     return v;
@@ -307,11 +413,12 @@ static value concat(jctx *c, lexer *L) {
     while (!c->failed && accept(L, "+")) {
         value r = postfix(c, L);
         if (v.kind == V_INT && r.kind == V_INT) {
-            v.i += r.i;
+            if ((r.i > 0 && v.i > LLONG_MAX - r.i) || (r.i < 0 && v.i < LLONG_MIN - r.i)) fail_lex(c, "integer overflow in '+'", L);
+            else v.i += r.i;
         } else if (v.kind == V_STR && r.kind == V_STR) {
-            text_concat(&v.s, &r.s);
+            concat_text(c, &v.s, &r.s);
         } else {
-            fail(c, "'+' on mixed types", L->p, 8);
+            fail_lex(c, "'+' on mixed types", L);
         }
         value_free(&r);
     }
@@ -320,12 +427,10 @@ static value concat(jctx *c, lexer *L) {
 
 static int values_equal(const value *a, const value *b) {
     if (a->kind == V_STR && b->kind == V_STR) {
-        char *flat = malloc(text_len(&b->s) + 1);
-        size_t o = 0;
-        for (size_t i = 0; i < b->s.n; i++) memcpy(flat + o, b->s.seg[i].p, b->s.seg[i].len), o += b->s.seg[i].len;
-        flat[o] = 0;
-        const int eq = text_eq(&a->s, flat);
-        free(flat);
+        if (text_len(&a->s) != text_len(&b->s)) return 0;
+        char *x = text_flat(&a->s), *y = text_flat(&b->s);
+        const int eq = x && y && memcmp(x, y, text_len(&a->s)) == 0;
+        free(x), free(y);
         return eq;
     }
     if ((a->kind == V_INT || a->kind == V_BOOL) && (b->kind == V_INT || b->kind == V_BOOL)) return a->i == b->i;
@@ -340,8 +445,8 @@ static value compare(jctx *c, lexer *L) {
         else if (accept(L, "!=")) ne = 1;
         else if (accept(L, "is")) {
             const int neg = accept(L, "not");
-            char t[32];
-            ident(L, t, sizeof t);
+            char t[32] = "";
+            if (!ident(L, t, sizeof t)) return fail_lex(c, "'is' without a test name", L), v;
             int r;
             if (!strcmp(t, "defined")) r = v.kind != V_NONE;
             else if (!strcmp(t, "none")) r = v.kind == V_NONE;
@@ -354,15 +459,13 @@ static value compare(jctx *c, lexer *L) {
         value r = concat(c, L);
         int res;
         if (in) {
-            if (v.kind != V_STR || r.kind != V_STR) return fail(c, "'in' on non-strings", L->p, 8), v;
-            char *hay = malloc(text_len(&r.s) + 1), *needle = malloc(text_len(&v.s) + 1);
-            size_t o = 0;
-            for (size_t i = 0; i < r.s.n; i++) memcpy(hay + o, r.s.seg[i].p, r.s.seg[i].len), o += r.s.seg[i].len;
-            hay[o] = 0;
-            o = 0;
-            for (size_t i = 0; i < v.s.n; i++) memcpy(needle + o, v.s.seg[i].p, v.s.seg[i].len), o += v.s.seg[i].len;
-            needle[o] = 0;
-            res = strstr(hay, needle) != NULL;
+            if (v.kind != V_STR || r.kind != V_STR) {
+                value_free(&r);
+                return fail_lex(c, "'in' on non-strings", L), v;
+            }
+            char *hay = text_flat(&r.s), *needle = text_flat(&v.s);
+            res = hay && needle && spend(c, text_len(&r.s)) &&
+                  find_bytes(hay, text_len(&r.s), needle, text_len(&v.s)) != NULL;
             free(hay), free(needle);
         } else {
             res = values_equal(&v, &r) != ne;
@@ -375,7 +478,9 @@ static value compare(jctx *c, lexer *L) {
 
 static value unary(jctx *c, lexer *L) {
     if (accept(L, "not")) {
+        if (!enter(c)) return (value){V_NONE, 0, {0}, 0};
         value v = unary(c, L);
+        leave(c);
         const int t = truthy(&v);
         value_free(&v);
         return (value){V_BOOL, !t, {0}, 0};
@@ -394,7 +499,7 @@ static value logic_and(jctx *c, lexer *L) {
     return v;
 }
 
-static value expr(jctx *c, lexer *L) {
+static value expr_or(jctx *c, lexer *L) {
     value v = logic_and(c, L);
     while (!c->failed && accept(L, "or")) {
         value r = logic_and(c, L);
@@ -402,6 +507,13 @@ static value expr(jctx *c, lexer *L) {
         value_free(&v), value_free(&r);
         v = (value){V_BOOL, t, {0}, 0};
     }
+    return v;
+}
+
+static value expr(jctx *c, lexer *L) {
+    if (!enter(c)) return (value){V_NONE, 0, {0}, 0};
+    value v = expr_or(c, L);
+    leave(c);
     return v;
 }
 
@@ -421,8 +533,9 @@ static int next_tag(jctx *c, size_t pos, size_t *text_end, tag *t) {
         if (s[i] != '{' || (s[i + 1] != '{' && s[i + 1] != '%' && s[i + 1] != '#')) continue;
         const char kind = s[i + 1];
         const char *close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
-        const char *e = strstr(s + i + 2, close);
-        if (!e) return fail(c, "unclosed tag", s + i, 10);
+        const char *e = find_bytes(s + i + 2, c->len - (i + 2), close, 2); /* the template is not NUL-terminated */
+        if (!e) return fail(c, "unclosed tag", s + i, TL_JINJA_MIN(c->len - i, 10));
+        if (!spend(c, (size_t)(e - s) + 2 - pos)) return 0;
         size_t a = i + 2, b = (size_t)(e - s);
         *text_end = i;
         if (a < b && s[a] == '-') { /* trim whitespace before the tag */
@@ -437,7 +550,7 @@ static int next_tag(jctx *c, size_t pos, size_t *text_end, tag *t) {
         while (a < b && isspace((unsigned char)s[a])) a++;
         while (b > a && isspace((unsigned char)s[b - 1])) b--;
         if (kind == '#') { /* a comment: emit the text and keep scanning */
-            if (!text_append(&c->out, s + pos, *text_end - pos, 0)) return 0;
+            if (!append(c, &c->out, s + pos, *text_end - pos, 0)) return 0;
             pos = next;
             i = next - 1;
             continue;
@@ -445,6 +558,7 @@ static int next_tag(jctx *c, size_t pos, size_t *text_end, tag *t) {
         *t = (tag){s + a, b - a, next, kind == '%'};
         return 1;
     }
+    if (!spend(c, c->len - pos)) return 0;
     *text_end = c->len;
     t->len = 0;
     t->next = c->len;
@@ -485,13 +599,21 @@ static size_t do_for(jctx *c, const tag *t, int emit) {
         return fail(c, "for", t->body, t->len), c->len;
     value it = lookup(c, iter, &L);
     skip_ws(&L);
-    if (it.kind != V_MSGS || L.p != L.end) return fail(c, "for over something other than messages", t->body, t->len), c->len;
+    if (it.kind != V_MSGS || L.p != L.end) {
+        value_free(&it);
+        return fail(c, "for over something other than messages", t->body, t->len), c->len;
+    }
     static const char *const stops[] = {"endfor", NULL};
     tag end;
     skip_block(c, t->next, stops, &end); /* find the matching endfor */
+    if (c->failed) return c->len;
     if (!end.body) return fail(c, "for without endfor", t->body, t->len), c->len;
     const loopvar saved = c->loop;
     for (size_t i = 0; emit && i < c->n_msgs && !c->failed; i++) {
+        if (++c->loops > c->loop_limit) {
+            fail_limit(c, "too many loop iterations", c->loop_limit);
+            break;
+        }
         c->loop = (loopvar){1, i, c->n_msgs};
         set_var(c, var_name, (value){V_MSG, 0, {0}, i});
         render_block(c, t->next, 1, stops, &end);
@@ -511,7 +633,7 @@ static size_t do_if(jctx *c, const tag *t, int emit) {
             lexer L = {cur.body + skip, cur.body + cur.len};
             value v = expr(c, &L);
             skip_ws(&L);
-            if (L.p != L.end) fail(c, "condition", L.p, (size_t)(L.end - L.p));
+            if (L.p != L.end) fail_lex(c, "condition", &L);
             take = !done && truthy(&v);
             value_free(&v);
         } else if (!skip) {
@@ -533,7 +655,7 @@ static size_t render_block(jctx *c, size_t pos, int emit, const char *const *sto
         size_t text_end;
         tag t;
         if (!next_tag(c, pos, &text_end, &t)) return c->len;
-        if (emit && !text_append(&c->out, c->src + pos, text_end - pos, 0)) return c->len;
+        if (emit && !append(c, &c->out, c->src + pos, text_end - pos, 0)) return c->len;
         if (!t.body) {
             pos = c->len;
             break;
@@ -544,10 +666,10 @@ static size_t render_block(jctx *c, size_t pos, int emit, const char *const *sto
                     *stopped = t;
                     return text_end;
                 }
-            if (word_is(&t, "for")) {
-                pos = do_for(c, &t, emit);
-            } else if (word_is(&t, "if")) {
-                pos = do_if(c, &t, emit);
+            if (word_is(&t, "for") || word_is(&t, "if")) {
+                if (!enter(c)) return c->len;
+                pos = word_is(&t, "for") ? do_for(c, &t, emit) : do_if(c, &t, emit);
+                leave(c);
             } else if (word_is(&t, "set")) {
                 lexer L = {t.body + 3, t.body + t.len};
                 char name[32];
@@ -562,12 +684,12 @@ static size_t render_block(jctx *c, size_t pos, int emit, const char *const *sto
                 lexer L = {t.body, t.body + t.len};
                 value v = expr(c, &L);
                 skip_ws(&L);
-                if (L.p != L.end) fail(c, "expression", L.p, (size_t)(L.end - L.p));
-                if (v.kind == V_STR) text_concat(&c->out, &v.s);
+                if (L.p != L.end) fail_lex(c, "expression", &L);
+                if (v.kind == V_STR) concat_text(c, &c->out, &v.s);
                 else if (v.kind == V_INT) {
                     char num[32];
-                    snprintf(num, sizeof num, "%ld", v.i);
-                    text_append(&c->out, num, strlen(num), 0);
+                    snprintf(num, sizeof num, "%lld", v.i);
+                    append(c, &c->out, num, strlen(num), 0);
                 } else if (v.kind != V_NONE) fail(c, "printing a non-string", t.body, t.len);
                 value_free(&v);
             }
@@ -589,6 +711,11 @@ int tl_jinja_render(const char *tmpl, size_t len, const tl_jinja_msg *msgs, size
     c->bos = bos ? bos : "";
     c->eos = eos ? eos : "";
     c->add_gen = add_generation_prompt;
+    size_t msg_bytes = 0;
+    for (size_t i = 0; i < n_msgs; i++) msg_bytes += strlen(msgs[i].role) + strlen(msgs[i].content);
+    c->text_limit = TERNLM_TEMPLATE_MAX_TEXT + 2 * msg_bytes;
+    c->loop_limit = TERNLM_TEMPLATE_MAX_LOOPS + 16 * n_msgs;
+    c->work_limit = TERNLM_TEMPLATE_MAX_WORK + 16 * msg_bytes;
     tag stop;
     render_block(c, 0, 1, NULL, &stop);
     for (int i = 0; i < c->n_vars; i++) value_free(&c->vars[i].v);

@@ -12,7 +12,10 @@ TL_MATHX_STATIC double scale2(double x, int k) { /* x * 2^k for |k| <= 1022, in 
     return x * s1 * s2;
 }
 
+/* Defined for every input: NaN gives NaN, -inf 0, +inf (and anything above the clamp) the clamped value; the
+ * float-to-int conversions below only ever see reduced, in-range values. */
 TL_MATHX_FN double tl_exp(double x) {
+    if (x != x) return x;
     if (x < -745.0) return 0.0;
     if (x > 709.0) x = 709.0;
     const double kf = x * 1.44269504088896338700 + (x < 0 ? -0.5 : 0.5);
@@ -29,6 +32,7 @@ TL_MATHX_FN double tl_exp(double x) {
 TL_MATHX_FN float tl_expf(float xf) {
     /* a shorter polynomial is enough for a float result: |r| <= ln2/2, degree 8, error ~1e-10 */
     const double x = xf;
+    if (x != x) return xf;
     if (x < -104.0) return 0.0f;
     if (x > 89.0) return (float)tl_exp(89.0);
     const double kf = x * 1.44269504088896338700 + (x < 0 ? -0.5 : 0.5);
@@ -61,9 +65,16 @@ TL_MATHX_FN double tl_ln(double x) {
 TL_MATHX_FN float tl_powf(float base, float e) { return (float)tl_exp((double)e * tl_ln((double)base)); }
 
 TL_MATHX_FN void tl_sincos(double x, double *s, double *c) {
-    /* reduce by pi/2 (three-part constant: exact enough for |x| < 1e6), then Taylor series on |r| <= pi/4 */
+    /* reduce by pi/2 (three-part constant: exact enough for |x| < 1e6), then Taylor series on |r| <= pi/4.
+     * NaN, infinities and |x| >= 2^52 (where no digit of the angle is left) give NaN: the quotient must fit a long. */
+    if (!(x > -4503599627370496.0 && x < 4503599627370496.0)) {
+        const uint64_t quiet_nan = 0x7FF8000000000000ull;
+        memcpy(s, &quiet_nan, 8);
+        memcpy(c, &quiet_nan, 8);
+        return;
+    }
     const double kf = x * 6.36619772367581382433e-01 + (x < 0 ? -0.5 : 0.5);
-    const long k = (long)kf;
+    const int64_t k = (int64_t)kf; /* |kf| < 2^52: fits (long is 32-bit on wasm32) */
     const double r = ((x - (double)k * 1.57079632673412561417e+00) - (double)k * 6.07710050650619224932e-11) -
                      (double)k * 2.02226624879595063154e-21;
     const double r2 = r * r;

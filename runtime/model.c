@@ -115,6 +115,9 @@ static ternlm_status read_hparams(ternlm_model *m, ternlm_error *err) {
         (st = hp_f32(m, "attention.layer_norm_rms_epsilon", 1, 0, &h->eps, err)) ||
         (st = hp_f32(m, "rope.freq_base", 0, 10000.0f, &h->rope_base, err)))
         return st;
+    if (h->rope_base < 1.0f)
+        return tl_fail(err, TERNLM_ERR_MODEL, "metadata '%s.rope.freq_base' is %g; below 1 the rope angles grow without bound",
+                       m->arch, (double)h->rope_base);
     if (!h->n_ctx_train) {
         tl_log(&m->log, "warning: '%s.context_length' missing; assuming 2048", m->arch);
         h->n_ctx_train = 2048;
@@ -294,6 +297,10 @@ static ternlm_status bind_tensors(ternlm_model *m, const ternlm_model_params *p,
         tl_log(&m->log, "warning: arch 'bitnet' normally ties its head; using the file's output.weight");
     if (!st && !m->output.data) m->output = m->tok_embd;
     if (!st) st = bind_f32(&b, "rope_freqs.weight", h->n_rot / 2, 0, &m->rope_freqs);
+    for (uint32_t i = 0; !st && m->rope_freqs && i < h->n_rot / 2; i++) /* angles are divided by these: cheap to check */
+        if (!(isfinite(m->rope_freqs[i]) && m->rope_freqs[i] > 0))
+            st = tl_fail(err, TERNLM_ERR_MODEL, "tensor 'rope_freqs.weight': element %u is %g, must be finite and positive", i,
+                         (double)m->rope_freqs[i]);
     if (!st) {
         m->layers = calloc(h->n_layer, sizeof *m->layers);
         if (!m->layers) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
@@ -310,12 +317,56 @@ static ternlm_status bind_tensors(ternlm_model *m, const ternlm_model_params *p,
     return st;
 }
 
+/* Where the f16 scales sit in one block of each quantized type (offsets in bytes; -1 ends the list). */
+static const int *block_scale_offsets(uint32_t type) {
+    static const int q4_0[] = {0, -1}, q8_0[] = {0, -1}, q4_k[] = {0, 2, -1}, q6_k[] = {208, -1}, tq1[] = {52, -1},
+                     tq2[] = {64, -1};
+    switch (type) {
+    case TL_Q4_0: return q4_0;
+    case TL_Q8_0: return q8_0;
+    case TL_Q4_K: return q4_k;
+    case TL_Q6_K: return q6_k;
+    case TL_TQ1_0: return tq1;
+    case TL_TQ2_0: return tq2;
+    default: return NULL;
+    }
+}
+
+static ternlm_status check_block_scales(const gguf_tensor *t, const uint8_t *d, ternlm_error *err) {
+    const int *offs = block_scale_offsets(t->type);
+    const tl_type_traits *tr = tl_type_get(t->type);
+    if (!offs || !tr) return TERNLM_OK;
+    for (uint64_t blk = 0, n = t->nbytes / tr->block_bytes; blk < n; blk++)
+        for (const int *o = offs; *o >= 0; o++) {
+            const uint8_t *p = d + blk * tr->block_bytes + (unsigned)*o;
+            if (((p[0] | p[1] << 8) & 0x7C00) == 0x7C00)
+                return tl_fail(err, TERNLM_ERR_MODEL, "tensor '%s': block %llu has a scale that is not finite (%s)", t->name,
+                               (unsigned long long)blk, tl_type_name(t->type));
+        }
+    return TERNLM_OK;
+}
+
+/* Hyperparameters that load but cannot give meaningful numbers. */
+static ternlm_status check_hparams_plausible(const ternlm_model *m, ternlm_error *err) {
+    const tl_hparams *h = &m->hp;
+    if (!(h->eps < 1.0f)) return tl_fail(err, TERNLM_ERR_MODEL, "norm epsilon %g is implausibly large", (double)h->eps);
+    if (!(h->rope_base < 1e12f)) return tl_fail(err, TERNLM_ERR_MODEL, "rope.freq_base %g is implausibly large", (double)h->rope_base);
+    for (uint32_t i = 0; m->rope_freqs && i < h->n_rot / 2; i++)
+        if (!(m->rope_freqs[i] >= 1e-3f && m->rope_freqs[i] <= 1e6f))
+            return tl_fail(err, TERNLM_ERR_MODEL, "tensor 'rope_freqs.weight': element %u is %g, outside 1e-3..1e6", i,
+                           (double)m->rope_freqs[i]);
+    return TERNLM_OK;
+}
+
 /* gguf.md item 23: optional full scan of the weights. */
 static ternlm_status check_tensor_values(const ternlm_model *m, ternlm_error *err) {
+    ternlm_status st = check_hparams_plausible(m, err);
+    if (st) return st;
     for (uint64_t i = 0; i < m->gguf.n_tensors; i++) {
         const gguf_tensor *t = &m->gguf.tensors[i];
         const uint8_t *d = m->data + t->offset;
         const uint64_t n = t->nbytes;
+        if ((st = check_block_scales(t, d, err))) return st;
         if (t->type == TL_F32) {
             for (uint64_t j = 0; j + 4 <= n; j += 4) {
                 float f;
@@ -438,6 +489,8 @@ ternlm_status tl_model_init(ternlm_model *m, const ternlm_model_params *params, 
 
 /* ---- opening ---- */
 
+static ternlm_model *model_new(void);
+
 static ternlm_status open_image(ternlm_model *m, const uint8_t *base, uint64_t size, const ternlm_model_params *p,
                                 ternlm_error *err) {
     ternlm_status st = gguf_parse(&m->gguf, base, size, size, err);
@@ -451,8 +504,7 @@ static ternlm_status open_image(ternlm_model *m, const uint8_t *base, uint64_t s
 ternlm_status ternlm_model_open_file(const char *path, const ternlm_model_params *params, ternlm_model **out,
                                      ternlm_error *err) {
     if (!path || !out) return tl_fail(err, TERNLM_ERR_ARG, "path and out must not be NULL");
-    *out = NULL;
-    ternlm_model *m = calloc(1, sizeof *m);
+    ternlm_model *m = model_new();
     if (!m) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     ternlm_status st = tl_file_map(path, &m->file, err);
     if (!st) st = open_image(m, m->file.data, m->file.size, params, err);
@@ -468,10 +520,9 @@ ternlm_status ternlm_model_open_file(const char *path, const ternlm_model_params
 ternlm_status ternlm_model_open_memory(const void *data, size_t size, const ternlm_model_params *params,
                                        ternlm_model **out, ternlm_error *err) {
     if (!data || !out) return tl_fail(err, TERNLM_ERR_ARG, "data and out must not be NULL");
-    *out = NULL;
     if ((uintptr_t)data % 8)
         return tl_fail(err, TERNLM_ERR_ARG, "the model buffer must be at least 8-byte aligned (64 is best)");
-    ternlm_model *m = calloc(1, sizeof *m);
+    ternlm_model *m = model_new();
     if (!m) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     ternlm_status st = open_image(m, data, size, params, err);
     if (st) {
@@ -482,8 +533,35 @@ ternlm_status ternlm_model_open_memory(const void *data, size_t size, const tern
     return TERNLM_OK;
 }
 
-void ternlm_model_free(ternlm_model *m) {
-    if (!m) return;
+/* ---- lifetime ---- */
+
+#if defined(__STDC_NO_ATOMICS__)
+typedef unsigned tl_count; /* such targets have no threads */
+#define COUNT_ADD(p, v) ((void)(*(p) += (v)))
+#define COUNT_SUB(p, v) (*(p) -= (v), *(p))
+#else
+#include <stdatomic.h>
+typedef atomic_uint tl_count;
+#define COUNT_ADD(p, v) ((void)atomic_fetch_add((p), (v)))
+#define COUNT_SUB(p, v) (atomic_fetch_sub((p), (v)) - (v))
+#endif
+
+struct tl_refcount {
+    tl_count n;
+};
+
+/* A fresh model holding its owner's reference. */
+static ternlm_model *model_new(void) {
+    ternlm_model *m = calloc(1, sizeof *m);
+    if (m && !(m->refs = calloc(1, sizeof *m->refs))) {
+        free(m);
+        return NULL;
+    }
+    if (m) COUNT_ADD(&m->refs->n, 1u);
+    return m;
+}
+
+static void model_destroy(ternlm_model *m) {
     tl_tokenizer_free(m->tok);
     free(m->layers);
     tl_aligned_free(m->head_q8);
@@ -491,7 +569,26 @@ void ternlm_model_free(ternlm_model *m) {
     tl_file_unmap(&m->file);
     free(m->owned_header);
     tl_aligned_free(m->owned_data);
+    free(m->refs);
     free(m);
+}
+
+void tl_model_retain(const ternlm_model *m) { COUNT_ADD(&m->refs->n, 1u); }
+
+void tl_model_release(const ternlm_model *m) {
+    if (COUNT_SUB(&m->refs->n, 1u) == 0) model_destroy((ternlm_model *)m); /* the last reference owns it */
+}
+
+void ternlm_model_free(ternlm_model *m) {
+    if (!m) return;
+    const tl_logger log = m->log;
+    const unsigned left = COUNT_SUB(&m->refs->n, 1u);
+    if (left == 0) {
+        model_destroy(m);
+        return;
+    }
+    tl_log(&log, "warning: ternlm_model_free: %u session(s) or text stream(s) still use this model; it is freed with "
+                 "the last of them (free them before their model)", left);
 }
 
 /* ---- incremental loading ---- */
@@ -521,6 +618,9 @@ void *ternlm_loader_buffer(ternlm_loader *ld, size_t *capacity) {
     *capacity = 0;
     if (!ld || ld->failed || ld->received >= ld->total) return NULL;
     if (ld->header_done) {
+        /* invariant: the header phase ends only once data_start bytes arrived, so off is inside the buffer
+         * and capacity ends exactly at its end (data_size = total - data_start) */
+        if (ld->received < ld->g.data_start) return NULL;
         const uint64_t off = ld->received - ld->g.data_start;
         *capacity = (size_t)TL_MIN(ld->total - ld->received, (uint64_t)SIZE_MAX);
         return ld->data + off;
@@ -576,6 +676,13 @@ ternlm_status ternlm_loader_commit(ternlm_loader *ld, size_t n, ternlm_error *er
         ld->next_parse = TL_MIN(ld->total, ld->hdr_len * 2);
         return TERNLM_OK;
     }
+    if (!st && ld->hdr_len < ld->g.data_start) {
+        /* The header is complete but the alignment padding after it is not: keep buffering until the data
+         * section starts, so the data buffer only ever receives bytes at or after data_start. */
+        ld->next_parse = ld->g.data_start;
+        gguf_free(&ld->g);
+        return TERNLM_OK;
+    }
     if (!st) st = loader_header_complete(ld, &ld->failure);
     if (st) {
         ld->failed = st;
@@ -611,12 +718,11 @@ uint64_t ternlm_loader_received(const ternlm_loader *ld) { return ld ? ld->recei
 ternlm_status ternlm_loader_finish(ternlm_loader *ld, const ternlm_model_params *params, ternlm_model **out,
                                    ternlm_error *err) {
     if (!ld || !out) return tl_fail(err, TERNLM_ERR_ARG, "loader and out must not be NULL");
-    *out = NULL;
     if (ld->failed) return ternlm_loader_commit(ld, 0, err);
     if (ld->received != ld->total || !ld->header_done)
         return tl_fail(err, TERNLM_ERR_FORMAT, "truncated file: received %llu of %llu bytes",
                        (unsigned long long)ld->received, (unsigned long long)ld->total);
-    ternlm_model *m = calloc(1, sizeof *m);
+    ternlm_model *m = model_new();
     if (!m) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     m->gguf = ld->g;
     m->owned_header = ld->hdr;

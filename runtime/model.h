@@ -57,7 +57,15 @@ struct ternlm_model {
 
     struct tl_tokenizer *tok;
     ternlm_model_info info;
+
+    /* References: the owner's one plus one per live session or text stream. The memory goes when the last one
+     * is released, so a session that outlives ternlm_model_free() stays valid (and the free logs a warning). */
+    struct tl_refcount *refs;
 };
+
+/* Take and drop a reference on the model (see refs). tl_model_release frees it when the count reaches 0. */
+void tl_model_retain(const ternlm_model *m);
+void tl_model_release(const ternlm_model *m);
 
 /* Build a model from a parsed GGUF whose header and data are already in place. Takes ownership of g. */
 ternlm_status tl_model_init(ternlm_model *m, const ternlm_model_params *params, ternlm_error *err);

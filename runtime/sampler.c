@@ -1,6 +1,8 @@
 /* Sampler (../shared/specs/sampling.md §2): penalties -> top_k -> top_p -> min_p -> temperature -> dist,
  * with a PCG32 generator and our own exp so one seed gives the same tokens on every target.
  * This file is compiled with -ffp-contract=off. */
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,8 +56,12 @@ ternlm_status ternlm_sampler_new(const ternlm_sampler_params *params, uint32_t n
                                  ternlm_error *err) {
     if (!out || !n_vocab) return tl_fail(err, TERNLM_ERR_ARG, "out must not be NULL and n_vocab positive");
     ternlm_sampler_params p = params ? *params : ternlm_sampler_params_default();
-    if (!(p.top_p > 0) || p.min_p != p.min_p /* NaN */ || p.repeat_penalty <= 0)
-        return tl_fail(err, TERNLM_ERR_ARG, "sampler parameters out of range (top_p must be > 0, repeat_penalty > 0)");
+    if (!isfinite(p.temperature))
+        return tl_fail(err, TERNLM_ERR_ARG, "temperature must be a finite number (got %g)", (double)p.temperature);
+    if (!(p.top_p > 0) || p.min_p != p.min_p /* NaN */ || !(p.repeat_penalty > 0) || !isfinite(p.repeat_penalty) ||
+        !isfinite(p.frequency_penalty) || !isfinite(p.presence_penalty))
+        return tl_fail(err, TERNLM_ERR_ARG,
+                       "sampler parameters out of range (top_p must be > 0, repeat_penalty > 0, penalties finite)");
     ternlm_sampler *s = calloc(1, sizeof *s);
     if (!s) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     s->p = p;
@@ -156,12 +162,22 @@ static uint32_t top_k(cand *c, uint32_t n, uint32_t k) {
     return k;
 }
 
+/* The defined behaviour for non-finite logits (NaN weights reach them): NaN ranks below every number and is
+ * never drawn unless everything is NaN or -inf; +inf becomes the largest float, so (l - max) stays a number. */
+static void rank_non_finite(float *l, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        if (l[i] != l[i]) l[i] = -INFINITY;
+        else if (l[i] > FLT_MAX) l[i] = FLT_MAX;
+    }
+}
+
 int32_t ternlm_sampler_sample(ternlm_sampler *s, const float *logits) {
     if (!s || !logits) return -1;
     const ternlm_sampler_params *p = &s->p;
     float *l = s->work;
     memcpy(l, logits, s->n_vocab * sizeof *l);
     apply_penalties(s, l);
+    rank_non_finite(l, s->n_vocab);
 
     if (p->temperature <= 0 || p->top_k == 1) { /* greedy: no RNG draw */
         uint32_t best = 0;
@@ -171,6 +187,7 @@ int32_t ternlm_sampler_sample(ternlm_sampler *s, const float *logits) {
     }
     for (uint32_t i = 0; i < s->n_vocab; i++) s->c[i] = (cand){(int32_t)i, l[i]};
     uint32_t n = top_k(s->c, s->n_vocab, p->top_k > 0 ? (uint32_t)p->top_k : s->n_vocab);
+    if (s->c[0].logit == -INFINITY) return s->c[0].id; /* nothing is possible: the lowest id, without a draw */
 
     if (p->top_p < 1.0f) {
         const double m = s->c[0].logit;

@@ -29,6 +29,7 @@ struct ternlm_session {
     size_t logits_cap, logits_rows;
 
     void *gpu; /* non-NULL when the session runs on the GPU backend */
+    int holds_model_ref; /* set once ternlm_session_new succeeded: ternlm_session_free releases the model */
 };
 
 /* cos, sin pairs of the n_rot/2 rotation angles at position pos (the GPU backend tabulates them with this too). */

@@ -200,7 +200,19 @@ static ternlm_status collect_specials(tl_tokenizer *t) {
         }
         t->special[j] = v;
     }
+    if (t->n_special && !(t->specials = tl_special_matcher_new(t))) return TERNLM_ERR_NOMEM;
     return TERNLM_OK;
+}
+
+static int hex_digit(char ch) {
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* The byte of a "<0xXX>" token, or -1. Token texts point into the file and are not NUL-terminated, so no sscanf. */
+static int byte_token_value(const tl_piece *p) {
+    if (p->len != 6 || memcmp(p->p, "<0x", 3) != 0 || p->p[5] != '>') return -1;
+    const int hi = hex_digit(p->p[3]), lo = hex_digit(p->p[4]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
 static ternlm_status build_spm(tl_tokenizer *t, ternlm_error *err) {
@@ -223,9 +235,9 @@ static ternlm_status build_spm(tl_tokenizer *t, ternlm_error *err) {
     for (uint32_t i = 0; i < t->n_vocab; i++) {
         const tl_piece *p = &t->text[i];
         t->decoded_off[i] = o;
-        unsigned hex;
-        if (t->type[i] == TL_TT_BYTE && p->len == 6 && sscanf(p->p, "<0x%02X>", &hex) == 1) {
-            t->decoded[o++] = (char)hex;
+        const int byte = t->type[i] == TL_TT_BYTE ? byte_token_value(p) : -1;
+        if (byte >= 0) {
+            t->decoded[o++] = (char)byte;
             continue;
         }
         for (uint32_t k = 0; k < p->len; k++) {
@@ -317,6 +329,7 @@ void tl_tokenizer_free(tl_tokenizer *t) {
     free(t->merge_rank);
     free(t->merge_id);
     free(t->special);
+    tl_special_matcher_free(t->specials);
     free(t->decoded);
     free(t->decoded_off);
     free(t);
@@ -334,18 +347,6 @@ int32_t tl_tokenizer_eot(const tl_tokenizer *t) { return t->eot; }
 int tl_tokenizer_add_bos(const tl_tokenizer *t) { return t->add_bos; }
 
 /* ---- encoding ---- */
-
-/* memmem is not in C11 (nor every libc this builds against). */
-static const char *find_bytes(const char *hay, size_t n, const char *needle, size_t m) {
-    if (m == 0 || m > n) return NULL;
-    for (const char *p = hay, *end = hay + n - m + 1; p < end;) {
-        p = memchr(p, needle[0], (size_t)(end - p));
-        if (!p) return NULL;
-        if (memcmp(p, needle, m) == 0) return p;
-        p++;
-    }
-    return NULL;
-}
 
 typedef struct frag {
     size_t start, end;
@@ -369,39 +370,20 @@ static int frags_push(frags *f, frag x) {
     return 1;
 }
 
-/* Split raw fragments at every occurrence of each special token, longest tokens first (§2). */
+typedef struct split_ctx {
+    frags *f;
+    int oom;
+} split_ctx;
+
+static void push_fragment(void *ctx, size_t start, size_t end, int32_t token) {
+    split_ctx *c = ctx;
+    if (!frags_push(c->f, (frag){start, end, token})) c->oom = 1;
+}
+
+/* Split the text at special tokens, longest tokens first (§2), in one pass (special.c). */
 static int split_specials(const tl_tokenizer *t, const char *text, size_t len, int parse_special, frags *f) {
-    if (!frags_push(f, (frag){0, len, -1})) return 0;
-    for (uint32_t s = 0; s < t->n_special; s++) {
-        const int32_t id = t->special[s];
-        if (!parse_special && t->type[id] != TL_TT_USER) continue;
-        const tl_piece *p = &t->text[id];
-        frags next = {0};
-        for (size_t i = 0; i < f->n; i++) {
-            frag fr = f->v[i];
-            if (fr.token >= 0 || fr.end - fr.start < p->len) {
-                if (!frags_push(&next, fr)) goto oom;
-                continue;
-            }
-            size_t at = fr.start;
-            for (;;) {
-                const char *hit = find_bytes(text + at, fr.end - at, p->p, p->len);
-                if (!hit) break;
-                const size_t h = (size_t)(hit - text);
-                if (h > at && !frags_push(&next, (frag){at, h, -1})) goto oom;
-                if (!frags_push(&next, (frag){h, h + p->len, id})) goto oom;
-                at = h + p->len;
-            }
-            if (fr.end > at && !frags_push(&next, (frag){at, fr.end, -1})) goto oom;
-        }
-        free(f->v);
-        *f = next;
-        continue;
-    oom:
-        free(next.v);
-        return 0;
-    }
-    return 1;
+    split_ctx c = {f, 0};
+    return tl_special_split(t, (const uint8_t *)text, len, parse_special, push_fragment, &c) && !c.oom;
 }
 
 typedef struct bpe_ctx {
@@ -545,6 +527,7 @@ ternlm_text_stream *ternlm_text_stream_new(const ternlm_model *m, int flags) {
     if (ts) {
         ts->m = m;
         ts->flags = flags;
+        tl_model_retain(m);
     }
     return ts;
 }
@@ -598,6 +581,7 @@ const char *ternlm_text_stream_flush(ternlm_text_stream *ts, size_t *len) {
 
 void ternlm_text_stream_free(ternlm_text_stream *ts) {
     if (!ts) return;
+    tl_model_release(ts->m);
     free(ts->pend);
     free(ts->out);
     free(ts);

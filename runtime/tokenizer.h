@@ -67,9 +67,10 @@ struct tl_tokenizer {
     uint16_t byte_cp[256];     /* BPE byte -> code point of its mapped character */
     int16_t cp_byte[0x144];    /* and back (-1: not in the map) */
     int32_t byte_token[256];   /* BPE: token of each byte's mapped character; SPM: <0xXX> */
-    /* special tokens sorted longest first */
+    /* special tokens sorted longest first (then by id), and a matcher over their texts (special.c) */
     int32_t *special;
     uint32_t n_special;
+    struct tl_special_matcher *specials;
     char *decoded;             /* BPE: token texts mapped back to bytes, concatenated */
     uint32_t *decoded_off;     /* n_vocab + 1 offsets into decoded */
 };
@@ -82,6 +83,14 @@ void tl_bpe_encode_word(const tl_tokenizer *t, const uint8_t *w, size_t n, tl_id
 /* Pre-tokenize one raw fragment: calls emit for each piece (byte offsets). */
 typedef void (*tl_piece_fn)(void *ctx, size_t start, size_t end);
 void tl_pretokenize(enum tl_pre pre, const uint8_t *s, size_t n, tl_piece_fn emit, void *ctx);
+/* Special-token splitting (special.c): one Aho-Corasick pass instead of one pass per special token. */
+typedef struct tl_special_matcher tl_special_matcher;
+tl_special_matcher *tl_special_matcher_new(const tl_tokenizer *t); /* over t->special; NULL when out of memory */
+void tl_special_matcher_free(tl_special_matcher *am);
+/* Calls emit for each fragment of s in order: [start, end) with token = the special id, or -1 for raw text.
+ * USER-type tokens are split always, the others only with parse_special. Returns 0 when out of memory. */
+typedef void (*tl_special_fn)(void *ctx, size_t start, size_t end, int32_t token);
+int tl_special_split(const tl_tokenizer *t, const uint8_t *s, size_t n, int parse_special, tl_special_fn emit, void *ctx);
 /* SentencePiece (spm.c) */
 void tl_spm_encode(const tl_tokenizer *t, const uint8_t *s, size_t n, tl_ids *ids);
 

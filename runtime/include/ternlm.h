@@ -10,6 +10,24 @@
  *   - Objects are opaque and own no global state; a model may be shared by several sessions, but a
  *     session (and a sampler) must be used by one thread at a time.
  *   - Token ids are int32. Text is UTF-8 bytes with an explicit length (never assumed NUL-terminated).
+ *   - Constructors (ternlm_*_new, ternlm_model_open_*, ternlm_loader_finish) write *out only on success; on
+ *     failure *out keeps whatever the caller had in it.
+ *
+ * Lifetimes (free in the reverse order of creation)
+ *   - A session, text stream or chat must not outlive what it was made from: free chats before their session
+ *     and sampler, sessions and text streams before their model. The model counts its sessions and text
+ *     streams: ternlm_model_free() while some are alive logs a warning through the model's logger and defers
+ *     the free until the last of them is freed, so the mistake is reported instead of being a use-after-free.
+ *   - ternlm_model_open_memory()'s buffer must stay valid and unchanged until the model is really freed.
+ *
+ * Limits (hostile input gets a clear error, never a crash, hang or unbounded memory)
+ *   - GGUF: counts, string lengths, alignment and every offset are checked before use (TERNLM_ERR_FORMAT).
+ *   - Weights: non-finite I2_S scales, rope_freqs <= 0 and rope.freq_base < 1 are refused at load; with
+ *     check_tensors every float and every quantized block scale is checked too. The math is defined for any
+ *     input: NaN propagates as NaN, never as undefined behaviour.
+ *   - Chat templates: see ternlm_chat_template_render (depth, size, loop and work limits).
+ *   - Threads: n_threads above TERNLM_MAX_THREADS_PER_CORE x the cores is clamped, with a warning.
+ *   - Sampling: NaN logits are never picked (they rank below every number); +inf ranks above every number.
  *
  * Life of a generation
  *   ternlm_model_open_file()     -> ternlm_model      (weights used in place: mmap or host buffer)
@@ -200,9 +218,12 @@ void ternlm_text_stream_free(ternlm_text_stream *ts);
  * --------------------------------------------------------------------------------------------- */
 typedef struct ternlm_session ternlm_session;
 
+/* n_threads above this many per physical core is clamped (with a warning through the model's logger). */
+#define TERNLM_MAX_THREADS_PER_CORE 4
+
 typedef struct ternlm_session_params {
     uint32_t n_ctx;      /* context size in tokens; 0 = the model's trained context (capped at 4096) */
-    uint32_t n_threads;  /* 0 = the number of physical cores */
+    uint32_t n_threads;  /* 0 = the number of physical cores; at most TERNLM_MAX_THREADS_PER_CORE per core */
     int use_gpu;         /* run the forward pass on the GPU backend when one is built in */
 } ternlm_session_params;
 
@@ -218,7 +239,8 @@ enum { TERNLM_LOGITS_LAST = 0, TERNLM_LOGITS_ALL = 1, TERNLM_LOGITS_NONE = 2 };
  * logits of the last token (LOGITS_LAST) or of every token (LOGITS_ALL). */
 ternlm_status ternlm_session_eval(ternlm_session *s, const int32_t *tokens, size_t n, int which_logits,
                                   ternlm_error *err);
-/* Row i of the last eval's logits (n_vocab floats). i = -1 means the last row. NULL if not computed. */
+/* Row i of the last eval's logits (n_vocab floats). i = -1 means the last row; any other negative i, or a row
+ * that was not computed, gives NULL. The pointer is valid until the next eval or rewind. */
 const float *ternlm_session_logits(const ternlm_session *s, int i);
 uint32_t ternlm_session_pos(const ternlm_session *s);     /* tokens in the KV cache */
 uint32_t ternlm_session_n_ctx(const ternlm_session *s);
@@ -236,7 +258,7 @@ uint32_t ternlm_session_threads(const ternlm_session *s);
 #define TERNLM_SEED_RANDOM 0xFFFFFFFFu
 
 typedef struct ternlm_sampler_params {
-    float temperature;       /* <= 0: greedy. default 0.8 */
+    float temperature;       /* <= 0: greedy. default 0.8. NaN or infinity is refused (TERNLM_ERR_ARG) */
     int32_t top_k;           /* <= 0: off. default 40 */
     float top_p;             /* >= 1: off. default 0.95 */
     float min_p;             /* <= 0: off. default 0.05 */
@@ -306,7 +328,16 @@ ternlm_status ternlm_chat_tokens(const ternlm_model *model, const ternlm_chat_me
                                  ternlm_error *err);
 
 /* Render a chat template (NULL: the model's tokenizer.chat_template) with the built-in Jinja subset, for
- * inspection and tests. Fails with TERNLM_ERR_TEMPLATE naming any unsupported construct. */
+ * inspection and tests. Fails with TERNLM_ERR_TEMPLATE naming any unsupported construct, and also when a
+ * template exceeds a limit: expressions or blocks nested deeper than TERNLM_TEMPLATE_MAX_DEPTH, a string or the
+ * output longer than TERNLM_TEMPLATE_MAX_TEXT plus twice the messages' bytes, more than
+ * TERNLM_TEMPLATE_MAX_LOOPS plus 16 per message for-loop iterations in all, or more than TERNLM_TEMPLATE_MAX_WORK
+ * plus 16 per message byte of template scanned and text built (a bound on time). Integers are 64-bit; overflow is an error.
+ * ternlm_chat_tokens falls back to the built-in format (with a logged warning) when the template fails. */
+#define TERNLM_TEMPLATE_MAX_DEPTH 64
+#define TERNLM_TEMPLATE_MAX_TEXT (8u << 20)
+#define TERNLM_TEMPLATE_MAX_LOOPS 1024u
+#define TERNLM_TEMPLATE_MAX_WORK (256u << 20)
 ternlm_status ternlm_chat_template_render(const ternlm_model *model, const char *tmpl, const ternlm_chat_message *msgs,
                                           size_t n_msgs, int add_generation_prompt, char *buf, size_t cap,
                                           size_t *n_out, ternlm_error *err);

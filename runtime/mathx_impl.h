@@ -44,6 +44,11 @@ TL_MATHX_FN float tl_expf(float xf) {
 
 TL_MATHX_FN double tl_ln(double x) {
     uint64_t b;
+    if (!(x > 0) || x > 1.79769313486231570815e+308) { /* NaN or negative: NaN; 0: -inf; +inf: +inf */
+        b = x == 0 ? 0xFFF0000000000000ull : x > 0 ? 0x7FF0000000000000ull : 0x7FF8000000000000ull;
+        memcpy(&x, &b, 8);
+        return x;
+    }
     memcpy(&b, &x, 8);
     int e = (int)((b >> 52) & 0x7FF) - 1023;
     b = (b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull; /* mantissa in [1, 2) */

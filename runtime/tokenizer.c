@@ -182,6 +182,17 @@ static ternlm_status choose_pre(tl_tokenizer *t, const gguf_file *g, const char 
     return TERNLM_OK;
 }
 
+typedef struct special_key {
+    uint32_t len;
+    int32_t id;
+} special_key;
+
+static int cmp_special(const void *x, const void *y) {
+    const special_key *a = x, *b = y;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
 static ternlm_status collect_specials(tl_tokenizer *t) {
     t->special = malloc(t->n_vocab * sizeof *t->special);
     if (!t->special) return TERNLM_ERR_NOMEM;
@@ -190,16 +201,14 @@ static ternlm_status collect_specials(tl_tokenizer *t) {
         if ((ty == TL_TT_CONTROL || ty == TL_TT_USER || ty == TL_TT_UNKNOWN) && t->text[i].len)
             t->special[t->n_special++] = (int32_t)i;
     }
-    /* insertion sort by length (longest first), stable by id; specials are few */
-    for (uint32_t i = 1; i < t->n_special; i++) {
-        const int32_t v = t->special[i];
-        uint32_t j = i;
-        while (j > 0 && t->text[t->special[j - 1]].len < t->text[v].len) {
-            t->special[j] = t->special[j - 1];
-            j--;
-        }
-        t->special[j] = v;
-    }
+    /* longest first, then by id: a total order, so qsort gives the stable result in O(n log n) even when a
+     * hostile vocabulary declares 100k special tokens */
+    special_key *keys = malloc((t->n_special ? t->n_special : 1) * sizeof *keys);
+    if (!keys) return TERNLM_ERR_NOMEM;
+    for (uint32_t i = 0; i < t->n_special; i++) keys[i] = (special_key){t->text[t->special[i]].len, t->special[i]};
+    qsort(keys, t->n_special, sizeof *keys, cmp_special);
+    for (uint32_t i = 0; i < t->n_special; i++) t->special[i] = keys[i].id;
+    free(keys);
     if (t->n_special && !(t->specials = tl_special_matcher_new(t))) return TERNLM_ERR_NOMEM;
     return TERNLM_OK;
 }

@@ -1,32 +1,18 @@
-/* libFuzzer target: any byte string given to the GGUF reader, whole and in chunks, must fail cleanly or load. */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "ternlm.h"
+/* libFuzzer target: any byte string given to the GGUF reader must fail cleanly or load; a loaded model is then
+ * used through the whole public API (tokenizer, chat template, one evaluated token). Seeds: complete models
+ * from ../shared/fixtures (copied at run time) and tests/fuzz/corpus-gguf. */
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *copy = aligned_alloc(64, (size + 64) / 64 * 64);
     memcpy(copy, data, size);
+    ternlm_model_params mp = ternlm_model_params_default();
+    mp.check_tensors = size & 1; /* both ways, chosen by the input */
     ternlm_model *m = NULL;
-    if (ternlm_model_open_memory(copy, size, NULL, &m, NULL) == TERNLM_OK) {
-        ternlm_session *s = NULL;
-        ternlm_session_params sp = ternlm_session_params_default();
-        sp.n_ctx = 8;
-        sp.n_threads = 1;
-        if (ternlm_model_get_info(m)->n_embd <= 4096 && ternlm_model_get_info(m)->n_ff <= 4096 && ternlm_session_new(m, &sp, &s, NULL) == TERNLM_OK) {
-            const int32_t tok = 0;
-            ternlm_session_eval(s, &tok, 1, TERNLM_LOGITS_LAST, NULL);
-            ternlm_session_free(s);
-        }
+    if (ternlm_model_open_memory(copy, size, &mp, &m, NULL) == TERNLM_OK) {
+        fuzz_exercise(m);
         ternlm_model_free(m);
     }
-    ternlm_loader *ld = NULL;
-    ternlm_loader_new(size, &ld, NULL);
-    for (size_t o = 0; o < size; o += 13)
-        if (ternlm_loader_push(ld, data + o, size - o < 13 ? size - o : 13, NULL)) break;
-    if (ternlm_loader_finish(ld, NULL, &m, NULL) == TERNLM_OK) ternlm_model_free(m);
-    ternlm_loader_free(ld);
     free(copy);
     return 0;
 }

@@ -224,9 +224,10 @@ static size_t on_body(char *buf, size_t size, size_t n, void *user) {
     }
     /* the first bytes of the file must be GGUF's magic: stop early on an HTML page or an error body */
     const long long at = d->have + d->got;
-    for (size_t i = 0; at + (long long)i < 4 && i < len; i++) {
-        d->head[at + (long long)i] = buf[i];
-        if (buf[i] != "GGUF"[at + (long long)i]) {
+    if (at < 4) {
+        const size_t n_head = len < (size_t)(4 - at) ? len : (size_t)(4 - at);
+        memcpy(d->head + at, buf, n_head);
+        if (memcmp(d->head + at, "GGUF" + at, n_head)) {
             d->not_gguf = 1;
             return 0;
         }
@@ -304,7 +305,7 @@ static CURLcode request(download *d, const char *url, long *code) {
     *code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, code);
     if (d->f) {
-        if (d->started) print_progress(d, (double)d->got, 1);
+        if (d->started && !d->not_gguf) print_progress(d, (double)d->got, 1);
         fclose(d->f);
         d->f = NULL;
     }
@@ -329,8 +330,7 @@ static int download_to(const char *url, const char *part, download *d) {
             unlink(part);
             fprintf(stderr, "ternlm: %s is not a GGUF file (it starts with \"", url);
             for (int i = 0; i < 4 && d->head[i]; i++) fputc(isprint((unsigned char)d->head[i]) ? d->head[i] : '?', stderr);
-            fprintf(stderr, "\"%s%s%s)\n", d->content_type[0] ? ", Content-Type " : "", d->content_type,
-                    d->content_type[0] ? "" : "");
+            fprintf(stderr, "\"%s%s)\n", d->content_type[0] ? ", Content-Type " : "", d->content_type);
             return EXIT_RUNTIME;
         }
         if (rc == CURLE_HTTP_RETURNED_ERROR && code == 416 && d->have > 0) return 0; /* nothing left to fetch */

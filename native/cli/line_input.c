@@ -192,15 +192,15 @@ static int open_editor(line_input *li) {
     el_set(li->el, EL_SIGNAL, 0);
     el_set(li->el, EL_HIST, history, li->hist);
     el_set(li->el, EL_GETCFN, get_char);
-    el_set(li->el, EL_PROMPT_ESC, prompt_fn, '\1');
+    el_set(li->el, EL_PROMPT, prompt_fn);
     el_source(li->el, NULL); /* the user's ~/.editrc, if any */
     return 1;
 }
 
 static line_status read_editor(line_input *li, const char *prompt, char **out, int *was_empty) {
-    snprintf(li->prompt, sizeof li->prompt, "%s%s", prompt ? prompt : "", li->color ? "\1\033[32m\1" : "");
+    snprintf(li->prompt, sizeof li->prompt, "%s", prompt ? prompt : "");
     li->interrupted = li->was_empty = 0;
-    fputs("\033[?2004h", stderr); /* bracketed paste on while we read */
+    fputs(li->color ? "\033[?2004h\033[32m" : "\033[?2004h", stderr); /* bracketed paste on while we read */
     fflush(stderr);
     int count = 0;
     const char *line = el_gets(li->el, &count);

@@ -131,6 +131,18 @@ static long long file_size(const char *path) {
     return stat(path, &sb) ? -1 : S_ISREG(sb.st_mode) ? (long long)sb.st_size : -2;
 }
 
+static int read_sidecar(const char *final, char out[65]) {
+    char side[4096];
+    snprintf(side, sizeof side, "%s.sha256", final);
+    FILE *f = fopen(side, "r");
+    if (!f) return 0;
+    const int ok = fscanf(f, "%64s", out) == 1 && is_hex64(out);
+    fclose(f);
+    return ok;
+}
+
+#if defined(TERNLM_HAVE_CURL)
+
 static int starts_with_gguf(const char *path, char head[5]) {
     FILE *f = fopen(path, "rb");
     memset(head, 0, 5);
@@ -146,8 +158,6 @@ static void human(double bytes, char *out, size_t cap) {
     else if (bytes >= 1e3) snprintf(out, cap, "%.1f kB", bytes / 1e3);
     else snprintf(out, cap, "%.0f B", bytes);
 }
-
-#if defined(TERNLM_HAVE_CURL)
 
 typedef struct download {
     CURL *curl;
@@ -389,16 +399,6 @@ static int finish(const char *part, const char *final, const char *want_sha, con
         if (f) fprintf(f, "%s\n", want_sha), fclose(f);
     }
     return 0;
-}
-
-static int read_sidecar(const char *final, char out[65]) {
-    char side[4096];
-    snprintf(side, sizeof side, "%s.sha256", final);
-    FILE *f = fopen(side, "r");
-    if (!f) return 0;
-    const int ok = fscanf(f, "%64s", out) == 1 && is_hex64(out);
-    fclose(f);
-    return ok;
 }
 
 static int fetch_with_curl(const char *src, const char *url, const char *final, const char *want) {

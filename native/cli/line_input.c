@@ -31,15 +31,6 @@ struct line_input {
 #endif
 };
 
-static char *dup_n(const char *s, size_t n) {
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = 0;
-    }
-    return p;
-}
-
 static size_t strip_newline(const char *s, size_t n) {
     while (n && (s[n - 1] == '\n' || s[n - 1] == '\r')) n--;
     return n;
@@ -91,6 +82,15 @@ static line_status read_plain(line_input *li, const char *prompt, char **out, in
 }
 
 #if defined(TERNLM_HAVE_LIBEDIT)
+
+static char *dup_n(const char *s, size_t n) {
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = 0;
+    }
+    return p;
+}
 
 /* The next input byte: read ahead first, else read(2). -1 end of input, -2 interrupted (or a read error). */
 static int next_byte(line_input *li) {

@@ -104,7 +104,7 @@ check(t.expect(rb'> ') is not None, 'chat shows a prompt', t.text())
 mark = len(t.out)
 t.send(b'Helo\x1b[Dl\r')  # Left arrow, then insert the missing l
 check(t.expect(rb'\[message: 5 bytes\] Hello\r?\n', since=mark) is not None, 'arrow key moves the cursor', t.text())
-t.expect(rb'> ', since=t.out.index(b'[message: 5 bytes]'))
+t.expect(rb'> ', since=mark + 1)
 mark = len(t.out)
 t.send(b'\x1b[A\r')  # Up: the last message again
 check(t.expect(rb'\[message: 5 bytes\] Hello', since=mark) is not None, 'Up recalls history', t.text())

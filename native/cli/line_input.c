@@ -228,7 +228,10 @@ line_input *line_input_open(int color, volatile int *interrupt) {
     if (!li) return NULL;
     li->color = color;
     li->interrupt = interrupt;
-#if defined(TERNLM_HAVE_LIBEDIT)
+#if !defined(TERNLM_HAVE_LIBEDIT)
+    if (isatty(STDIN_FILENO))
+        fprintf(stderr, "ternlm: line editing and history are unavailable (built without libedit): reading plain lines\n");
+#else
     if (!open_editor(li)) {
         if (li->el) el_end(li->el);
         if (li->hist) history_end(li->hist);

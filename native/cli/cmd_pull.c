@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -131,10 +132,18 @@ static long long file_size(const char *path) {
     return stat(path, &sb) ? -1 : S_ISREG(sb.st_mode) ? (long long)sb.st_size : -2;
 }
 
+/* base + suffix, malloc'd (NULL when out of memory). */
+static char *path_with(const char *base, const char *suffix) {
+    const size_t n = strlen(base) + strlen(suffix) + 1;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s%s", base, suffix);
+    return p;
+}
+
 static int read_sidecar(const char *final, char out[65]) {
-    char side[4096];
-    snprintf(side, sizeof side, "%s.sha256", final);
-    FILE *f = fopen(side, "r");
+    char *side = path_with(final, ".sha256");
+    FILE *f = side ? fopen(side, "r") : NULL;
+    free(side);
     if (!f) return 0;
     const int ok = fscanf(f, "%64s", out) == 1 && is_hex64(out);
     fclose(f);
@@ -142,6 +151,13 @@ static int read_sidecar(const char *final, char out[65]) {
 }
 
 #if defined(TERNLM_HAVE_CURL)
+
+static void write_sidecar(const char *path, const char *sha) {
+    char *side = path_with(path, ".sha256");
+    FILE *f = side ? fopen(side, "w") : NULL;
+    if (f) fprintf(f, "%s\n", sha), fclose(f);
+    free(side);
+}
 
 static int starts_with_gguf(const char *path, char head[5]) {
     FILE *f = fopen(path, "rb");
@@ -392,38 +408,76 @@ static int finish(const char *part, const char *final, const char *want_sha, con
         fprintf(stderr, "ternlm: cannot rename '%s': %s\n", part, strerror(errno));
         return EXIT_RUNTIME;
     }
-    if (want_sha) { /* a record of the verified digest, so reuse needs no re-hash */
-        char side[4096];
-        snprintf(side, sizeof side, "%s.sha256", final);
-        FILE *f = fopen(side, "w");
-        if (f) fprintf(f, "%s\n", want_sha), fclose(f);
+    if (want_sha) write_sidecar(final, want_sha); /* a record of the verified digest, so reuse needs no re-hash */
+    return 0;
+}
+
+/* One download of a file at a time: a second ternlm waits for nothing and says so (POSIX record lock). */
+static int lock_part(const char *part, int *fd) {
+    *fd = open(part, O_RDWR | O_CREAT, 0644);
+    if (*fd < 0) {
+        fprintf(stderr, "ternlm: cannot write '%s': %s\n", part, strerror(errno));
+        return 0;
     }
+    struct flock l;
+    memset(&l, 0, sizeof l);
+    l.l_type = F_WRLCK;
+    l.l_whence = SEEK_SET;
+    if (fcntl(*fd, F_SETLK, &l) == 0) return 1;
+    fprintf(stderr, "ternlm: another ternlm is downloading '%s'; run this again when it is done\n", part);
+    close(*fd);
+    *fd = -1;
     return 0;
 }
 
 static int fetch_with_curl(const char *src, const char *url, const char *final, const char *want) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
-        fprintf(stderr, "ternlm: libcurl could not start\n");
+    char saved[65] = "";
+    char *part = path_with(final, ".part");
+    int lock_fd = -1;
+    if (!part || !lock_part(part, &lock_fd)) {
+        free(part);
         return EXIT_RUNTIME;
     }
+    if (file_size(final) >= 0) { /* another ternlm finished it while we waited for the lock */
+        close(lock_fd);
+        unlink(part);
+        free(part);
+        return 0;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
+        fprintf(stderr, "ternlm: libcurl could not start\n");
+        close(lock_fd);
+        free(part);
+        return EXIT_RUNTIME;
+    }
+    read_sidecar(part, saved); /* the digest a server gave for this partial file in an earlier run */
     download d;
     memset(&d, 0, sizeof d);
     d.tty = isatty(STDERR_FILENO);
-    char part[4096];
-    snprintf(part, sizeof part, "%s.part", final);
     d.part = part;
     d.curl = curl_easy_init();
     int rc = EXIT_RUNTIME;
     if (d.curl) {
         fprintf(stderr, "ternlm: downloading %s\nternlm: into %s\n", url, final);
         rc = download_to(url, part, &d);
-        const char *sha = want ? want : d.linked_sha[0] ? d.linked_sha : d.etag_sha[0] ? d.etag_sha : NULL;
-        if (!rc && !want && sha) fprintf(stderr, "ternlm: the server gives the file's sha256 (%s)\n", d.linked_sha[0] ? "X-Linked-ETag" : "ETag");
+        const char *from_server = d.linked_sha[0] ? d.linked_sha : d.etag_sha[0] ? d.etag_sha : saved[0] ? saved : NULL;
+        const char *sha = want ? want : from_server;
+        const int kept = file_size(part) > 0;
+        if (kept && from_server && from_server != saved) write_sidecar(part, from_server); /* kept for a resume */
+        if (!kept) unlink(part); /* nothing arrived (404, not GGUF): leave nothing behind */
+        if (!rc && !want && sha)
+            fprintf(stderr, "ternlm: the server gives the file's sha256 (%s)\n",
+                    d.linked_sha[0] ? "X-Linked-ETag" : d.etag_sha[0] ? "ETag" : "recorded by an earlier run");
         if (!rc && !sha) fprintf(stderr, "ternlm: note: no sha256 is known for this file (pass --sha256 HEX to verify it)\n");
         if (!rc) rc = finish(part, final, sha, src);
+        char *side = rc ? NULL : path_with(part, ".sha256");
+        if (side) unlink(side);
+        free(side);
         curl_easy_cleanup(d.curl);
     }
     curl_global_cleanup();
+    close(lock_fd);
+    free(part);
     return rc;
 }
 #endif

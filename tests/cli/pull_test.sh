@@ -95,10 +95,30 @@ ls "$tmp"/cache/ternlm/url/*-m2.gguf >/dev/null 2>&1 && bad "a file with a wrong
 [ $? = 0 ] && ok || bad "the right checksum after a wrong one: $(cat "$tmp/err")"
 grep -q "^GET /m2.gguf bytes=$SIZE- 416" "$tmp/log" && ok || bad "the kept file is resumed, not fetched again: $(tail -3 "$tmp/log")"
 
+# 4b. a digest the server gave is remembered with a partial file: a later run cannot accept a corrupted one
+rm -f "$tmp"/cache/ternlm/url/*-m2.gguf*
+"$T" pull "$BASE/m2.gguf" --sha256 "$(printf '1%.0s' $(seq 64))" >/dev/null 2>&1 # keeps m2.gguf.part and the server's digest
+part=$(ls "$tmp"/cache/ternlm/url/*-m2.gguf.part)
+printf 'XXXX' | dd of="$part" bs=1 seek=100 conv=notrunc 2>/dev/null
+"$T" pull "$BASE/m2.gguf" >"$tmp/out" 2>"$tmp/err"
+[ $? = 1 ] && ok || bad "a corrupted partial file must fail against the remembered digest: $(cat "$tmp/err")"
+contains "$tmp/err" "sha256 mismatch" "the remembered digest is checked"
+rm -f "$part" "$part.sha256"
+# 4c. one download of a file at a time
+mkdir -p "$tmp/cache/ternlm/hf/owner/repo"
+python3 -c '
+import fcntl, subprocess, sys
+f = open(sys.argv[2] + ".part", "a")
+fcntl.lockf(f, fcntl.LOCK_EX)
+r = subprocess.run([sys.argv[1], "pull", "hf://owner/repo/other.gguf"], capture_output=True, text=True)
+print(r.returncode, r.stderr)' "$T" "$tmp/cache/ternlm/hf/owner/repo/other.gguf" >"$tmp/err" 2>&1
+grep -q '^1 ' "$tmp/err" && grep -q "another ternlm is downloading" "$tmp/err" && ok || bad "a locked download: $(cat "$tmp/err")"
+
 # 5. 404, a body that is not GGUF, bad arguments
 "$T" pull "$BASE/nope.gguf" >"$tmp/out" 2>"$tmp/err"
 [ $? = 1 ] && ok || bad "404 must exit 1"
 contains "$tmp/err" "HTTP 404 (not found" "404 is reported"
+ls "$tmp"/cache/ternlm/url/*nope.gguf* >/dev/null 2>&1 && bad "a 404 must leave nothing in the cache" || ok
 HF_ENDPOINT=$BASE/hf "$T" run -m hf://owner/repo/missing.gguf -p hi >"$tmp/out" 2>"$tmp/err"
 [ $? = 1 ] && ok || bad "run -m with a missing hf file must exit 1"
 contains "$tmp/err" "HTTP 404" "run -m hf:// 404"

@@ -165,7 +165,7 @@ int chat_loop(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternlm_samp
         return EXIT_RUNTIME;
     }
     fprintf(stderr, "ternlm chat: /reset starts over, /exit quits (or Ctrl-D), a line ending in \\ continues the "
-                    "message, Ctrl-C stops a reply.\n");
+                    "message, Ctrl-C stops a reply, /help says this again.\n");
     text_buf msg = {0};
     if (first_message && *first_message) {
         fprintf(stderr, "> %s\n", first_message);
@@ -177,6 +177,11 @@ int chat_loop(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternlm_samp
         if (ms == MSG_CANCELLED || !msg.n) continue;
         if (!strcmp(msg.p, "/exit") || !strcmp(msg.p, "/quit")) break;
         line_input_add_history(li, msg.p);
+        if (!strcmp(msg.p, "/help")) {
+            fprintf(stderr, "/reset: start over (the system prompt stays)   /exit: quit (also Ctrl-D, or Ctrl-C at an "
+                            "empty prompt)\nend a line with \\ to continue the message; Ctrl-C stops a reply\n");
+            continue;
+        }
         if (!strcmp(msg.p, "/reset")) {
             ternlm_chat_reset(chat);
             fprintf(stderr, "(conversation cleared)\n");

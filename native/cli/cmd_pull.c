@@ -19,6 +19,7 @@
 
 #include "args.h"
 #include "fetch.h"
+#include "gen.h"
 #include "sha256.h"
 #include "ternlm.h"
 
@@ -288,7 +289,7 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
     (void)dltotal, (void)ultotal, (void)ulnow;
     download *d = user;
     if (d->started && dlnow > 0) print_progress(d, (double)dlnow, 0);
-    return 0;
+    return g_cli_interrupt; /* Ctrl-C: stop the transfer, keep what arrived */
 }
 
 /* One request for the rest of the file. Returns the curl result; *code gets the HTTP status. */
@@ -358,6 +359,11 @@ static int download_to(const char *url, const char *part, download *d) {
             for (int i = 0; i < 4 && d->head[i]; i++) fputc(isprint((unsigned char)d->head[i]) ? d->head[i] : '?', stderr);
             fprintf(stderr, "\"%s%s)\n", d->content_type[0] ? ", Content-Type " : "", d->content_type);
             return EXIT_RUNTIME;
+        }
+        if (rc == CURLE_ABORTED_BY_CALLBACK && g_cli_interrupt) {
+            fprintf(stderr, "\nternlm: interrupted; the %lld bytes downloaded are kept in %s (run again to resume)\n",
+                    file_size(part) > 0 ? file_size(part) : 0, part);
+            return EXIT_INTERRUPTED;
         }
         if (rc == CURLE_HTTP_RETURNED_ERROR && code == 416 && d->have > 0) return 0; /* nothing left to fetch */
         if (rc == CURLE_HTTP_RETURNED_ERROR) {
@@ -451,6 +457,7 @@ static int fetch_with_curl(const char *src, const char *url, const char *final, 
         return EXIT_RUNTIME;
     }
     read_sidecar(part, saved); /* the digest a server gave for this partial file in an earlier run */
+    cli_catch_interrupt();
     download d;
     memset(&d, 0, sizeof d);
     d.tty = isatty(STDERR_FILENO);

@@ -114,6 +114,24 @@ r = subprocess.run([sys.argv[1], "pull", "hf://owner/repo/other.gguf"], capture_
 print(r.returncode, r.stderr)' "$T" "$tmp/cache/ternlm/hf/owner/repo/other.gguf" >"$tmp/err" 2>&1
 grep -q '^1 ' "$tmp/err" && grep -q "another ternlm is downloading" "$tmp/err" && ok || bad "a locked download: $(cat "$tmp/err")"
 
+# 4d. Ctrl-C during a download (a server that never answers) stops it with exit 130
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True)
+c = s.accept(); time.sleep(30)' >"$tmp/silent.port" &
+silent=$!
+for _ in $(seq 50); do [ -s "$tmp/silent.port" ] && break; sleep 0.1; done
+"$T" pull "http://127.0.0.1:$(cat "$tmp/silent.port")/slow.gguf" >/dev/null 2>"$tmp/err" &
+pid=$!
+sleep 1
+kill -INT $pid
+wait $pid
+rc=$?
+kill $silent 2>/dev/null
+[ "$rc" = 130 ] && ok || bad "Ctrl-C during a download: exit $rc, want 130"
+contains "$tmp/err" "interrupted" "an interrupted download says so"
+
 # 5. 404, a body that is not GGUF, bad arguments
 "$T" pull "$BASE/nope.gguf" >"$tmp/out" 2>"$tmp/err"
 [ $? = 1 ] && ok || bad "404 must exit 1"

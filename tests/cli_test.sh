@@ -210,6 +210,12 @@ expect_rc 2 "--chat-template missing file" -- "$T" chat -m "$B158" --chat-templa
 printf '{%% macro x() %%}{%% endmacro %%}' >"$tmp/bad.jinja"
 expect_rc 1 "--chat-template bad template" -- "$T" chat -m "$B158" --chat-template "$tmp/bad.jinja"
 contains "$tmp/err" "macro" "a bad template names the construct"
+# a --stop string ends the reply, and the conversation records the reply as shown (without the stop string)
+word=$(printf 'Tell me a story\n' | "$T" chat -n 30 --temp 0 2>/dev/null | tr -s ' \n' '\n\n' | grep . | sed -n 6p)
+printf 'Tell me a story\n' | "$T" chat -n 30 --temp 0 --verbose -r "$word" >"$tmp/out" 2>"$tmp/err"
+not_contains "$tmp/out" "$word" "chat --stop '$word' ends the reply before it"
+recorded=$(sed -n 's/.*reply \([0-9]*\) bytes\].*/\1/p' "$tmp/err")
+[ -n "$word" ] && [ "$recorded" = $(($(wc -c <"$tmp/out") - 1)) ] && ok || bad "chat records the reply as shown: $recorded bytes recorded, $(wc -c <"$tmp/out") shown"
 # the context shift: a small context drops the oldest turns and keeps talking; a cut reply says so
 printf 'Tell me a story about a cat and a dog\nAnd then what happened to the dog?\nWhat about the cat?\n' |
   "$T" chat -c 64 -n 16 --temp 0 --system "You tell stories." --verbose >/dev/null 2>"$tmp/err"

@@ -75,7 +75,32 @@ static uint32_t reply_reserve(uint32_t n_ctx, int32_t max_tokens) {
     return (uint32_t)max_tokens < half ? (uint32_t)max_tokens : half;
 }
 
-static int send_turn(const gen_opts *o, ternlm_chat *chat, ternlm_session *s, const char *text) {
+/* One turn in steps (as the browser Worker runs it), so the reply recorded is the text shown: a --stop string and
+ * what followed it stay out of the conversation. */
+static ternlm_status generate_turn(ternlm_chat *chat, ternlm_session *s, ternlm_sampler *smp, const char *text,
+                                   const ternlm_generate_params *gp, out_filter *f, ternlm_generate_stats *st,
+                                   ternlm_error *err) {
+    size_t n = 0;
+    ternlm_status cs = ternlm_chat_begin_turn(chat, text, NULL, 0, &n, err); /* a count: nothing changes */
+    if (cs != TERNLM_ERR_ARG || !n) return cs ? cs : TERNLM_ERR_ARG;
+    int32_t *todo = malloc(n * sizeof *todo);
+    if (!todo) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return err->code = TERNLM_ERR_NOMEM;
+    }
+    if (!(cs = ternlm_chat_begin_turn(chat, text, todo, n, &n, err))) {
+        g_cli_interrupt = 0;
+        cs = ternlm_generate(s, smp, todo, n, gp, st, err);
+        out_filter_flush(f);
+        ternlm_error end_err = {0};
+        const ternlm_status es = ternlm_chat_end_turn(chat, f->shown ? f->shown : "", f->shown ? f->n_shown : 0, &end_err);
+        if (es && (!cs || cs == TERNLM_ERR_ABORTED)) cs = es, *err = end_err;
+    }
+    free(todo);
+    return cs;
+}
+
+static int send_turn(const gen_opts *o, ternlm_chat *chat, ternlm_session *s, ternlm_sampler *smp, const char *text) {
     ternlm_error err = {0};
     const int32_t max_tokens = o->n_predict == N_PREDICT_UNSET ? 512 : o->n_predict;
     size_t dropped = 0;
@@ -101,16 +126,17 @@ static int send_turn(const gen_opts *o, ternlm_chat *chat, ternlm_session *s, co
     gp.user = &f;
     ternlm_generate_stats st = {0};
     const uint64_t before = ternlm_session_tokens_evaluated(s);
-    g_cli_interrupt = 0;
-    cs = ternlm_chat_send(chat, text, &gp, &st, &err);
-    out_filter_flush(&f);
+    cs = generate_turn(chat, s, smp, text, &gp, &f, &st, &err);
+    const size_t reply_bytes = f.n_shown;
+    out_filter_free(&f);
     printf("\n");
     fflush(stdout);
     if (o->verbose)
-        fprintf(stderr, "[turn: %u new prompt tokens, %u generated, %llu evaluated, context %u/%u, %.2f tokens/s]\n",
+        fprintf(stderr, "[turn: %u new prompt tokens, %u generated, %llu evaluated, context %u/%u, %.2f tokens/s, "
+                        "reply %zu bytes]\n",
                 st.n_prompt, st.n_generated, (unsigned long long)(ternlm_session_tokens_evaluated(s) - before),
                 ternlm_session_pos(s), ternlm_session_n_ctx(s),
-                st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0);
+                st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, reply_bytes);
     if (cs == TERNLM_ERR_ABORTED) {
         fprintf(stderr, "(reply stopped)\n");
     } else if (cs == TERNLM_OK && st.stopped_by == 4) {
@@ -169,7 +195,7 @@ int chat_loop(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternlm_samp
     text_buf msg = {0};
     if (first_message && *first_message) {
         fprintf(stderr, "> %s\n", first_message);
-        rc = send_turn(o, chat, s, first_message);
+        rc = send_turn(o, chat, s, smp, first_message);
     }
     while (!rc) {
         const msg_status ms = read_message(li, &msg, o->color);
@@ -188,7 +214,7 @@ int chat_loop(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternlm_samp
             continue;
         }
         if (o->verbose_prompt) print_message(msg.p, msg.n);
-        rc = send_turn(o, chat, s, msg.p);
+        rc = send_turn(o, chat, s, smp, msg.p);
     }
     (void)m;
     free(msg.p);

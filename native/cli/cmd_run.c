@@ -177,9 +177,26 @@ void out_filter_init(out_filter *f, const str_list *stops) {
     f->stops = stops;
 }
 
-static void emit(const char *p, size_t n) {
+static void emit(out_filter *f, const char *p, size_t n) {
     fwrite(p, 1, n, stdout);
     fflush(stdout);
+    if (f->n_shown + n + 1 > f->cap_shown) {
+        size_t cap = f->cap_shown ? f->cap_shown : 256;
+        while (cap < f->n_shown + n + 1) cap *= 2;
+        char *q = realloc(f->shown, cap);
+        if (!q) return; /* the record is incomplete; the text was still printed */
+        f->shown = q;
+        f->cap_shown = cap;
+    }
+    memcpy(f->shown + f->n_shown, p, n);
+    f->n_shown += n;
+    f->shown[f->n_shown] = 0;
+}
+
+void out_filter_free(out_filter *f) {
+    free(f->shown);
+    f->shown = NULL;
+    f->n_shown = f->cap_shown = 0;
 }
 
 /* Bytes at the end of held that could begin a stop string: they wait for the next piece. */
@@ -202,7 +219,7 @@ int out_filter_piece(void *user, int32_t tok, const char *text, size_t len) {
     out_filter *f = user;
     if (f->stopped) return 1;
     if (!f->stops || !f->stops->n) {
-        emit(text, len);
+        emit(f, text, len);
         return 0;
     }
     while (len) { /* pieces are short; a long one is taken in parts that fit */
@@ -220,13 +237,13 @@ int out_filter_piece(void *user, int32_t tok, const char *text, size_t len) {
                 }
         }
         if (first < f->n_held) {
-            emit(f->held, first);
+            emit(f, f->held, first);
             f->n_held = 0;
             f->stopped = 1;
             return 1;
         }
         const size_t keep = possible_stop_start(f);
-        emit(f->held, f->n_held - keep);
+        emit(f, f->held, f->n_held - keep);
         memmove(f->held, f->held + f->n_held - keep, keep);
         f->n_held = keep;
     }
@@ -234,7 +251,7 @@ int out_filter_piece(void *user, int32_t tok, const char *text, size_t len) {
 }
 
 void out_filter_flush(out_filter *f) {
-    if (!f->stopped) emit(f->held, f->n_held);
+    if (!f->stopped) emit(f, f->held, f->n_held);
     f->n_held = 0;
 }
 
@@ -302,6 +319,7 @@ static int run_once(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternl
     ternlm_generate_stats st;
     const ternlm_status gs = ternlm_generate(s, smp, ids, n, &gp, &st, &err);
     out_filter_flush(&f);
+    out_filter_free(&f);
     free(ids);
     print_stats(load_s, &st);
     if (st.stopped_by == 4)

@@ -34,12 +34,15 @@ typedef struct out_filter {
     char held[1024];
     size_t n_held;
     int stopped; /* a stop string was seen: the text before it was printed, the rest dropped */
+    char *shown; /* everything printed (chat records it as the reply), NUL-terminated; NULL if out of memory */
+    size_t n_shown, cap_shown;
 } out_filter;
 
 void out_filter_init(out_filter *f, const str_list *stops);
 /* A ternlm_token_fn: user is the out_filter. Returns 1 (stop) after a stop string. */
 int out_filter_piece(void *user, int32_t tok, const char *text, size_t len);
 void out_filter_flush(out_filter *f);
+void out_filter_free(out_filter *f);
 
 /* ANSI colours for --color. */
 #define CLI_COLOR_USER "\033[32m"

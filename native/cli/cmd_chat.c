@@ -163,7 +163,7 @@ static char *read_template(const char *spec) {
     return t;
 }
 
-int chat_loop(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternlm_sampler *smp, const char *system,
+int chat_loop(const gen_opts *o, ternlm_session *s, ternlm_sampler *smp, const char *system,
               const char *first_message) {
     ternlm_error err = {0};
     ternlm_chat *chat = NULL;
@@ -216,7 +216,6 @@ int chat_loop(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternlm_samp
         if (o->verbose_prompt) print_message(msg.p, msg.n);
         rc = send_turn(o, chat, s, smp, msg.p);
     }
-    (void)m;
     free(msg.p);
     line_input_close(li);
     ternlm_chat_free(chat);

@@ -183,7 +183,7 @@ typedef struct download {
     long long have;        /* bytes of the .part file before this request */
     long long total;       /* the whole file's size, when the server says it (else -1) */
     long long got;         /* bytes written by this request */
-    int started, not_gguf, restart;
+    int started, not_gguf;
     char head[5];
     char linked_sha[65], etag_sha[65], content_type[96];
     double t0, t_print;
@@ -235,10 +235,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *user) {
     if (!d->started) {
         long code = 0;
         curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
-        if (code == 200 && d->have > 0) { /* the server ignored the Range: start over */
-            d->restart = 1;
-            d->have = 0;
-        }
+        if (code == 200 && d->have > 0) d->have = 0; /* the server ignored the Range: start over ("wb" below) */
         curl_off_t cl = -1;
         curl_easy_getinfo(d->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
         d->total = cl >= 0 ? d->have + (long long)cl : -1;
@@ -324,7 +321,7 @@ static CURLcode request(download *d, const char *url, long *code) {
         hdrs = curl_slist_append(hdrs, auth);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     }
-    d->started = d->restart = 0;
+    d->started = 0;
     d->got = 0;
     d->t0 = now_s();
     d->t_print = 0;
@@ -357,7 +354,9 @@ static int download_to(const char *url, const char *part, download *d) {
             unlink(part);
             fprintf(stderr, "ternlm: %s is not a GGUF file (it starts with \"", url);
             for (int i = 0; i < 4 && d->head[i]; i++) fputc(isprint((unsigned char)d->head[i]) ? d->head[i] : '?', stderr);
-            fprintf(stderr, "\"%s%s)\n", d->content_type[0] ? ", Content-Type " : "", d->content_type);
+            fprintf(stderr, "\"%s", d->content_type[0] ? ", Content-Type " : "");
+            cli_put_escaped(stderr, d->content_type, strlen(d->content_type), 0); /* the server's text */
+            fputs(")\n", stderr);
             return EXIT_RUNTIME;
         }
         if (rc == CURLE_ABORTED_BY_CALLBACK && g_cli_interrupt) {

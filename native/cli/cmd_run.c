@@ -377,7 +377,7 @@ static int run_or_chat(int argc, char **argv, int chat) {
         } else {
             const int has_text = o.prompt || o.prompt_file;
             const char *system = o.system ? o.system : has_text ? prompt : NULL;
-            rc = chat_loop(&o, m, s, smp, system, o.system && has_text ? prompt : NULL);
+            rc = chat_loop(&o, s, smp, system, o.system && has_text ? prompt : NULL);
         }
     }
     ternlm_sampler_free(smp);

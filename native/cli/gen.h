@@ -51,7 +51,7 @@ void out_filter_free(out_filter *f);
 
 /* The conversation loop (cmd_chat.c), for ternlm chat and ternlm run -cnv. first_message: sent as the first user
  * turn (may be NULL). Frees nothing it did not create. */
-int chat_loop(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternlm_sampler *smp, const char *system,
+int chat_loop(const gen_opts *o, ternlm_session *s, ternlm_sampler *smp, const char *system,
               const char *first_message);
 
 #endif

@@ -106,18 +106,50 @@ ternlm_status ternlm_chat_template_render(const ternlm_model *m, const char *tmp
     return o < cap ? TERNLM_OK : tl_fail(err, TERNLM_ERR_ARG, "%zu bytes do not fit in a buffer of %zu", o + 1, cap);
 }
 
-static ternlm_status render(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n, int add_assistant,
-                            tl_ids *ids, ternlm_error *err) {
+/* A conversation's format: the model's (auto), one of the built-in layouts by name, or a Jinja template. */
+typedef enum { FMT_AUTO, FMT_BITNET, FMT_LLAMA3, FMT_CHATML, FMT_JINJA } chat_fmt_kind;
+typedef struct chat_fmt {
+    chat_fmt_kind kind;
+    char *jinja;
+} chat_fmt;
+
+/* Layout flags of the built-in formats. An explicit name needs the vocabulary's header tokens. */
+static int builtin_layout(const ternlm_model *m, chat_fmt_kind kind, int *llama3, int *chatml) {
+    const tl_tokenizer *t = m->tok;
+    const int32_t eot = t->eot >= 0 ? t->eot : t->eos;
+    const int has_llama3 = special_id(t, "<|start_header_id|>") >= 0 && special_id(t, "<|end_header_id|>") >= 0 && eot >= 0;
+    const int has_chatml = special_id(t, "<|im_start|>") >= 0 && special_id(t, "<|im_end|>") >= 0;
+    const int bitnet = !strncmp(m->arch, "bitnet", 6);
+    *llama3 = kind == FMT_LLAMA3 || (kind == FMT_AUTO && !bitnet && has_llama3);
+    *chatml = kind == FMT_CHATML || (kind == FMT_AUTO && !bitnet && !*llama3 && has_chatml);
+    return (kind != FMT_LLAMA3 || has_llama3) && (kind != FMT_CHATML || has_chatml);
+}
+
+static ternlm_status render_jinja(const ternlm_model *m, const char *tmpl, const ternlm_chat_message *msgs, size_t n,
+                                  int add_assistant, tl_ids *ids, ternlm_error *err) {
+    tl_jinja_text out;
+    char why[256];
+    if (!render_template(m, tmpl, strlen(tmpl), msgs, n, add_assistant, &out, why, sizeof why))
+        return tl_fail(err, TERNLM_ERR_TEMPLATE, "chat template: %s", why);
+    for (size_t i = 0; i < out.n; i++) tl_tokenizer_encode(m->tok, out.seg[i].p, out.seg[i].len, !out.seg[i].user, ids);
+    tl_jinja_text_free(&out);
+    return TERNLM_OK;
+}
+
+static ternlm_status render(const ternlm_model *m, const chat_fmt *fmt, const ternlm_chat_message *msgs, size_t n,
+                            int add_assistant, tl_ids *ids, ternlm_error *err) {
     const tl_tokenizer *t = m->tok;
     const int32_t eot = t->eot >= 0 ? t->eot : t->eos;
     const int32_t sh = special_id(t, "<|start_header_id|>"), eh = special_id(t, "<|end_header_id|>");
     const int32_t im_s = special_id(t, "<|im_start|>"), im_e = special_id(t, "<|im_end|>");
-    const int bitnet = !strncmp(m->arch, "bitnet", 6);
-    const int llama3 = !bitnet && sh >= 0 && eh >= 0 && eot >= 0, chatml = !bitnet && !llama3 && im_s >= 0 && im_e >= 0;
+    const chat_fmt_kind kind = fmt ? fmt->kind : FMT_AUTO;
+    int llama3, chatml;
+    builtin_layout(m, kind, &llama3, &chatml);
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content || !role_header(msgs[i].role))
             return tl_fail(err, TERNLM_ERR_ARG, "message %zu: role must be system, user or assistant, with content", i);
-    if (render_with_file_template(m, msgs, n, add_assistant, ids)) return TERNLM_OK;
+    if (kind == FMT_JINJA) return render_jinja(m, fmt->jinja, msgs, n, add_assistant, ids, err);
+    if (kind == FMT_AUTO && render_with_file_template(m, msgs, n, add_assistant, ids)) return TERNLM_OK;
     if (t->bos >= 0 && !chatml) tl_ids_push(ids, t->bos);
     for (size_t i = 0; i < n; i++) {
         const char *c = msgs[i].content;
@@ -147,7 +179,7 @@ ternlm_status ternlm_chat_tokens(const ternlm_model *m, const ternlm_chat_messag
     if (!m || (!msgs && n) || !n_out) return tl_fail(err, TERNLM_ERR_ARG, "model, messages and n_out must not be NULL");
     if (!m->tok) return tl_fail(err, TERNLM_ERR_TOKENIZER, "this model file has no tokenizer");
     tl_ids ids = {0};
-    ternlm_status st = render(m, msgs, n, add_assistant, &ids, err);
+    ternlm_status st = render(m, NULL, msgs, n, add_assistant, &ids, err);
     if (!st && ids.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) {
         *n_out = ids.n;
@@ -173,6 +205,7 @@ struct ternlm_chat {
     size_t reply_len, reply_cap;
     ternlm_token_fn user_fn;
     void *user_ctx;
+    chat_fmt fmt;
 };
 
 static int push_msg(ternlm_chat *c, const char *role, const char *content, size_t len) {
@@ -237,9 +270,9 @@ ternlm_status ternlm_chat_begin_turn(ternlm_chat *c, const char *user_text, int3
     const ternlm_model *m = c->s->m;
     tl_ids before = {0}, todo = {0};
     c->after.n = 0;
-    ternlm_status st = render(m, c->msgs, c->n, 0, &before, err);
+    ternlm_status st = render(m, &c->fmt, c->msgs, c->n, 0, &before, err);
     if (!st && !push_msg(c, "user", user_text, strlen(user_text))) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
-    if (!st) st = render(m, c->msgs, c->n, 1, &c->after, err);
+    if (!st) st = render(m, &c->fmt, c->msgs, c->n, 1, &c->after, err);
     int fresh = 0;
     if (!st) {
         if (c->s->pos == 0 || !suffix_after(&before, &c->after, &todo)) {
@@ -276,7 +309,7 @@ ternlm_status ternlm_chat_end_turn(ternlm_chat *c, const char *reply, size_t len
     tl_ids closed = {0};
     if (!push_msg(c, "assistant", "", 0)) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     /* the tokens that end an assistant turn (e.g. <|eot_id|>) are rendered with empty content */
-    render(c->s->m, c->msgs, c->n, 0, &closed, NULL);
+    render(c->s->m, &c->fmt, c->msgs, c->n, 0, &closed, NULL);
     c->pending.n = 0;
     suffix_after(&c->after, &closed, &c->pending);
     free(closed.v);
@@ -336,5 +369,95 @@ void ternlm_chat_free(ternlm_chat *c) {
     free(c->pending.v);
     free(c->after.v);
     free(c->reply);
+    free(c->fmt.jinja);
     free(c);
+}
+
+ternlm_status ternlm_chat_set_template(ternlm_chat *c, const char *name_or_template, ternlm_error *err) {
+    if (!c) return tl_fail(err, TERNLM_ERR_ARG, "chat must not be NULL");
+    static const struct { const char *name; chat_fmt_kind kind; } names[] = {
+        {"auto", FMT_AUTO}, {"bitnet", FMT_BITNET}, {"llama3", FMT_LLAMA3}, {"chatml", FMT_CHATML}};
+    chat_fmt fmt = {FMT_JINJA, NULL};
+    const char *spec = name_or_template && *name_or_template ? name_or_template : "auto";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(spec, names[i].name)) fmt.kind = names[i].kind;
+    const ternlm_model *m = c->s->m;
+    int llama3, chatml;
+    if (fmt.kind != FMT_JINJA && !builtin_layout(m, fmt.kind, &llama3, &chatml))
+        return tl_fail(err, TERNLM_ERR_ARG, "chat template '%s' needs header tokens this vocabulary lacks", spec);
+    if (fmt.kind == FMT_JINJA) { /* render a sample now, so a bad template fails here and not mid-conversation */
+        const size_t len = strlen(spec);
+        if (!(fmt.jinja = malloc(len + 1))) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+        memcpy(fmt.jinja, spec, len + 1);
+        const ternlm_chat_message sample[] = {{"system", "s"}, {"user", "u"}, {"assistant", "a"}, {"user", "u"}};
+        tl_ids ids = {0};
+        const ternlm_status st = render_jinja(m, fmt.jinja, sample, 4, 1, &ids, err);
+        free(ids.v);
+        if (st) {
+            free(fmt.jinja);
+            return st;
+        }
+    }
+    free(c->fmt.jinja);
+    c->fmt = fmt;
+    return TERNLM_OK;
+}
+
+/* Positions the next turn with user_text needs: what the cache keeps plus what begin_turn would evaluate. */
+static ternlm_status turn_positions(ternlm_chat *c, const char *user_text, size_t *need, ternlm_error *err) {
+    size_t n = 0;
+    ternlm_status st = ternlm_chat_begin_turn(c, user_text, NULL, 0, &n, err);
+    if (st && st != TERNLM_ERR_ARG) return st;
+    if (st == TERNLM_ERR_ARG && !n) return st;
+    const ternlm_model *m = c->s->m;
+    tl_ids before = {0}, after = {0};
+    st = render(m, &c->fmt, c->msgs, c->n, 0, &before, err);
+    int kept = 0;
+    if (!st && push_msg(c, "user", user_text, strlen(user_text))) {
+        st = render(m, &c->fmt, c->msgs, c->n, 1, &after, err);
+        free((void *)c->msgs[--c->n].content);
+        kept = !st && c->s->pos > 0 && before.n <= after.n && !memcmp(before.v, after.v, before.n * sizeof *before.v);
+    } else if (!st) {
+        st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    }
+    free(before.v);
+    free(after.v);
+    *need = (kept ? c->s->pos : 0) + n; /* a fresh evaluation (kept == 0) starts at position 0 */
+    return st;
+}
+
+/* Removes the oldest user turn after the system prompt, with the replies that follow it. 0 if there is none. */
+static int drop_oldest_turn(ternlm_chat *c) {
+    size_t end = c->n_fixed;
+    if (end >= c->n) return 0;
+    end++;
+    while (end < c->n && strcmp(c->msgs[end].role, "user")) end++;
+    for (size_t i = c->n_fixed; i < end; i++) free((void *)c->msgs[i].content);
+    memmove(c->msgs + c->n_fixed, c->msgs + end, (c->n - end) * sizeof *c->msgs);
+    c->n -= end - c->n_fixed;
+    c->pending.n = 0;
+    ternlm_session_rewind(c->s, 0, NULL); /* what is kept is evaluated again with the next turn */
+    return 1;
+}
+
+ternlm_status ternlm_chat_fit(ternlm_chat *c, const char *user_text, uint32_t reserve, size_t *n_dropped,
+                              ternlm_error *err) {
+    if (!c || !user_text) return tl_fail(err, TERNLM_ERR_ARG, "chat and user_text must not be NULL");
+    size_t dropped = 0;
+    const size_t n_ctx = c->s->n_ctx;
+    ternlm_status st = TERNLM_OK;
+    for (;;) {
+        size_t need = 0;
+        if ((st = turn_positions(c, user_text, &need, err))) break;
+        if (need + reserve <= n_ctx) break;
+        if (!drop_oldest_turn(c)) {
+            if (need > n_ctx)
+                st = tl_fail(err, TERNLM_ERR_CONTEXT_FULL,
+                             "the message needs %zu positions with the system prompt; the context holds %zu", need, n_ctx);
+            break; /* fits without the reserve: the reply may be cut short */
+        }
+        dropped++;
+    }
+    if (n_dropped) *n_dropped = dropped;
+    return st;
 }

@@ -91,7 +91,7 @@ expect_rc 1 "logits id out of range" -- "$T" logits -m "$F/llama-stories260k.ggu
 contains "$tmp/err" "outside the vocabulary" "out-of-range id message"
 
 # chat: multi-turn from stdin; /reset and /exit; each turn reports what it evaluated
-printf 'Hello\nHow are you?\n/reset\nHi again\n/exit\n' | "$T" chat -m "$F/b158-llama3-i2s.gguf" -n 4 --temp 0 -v >"$tmp/out" 2>"$tmp/err"
+printf 'Hello\nHow are you?\n/reset\nHi again\n/exit\n' | "$T" chat -m "$F/b158-llama3-i2s.gguf" -n 4 --temp 0 --verbose >"$tmp/out" 2>"$tmp/err"
 [ $? = 0 ] && ok || bad "chat exit code"
 contains "$tmp/err" "(conversation cleared)" "chat /reset"
 [ "$(grep -o '\[turn:' "$tmp/err" | wc -l)" = 3 ] && ok || bad "chat: three turns expected"
@@ -124,6 +124,106 @@ if "$T" run --help | grep -q "embedded"; then
     cmp -s "$tmp/greedy" "$(dirname "$0")/expected/default-greedy-150.txt" && ok || bad "default model greedy text differs on kernels $k"
   done
 fi
+
+# ---- issue 11: what a new user hit (each fails on the code before the fix) ----
+not_contains() { # not_contains FILE TEXT DESCRIPTION
+  if grep -qF -- "$2" "$1"; then bad "$3: '$2' found in $(head -c 300 "$1")"; else ok; fi
+}
+S260="$F/llama-stories260k.gguf"
+expect_rc 0 "-v prints the version" -- "$T" -v
+[ "$(head -c 7 "$tmp/out")" = "ternlm " ] && ok || bad "ternlm -v: $(head -c 100 "$tmp/out")"
+not_contains "$tmp/err" "generation" "ternlm -v does not generate"
+expect_rc 0 "run --version" -- "$T" run --version
+contains "$tmp/out" "ternlm 0." "run --version"
+expect_rc 2 "--pre bogus is a usage error" -- "$T" run -m "$S260" -p hi -n 2 --pre bogus
+contains "$tmp/err" "unknown pre-tokenizer 'bogus'" "--pre bogus message"
+expect_rc 2 "--pre bogus is a usage error (BPE vocabulary)" -- "$T" run -m "$F/b158-llama3-i2s.gguf" -p hi -n 2 --pre bogus
+expect_rc 2 "--top-p -1 is a usage error" -- "$T" run -m "$S260" -p hi -n 2 --top-p -1
+contains "$tmp/err" "--top-p -1 is out of range" "--top-p message"
+expect_rc 2 "--min-p 2 is a usage error" -- "$T" run -m "$S260" -p hi -n 2 --min-p 2
+expect_rc 1 "run -f DIRECTORY" -- "$T" run -m "$S260" -f "$tmp" -n 2
+contains "$tmp/err" "is a directory" "run -f DIRECTORY message"
+expect_rc 1 "run -f missing" -- "$T" run -m "$S260" -f "$tmp/none.txt" -n 2
+contains "$tmp/err" "No such file" "run -f missing message"
+TERNLM_KERNELS=bogus "$T" inspect --system >"$tmp/out" 2>"$tmp/err"; a=$?
+TERNLM_KERNELS=bogus "$T" run -m "$S260" -p hi -n 2 >/dev/null 2>"$tmp/err2"; b=$?
+[ "$a" = 2 ] && [ "$b" = 2 ] && ok || bad "TERNLM_KERNELS=bogus: inspect exit $a, run exit $b (want 2 and 2)"
+contains "$tmp/err" "TERNLM_KERNELS=bogus is not a kernel path" "inspect names the bad TERNLM_KERNELS"
+cmp -s "$tmp/err" "$tmp/err2" && ok || bad "inspect and run must say the same about TERNLM_KERNELS"
+expect_rc 0 "-t 100000 is capped" -- timeout 60 "$T" run -m "$S260" -p hi -n 4 -t 100000
+contains "$tmp/err" "more than 4 threads per core" "-t cap warning"
+expect_rc 0 "-ngl and -b are accepted" -- "$T" run -m "$S260" -p hi -n 2 -ngl 99 -b 512
+contains "$tmp/err" "-ngl 99 ignored" "-ngl note"
+contains "$tmp/err" "-b 512 ignored" "-b note"
+expect_rc 0 "-c above the trained context" -- "$T" run -m "$S260" -p hi -n 2 -c 1000000
+contains "$tmp/err" "above the model's trained context of 2048 tokens: using 2048" "-c cap warning"
+expect_rc 0 "a full context is reported" -- "$T" run -m "$S260" -p "Once upon a time" -n -1 --ignore-eos -c 24
+contains "$tmp/err" "the context of 24 tokens is full" "full context notice"
+expect_rc 0 "--seed -1" -- "$T" run -m "$S260" -p hi -n 2 --seed -1
+expect_rc 0 "-temp (bitnet.cpp spelling)" -- "$T" run -m "$S260" -p "Once upon a time" -n 40 -temp 0
+contains "$tmp/out" "there was a little girl named Lily" "-temp 0 is greedy"
+expect_rc 0 "--stop" -- "$T" run -m "$S260" -p "Once upon a time" -n 40 --temp 0 -r " named" --stop "zzz"
+contains "$tmp/out" "there was a little girl" "--stop keeps the text before the stop string"
+not_contains "$tmp/out" "named" "--stop drops the stop string and what follows"
+expect_rc 0 "--verbose-prompt" -- "$T" run -m "$S260" -p "Once upon" -n 2 --verbose-prompt
+contains "$tmp/err" "prompt: 3 tokens" "--verbose-prompt lists the tokens"
+expect_rc 0 "--color" -- "$T" run -m "$S260" -p "Once" -n 2 --color
+contains "$tmp/out" "$(printf '\033[33mOnce\033[0m')" "--color colours the prompt"
+# Ctrl-C during run stops it with exit 130 (the handler is installed even though bash starts it with SIGINT ignored)
+"$T" run -m "$S260" -p "Once upon a time" -n -1 --ignore-eos >/dev/null 2>"$tmp/err" &
+pid=$!
+sleep 0.5
+kill -INT $pid
+wait $pid
+rc=$?
+[ "$rc" = 130 ] && ok || bad "Ctrl-C during run: exit $rc, want 130"
+# inspect escapes terminal control sequences from metadata (text and JSON)
+python3 "$(dirname "$0")/cli/hostile_gguf.py" "$S260" "$tmp/hostile.gguf"
+expect_rc 0 "inspect hostile metadata" -- "$T" inspect "$tmp/hostile.gguf"
+[ "$(tr -dc '\033\233' <"$tmp/out" | wc -c)" = 0 ] && ok || bad "inspect printed raw ESC/CSI bytes"
+contains "$tmp/out" '\x1b]0;pwned\x07\x1b[31mred' "inspect shows the escapes"
+contains "$tmp/out" '\x9b2J \u202eevil \xff end' "inspect escapes C1, bidi and invalid bytes"
+expect_rc 0 "inspect --json hostile metadata" -- "$T" inspect --json "$tmp/hostile.gguf"
+[ "$(tr -dc '\033\233' <"$tmp/out" | wc -c)" = 0 ] && ok || bad "inspect --json printed raw ESC/CSI bytes"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["metadata"]["general.description"].startswith("\x1b]0;pwned")' "$tmp/out" \
+  && ok || bad "inspect --json is valid JSON with the escaped string"
+
+# ---- conversation mode from a pipe (the terminal side is tests/cli/chat_pty.py) ----
+B158="$F/b158-llama3-i2s.gguf"
+printf 'Hi\n' | "$T" run -cnv -m "$B158" -p "You are terse." -n 4 --temp 0 --verbose >"$tmp/out" 2>"$tmp/err"
+[ $? = 0 ] && ok || bad "run -cnv exit code"
+[ "$(grep -c '\[turn:' "$tmp/err")" = 1 ] && ok || bad "run -cnv: one turn expected: $(head -c 300 "$tmp/err")"
+printf 'Hi\n' | "$T" run -i -m "$B158" -n 2 --temp 0 --verbose >/dev/null 2>"$tmp/err" && contains "$tmp/err" "[turn:" "run -i is conversation mode"
+printf 'first\\\nsecond\n' | "$T" chat -m "$B158" -n 2 --temp 0 -sys "Be brief." --verbose-prompt >/dev/null 2>"$tmp/err"
+contains "$tmp/err" '[message: 12 bytes] first\nsecond' "a trailing backslash continues the message"
+printf '/help\n/exit\nnever sent\n' | "$T" chat -m "$B158" -n 2 --temp 0 --verbose >/dev/null 2>"$tmp/err"
+contains "$tmp/err" "/reset: start over" "/help lists the commands"
+not_contains "$tmp/err" "[turn:" "/exit ends the chat before the next line"
+printf 'Hi\n' | "$T" chat -m "$B158" -n 2 --temp 0 --chat-template llama3 --verbose >/dev/null 2>"$tmp/err"
+contains "$tmp/err" "[turn:" "--chat-template llama3"
+printf '{%% for m in messages %%}<<{{ m.role }}>>{{ m.content }}{%% endfor %%}{%% if add_generation_prompt %%}<<assistant>>{%% endif %%}' >"$tmp/t.jinja"
+printf 'Hi\n' | "$T" chat -m "$B158" -n 2 --temp 0 --chat-template "$tmp/t.jinja" --verbose >/dev/null 2>"$tmp/err"
+contains "$tmp/err" "[turn: 7 new prompt tokens" "--chat-template FILE renders the file's template"
+expect_rc 2 "--chat-template chatml needs its tokens" -- "$T" chat -m "$B158" --chat-template chatml
+contains "$tmp/err" "needs header tokens" "--chat-template chatml message"
+expect_rc 2 "--chat-template missing file" -- "$T" chat -m "$B158" --chat-template "$tmp/none.jinja"
+printf '{%% macro x() %%}{%% endmacro %%}' >"$tmp/bad.jinja"
+expect_rc 1 "--chat-template bad template" -- "$T" chat -m "$B158" --chat-template "$tmp/bad.jinja"
+contains "$tmp/err" "macro" "a bad template names the construct"
+# a --stop string ends the reply, and the conversation records the reply as shown (without the stop string)
+word=$(printf 'Tell me a story\n' | "$T" chat -n 30 --temp 0 2>/dev/null | tr -s ' \n' '\n\n' | grep . | sed -n 6p)
+printf 'Tell me a story\n' | "$T" chat -n 30 --temp 0 --verbose -r "$word" >"$tmp/out" 2>"$tmp/err"
+not_contains "$tmp/out" "$word" "chat --stop '$word' ends the reply before it"
+recorded=$(sed -n 's/.*reply \([0-9]*\) bytes\].*/\1/p' "$tmp/err")
+[ -n "$word" ] && [ "$recorded" = $(($(wc -c <"$tmp/out") - 1)) ] && ok || bad "chat records the reply as shown: $recorded bytes recorded, $(wc -c <"$tmp/out") shown"
+# the context shift: a small context drops the oldest turns and keeps talking; a cut reply says so
+printf 'Tell me a story about a cat and a dog\nAnd then what happened to the dog?\nWhat about the cat?\n' |
+  "$T" chat -c 64 -n 16 --temp 0 --system "You tell stories." --verbose >/dev/null 2>"$tmp/err"
+[ $? = 0 ] && ok || bad "context shift: exit code"
+contains "$tmp/err" "(context full: dropped the oldest 1 turn" "context shift notice"
+[ "$(grep -c '\[turn:' "$tmp/err")" = 3 ] && ok || bad "context shift: three turns expected: $(cat "$tmp/err")"
+printf 'Tell me a story\nmore\n' | "$T" chat -c 64 -n -1 --ignore-eos --temp 0 >/dev/null 2>"$tmp/err"
+contains "$tmp/err" "(reply cut: the context of 64 tokens is full" "a reply cut by the context gets a notice"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

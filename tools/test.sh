@@ -13,7 +13,8 @@ install_deps() {
   local pkgs=(cmake ninja-build gcc make clang-14 libclang-rt-14-dev
               clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 wabt
               gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
-              emscripten chromium)
+              emscripten chromium
+              libedit-dev libcurl4-openssl-dev python3 nodejs)  # the CLI's line editing, downloads and their tests
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then

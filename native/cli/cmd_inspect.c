@@ -5,15 +5,25 @@
 #include "args.h"
 #include "ternlm.h"
 
+/* Strings from the file go through cli_put_escaped: a hostile file must not drive the terminal. */
 static void json_str(const char *s, size_t n) {
     putchar('"');
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
+    cli_put_escaped(stdout, s, n, 1);
     putchar('"');
+}
+
+static void text_str(const char *s, size_t n) { cli_put_escaped(stdout, s, n, 0); }
+
+/* At most max bytes of s, cut on a UTF-8 character boundary; "..." marks a cut. */
+static void text_str_max(const char *s, size_t max) {
+    size_t n = strlen(s);
+    const int cut = n > max;
+    if (cut) {
+        n = max;
+        while (n && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    text_str(s, n);
+    if (cut) fputs("...", stdout);
 }
 
 static void print_system(void) {
@@ -23,7 +33,13 @@ static void print_system(void) {
 static void print_text(const ternlm_model *m, const char *path) {
     const ternlm_model_info *i = ternlm_model_get_info(m);
     char k[256], v[512];
-    printf("file: %s\nGGUF version: %u\narch: %s\nname: %s\n", path, i->gguf_version, i->arch[0] ? i->arch : "(none)", i->name);
+    fputs("file: ", stdout);
+    text_str(path, strlen(path));
+    printf("\nGGUF version: %u\narch: ", i->gguf_version);
+    text_str_max(i->arch[0] ? i->arch : "(none)", 100);
+    fputs("\nname: ", stdout);
+    text_str_max(i->name, 100);
+    putchar('\n');
     if (i->n_layer)
         printf("n_vocab %u, n_ctx_train %u, n_embd %u, n_layer %u, n_head %u, n_head_kv %u, n_ff %u, head_dim %u\n"
                "rope: %s, base %g; norm eps %g; activation %s\nlinear weights: %s; head: %s (%s)\n"
@@ -38,9 +54,11 @@ static void print_text(const ternlm_model *m, const char *path) {
     for (uint64_t j = 0; j < ternlm_model_meta_count(m); j++) {
         ternlm_model_meta_key(m, j, k, sizeof k);
         ternlm_model_meta_value_text(m, j, v, sizeof v);
-        for (char *p = v; *p; p++)
-            if (*p == '\n' || *p == '\r') *p = ' ';
-        printf("  %-44s %.*s%s\n", k, 100, v, strlen(v) > 100 ? "..." : "");
+        fputs("  ", stdout);
+        text_str_max(k, 100);
+        printf("%*s ", strlen(k) < 44 ? (int)(44 - strlen(k)) : 0, "");
+        text_str_max(v, 100);
+        putchar('\n');
     }
     printf("\ntensors (%u):\n  %-32s %-6s %-24s %14s\n", ternlm_model_tensor_count(m), "name", "type", "shape", "bytes");
     for (uint32_t j = 0; j < ternlm_model_tensor_count(m); j++) {
@@ -49,7 +67,10 @@ static void print_text(const ternlm_model *m, const char *path) {
         char shape[96] = "";
         for (uint32_t d = 0; d < t.n_dims; d++)
             snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", d ? " x " : "", (long long)t.ne[d]);
-        printf("  %-32s %-6s %-24s %14llu\n", t.name, t.type, shape, (unsigned long long)t.nbytes);
+        fputs("  ", stdout);
+        text_str_max(t.name, 100);
+        printf("%*s %-6s %-24s %14llu\n", strlen(t.name) < 32 ? (int)(32 - strlen(t.name)) : 0, "", t.type, shape,
+               (unsigned long long)t.nbytes);
     }
     printf("\nvalidation: ok\n");
 }
@@ -100,6 +121,7 @@ int cmd_inspect(int argc, char **argv) {
     const char *pos[1];
     int n_pos, rc = args_parse(&spec, argc, argv, pos, &n_pos);
     if (rc) return rc == ARGS_HELP ? 0 : rc;
+    if ((rc = cli_check_kernels_env())) return rc; /* the same answer as run gives */
     if (sys) print_system();
     if (!n_pos) {
         if (sys) return 0;
@@ -118,7 +140,9 @@ int cmd_inspect(int argc, char **argv) {
             json_str(err.message, strlen(err.message));
             printf("}\n");
         }
-        fprintf(stderr, "ternlm: %s\nvalidation: FAILED (%s)\n", err.message, ternlm_status_name(err.code));
+        fputs("ternlm: ", stderr);
+        cli_put_escaped(stderr, err.message, strlen(err.message), 0); /* messages quote the file's strings */
+        fprintf(stderr, "\nvalidation: FAILED (%s)\n", ternlm_status_name(err.code));
         return EXIT_RUNTIME;
     }
     if (json) print_json(m, pos[0]);

@@ -131,7 +131,9 @@ int cmd_tokenize(int argc, char **argv) {
         char piece[512];
         for (size_t i = 0; i < n; i++) {
             const int l = ternlm_token_piece(m, ids[i], TERNLM_DETOK_SPECIAL, piece, sizeof piece);
-            printf("%d\t%.*s\n", ids[i], l < 0 ? 0 : l > 512 ? 512 : l, piece);
+            printf("%d\t", ids[i]);
+            cli_put_escaped(stdout, piece, (size_t)(l < 0 ? 0 : l > 512 ? 512 : l), 0); /* token text is file data */
+            putchar('\n');
         }
     }
     free(ids);

@@ -11,6 +11,8 @@ int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+void cli_print_version(void);
 
 static const struct {
     const char *name;
@@ -24,6 +26,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "turn text into token ids"},
     {"bench", cmd_bench, "measure prompt and generation speed"},
     {"synth", cmd_synth, "write a random-weight GGUF with a real model's shapes"},
+    {"pull", cmd_pull, "download a model (URL or hf://OWNER/REPO/FILE) into the cache"},
 };
 
 static void usage(FILE *f) {
@@ -44,8 +47,8 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (!strcmp(c, "--version")) {
-        printf("ternlm %s (kernels: %s)\n", TERNLM_VERSION, ternlm_cpu_kernels());
+    if (!strcmp(c, "--version") || !strcmp(c, "-v") || !strcmp(c, "version")) {
+        cli_print_version();
         return 0;
     }
     if (c[0] == '-') return cmd_run(argc, argv); /* llama-cli spelling: flags straight after the program name */

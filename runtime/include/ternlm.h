@@ -360,6 +360,16 @@ ternlm_status ternlm_chat_end_turn(ternlm_chat *c, const char *reply, size_t len
 /* The last reply's text (valid until the next send or reset). */
 const char *ternlm_chat_last_reply(const ternlm_chat *c);
 void ternlm_chat_reset(ternlm_chat *c);  /* forget every turn except the system prompt */
+/* The conversation's format: NULL or "auto" (the model's, as above), "bitnet" (Microsoft's reference format),
+ * "llama3" or "chatml" (the vocabulary must have their header tokens), or else the text of a Jinja template, which
+ * is rendered once on sample messages so a bad one fails here with TERNLM_ERR_TEMPLATE. */
+ternlm_status ternlm_chat_set_template(ternlm_chat *c, const char *name_or_template, ternlm_error *err);
+/* Context shift: makes room for the next turn with user_text plus `reserve` reply tokens by dropping the oldest
+ * user turns (with their replies) while the context would overflow; the system prompt always stays. When it drops
+ * anything the session is rewound and the next ternlm_chat_send evaluates what is kept again. *n_dropped gets the
+ * number of turns dropped. TERNLM_ERR_CONTEXT_FULL when the message does not fit even alone. */
+ternlm_status ternlm_chat_fit(ternlm_chat *c, const char *user_text, uint32_t reserve, size_t *n_dropped,
+                              ternlm_error *err);
 void ternlm_chat_free(ternlm_chat *c);
 
 /* ------------------------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ javascript() {
   log "Node and browser tests (node:test; Playwright with Debian's Chromium)"
   npm ci --no-audit --no-fund >/dev/null
   node --test tests/node/ tests/browser/
+  log "npm package: npm pack web/, install the tarball into an empty folder, import it from Node and Chromium, tsc on its types"
+  node --test tests/package/
 }
 
 cuda() {

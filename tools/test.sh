@@ -10,7 +10,7 @@ JOBS=$(nproc)
 log() { printf '\n=== %s\n' "$*"; }
 
 install_deps() {
-  local pkgs=(cmake ninja-build gcc make clang-14 libclang-rt-14-dev
+  local pkgs=(cmake ninja-build gcc make pkgconf clang-14 libclang-rt-14-dev
               clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 wabt
               gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
               emscripten chromium)

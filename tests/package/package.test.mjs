@@ -135,11 +135,14 @@ test('Chromium: a page imports "ternlm" through the package\'s browser export an
       import { load } from 'ternlm';
       try {
         const model = await load('/model.gguf', { cache: 'none' });
+        // until the context is full, in a 32-token context that must not carry over to the next call
+        for await (const piece of model.generate('Once upon a time', { maxTokens: -1, contextSize: 32, ignoreEos: true, temperature: 0 }));
+        const full = model.stats;
         let text = '';
         for await (const piece of model.generate('Once upon a time', { maxTokens: 150, temperature: 0 })) text += piece;
         const chunks = [];
         for await (const c of await model.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a story.' }], max_tokens: 12, temperature: 0, stream: true })) chunks.push(c);
-        window.result = { text, kernels: model.info.kernels, reply: chunks.slice(0, -1).map((c) => c.choices[0].delta.content).join(''), last: chunks.at(-1) };
+        window.result = { full, text, kernels: model.info.kernels, reply: chunks.slice(0, -1).map((c) => c.choices[0].delta.content).join(''), last: chunks.at(-1) };
         await model.unload();
       } catch (e) { window.result = { error: e.name + ': ' + e.message }; }
     </script>`);
@@ -154,7 +157,9 @@ test('Chromium: a page imports "ternlm" through the package\'s browser export an
     const r = await page.evaluate(() => window.result);
     assert.equal(r.error, undefined);
     assert.equal(r.kernels, 'wasm128');
-    assert.equal(r.text, expected150, 'the page gives native\'s greedy text');
+    assert.equal(r.full.contextTokens + r.full.generatedTokens, 32 + 1, 'maxTokens: -1 filled the 32-token context');
+    assert.equal(r.full.finishReason, 'length');
+    assert.equal(r.text, expected150, 'the page gives native\'s greedy text (150 tokens: contextSize 32 did not stick)');
     if (nodeReply !== undefined) assert.equal(r.reply, nodeReply, 'browser and Node give the same chat reply');
     assert.ok(['stop', 'length'].includes(r.last.choices[0].finish_reason));
     assert.ok(r.last.usage.completion_tokens > 0);

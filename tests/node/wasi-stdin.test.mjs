@@ -55,3 +55,20 @@ test('run -f - reads a prompt that arrives late on a pipe', async () => {
   assert.equal(code, 0);
   assert.equal(out, expected);
 });
+
+test('run -f - in a terminal reads the typed prompt up to Ctrl-D', async () => {
+  const runArgs = ['run', '-f', '-', '-n', '12', '--temp', '0', '--no-display-prompt', '-m', MODEL];
+  const expected = execFileSync(native, runArgs, { input: 'Once upon a time\n', stdio: ['pipe', 'pipe', 'ignore'] }).toString();
+  const cmd = ['node', ...runner, ...runArgs].map(quote).join(' ');
+  const child = spawn('script', ['-qefc', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d.toString(); });
+  // typed after the module has started reading: a line, then Ctrl-D (end of input at the start of a line)
+  setTimeout(() => child.stdin.write('Once upon a time\n'), 1500);
+  setTimeout(() => child.stdin.write('\x04'), 2000);
+  const code = await finished(child, 60000, () => out);
+  const screen = out.replaceAll('\r\n', '\n');
+  assert.equal(code, 0, screen);
+  assert.ok(expected.trim().length > 0);
+  assert.ok(screen.includes(`Once upon a time\n${expected}`), `expected the echoed prompt, then the completion ${JSON.stringify(expected)}:\n${JSON.stringify(screen)}`);
+});

@@ -43,6 +43,19 @@ test('a chat and a generation that overlap do not mix', async () => {
   assert.equal(g, genAlone);
 });
 
+test('a generate() between two chat turns does not corrupt the conversation', async () => {
+  const o = { ...greedy, maxTokens: 12 };
+  const first = [{ role: 'user', content: 'Tell me a story.' }];
+  const reply = await text(model.chat(first, o));
+  const conv = [...first, { role: 'assistant', content: reply }, { role: 'user', content: 'More please.' }];
+  await text(model.generate('Once upon a time', o)); // clears the KV cache the conversation lived in
+  const after = await text(model.chat(conv, o));
+  const other = await load(MODEL);
+  const fresh = await text(other.chat(conv, o));
+  await other.unload();
+  assert.equal(after, fresh, 'the second turn equals the same conversation on a fresh model');
+});
+
 test('an abort while queued rejects without waiting, and the queue goes on', async () => {
   const ac = new AbortController();
   const first = text(model.generate('Once upon a time', { ...greedy, maxTokens: 40 }));

@@ -125,7 +125,6 @@ export class ModelHandle {
     if (this.session && key === this.sessionKey) return;
     this.resetChat(); // the chat state points into the old session
     if (this.session) this.mod._tlw_session_free(this.session);
-    this.session = 0;
     this.sessionKey = null;
     this.session = this.mod._tlw_session_new(this.ptr, nCtx || 0, threads || 0, this.engine.err) >>> 0;
     if (!this.session) throw this.engine.fail('cannot create a session');
@@ -247,9 +246,11 @@ export class ModelHandle {
     }
   }
 
-  // Plain completion: every call starts from an empty context.
+  // Plain completion: every call starts from an empty context. That clears the conversation's KV cache too, so the
+  // chat state goes with it (a later chat() replays its earlier turns instead of trusting a cache that is gone).
   async *generate(prompt, opts = {}) {
     this.ensureSession(opts.contextSize, opts.threads);
+    this.resetChat();
     this.mod._tlw_session_rewind(this.session, 0);
     const ids = this.tokenize(prompt, { addSpecial: true, parseSpecial: opts.parseSpecial ?? true });
     yield* this.run(ids, opts);

@@ -111,8 +111,9 @@ test('TypeScript: the Node and browser types check a consumer, and reject wrong 
   }
 });
 
-// A static server for the consumer folder, with the model at /model.gguf.
-function serveApp(dir) {
+// A static server for the consumer folder, with the model at /model.gguf; `isolate` sends COOP/COEP (so the
+// page is cross-origin isolated and the package picks its pthreads build).
+function serveApp(dir, isolate) {
   const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
   const server = http.createServer((req, res) => {
     const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -120,13 +121,14 @@ function serveApp(dir) {
     let st;
     try { st = file.startsWith(dir) || file === MODEL ? statSync(file) : null; } catch { st = null; }
     if (!st?.isFile()) { res.writeHead(404).end(); return; }
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream', 'Content-Length': st.size });
+    const isolation = isolate ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {};
+    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream', 'Content-Length': st.size, ...isolation });
     createReadStream(file).pipe(res);
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-test('Chromium: a page imports "ternlm" through the package\'s browser export and generates in a Worker', async () => {
+for (const isolate of [false, true]) test(`Chromium${isolate ? ', cross-origin isolated (pthreads build)' : ''}: a page imports "ternlm" through the package's browser export and generates in a Worker`, async () => {
   const pkg = JSON.parse(readFileSync(path.join(app, 'node_modules/ternlm/package.json'), 'utf8'));
   const entry = `/node_modules/ternlm/${pkg.exports['.'].browser.default.replace(/^\.\//, '')}`;
   writeFileSync(path.join(app, 'index.html'), `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,">
@@ -142,11 +144,11 @@ test('Chromium: a page imports "ternlm" through the package\'s browser export an
         for await (const piece of model.generate('Once upon a time', { maxTokens: 150, temperature: 0 })) text += piece;
         const chunks = [];
         for await (const c of await model.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a story.' }], max_tokens: 12, temperature: 0, stream: true })) chunks.push(c);
-        window.result = { full, text, kernels: model.info.kernels, reply: chunks.slice(0, -1).map((c) => c.choices[0].delta.content).join(''), last: chunks.at(-1) };
+        window.result = { full, text, kernels: model.info.kernels, variant: model.info.threadsVariant, reply: chunks.slice(0, -1).map((c) => c.choices[0].delta.content).join(''), last: chunks.at(-1) };
         await model.unload();
       } catch (e) { window.result = { error: e.name + ': ' + e.message }; }
     </script>`);
-  const server = await serveApp(app);
+  const server = await serveApp(app, isolate);
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update'] });
   try {
@@ -157,6 +159,7 @@ test('Chromium: a page imports "ternlm" through the package\'s browser export an
     const r = await page.evaluate(() => window.result);
     assert.equal(r.error, undefined);
     assert.equal(r.kernels, 'wasm128');
+    assert.equal(r.variant, isolate ? 'mt' : 'st');
     assert.equal(r.full.contextTokens + r.full.generatedTokens, 32 + 1, 'maxTokens: -1 filled the 32-token context');
     assert.equal(r.full.finishReason, 'length');
     assert.equal(r.text, expected150, 'the page gives native\'s greedy text (150 tokens: contextSize 32 did not stick)');

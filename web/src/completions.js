@@ -50,9 +50,11 @@ function usageOf(stats) {
     prompt_tokens_details: { cached_tokens: Math.max(0, prompt - (stats?.promptTokens ?? 0)) } };
 }
 
+// An id in OpenAI's form; it only needs to be unique among this page's or process's completions.
 function completionId() {
   const bytes = new Uint8Array(12);
-  globalThis.crypto.getRandomValues(bytes);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(bytes); // Node 18 has no global crypto
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
   return `chatcmpl-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
 

@@ -51,6 +51,29 @@ export function parseArgs(argv) {
   return { wasmPath: argv[i], args: argv.slice(i + 1), preopens, env };
 }
 
+// Node makes its stdin non-blocking when it sets up process.stdin (libuv even swaps a non-blocking descriptor onto
+// fd 0 for a terminal), so a module's fd_read on stdin gets EAGAIN whenever no byte is ready yet: `chat` in a
+// terminal took that for the end of input and quit, and `run -f -` read an empty prompt from a slow pipe. A
+// program's stdin blocks; so here a read of fd 0 that would block sleeps briefly and tries again, whatever fd 0
+// is (terminal, pipe, socket).
+const ERRNO_AGAIN = 6; // wasi_snapshot_preview1's errno for EAGAIN
+const RETRY_MS = 10;
+
+export function blockingStdin(wasiImport) {
+  const fdRead = wasiImport.fd_read;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  return {
+    ...wasiImport,
+    fd_read(fd, iovs, iovsLen, nread) {
+      for (;;) {
+        const rc = fdRead(fd, iovs, iovsLen, nread);
+        if (rc !== ERRNO_AGAIN || fd !== 0) return rc;
+        Atomics.wait(nap, 0, 0, RETRY_MS);
+      }
+    },
+  };
+}
+
 export async function runWasi({ wasmPath, args, preopens, env }) {
   const wasi = new WASI({
     version: 'preview1',
@@ -60,7 +83,9 @@ export async function runWasi({ wasmPath, args, preopens, env }) {
     returnOnExit: true,
   });
   const module = await WebAssembly.compile(await readFile(wasmPath));
-  const instance = await WebAssembly.instantiate(module, wasi.getImportObject());
+  const imports = wasi.getImportObject();
+  imports.wasi_snapshot_preview1 = blockingStdin(imports.wasi_snapshot_preview1);
+  const instance = await WebAssembly.instantiate(module, imports);
   return wasi.start(instance);
 }
 

@@ -10,7 +10,7 @@ JOBS=$(nproc)
 log() { printf '\n=== %s\n' "$*"; }
 
 install_deps() {
-  local pkgs=(cmake ninja-build gcc make clang-14 libclang-rt-14-dev
+  local pkgs=(cmake ninja-build gcc make pkgconf clang-14 libclang-rt-14-dev
               clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 wabt
               gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
               emscripten chromium
@@ -91,6 +91,8 @@ javascript() {
   log "Node and browser tests (node:test; Playwright with Debian's Chromium)"
   npm ci --no-audit --no-fund >/dev/null
   node --test tests/node/ tests/browser/
+  log "npm package: npm pack web/, install the tarball into an empty folder, import it from Node and Chromium, tsc on its types"
+  node --test tests/package/
 }
 
 cuda() {

@@ -1,4 +1,7 @@
-// Types for the `ternlm` browser package (web/src/index.js).
+// Types for the `ternlm` package in the browser (web/src/index.js: the model runs in a Worker).
+import type { Chat, GenerateOptions, ModelInfo as BaseModelInfo, Stats, TokenizeOptions } from './types.js';
+
+export * from './types.js';
 
 export interface Progress { loaded: number; total: number; fromCache: boolean }
 
@@ -13,47 +16,23 @@ export interface LoadOptions {
   pretokenizer?: string;
 }
 
-export interface GenerateOptions {
-  maxTokens?: number;         // default 128
-  temperature?: number;       // default 0.8; 0 is greedy
-  topK?: number;              // default 40
-  topP?: number;              // default 0.95
-  minP?: number;              // default 0.05
-  repeatPenalty?: number;     // default 1 (off)
-  seed?: number;              // default: random
-  stop?: string[];            // stop strings (not included in the output)
-  ignoreEos?: boolean;        // keep going past end-of-generation tokens
-  contextSize?: number;       // default: the model's, at most 4096
-  signal?: AbortSignal;
-}
-
-export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
-
-export interface ModelInfo {
-  arch: string; name: string; nVocab: number; nCtxTrain: number; nEmbd: number; nLayer: number; nHead: number;
-  nHeadKv: number; nFf: number; weightType: string; headType: string; tokenizer: string; pretokenizer: string;
-  bos: number; eos: number; eot: number; params: number; bytes: number; kernels: string; threadsVariant: 'st' | 'mt';
-}
-
-export interface Stats { promptTokens: number; generatedTokens: number; promptMs: number; generateMs: number }
+export interface ModelInfo extends BaseModelInfo { threadsVariant: 'st' | 'mt' }
 
 export declare class Model {
   readonly info: ModelInfo;
   readonly fromCache: boolean;
+  /** Timings of the last generate/chat. */
   readonly stats: Stats | undefined;
+  readonly chat: Chat;
+  /** Complete `prompt`; yields text pieces (never a partial UTF-8 character). Requests run one at a time. */
   generate(prompt: string, opts?: GenerateOptions): AsyncIterableIterator<string>;
-  chat(messages: ChatMessage[], opts?: GenerateOptions): AsyncIterableIterator<string>;
-  tokenize(text: string, opts?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
+  tokenize(text: string, opts?: TokenizeOptions): Promise<number[]>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
   unload(): Promise<void>;
 }
 
 export declare function load(source: string | URL | Blob | ArrayBuffer | ArrayBufferView, opts?: LoadOptions): Promise<Model>;
+/** Remove every cached model. */
 export declare function clearCache(): Promise<void>;
+/** The cached models. */
 export declare function listCache(): Promise<{ url: string; size: number; etag: string | null }[]>;
-
-export declare class TernlmError extends Error { code: string }
-export declare class FormatError extends TernlmError {}
-export declare class UnsupportedError extends TernlmError {}
-export declare class OutOfMemoryError extends TernlmError {}
-export declare class HttpError extends TernlmError { status: number; url: string }

@@ -37,6 +37,13 @@ const TOKENIZE_PARSE_SPECIAL = 2;
 const YIELD_MS = 30;
 const yieldToLoop = () => new Promise((resolve) => setTimeout(resolve, 0));
 
+// maxTokens: a whole number; any negative value means until the context is full.
+function checkMaxTokens(n) {
+  if (n === undefined || n === null) return 128;
+  if (!Number.isInteger(n)) throw new TernlmError(`maxTokens must be a whole number (got ${n})`, 'ARG');
+  return n < 0 ? Infinity : n;
+}
+
 export class Engine {
   constructor(mod) {
     this.mod = mod;
@@ -111,12 +118,17 @@ export class ModelHandle {
     this.busy = false;
   }
 
-  ensureSession(nCtx, threads) {
-    if (this.session && (!nCtx || nCtx === this.nCtx)) return;
+  // The session for this call's contextSize and threads (0: the defaults). A call that leaves them out gets the
+  // defaults again, never the previous call's values. A new session starts a new conversation.
+  ensureSession(nCtx = 0, threads = 0) {
+    const key = `${nCtx || 0}/${threads || 0}`;
+    if (this.session && key === this.sessionKey) return;
+    this.resetChat(); // the chat state points into the old session
     if (this.session) this.mod._tlw_session_free(this.session);
+    this.sessionKey = null;
     this.session = this.mod._tlw_session_new(this.ptr, nCtx || 0, threads || 0, this.engine.err) >>> 0;
     if (!this.session) throw this.engine.fail('cannot create a session');
-    this.nCtx = nCtx;
+    this.sessionKey = key;
   }
 
   tokenize(text, { addSpecial = false, parseSpecial = true } = {}) {
@@ -176,7 +188,8 @@ export class ModelHandle {
   }
 
   // The token loop. Evaluates `ids` after what the session holds, then yields text pieces until an end token,
-  // maxTokens, a stop string, or the signal. `onToken(id)` sees every token id.
+  // maxTokens (< 0: until the context is full, as the CLI's -n -1), a stop string, or the signal. `onToken(id)`
+  // sees every token id. this.stats.finishReason says why it ended: 'stop' (end token or stop string) or 'length'.
   async *run(ids, opts) {
     const m = this.mod;
     const signal = opts.signal;
@@ -184,10 +197,10 @@ export class ModelHandle {
     const smp = this.newSampler(opts);
     const stream = m._tlw_stream_new(this.ptr) >>> 0;
     const stops = (opts.stop || []).filter((s) => s.length);
-    const maxTokens = opts.maxTokens ?? 128;
+    const maxTokens = checkMaxTokens(opts.maxTokens);
     const dec = new TextDecoder();
     let held = '';
-    this.stats = { promptTokens: ids.length, generatedTokens: 0, promptMs: 0, generateMs: 0 };
+    this.stats = { promptTokens: ids.length, contextTokens: 0, generatedTokens: 0, promptMs: 0, generateMs: 0, finishReason: 'length' };
     try {
       const idsPtr = m._malloc(ids.length * 4 + 4) >>> 0;
       m.HEAP32.set(ids, idsPtr >>> 2);
@@ -197,6 +210,7 @@ export class ModelHandle {
       this.evalIds(ids);
       const t1 = performance.now();
       this.stats.promptMs = t1 - t0;
+      this.stats.contextTokens = m._tlw_session_pos(this.session);
       let lastYield = performance.now();
       for (let n = 0; n < maxTokens; n++) {
         if (performance.now() - lastYield > YIELD_MS) {
@@ -205,7 +219,7 @@ export class ModelHandle {
         }
         if (signal?.aborted) throw abortError();
         const tok = m._tlw_sample(this.session, smp);
-        if (!opts.ignoreEos && m._tlw_is_eog(this.ptr, tok)) break;
+        if (!opts.ignoreEos && m._tlw_is_eog(this.ptr, tok)) { this.stats.finishReason = 'stop'; break; }
         opts.onToken?.(tok);
         this.stats.generatedTokens++;
         const p = m._tlw_stream_push(stream, tok, this.engine.scratch) >>> 0;
@@ -214,7 +228,7 @@ export class ModelHandle {
         // stop strings: cut at a match; keep back a tail that could still become one
         let cut = -1;
         for (const s of stops) { const i = held.indexOf(s); if (i >= 0 && (cut < 0 || i < cut)) cut = i; }
-        if (cut >= 0) { if (cut > 0) yield held.slice(0, cut); held = ''; break; }
+        if (cut >= 0) { this.stats.finishReason = 'stop'; if (cut > 0) yield held.slice(0, cut); held = ''; break; }
         let keep = 0;
         for (const s of stops) for (let k = Math.min(s.length - 1, held.length); k > keep; k--) if (s.startsWith(held.slice(-k))) { keep = k; break; }
         if (held.length > keep) { yield held.slice(0, held.length - keep); held = held.slice(held.length - keep); }
@@ -232,9 +246,11 @@ export class ModelHandle {
     }
   }
 
-  // Plain completion: every call starts from an empty context.
+  // Plain completion: every call starts from an empty context. That clears the conversation's KV cache too, so the
+  // chat state goes with it (a later chat() replays its earlier turns instead of trusting a cache that is gone).
   async *generate(prompt, opts = {}) {
     this.ensureSession(opts.contextSize, opts.threads);
+    this.resetChat();
     this.mod._tlw_session_rewind(this.session, 0);
     const ids = this.tokenize(prompt, { addSpecial: true, parseSpecial: opts.parseSpecial ?? true });
     yield* this.run(ids, opts);

@@ -4,7 +4,9 @@
 //   const model = await load(url, { onProgress: ({ loaded, total }) => ..., signal, cache: 'auto' });
 //   for await (const piece of model.generate('Once upon a time', { maxTokens: 64, signal })) out.append(piece);
 //   for await (const piece of model.chat([{ role: 'user', content: 'Hi!' }])) out.append(piece);
+//   const reply = await model.chat.completions.create({ messages, max_tokens: 64 });   // OpenAI's shape
 export { TernlmError, FormatError, UnsupportedError, OutOfMemoryError, HttpError } from './engine.js';
+import { completions } from './completions.js';
 import { FormatError, HttpError, OutOfMemoryError, TernlmError, UnsupportedError } from './engine.js';
 
 const ERRORS = { FormatError, UnsupportedError, OutOfMemoryError, TernlmError };
@@ -46,8 +48,8 @@ class Client {
     });
   }
 
-  // A request whose 'piece' messages come out as an async iterator.
-  async *stream(op, payload, signal) {
+  // A request whose 'piece' messages come out as an async iterator; `onResult` sees the final result.
+  async *stream(op, payload, signal, onResult) {
     const queue = [];
     let wake = null;
     let end = null;
@@ -62,6 +64,7 @@ class Client {
     await done;
     if (!end.ok) throw end.e;
     this.lastStats = end.r?.stats;
+    onResult?.(end.r);
   }
 }
 
@@ -70,16 +73,21 @@ export class Model {
     this.client = client;
     this.info = info;
     this.fromCache = fromCache;
+    const chat = (messages, opts = {}) => this.#chat(messages, opts);
+    chat.completions = completions((messages, opts, onStats) => this.#chat(messages, opts, (r) => onStats(r?.stats)),
+      info.name || info.arch);
+    /** Continue a conversation (earlier turns stay in the KV cache); `chat.completions.create` is the OpenAI shape. */
+    this.chat = chat;
   }
   /** Complete `prompt`; yields text pieces (never a partial UTF-8 character). */
   generate(prompt, opts = {}) {
     const { signal, ...rest } = opts;
     return this.client.stream('generate', { prompt, opts: rest }, signal);
   }
-  /** Continue a conversation; earlier turns stay in the KV cache when `messages` extends the previous call's. */
-  chat(messages, opts = {}) {
+  // Continue a conversation; earlier turns stay in the KV cache when `messages` extends the previous call's.
+  #chat(messages, opts, onResult) {
     const { signal, ...rest } = opts;
-    return this.client.stream('chat', { messages, opts: rest }, signal);
+    return this.client.stream('chat', { messages, opts: rest }, signal, onResult);
   }
   tokenize(text, opts = {}) { return this.client.request('tokenize', { text, opts }); }
   detokenize(ids) { return this.client.request('detokenize', { ids: Array.from(ids) }); }

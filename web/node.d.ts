@@ -1,0 +1,29 @@
+// Types for the `ternlm` package in Node.js (web/src/node.js: the same engine, loading GGUF files from a path).
+import type { Chat, GenerateOptions, ModelInfo, Stats, TokenizeOptions } from './types.js';
+
+export * from './types.js';
+
+export interface Progress { loaded: number; total: number }
+
+export interface LoadOptions {
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+  /** Force a pre-tokenizer: 'llama3', 'gpt2' or 'default' (bitnet.cpp parity). */
+  pretokenizer?: string;
+}
+
+export declare class Model {
+  readonly info: ModelInfo;
+  /** Timings of the last generation that finished. */
+  readonly stats: Stats | undefined;
+  readonly chat: Chat;
+  /** Complete `prompt`; yields text pieces. Overlapping calls run one after another, never interleaved. */
+  generate(prompt: string, opts?: GenerateOptions): AsyncIterableIterator<string>;
+  tokenize(text: string, opts?: TokenizeOptions): number[];
+  detokenize(ids: ArrayLike<number>): string;
+  /** Frees the model once the requests already queued have finished. */
+  unload(): Promise<void>;
+}
+
+/** Load a GGUF file from a path. */
+export declare function load(path: string, opts?: LoadOptions): Promise<Model>;

@@ -11,6 +11,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -48,6 +49,9 @@ int main(int argc, char **argv) {
         printf("ternlm %s (kernels: %s)\n", TERNLM_VERSION, ternlm_cpu_kernels());
         return 0;
     }
+#ifdef TERNLM_HAVE_SERVE
+    if (!strcmp(c, "serve")) return cmd_serve(argc - 1, argv + 1); /* native/server/serve.c runs ternlm-server */
+#endif
     if (c[0] == '-') return cmd_run(argc, argv); /* llama-cli spelling: flags straight after the program name */
     for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++)
         if (!strcmp(c, k_cmds[i].name)) return k_cmds[i].fn(argc - 1, argv + 1);

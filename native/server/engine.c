@@ -279,7 +279,8 @@ static void admit(srv_engine *e) {
  * One step
  * ------------------------------------------------------------------------------------------ */
 
-static void on_logits(srv_engine *e, uint32_t i, const float *logits) {
+/* Returns 1 when a token was generated (not an end-of-generation token). */
+static int on_logits(srv_engine *e, uint32_t i, const float *logits) {
     slot *s = &e->slots[i];
     srv_request *r = s->req;
     const int32_t tok = ternlm_sampler_sample(s->smp, logits);
@@ -287,9 +288,9 @@ static void on_logits(srv_engine *e, uint32_t i, const float *logits) {
     pthread_mutex_lock(&r->mu);
     if (!r->t_first_token) r->t_first_token = srv_now();
     pthread_mutex_unlock(&r->mu);
-    if (ternlm_token_is_eog(e->model, tok)) {
+    if (!r->ignore_eos && ternlm_token_is_eog(e->model, tok)) {
         finish_slot(e, s, FINISH_STOP);
-        return;
+        return 0;
     }
     pthread_mutex_lock(&r->mu);
     r->n_generated++;
@@ -300,20 +301,21 @@ static void on_logits(srv_engine *e, uint32_t i, const float *logits) {
     if (len && !gen_append(s, piece, len)) {
         request_fail(r, 500, "out of memory for the generated text");
         finish_slot(e, s, FINISH_NONE);
-        return;
+        return 1;
     }
     if (r->n_stop && find_stop(s)) {
         s->stopped = 1;
         finish_slot(e, s, FINISH_STOP);
-        return;
+        return 1;
     }
     if ((int32_t)n_gen >= r->max_tokens || ternlm_batch_seq_pos(e->batch, i) >= e->slot_ctx) {
         finish_slot(e, s, FINISH_LENGTH);
-        return;
+        return 1;
     }
     release_text(s, s->gen_len - (r->n_stop ? stop_holdback(s) : 0));
     s->next = tok;
     s->has_next = 1;
+    return 1;
 }
 
 /* Slots in the order they were admitted, so the oldest pending prompt gets the step's budget first. */
@@ -333,7 +335,7 @@ static uint32_t prompt_order(srv_engine *e, uint32_t *order) {
 static void step(srv_engine *e) {
     ternlm_error err = {0};
     const double now = srv_now();
-    uint32_t n_decode = 0, n_prompt = 0, busy = 0;
+    uint32_t n_decode = 0, n_prompt = 0, busy = 0, n_generated = 0;
     for (uint32_t i = 0; i < e->n_slots; i++) {
         slot *s = &e->slots[i];
         if (!s->req) continue;
@@ -382,14 +384,14 @@ static void step(srv_engine *e) {
             continue;
         }
         const float *lg = ternlm_batch_logits(e->batch, i);
-        if (lg) on_logits(e, i, lg);
+        if (lg) n_generated += (uint32_t)on_logits(e, i, lg);
     }
     uint64_t kv = 0;
     for (uint32_t i = 0; i < e->n_slots; i++) kv += ternlm_batch_seq_pos(e->batch, i);
     pthread_mutex_lock(&e->mu);
     const double share = (double)n_prompt / (double)(n_prompt + n_decode); /* the step's time split by token count */
     e->prompt_tokens += n_prompt;
-    e->predicted_tokens += n_decode;
+    e->predicted_tokens += n_generated;
     e->prompt_seconds += dt * share;
     e->predicted_seconds += dt * (1.0 - share);
     e->n_decode++;

@@ -341,7 +341,7 @@ static srv_request *parse_generation(const srv_http *h, const cJSON *body, int k
     r->kind = kind;
     int64_t max_tokens = -1;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(body, "stream_options");
-    int ok = get_bool(body, "stream", &r->stream, pe) && get_int(body, "max_tokens", 1, 1e9, &max_tokens, pe) &&
+    int ok = get_bool(body, "stream", &r->stream, pe) && get_bool(body, "ignore_eos", &r->ignore_eos, pe) && get_int(body, "max_tokens", 1, 1e9, &max_tokens, pe) &&
              get_int(body, "max_completion_tokens", 1, 1e9, &max_tokens, pe) &&
              get_int(body, "n_predict", -1, 1e9, &max_tokens, pe) && parse_sampling(body, &h->cfg, r, pe) &&
              parse_stop(body, r, pe);

@@ -29,7 +29,7 @@ enum { FINISH_NONE, FINISH_STOP, FINISH_LENGTH };
 
 /* One generation request. Fields above `mu` are fixed before submission; those below belong to the mutex. */
 typedef struct srv_request {
-    int kind, stream, include_usage;
+    int kind, stream, include_usage, ignore_eos;
     int32_t *prompt;
     size_t n_prompt;
     int32_t max_tokens;

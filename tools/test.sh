@@ -14,7 +14,8 @@ install_deps() {
               clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 wabt
               gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
               emscripten chromium
-              libedit-dev libcurl4-openssl-dev python3 nodejs)  # the CLI's line editing, downloads and their tests
+              libedit-dev libcurl4-openssl-dev python3 nodejs  # the CLI's line editing, downloads and their tests
+              libmicrohttpd-dev libcjson-dev pkg-config curl)   # the server and its tests
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
@@ -95,6 +96,15 @@ javascript() {
   node --test tests/package/
 }
 
+server() {
+  log "ternlm-server: openai client, curl and load tests (native build, then the ASan + UBSan build)"
+  npm ci --no-audit --no-fund >/dev/null
+  test -x build/ternlm-server && test -x build-san/ternlm-server
+  node --test tests/server/
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    TERNLM_SERVER=build-san/ternlm-server node --test tests/server/
+}
+
 cuda() {
   log "CUDA backend: compiled with nvcc for sm_80, sm_89, sm_90 (its GPU tests skip without a GPU)"
   local nvcc
@@ -112,6 +122,7 @@ fuzz
 wasi
 emscripten
 javascript
+server
 cuda
 aarch64
 log "all tests passed"

@@ -13,6 +13,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 void cli_print_version(void);
+int cmd_serve(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -51,6 +52,9 @@ int main(int argc, char **argv) {
         cli_print_version();
         return 0;
     }
+#ifdef TERNLM_HAVE_SERVE
+    if (!strcmp(c, "serve")) return cmd_serve(argc - 1, argv + 1); /* native/server/serve.c runs ternlm-server */
+#endif
     if (c[0] == '-') return cmd_run(argc, argv); /* llama-cli spelling: flags straight after the program name */
     for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++)
         if (!strcmp(c, k_cmds[i].name)) return k_cmds[i].fn(argc - 1, argv + 1);

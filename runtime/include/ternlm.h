@@ -253,6 +253,64 @@ const char *ternlm_session_backend(const ternlm_session *s);
 uint32_t ternlm_session_threads(const ternlm_session *s);
 
 /* ------------------------------------------------------------------------------------------------
+ * Batches: many sequences evaluated together (for servers)
+ *
+ * A batch holds n_seq KV-cache slots, each a sequence with its own position. Tokens queued for any mix
+ * of slots (a decode step for some, a chunk of a new prompt for others) are evaluated by one
+ * ternlm_batch_eval(), which passes over the weights once per TL_UBATCH (64) tokens instead of once per
+ * sequence. Every sequence gets exactly the logits the single-sequence session would give it, bit for
+ * bit, whatever else is batched with it. CPU only (the CUDA backend runs one sequence per session).
+ *
+ *   ternlm_batch_new(model, {n_ctx, n_threads, n_seq})
+ *   loop: ternlm_batch_add(b, seq, tokens, n, want_logits)   for each sequence with work
+ *         ternlm_batch_eval(b)
+ *         ternlm_batch_logits(b, seq)                        for each sequence that asked
+ *
+ * A slot keeps its tokens after a request ends: ternlm_batch_seq_prefix() says how much of a new prompt
+ * a slot already holds, and ternlm_batch_seq_rewind() drops the rest, so only the new part is evaluated.
+ * --------------------------------------------------------------------------------------------- */
+typedef struct ternlm_batch ternlm_batch;
+
+typedef struct ternlm_batch_params {
+    uint32_t n_ctx;      /* positions per slot; 0 = the model's trained context (capped at 4096) */
+    uint32_t n_threads;  /* 0 = the number of physical cores */
+    uint32_t n_seq;      /* KV slots (sequences), 1..256; 0 = 1 */
+    int use_gpu;         /* refused with TERNLM_ERR_BACKEND: the GPU backend has no multi-sequence batches yet */
+} ternlm_batch_params;
+
+ternlm_batch_params ternlm_batch_params_default(void);
+ternlm_status ternlm_batch_new(ternlm_model *model, const ternlm_batch_params *params, ternlm_batch **out,
+                               ternlm_error *err);
+void ternlm_batch_free(ternlm_batch *b);
+
+/* Queue n tokens for slot seq at its next positions. want_logits: keep the logits of the last of them.
+ * Fails (queuing nothing) for a bad slot, a token outside the vocabulary, or a slot whose context
+ * cannot hold its queued tokens. */
+ternlm_status ternlm_batch_add(ternlm_batch *b, uint32_t seq, const int32_t *tokens, size_t n, int want_logits,
+                               ternlm_error *err);
+/* Evaluate everything queued (in queue order per slot) and empty the queue. */
+ternlm_status ternlm_batch_eval(ternlm_batch *b, ternlm_error *err);
+/* The logits (n_vocab floats) slot seq asked for in the last eval, or NULL. */
+const float *ternlm_batch_logits(const ternlm_batch *b, uint32_t seq);
+/* Drop every queued token (e.g. after a client went away). */
+void ternlm_batch_clear_queue(ternlm_batch *b);
+
+uint32_t ternlm_batch_n_seq(const ternlm_batch *b);
+uint32_t ternlm_batch_n_ctx(const ternlm_batch *b);   /* positions per slot */
+uint32_t ternlm_batch_seq_pos(const ternlm_batch *b, uint32_t seq); /* tokens in the slot's KV cache */
+/* The tokens slot seq holds (seq_pos of them), valid until the next add/eval/rewind on that slot. */
+const int32_t *ternlm_batch_seq_tokens(const ternlm_batch *b, uint32_t seq);
+/* How many leading tokens of `tokens` slot seq already holds, at most n - 1 (so the last prompt token is
+ * always evaluated again and gives fresh logits). */
+uint32_t ternlm_batch_seq_prefix(const ternlm_batch *b, uint32_t seq, const int32_t *tokens, size_t n);
+/* Forget slot seq's positions >= pos (pos <= its position; 0 empties it). Queued tokens must be evaluated
+ * or cleared first. */
+ternlm_status ternlm_batch_seq_rewind(ternlm_batch *b, uint32_t seq, uint32_t pos, ternlm_error *err);
+uint64_t ternlm_batch_tokens_evaluated(const ternlm_batch *b); /* all slots, since creation */
+uint32_t ternlm_batch_threads(const ternlm_batch *b);
+const char *ternlm_batch_backend(const ternlm_batch *b);
+
+/* ------------------------------------------------------------------------------------------------
  * Sampling (deterministic across targets: PCG32 + our own exp, see docs)
  * --------------------------------------------------------------------------------------------- */
 #define TERNLM_SEED_RANDOM 0xFFFFFFFFu

@@ -58,24 +58,28 @@ if has bench; then
     echo "--- $v"
     $bin bench -m $M -p 512 -n 128 -r 5 --gpu 2>&1 | tee "$OUT/bench-$v.log" | tail -4
   done
-  echo "--- new, TERNLM_CUDA_PREP=0 (a k_prep launch per linear)"
-  TERNLM_CUDA_PREP=0 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -3
+  echo "--- new, TERNLM_CUDA_PREP=1 (the producer's last block prepares the next input)"
+  TERNLM_CUDA_PREP=1 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -3
 fi
 if has ncu; then
   echo "=== ncu (one decode step)"
   for v in new old; do
-    bin=$B/ternlm cnt=153; [ $v = old ] && bin=/tmp/old/build/ternlm cnt=152
+    bin=$B/ternlm cnt=272; [ $v = old ] && bin=/tmp/old/build/ternlm cnt=152
     [ -x $bin ] || continue
-    TERNLM_CUDA_GRAPH=0 timeout 240 ncu --csv --clock-control none --launch-skip 1500 --launch-count $cnt \
+    TERNLM_CUDA_GRAPH=0 timeout 240 ncu --csv --clock-control none --launch-skip 2000 --launch-count $cnt \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
       $bin run -m $M -p hi -n 24 --gpu > "$OUT/ncu-$v.csv" 2>"$OUT/ncu-$v.err"
     echo "--- $v"; python3 tools/cuda_profile.py "$OUT/ncu-$v.csv" | tee "$OUT/prof-$v.txt"
   done
-  echo "=== ncu (one 512-token prompt, after bench's 16-token warm-up)"
-  timeout 240 ncu --csv --clock-control none --launch-skip 302 --launch-count 302 \
-    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
-    $B/ternlm bench -m $M -p 512 -n 0 -r 1 --gpu > "$OUT/ncu-pp.csv" 2>"$OUT/ncu-pp.err"
-  python3 tools/cuda_profile.py "$OUT/ncu-pp.csv" | tee "$OUT/prof-pp.txt"
+  for v in new old; do
+    bin=$B/ternlm; [ $v = old ] && bin=/tmp/old/build/ternlm
+    [ -x $bin ] || continue
+    echo "=== ncu (one 512-token prompt, after bench's 16-token warm-up): $v"
+    timeout 240 ncu --csv --clock-control none --launch-skip 302 --launch-count 302 \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      $bin bench -m $M -p 512 -n 0 -r 1 --gpu > "$OUT/ncu-pp-$v.csv" 2>"$OUT/ncu-pp-$v.err"
+    python3 tools/cuda_profile.py "$OUT/ncu-pp-$v.csv" | tee "$OUT/prof-pp-$v.txt"
+  done
 fi
 if has torch; then
   echo "=== torch bf16 + copy bandwidth"

@@ -61,7 +61,9 @@ struct gpu_state {
     int8_t *qa;
     int *qsum, *tok, *pos0;
     unsigned *done;       // finish_and_prep's block counter
-    int prep_in_producer; // 0 (TERNLM_CUDA_PREP=0): every linear's input gets a k_prep launch, for comparisons
+    int prep_in_producer; // TERNLM_CUDA_PREP=1: finish_and_prep in producers instead of a k_prep launch per input
+    int attn_group;       // prompts may use k_attention_group (GQA groups of 2..8 heads of <= 128 dimensions)
+    size_t attn_group_smem; // the dynamic shared memory it may take
     cudaGraphExec_t graph;
     int have_graph;
 };
@@ -272,7 +274,7 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
     if (d->kind == LIN_TERNARY) {
         const tern_w &w = d->t;
         if (!prepared)
-            launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 4, io.x, io.x_stride, w.n, w.steps * 256, io.norm_w, io.eps,
+            launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 8, io.x, io.x_stride, w.n, w.steps * 256, io.norm_w, io.eps,
                    w.act == ACT_TOKEN ? (int)PREP_TOKEN : (int)PREP_Q8K, prep_buffers(g), w.steps);
         if (T >= GEMM_MIN_T) {
             const dim3 grid((w.rows + GM_R - 1) / GM_R, (T + GM_T - 1) / GM_T);
@@ -342,7 +344,12 @@ static void forward(ternlm_session *s, int T, int which) {
         const attn_args a = attn_for(g, s, l);
         if (T > 1) launch(g, k_rope_store, dim3(T), dim3(128), 0, a);
         const prep_args to_o = prep_for(g, &L->o, g->att, L->attn_sub_norm, eps, T);
-        launch(g, k_attention, dim3(h->n_head, T), dim3(attn_threads(T, (int)h->head_dim)),
+        const int grp = (int)(h->n_head / h->n_head_kv), n_pos = (int)s->pos + T;
+        if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
+            launch(g, k_attention_group, dim3(h->n_head_kv, T), dim3(128 * grp),
+                   attn_group_smem_bytes(n_pos, (int)h->head_dim, grp), a, n_pos);
+        else
+            launch(g, k_attention, dim3(h->n_head, T), dim3(attn_threads(T, (int)h->head_dim)),
                attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(T), to_o.mode >= 0 ? to_o.n : 0), a, T == 1 ? 1 : 0, attn_tile(T), to_o);
         const dlin *gu0 = &L->gu[0];
         const prep_args to_gu = prep_for(g, gu0, g->x, L->ffn_norm, eps, T);
@@ -458,13 +465,13 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->pdl = prop.major >= 9 && !(pdl && !strcmp(pdl, "0"));
         const char *graph = getenv("TERNLM_CUDA_GRAPH"); // 0: launch decode kernels one by one (for profilers)
         g->use_graph = !(graph && !strcmp(graph, "0"));
-        const char *prep = getenv("TERNLM_CUDA_PREP");
-        g->prep_in_producer = !(prep && !strcmp(prep, "0"));
+        const char *prep = getenv("TERNLM_CUDA_PREP"); // 1: the producer's last block prepares (measured slower)
+        g->prep_in_producer = prep && !strcmp(prep, "1");
     }
     if (!st) st = upload_model(g, m, err);
     if (!st) st = alloc_scratch(g, s, err);
     const size_t attn_smem = attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(1), g->max_n);
-    const size_t tern_smem = tern_gemv_smem(ACT_Q8K, 0, g->max_steps, g->max_n), prep_smem = (size_t)g->max_n * 4;
+    const size_t tern_smem = tern_gemv_smem(ACT_Q8K, 0, g->max_steps, g->max_n), prep_smem = (size_t)g->max_n * 8;
     const size_t float_smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)g->max_n * 4, limit = (size_t)prop.sharedMemPerBlockOptin;
     if (!st && h->head_dim > 256)
         st = tl_fail(err, TERNLM_ERR_UNSUPPORTED, "--gpu: heads of %u dimensions are not supported (256 at most)", h->head_dim);
@@ -478,6 +485,16 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
                 cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
                 cudaFuncSetAttribute(k_float_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)float_smem)))
         st = tl_fail(err, TERNLM_ERR_BACKEND, "CUDA: cannot reserve shared memory for the kernels");
+    const int grp = h->n_head_kv ? (int)(h->n_head / h->n_head_kv) : 0;
+    const char *group = getenv("TERNLM_CUDA_ATTN_GROUP"); // 0: one block per head for prompts too (comparisons)
+    g->attn_group_smem = TL_MIN(limit, attn_group_smem_bytes((int)s->n_ctx, (int)h->head_dim, grp));
+    g->attn_group = grp >= 2 && grp <= 8 && h->head_dim <= 128 && h->head_dim % 8 == 0 && grp * h->n_head_kv == h->n_head &&
+                    !(group && !strcmp(group, "0"));
+    if (!st && g->attn_group &&
+        cudaFuncSetAttribute(k_attention_group, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->attn_group_smem)) {
+        g->attn_group = 0;
+        cudaGetLastError(); // not an error for the session: prompts use k_attention
+    }
     if (st) {
         ternlm_session_free(s);
         return st;

@@ -192,16 +192,28 @@ struct prep_out {
     float *xs; // scratch, n floats per token
 };
 
-// Prompts and the first linear of a step: one block per token prepares its row. Dynamic shared memory: n floats.
+// One block per token prepares its row (prompts; and decode, unless the producer's last block does it). The norm
+// weights are copied to shared memory before the input is ready (they are constants), so only the input's load is
+// on the critical path. Dynamic shared memory: 2 n floats.
 __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_stride, int n, int n_pad,
                                                         const float *norm_w, float eps, int mode, prep_out o,
                                                         int steps) {
     extern __shared__ float xs_prep[];
     __shared__ prep_scratch sc;
+    float *nw = xs_prep + n;
+    if (norm_w) // thread i copies the elements i + 256k that it alone reads in prep_vector: no barrier needed
+        for (int i0 = threadIdx.x; i0 < n; i0 += PREP_BATCH * NORM_THREADS) {
+            float v[PREP_BATCH];
+#pragma unroll
+            for (int k = 0; k < PREP_BATCH; k++) v[k] = i0 + k * NORM_THREADS < n ? norm_w[i0 + k * NORM_THREADS] : 0.0f;
+#pragma unroll
+            for (int k = 0; k < PREP_BATCH; k++)
+                if (i0 + k * NORM_THREADS < n) nw[i0 + k * NORM_THREADS] = v[k];
+        }
     dep_launch_next();
     dep_wait();
     const int t = blockIdx.x;
-    prep_vector(x + (long)t * x_stride, n, n_pad, norm_w, eps, mode, xs_prep, o.q + (long)t * n_pad,
+    prep_vector(x + (long)t * x_stride, n, n_pad, norm_w ? nw : NULL, eps, mode, xs_prep, o.q + (long)t * n_pad,
                 o.qd + (long)t * steps, o.qsum + (long)t * steps, &sc);
     if (mode == PREP_TOKEN && threadIdx.x == 0) o.qsum[(long)t * steps] = token_sum(&sc);
 }
@@ -775,4 +787,122 @@ __global__ void k_attention(attn_args a, int fresh, int pv_tile, prep_args next)
     }
     __syncthreads(); // shared memory is reused below
     finish_and_prep(next, sa);
+}
+
+// Prompts: the query heads of one KV group (grp = n_head / n_head_kv of them, 128 threads each) for one token in
+// one block. Keys, then values, come through shared memory in tiles of AG_TILE positions, copied with cp.async two
+// tiles deep (the copy of tile i + 1 runs while tile i is used) and shared by the group's heads: with a block per
+// head and every load a dependent L2 round trip, prompt attention took longer than the prompt's GEMMs. Per head, the
+// arithmetic is k_attention's, in the same order. Needs hd <= 128 and a multiple of 8; positions < n_pos.
+// Dynamic shared memory: attn_group_smem_bytes.
+#define AG_TILE 64
+
+__host__ __device__ inline size_t attn_group_tile_offset(int n_pos, int hd, int grp) { // in floats
+    return ((size_t)grp * (n_pos + hd) + 3) / 4 * 4;
+}
+
+__host__ __device__ inline size_t attn_group_smem_bytes(int n_pos, int hd, int grp) {
+    return attn_group_tile_offset(n_pos, hd, grp) * 4 + (size_t)2 * AG_TILE * hd * 2;
+}
+
+// Rows p0 .. p0 + np - 1 of a cached K or V (this KV head's hd halves of each row) into buf, 16 bytes per copy.
+__device__ __forceinline__ void kv_tile_copy(__half *buf, const __half *X, int p0, int np, int hd, int kv_dim) {
+    const int per = hd / 8, items = np * per;
+    for (int i = threadIdx.x; i < items; i += blockDim.x)
+        cp_async16(buf + 8 * i, X + (long)(p0 + i / per) * kv_dim + 8 * (i % per));
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+__global__ void __launch_bounds__(1024) k_attention_group(attn_args a, int n_pos) {
+    extern __shared__ __align__(16) float sa[];
+    __shared__ float shf[32];
+    __shared__ double shd[8];
+    const int grp = a.n_head / a.n_head_kv, kvh = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, hd = a.hd;
+    const int sg = tid >> 7, lt = tid & 127, h = kvh * grp + sg, kv_dim = hd * a.n_head_kv, pos = *a.pos0 + t;
+    const int lane = tid & 31, wh = lt >> 5, nc = (hd + 31) / 32, tiles = pos / AG_TILE + 1;
+    float *sc = sa + (size_t)sg * n_pos, *qh = sa + (size_t)grp * n_pos + sg * hd;
+    __half *const buf = (__half *)(sa + attn_group_tile_offset(n_pos, hd, grp)); // 2 tiles of AG_TILE * hd
+    const int tile_h = AG_TILE * hd;
+    const __half *K = a.kc + kvh * hd, *V = a.vc + kvh * hd;
+    dep_launch_next();
+    dep_wait();
+    kv_tile_copy(buf, K, 0, min(AG_TILE, pos + 1), hd, kv_dim);
+    const float *row = a.qkv + (long)t * a.qkv_stride;
+    if (lt < hd) qh[lt] = round_f16(row[h * hd + lt]);
+    __syncthreads();
+    const float scale = 1.0f / sqrtf((float)hd);
+    float qv[4]; // key_dot's lane j holds elements j + 32c, in order; a warp per position folds the lanes (warp_fold)
+#pragma unroll
+    for (int c = 0; c < 4; c++) qv[c] = c < nc && 32 * c + lane < hd ? qh[32 * c + lane] : 0.0f;
+    float mx = -INFINITY;
+    for (int it = 0; it < tiles; it++) {
+        const int p0 = it * AG_TILE, np = min(AG_TILE, pos + 1 - p0);
+        if (it + 1 < tiles) {
+            kv_tile_copy(buf + ((it + 1) & 1) * tile_h, K, p0 + AG_TILE, min(AG_TILE, pos + 1 - p0 - AG_TILE), hd, kv_dim);
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads();
+        const __half *kt = buf + (it & 1) * tile_h;
+        for (int q0 = wh; q0 < np; q0 += 16) { // K·Q: 4 positions per warp per round
+            float kv[4][4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const int q = q0 + 4 * u, i = 32 * c + lane;
+                    kv[u][c] = q < np && c < nc && i < hd ? __half2float(kt[q * hd + i]) : 0.0f;
+                }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                float l = 0.0f;
+#pragma unroll
+                for (int c = 0; c < 4; c++)
+                    if (c < nc) l += kv[u][c] * qv[c];
+                l = warp_fold(l);
+                const int q = q0 + 4 * u;
+                if (lane == 0 && q < np) {
+                    sc[p0 + q] = l * scale;
+                    mx = fmaxf(mx, sc[p0 + q]);
+                }
+            }
+        }
+        __syncthreads(); // this tile is read; the next copy may overwrite it
+    }
+    kv_tile_copy(buf, V, 0, min(AG_TILE, pos + 1), hd, kv_dim); // the first V tile, during the softmax
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o)); // this head's 4 warps
+    if (lane == 0) shf[tid >> 5] = mx;
+    __syncthreads();
+    mx = fmaxf(fmaxf(shf[4 * sg], shf[4 * sg + 1]), fmaxf(shf[4 * sg + 2], shf[4 * sg + 3]));
+    for (int p = lt; p <= pos; p += 128) sc[p] = dev::tl_expf(sc[p] - mx);
+    __syncthreads();
+    if (lt < 32) { // the softmax denominator: 32 double lanes, position p in lane p % 32
+        double l = 0.0;
+        for (int p = lt; p <= pos; p += 32) l += (double)sc[p];
+        l = warp_fold_d(l);
+        if (lt == 0) shd[sg] = l;
+    }
+    __syncthreads();
+    const float inv = (float)(1.0 / shd[sg]);
+    for (int p = lt; p <= pos; p += 128) {
+        const float pr = sc[p] * inv;
+        sc[p] = a.probs_f16 ? round_f16(pr) : pr;
+    }
+    float acc = 0.0f;
+    for (int it = 0; it < tiles; it++) { // attn_pv: output d sums over positions in order, in f32
+        const int p0 = it * AG_TILE, np = min(AG_TILE, pos + 1 - p0);
+        if (it + 1 < tiles) {
+            kv_tile_copy(buf + ((it + 1) & 1) * tile_h, V, p0 + AG_TILE, min(AG_TILE, pos + 1 - p0 - AG_TILE), hd, kv_dim);
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads(); // (the first time, also: every probability is written)
+        const __half *vt = buf + (it & 1) * tile_h;
+        if (lt < hd)
+            for (int p = 0; p < np; p++) acc += sc[p0 + p] * __half2float(vt[p * hd + lt]);
+        __syncthreads();
+    }
+    if (lt < hd) a.out[((long)t * a.n_head + h) * hd + lt] = acc;
 }

@@ -14,8 +14,9 @@
 #include "../runtime/tensor_types.h"
 #include "lanes.h"
 #include "paths.h"
+#include "wasm_util.h"
 
-static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
+void tl_wasm128_quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
     v128_t vmax = wasm_f32x4_splat(0);
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) vmax = wasm_f32x4_max(vmax, wasm_f32x4_abs(wasm_v128_load(x + i)));
@@ -51,12 +52,6 @@ static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int3
     *sum = total;
 }
 
-/* [Σa, Σb, Σc, Σd] of four i32x4 vectors: two rounds of pairwise transposed adds. */
-static inline v128_t reduce4(v128_t a, v128_t b, v128_t c, v128_t d) {
-    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
-    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
-    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
-}
 
 static inline v128_t mac(v128_t acc, v128_t codes, v128_t x) { return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(codes, x)); }
 static inline v128_t ld_codes(const uint8_t *p) { return wasm_u16x8_load8x8(p); }
@@ -145,17 +140,6 @@ static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const 
     }
 }
 
-/* Exact f16 -> f32 for 4 halves in u32 lanes: shift into f32 position and scale by 2^112 (exact for normals and
- * subnormals); infinities and NaNs get an all-ones exponent. */
-static inline v128_t f16x4_to_f32_u32(v128_t u) {
-    const v128_t sign = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16);
-    const v128_t mag = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x7FFF)), 13);
-    v128_t f = wasm_f32x4_mul(mag, wasm_f32x4_splat(5.192296858534828e+33f)); /* 2^112 */
-    const v128_t infnan = wasm_i32x4_ge(mag, wasm_i32x4_splat(0x0F800000));
-    f = wasm_v128_bitselect(wasm_v128_or(mag, wasm_i32x4_splat(0x70000000)), f, infnan);
-    return wasm_v128_or(f, sign);
-}
-static inline v128_t f16x4_to_f32(const uint16_t *h) { return f16x4_to_f32_u32(wasm_u32x4_load16x4(h)); }
 
 /* Finite halves only, in sign-extended i32 lanes: (h << 13) puts the magnitude in place and copies the sign into
  * bits 28-31; the mask keeps bit 31. Three instructions; dot_f16 checks once per row that no half was inf/NaN. */
@@ -180,7 +164,7 @@ static float dot_f16_exact(const uint16_t *w, const float *x, int64_t n) {
 /* Float dots in the canonical lane order (lanes.h): eight v128 accumulators hold lanes 0-31. The head's rows take
  * the 3-instruction conversion; the largest |half|·2 seen (u16 max) tells at the end whether an inf/NaN was
  * among them, and only then is the row redone with the exact conversion. */
-static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
+float tl_wasm128_dot_f16(const uint16_t *w, const float *x, int64_t n) {
     v128_t a[8];
     for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
     v128_t top = wasm_i16x8_splat(0);
@@ -201,7 +185,7 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
-static float dot_f32(const float *w, const float *x, int64_t n) {
+float tl_wasm128_dot_f32(const float *w, const float *x, int64_t n) {
     v128_t a[8];
     for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
     int64_t i = 0;
@@ -213,30 +197,9 @@ static float dot_f32(const float *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
-/* The f16 scales of 4 blocks `stride` bytes apart, as f32 (exact conversion). */
-static inline v128_t scales4(const uint8_t *p, int64_t stride) {
-    uint16_t h[4];
-    for (int k = 0; k < 4; k++) h[k] = (uint16_t)(p[k * stride] | p[k * stride + 1] << 8);
-    return f16x4_to_f32(h);
-}
 
-static inline int32_t hsum_i32(v128_t v) {
-    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
-           wasm_i32x4_extract_lane(v, 3);
-}
 
-/* sum += (float)sumi_b * d_b for 4 blocks, in block order (the scalar reference's order). */
-static inline float add4_in_order(float sum, v128_t sumi, v128_t d) {
-    float p[4];
-    wasm_v128_store(p, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(sumi), d));
-    return sum + p[0] + p[1] + p[2] + p[3];
-}
 
-/* Σ_b bsums of a Q8_K block as i32x4 partial sums. */
-static inline v128_t bsum_part(const tl_block_q8k *a) {
-    return wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(wasm_v128_load(a->bsums)),
-                          wasm_i32x4_extadd_pairwise_i16x8(wasm_v128_load(a->bsums + 8)));
-}
 
 /* TQ2_0 block: Σ (q-1)·a = Σ q·a - Σ a. Element 128h + 32s + j sits in byte 32h + j at bits 2s. */
 static inline v128_t tq2_block(const uint8_t *qs, const tl_block_q8k *a) {
@@ -300,7 +263,7 @@ static inline v128_t tq1_block(const uint8_t *r, const tl_block_q8k *a) {
     return acc;
 }
 
-static float dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
+float tl_wasm128_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
     const int64_t nb = n / 256;
     float sum = 0;
     int64_t b = 0;
@@ -325,7 +288,7 @@ static inline v128_t q8_0_block(const uint8_t *w, const uint8_t *a) {
     return acc;
 }
 
-static float dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+float tl_wasm128_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
     const int64_t nb = n / 32;
     float s = 0;
     int64_t b = 0;
@@ -343,7 +306,7 @@ static float dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
     return s;
 }
 
-static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
+void tl_wasm128_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
     int64_t d = 0;
     for (; d + 4 <= hd; d += 4) {
         v128_t acc = wasm_f32x4_splat(0);
@@ -361,15 +324,15 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
 /* Designated: entries other paths add later stay NULL here (the forward pass then takes the generic one). */
 static const tl_kernels k_wasm128 = {
     .name = "wasm128",
-    .quantize_i8 = quantize_i8,
+    .quantize_i8 = tl_wasm128_quantize_i8,
     .quantize_q8k = tl_scalar_quantize_q8k,
     .i2s_gemm = i2s_gemm,
     .dot_tq2 = dot_tq2,
-    .dot_tq1 = dot_tq1,
-    .dot_f16 = dot_f16,
-    .dot_f32 = dot_f32,
-    .dot_q8_0 = dot_q8_0,
-    .attn_pv = attn_pv,
+    .dot_tq1 = tl_wasm128_dot_tq1,
+    .dot_f16 = tl_wasm128_dot_f16,
+    .dot_f32 = tl_wasm128_dot_f32,
+    .dot_q8_0 = tl_wasm128_dot_q8_0,
+    .attn_pv = tl_wasm128_attn_pv,
 };
 
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }

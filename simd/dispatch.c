@@ -26,6 +26,10 @@ static const tl_kernels *tl_kernels_neon(void) { return tl_kernels_neon_table();
 #if defined(TERNLM_HAVE_WASM128)
 static const tl_kernels *tl_kernels_wasm128(void) { return tl_kernels_wasm128_table(); }
 #endif
+/* The relaxed module is a separate build: an engine without relaxed SIMD refuses the whole module at compile time. */
+#if defined(TERNLM_HAVE_WASM_RELAXED)
+static const tl_kernels *tl_kernels_wasm_relaxed(void) { return tl_kernels_wasm_relaxed_table(); }
+#endif
 
 int tl_kernels_available(const tl_kernels **out, int cap) {
     int n = 0;
@@ -42,6 +46,9 @@ int tl_kernels_available(const tl_kernels **out, int cap) {
 #endif
 #if defined(TERNLM_HAVE_WASM128)
     all[n++] = tl_kernels_wasm128();
+#endif
+#if defined(TERNLM_HAVE_WASM_RELAXED)
+    all[n++] = tl_kernels_wasm_relaxed();
 #endif
     for (int i = 0; i < n && i < cap; i++) out[i] = all[i];
     return n < cap ? n : cap;

@@ -18,5 +18,6 @@ const tl_kernels *tl_kernels_avx2_table(void);
 const tl_kernels *tl_kernels_avx512_table(void);
 const tl_kernels *tl_kernels_neon_table(void);
 const tl_kernels *tl_kernels_wasm128_table(void);
+const tl_kernels *tl_kernels_wasm_relaxed_table(void);
 
 #endif

@@ -1,6 +1,12 @@
-/* WebAssembly SIMD128 kernels (Emscripten and WASI builds, -msimd128). I2_S codes and activations are widened
- * to i16 and multiplied with i32x4.dot_i16x8_s; integer results equal the scalar reference bit for bit.
- * Relaxed SIMD is not used (see ../shared/specs/toolchain.md §4). */
+/* WebAssembly SIMD128 kernels (Emscripten and WASI builds, -msimd128), designed for 128-bit lanes.
+ *
+ * SIMD128 has no int8 dot product, so integer dots run on i16 lanes: `load8x8` widens 8 bytes while loading (codes
+ * zero-extended, activations sign-extended) and i32x4.dot_i16x8_s multiplies 8 pairs. I2_S decode tiles 4 rows so
+ * one activation load feeds 4 rows; prompts tile 2 rows x 4 tokens so one code decode feeds 4 tokens. Row sums are
+ * reduced once per tile (a 4-vector transpose-add), never inside the loop. TQ2_0 / TQ1_0 / Q8_0 rows are reduced 4
+ * blocks at a time and their per-block float products are added in block order, as the scalar reference does.
+ * Integer results equal the scalar reference bit for bit; float dots keep the canonical lane order (lanes.h).
+ * Relaxed SIMD lives in wasm_relaxed.c (a separate module; see ../shared/specs/toolchain.md §4). */
 #include <math.h>
 #include <string.h>
 #include <wasm_simd128.h>
@@ -8,8 +14,9 @@
 #include "../runtime/tensor_types.h"
 #include "lanes.h"
 #include "paths.h"
+#include "wasm_util.h"
 
-static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
+void tl_wasm128_quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
     v128_t vmax = wasm_f32x4_splat(0);
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) vmax = wasm_f32x4_max(vmax, wasm_f32x4_abs(wasm_v128_load(x + i)));
@@ -45,68 +52,140 @@ static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int3
     *sum = total;
 }
 
-static inline v128_t dot16(v128_t acc, v128_t codes, v128_t x) {
-    acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(codes), wasm_i16x8_extend_low_i8x16(x)));
-    return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(codes), wasm_i16x8_extend_high_i8x16(x)));
-}
 
-static inline v128_t block_dot(const uint8_t *w, const int8_t *x, v128_t acc) {
-    const v128_t m3 = wasm_i8x16_splat(3);
-    for (int h = 0; h < 2; h++) {
-        const v128_t v = wasm_v128_load(w + 16 * h);
-        const int8_t *xh = x + 16 * h;
-        acc = dot16(acc, wasm_u8x16_shr(v, 6), wasm_v128_load(xh));
-        acc = dot16(acc, wasm_v128_and(wasm_u8x16_shr(v, 4), m3), wasm_v128_load(xh + 32));
-        acc = dot16(acc, wasm_v128_and(wasm_u8x16_shr(v, 2), m3), wasm_v128_load(xh + 64));
-        acc = dot16(acc, wasm_v128_and(v, m3), wasm_v128_load(xh + 96));
+static inline v128_t mac(v128_t acc, v128_t codes, v128_t x) { return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(codes, x)); }
+static inline v128_t ld_codes(const uint8_t *p) { return wasm_u16x8_load8x8(p); }
+static inline v128_t ld_act(const int8_t *p) { return wasm_i16x8_load8x8(p); }
+
+/* I2_S: byte j of a 128-element block holds elements j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0. In u16 lanes
+ * of zero-extended bytes, v>>6 needs no mask. */
+static inline v128_t i2s_code(v128_t v, int g) {
+    const v128_t m3 = wasm_i16x8_splat(3);
+    switch (g) {
+    case 0: return wasm_u16x8_shr(v, 6);
+    case 1: return wasm_v128_and(wasm_u16x8_shr(v, 4), m3);
+    case 2: return wasm_v128_and(wasm_u16x8_shr(v, 2), m3);
+    default: return wasm_v128_and(v, m3);
     }
-    return acc;
 }
 
-static inline int32_t hsum_i32(v128_t v) {
-    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
-           wasm_i32x4_extract_lane(v, 3);
+/* One token, four rows: each 8-byte step loads 4 activation vectors once and feeds them to 4 rows. */
+static void i2s_rows4_tok1(const uint8_t *const row[4], const int8_t *q, int64_t nb, int32_t out[4]) {
+    v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < nb; k++) {
+        const int8_t *xk = q + 128 * k;
+        const int64_t o = 32 * k;
+        for (int j = 0; j < 32; j += 8) {
+            const v128_t x0 = ld_act(xk + j), x1 = ld_act(xk + 32 + j), x2 = ld_act(xk + 64 + j), x3 = ld_act(xk + 96 + j);
+            const v128_t v0 = ld_codes(row[0] + o + j), v1 = ld_codes(row[1] + o + j);
+            const v128_t v2 = ld_codes(row[2] + o + j), v3 = ld_codes(row[3] + o + j);
+            a0 = mac(mac(mac(mac(a0, i2s_code(v0, 0), x0), i2s_code(v0, 1), x1), i2s_code(v0, 2), x2), i2s_code(v0, 3), x3);
+            a1 = mac(mac(mac(mac(a1, i2s_code(v1, 0), x0), i2s_code(v1, 1), x1), i2s_code(v1, 2), x2), i2s_code(v1, 3), x3);
+            a2 = mac(mac(mac(mac(a2, i2s_code(v2, 0), x0), i2s_code(v2, 1), x1), i2s_code(v2, 2), x2), i2s_code(v2, 3), x3);
+            a3 = mac(mac(mac(mac(a3, i2s_code(v3, 0), x0), i2s_code(v3, 1), x1), i2s_code(v3, 2), x2), i2s_code(v3, 3), x3);
+        }
+    }
+    wasm_v128_store(out, reduce4(a0, a1, a2, a3));
+}
+
+/* Prompts: two rows x four tokens. Each code group is decoded once and meets four tokens' activations. */
+static void i2s_rows2_tok4(const uint8_t *ra, const uint8_t *rb, const int8_t *const x[4], int64_t nb, v128_t A[4],
+                           v128_t B[4]) {
+    for (int t = 0; t < 4; t++) A[t] = B[t] = wasm_i32x4_splat(0);
+    for (int64_t k = 0; k < nb; k++) {
+        for (int j = 0; j < 32; j += 8) {
+            const v128_t va = ld_codes(ra + 32 * k + j), vb = ld_codes(rb + 32 * k + j);
+            for (int g = 0; g < 4; g++) {
+                const v128_t ca = i2s_code(va, g), cb = i2s_code(vb, g);
+                const int64_t e = 128 * k + 32 * g + j;
+                for (int t = 0; t < 4; t++) {
+                    const v128_t xv = ld_act(x[t] + e);
+                    A[t] = mac(A[t], ca, xv);
+                    B[t] = mac(B[t], cb, xv);
+                }
+            }
+        }
+    }
 }
 
 static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,
                      int64_t acc_stride) {
     const int64_t nb = n / 128, row_bytes = n / 4;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * row_bytes;
-        for (int t = 0; t < T; t++) {
-            v128_t s = wasm_i32x4_splat(0);
-            for (int64_t k = 0; k < nb; k++) s = block_dot(row + 32 * k, q + (int64_t)t * n + 128 * k, s);
-            acc[(int64_t)t * acc_stride + r] = hsum_i32(s);
+    if (T == 1) {
+        for (int64_t r = r0; r < r1; r += 4) {
+            const uint8_t *row[4];
+            for (int i = 0; i < 4; i++) row[i] = w + (r + i < r1 ? r + i : r1 - 1) * row_bytes; /* tail rows repeat */
+            int32_t out[4];
+            i2s_rows4_tok1(row, q, nb, out);
+            for (int i = 0; i < 4 && r + i < r1; i++) acc[r + i] = out[i];
+        }
+        return;
+    }
+    for (int64_t r = r0; r < r1; r += 2) {
+        const int two = r + 1 < r1;
+        const uint8_t *ra = w + r * row_bytes, *rb = two ? ra + row_bytes : ra;
+        for (int t0 = 0; t0 < T; t0 += 4) {
+            const int8_t *x[4];
+            for (int t = 0; t < 4; t++) x[t] = q + (int64_t)(t0 + t < T ? t0 + t : T - 1) * n; /* past T: not stored */
+            v128_t A[4], B[4];
+            i2s_rows2_tok4(ra, rb, x, nb, A, B);
+            int32_t sa[4], sb[4];
+            wasm_v128_store(sa, reduce4(A[0], A[1], A[2], A[3]));
+            wasm_v128_store(sb, reduce4(B[0], B[1], B[2], B[3]));
+            for (int t = 0; t < 4 && t0 + t < T; t++) {
+                acc[(int64_t)(t0 + t) * acc_stride + r] = sa[t];
+                if (two) acc[(int64_t)(t0 + t) * acc_stride + r + 1] = sb[t];
+            }
         }
     }
 }
 
-/* f16 -> f32 for 4 halves: shift into f32 position and scale by 2^112 (exact for normals and subnormals);
- * infinities and NaNs get an all-ones exponent. */
-static inline v128_t f16x4_to_f32(const uint16_t *h) {
-    const v128_t u = wasm_u32x4_load16x4(h);
-    const v128_t sign = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16);
-    const v128_t mag = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x7FFF)), 13);
-    v128_t f = wasm_f32x4_mul(mag, wasm_f32x4_splat(5.192296858534828e+33f)); /* 2^112 */
-    const v128_t infnan = wasm_i32x4_ge(mag, wasm_i32x4_splat(0x0F800000));
-    f = wasm_v128_bitselect(wasm_v128_or(mag, wasm_i32x4_splat(0x70000000)), f, infnan);
-    return wasm_v128_or(f, sign);
+
+/* Finite halves only, in sign-extended i32 lanes: (h << 13) puts the magnitude in place and copies the sign into
+ * bits 28-31; the mask keeps bit 31. Three instructions; dot_f16 checks once per row that no half was inf/NaN. */
+static inline v128_t f16x4_finite_to_f32(v128_t s32) {
+    const v128_t bits = wasm_v128_and(wasm_i32x4_shl(s32, 13), wasm_i32x4_splat((int32_t)0x8FFFFFFF));
+    return wasm_f32x4_mul(bits, wasm_f32x4_splat(5.192296858534828e+33f));
 }
 
-/* Float dots in the canonical lane order (lanes.h): eight v128 accumulators hold lanes 0-31. */
-static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
+static float dot_f16_exact(const uint16_t *w, const float *x, int64_t n) {
     v128_t a[8];
     for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32)
-        for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_add(a[k], wasm_f32x4_mul(f16x4_to_f32(w + i + 4 * k), wasm_v128_load(x + i + 4 * k)));
+        for (int k = 0; k < 8; k++)
+            a[k] = wasm_f32x4_add(a[k], wasm_f32x4_mul(f16x4_to_f32(w + i + 4 * k), wasm_v128_load(x + i + 4 * k)));
     float l[TL_LANES];
     for (int k = 0; k < 8; k++) wasm_v128_store(l + 4 * k, a[k]);
     for (; i < n; i++) l[i % TL_LANES] += tl_f16_to_f32(w[i]) * x[i];
     return tl_lanes_fold(l);
 }
 
-static float dot_f32(const float *w, const float *x, int64_t n) {
+/* Float dots in the canonical lane order (lanes.h): eight v128 accumulators hold lanes 0-31. The head's rows take
+ * the 3-instruction conversion; the largest |half|·2 seen (u16 max) tells at the end whether an inf/NaN was
+ * among them, and only then is the row redone with the exact conversion. */
+float tl_wasm128_dot_f16(const uint16_t *w, const float *x, int64_t n) {
+    v128_t a[8];
+    for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
+    v128_t top = wasm_i16x8_splat(0);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int m = 0; m < 4; m++) {
+            const v128_t h = wasm_v128_load(w + i + 8 * m);
+            top = wasm_u16x8_max(top, wasm_i16x8_shl(h, 1));
+            const v128_t lo = f16x4_finite_to_f32(wasm_i32x4_extend_low_i16x8(h));
+            const v128_t hi = f16x4_finite_to_f32(wasm_i32x4_extend_high_i16x8(h));
+            a[2 * m] = wasm_f32x4_add(a[2 * m], wasm_f32x4_mul(lo, wasm_v128_load(x + i + 8 * m)));
+            a[2 * m + 1] = wasm_f32x4_add(a[2 * m + 1], wasm_f32x4_mul(hi, wasm_v128_load(x + i + 8 * m + 4)));
+        }
+    if (wasm_v128_any_true(wasm_u16x8_ge(top, wasm_i16x8_splat((int16_t)0xF800)))) return dot_f16_exact(w, x, n);
+    float l[TL_LANES];
+    for (int k = 0; k < 8; k++) wasm_v128_store(l + 4 * k, a[k]);
+    for (; i < n; i++) l[i % TL_LANES] += tl_f16_to_f32(w[i]) * x[i];
+    return tl_lanes_fold(l);
+}
+
+float tl_wasm128_dot_f32(const float *w, const float *x, int64_t n) {
     v128_t a[8];
     for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
     int64_t i = 0;
@@ -118,7 +197,116 @@ static float dot_f32(const float *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
-static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
+
+
+
+
+/* TQ2_0 block: Σ (q-1)·a = Σ q·a - Σ a. Element 128h + 32s + j sits in byte 32h + j at bits 2s. */
+static inline v128_t tq2_block(const uint8_t *qs, const tl_block_q8k *a) {
+    const v128_t m3 = wasm_i16x8_splat(3);
+    v128_t acc = wasm_i32x4_sub(wasm_i32x4_splat(0), bsum_part(a));
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 32; j += 8) {
+            const v128_t v = ld_codes(qs + 32 * h + j);
+            const int8_t *x = a->qs + 128 * h + j;
+            acc = mac(acc, wasm_v128_and(v, m3), ld_act(x));
+            acc = mac(acc, wasm_v128_and(wasm_u16x8_shr(v, 2), m3), ld_act(x + 32));
+            acc = mac(acc, wasm_v128_and(wasm_u16x8_shr(v, 4), m3), ld_act(x + 64));
+            acc = mac(acc, wasm_u16x8_shr(v, 6), ld_act(x + 96));
+        }
+    return acc;
+}
+
+static float dot_tq2(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
+    const int64_t nb = n / 256;
+    float sum = 0;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *r = row + 66 * b;
+        const v128_t sumi = reduce4(tq2_block(r, a + b), tq2_block(r + 66, a + b + 1), tq2_block(r + 132, a + b + 2),
+                                    tq2_block(r + 198, a + b + 3));
+        const v128_t d = wasm_f32x4_mul(wasm_f32x4_make(a[b].d, a[b + 1].d, a[b + 2].d, a[b + 3].d), scales4(r + 64, 66));
+        sum = add4_in_order(sum, sumi, d);
+    }
+    for (; b < nb; b++) {
+        const uint8_t *r = row + 66 * b;
+        sum += (float)hsum_i32(tq2_block(r, a + b)) * (a[b].d * tl_f16_to_f32((uint16_t)(r[64] | r[65] << 8)));
+    }
+    return sum;
+}
+
+/* TQ1_0 trits: byte b holds 5 (or 4) base-3 digits; digit k is ((b·3^k mod 256)·3) >> 8. u16 lanes keep the
+ * products exact, `& 255` is the mod. */
+static inline v128_t tq1_trit(v128_t b, v128_t pow3) {
+    const v128_t q = wasm_v128_and(wasm_i16x8_mul(b, pow3), wasm_i16x8_splat(255));
+    return wasm_u16x8_shr(wasm_i16x8_mul(q, wasm_i16x8_splat(3)), 8);
+}
+
+/* TQ1_0 block (54 bytes): elements 0-159 in bytes 0-31 (element 32k + i: byte i, digit k), 160-239 in bytes 32-47
+ * (160 + 16k + i: byte 32 + i, digit k), 240-255 in bytes 48-51 (240 + 4k + i: byte 48 + i, digit k). */
+static inline v128_t tq1_block(const uint8_t *r, const tl_block_q8k *a) {
+    static const int16_t pow3[5] = {1, 3, 9, 27, 81};
+    v128_t acc = wasm_i32x4_sub(wasm_i32x4_splat(0), bsum_part(a));
+    for (int j = 0; j < 32; j += 8) {
+        const v128_t v = ld_codes(r + j);
+        for (int k = 0; k < 5; k++) acc = mac(acc, tq1_trit(v, wasm_i16x8_splat(pow3[k])), ld_act(a->qs + 32 * k + j));
+    }
+    for (int j = 0; j < 16; j += 8) {
+        const v128_t v = ld_codes(r + 32 + j);
+        for (int k = 0; k < 5; k++) acc = mac(acc, tq1_trit(v, wasm_i16x8_splat(pow3[k])), ld_act(a->qs + 160 + 16 * k + j));
+    }
+    /* the last 4 bytes twice over (lanes 0-3 digit k, lanes 4-7 digit k+1): elements 240 + 4k .. 247 + 4k */
+    const v128_t b4 = wasm_u16x8_extend_low_u8x16(wasm_i8x16_swizzle(wasm_v128_load32_zero(r + 48),
+                                                                     wasm_i8x16_make(0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0)));
+    acc = mac(acc, tq1_trit(b4, wasm_i16x8_make(1, 1, 1, 1, 3, 3, 3, 3)), ld_act(a->qs + 240));
+    acc = mac(acc, tq1_trit(b4, wasm_i16x8_make(9, 9, 9, 9, 27, 27, 27, 27)), ld_act(a->qs + 248));
+    return acc;
+}
+
+float tl_wasm128_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
+    const int64_t nb = n / 256;
+    float sum = 0;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *r = row + 54 * b;
+        const v128_t sumi = reduce4(tq1_block(r, a + b), tq1_block(r + 54, a + b + 1), tq1_block(r + 108, a + b + 2),
+                                    tq1_block(r + 162, a + b + 3));
+        const v128_t d = wasm_f32x4_mul(wasm_f32x4_make(a[b].d, a[b + 1].d, a[b + 2].d, a[b + 3].d), scales4(r + 52, 54));
+        sum = add4_in_order(sum, sumi, d);
+    }
+    for (; b < nb; b++) {
+        const uint8_t *r = row + 54 * b;
+        sum += (float)hsum_i32(tq1_block(r, a + b)) * (a[b].d * tl_f16_to_f32((uint16_t)(r[52] | r[53] << 8)));
+    }
+    return sum;
+}
+
+/* Q8_0 block (34 bytes: f16 scale, 32 int8) times the activations' block. */
+static inline v128_t q8_0_block(const uint8_t *w, const uint8_t *a) {
+    v128_t acc = wasm_i32x4_splat(0);
+    for (int j = 0; j < 32; j += 8) acc = mac(acc, ld_act((const int8_t *)w + 2 + j), ld_act((const int8_t *)a + 2 + j));
+    return acc;
+}
+
+float tl_wasm128_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    const int64_t nb = n / 32;
+    float s = 0;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *wb = w + 34 * b, *ab = a + 34 * b;
+        const v128_t sumi = reduce4(q8_0_block(wb, ab), q8_0_block(wb + 34, ab + 34), q8_0_block(wb + 68, ab + 68),
+                                    q8_0_block(wb + 102, ab + 102));
+        s = add4_in_order(s, sumi, wasm_f32x4_mul(scales4(wb, 34), scales4(ab, 34)));
+    }
+    for (; b < nb; b++) {
+        const uint8_t *wb = w + 34 * b, *ab = a + 34 * b;
+        const float dw = tl_f16_to_f32((uint16_t)(wb[0] | wb[1] << 8)), da = tl_f16_to_f32((uint16_t)(ab[0] | ab[1] << 8));
+        s += (float)hsum_i32(q8_0_block(wb, ab)) * (dw * da);
+    }
+    return s;
+}
+
+void tl_wasm128_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
     int64_t d = 0;
     for (; d + 4 <= hd; d += 4) {
         v128_t acc = wasm_f32x4_splat(0);
@@ -133,9 +321,18 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
     }
 }
 
+/* Designated: entries other paths add later stay NULL here (the forward pass then takes the generic one). */
 static const tl_kernels k_wasm128 = {
-    "wasm128", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
-    tl_scalar_dot_q8_0, attn_pv,
+    .name = "wasm128",
+    .quantize_i8 = tl_wasm128_quantize_i8,
+    .quantize_q8k = tl_scalar_quantize_q8k,
+    .i2s_gemm = i2s_gemm,
+    .dot_tq2 = dot_tq2,
+    .dot_tq1 = tl_wasm128_dot_tq1,
+    .dot_f16 = tl_wasm128_dot_f16,
+    .dot_f32 = tl_wasm128_dot_f32,
+    .dot_q8_0 = tl_wasm128_dot_q8_0,
+    .attn_pv = tl_wasm128_attn_pv,
 };
 
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }

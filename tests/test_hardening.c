@@ -363,9 +363,9 @@ static buf build_vocab(const char *const *tokens, const int32_t *types, int n, v
     return out;
 }
 
+#ifdef HAVE_GUARD_PAGES /* (wasm has no guard pages: these helpers serve only the guarded tests) */
 static void kv_template(buf *b, const void *arg) { kv_str(b, "tokenizer.chat_template", arg); }
 
-#ifdef HAVE_GUARD_PAGES
 /* The file's bytes end exactly where an inaccessible page begins: any read past the end faults. */
 typedef struct guarded {
     uint8_t *map;
@@ -383,7 +383,6 @@ static int guard(const buf *b, guarded *g) {
     return 1;
 }
 static void unguard(guarded *g) { munmap(g->map, g->map_len); }
-#endif
 
 /* Build with padding chosen so the size is a multiple of 8 (open_memory wants an 8-byte aligned start). */
 static buf build_vocab_aligned(const char *const *tokens, const int32_t *types, int n, void (*last)(buf *, const void *),
@@ -393,6 +392,7 @@ static buf build_vocab_aligned(const char *const *tokens, const int32_t *types, 
     free(b.p);
     return build_vocab(tokens, types, n, last, arg, 1 + (8 - r) % 8);
 }
+#endif
 
 static void test_unterminated_strings(void) {
     static const char *const toks[] = {"<unk>", "<s>", "</s>", "a", "b", "<0x41>"};

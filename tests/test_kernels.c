@@ -136,6 +136,26 @@ static void test_float(const tl_kernels *k, const tl_kernels *ref) {
     }
 }
 
+/* f16 dots over rows holding subnormals, the largest finite half, infinities and NaNs: a path that converts
+ * finite halves quickly must still give the reference's bits (NaN compared as bits). */
+static void test_f16_specials(const tl_kernels *k, const tl_kernels *ref) {
+    static const uint16_t special[] = {0x0001, 0x83FF, 0x7BFF, 0xFBFF, 0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00};
+    const int64_t n = 2560;
+    uint16_t *w = malloc((size_t)n * 2);
+    float *x = malloc((size_t)n * 4);
+    for (size_t s = 0; s < sizeof special / sizeof special[0]; s++) {
+        for (int64_t i = 0; i < n; i++) {
+            w[i] = tl_f32_to_f16(frand() * 1e-5f); /* many subnormal halves */
+            x[i] = frand();
+        }
+        w[rnd() % n] = special[s];
+        w[rnd() % 32] = special[s];
+        const float a = ref->dot_f16(w, x, n), b = k->dot_f16(w, x, n);
+        CHECK(!memcmp(&a, &b, 4), "%s dot_f16 with half 0x%04x: %.9g vs %.9g", k->name, special[s], b, a);
+    }
+    free(w), free(x);
+}
+
 int main(void) {
     const tl_kernels *all[8];
     const int n = tl_kernels_available(all, 8);
@@ -151,6 +171,7 @@ int main(void) {
         test_i2s(all[i], ref);
         test_q8k_tq(all[i], ref);
         test_float(all[i], ref);
+        test_f16_specials(all[i], ref);
     }
     return check_summary();
 }

@@ -62,6 +62,12 @@ wasi() {
   cmake -S . -B build-wasi -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/wasi.cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build-wasi -j "$JOBS"
   ctest --test-dir build-wasi --output-on-failure -j "$JOBS" -E 'conformance_(scalar|avx2|avx512|neon)'
+  log "relaxed-SIMD WASI module (built here; tested in Chromium by tests/browser/wasi_relaxed.test.mjs, never in Node)"
+  cmake -S . -B build-wasi-relaxed -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/wasi.cmake -DCMAKE_BUILD_TYPE=Release \
+    -DTERNLM_WASM_RELAXED=ON >/dev/null
+  cmake --build build-wasi-relaxed -j "$JOBS" --target ternlm test_kernels
+  wasm-validate --enable-relaxed-simd build-wasi-relaxed/ternlm.wasm
+  [ "$(wasm-objdump -d build-wasi-relaxed/ternlm.wasm | grep -c 'i32x4.dot_i8x16_i7x16_add_s')" -gt 0 ]
 }
 
 aarch64() {

@@ -120,7 +120,7 @@ export async function load(source, { onProgress, signal, cache = 'auto', threads
     const r = await client.request('load', { source: src, options: { cache, threads, pretokenizer, variant } }, {
       signal, onEvent: (m) => m.type === 'progress' && onProgress?.({ loaded: m.loaded, total: m.total, fromCache: m.fromCache }),
     });
-    return new Model(client, { ...r.info, threadsVariant: variant }, r.fromCache);
+    return new Model(client, { ...r.info, threadsVariant: r.variant || variant }, r.fromCache);
   } catch (e) {
     client.worker.terminate();
     throw e;

@@ -7,12 +7,30 @@ let enginePromise = null;
 let model = null;
 const running = new Map(); // request id -> AbortController
 
+let loadedVariant = null; // the module this Worker runs: 'mt' (pthreads) or 'st'
+
+async function createModule(variant) {
+  const name = variant === 'mt' ? 'ternlm-web-mt' : 'ternlm-web';
+  const { default: create } = await import(new URL(`../dist/${name}.mjs`, import.meta.url).href);
+  return create({ locateFile: (p) => new URL(`../dist/${p}`, import.meta.url).href });
+}
+
+// The pthreads module when asked for; a package built without it (or one whose threads cannot start) falls back to
+// the single-thread module, so a cross-origin isolated page still runs.
 function engine(variant) {
   if (!enginePromise) {
     enginePromise = (async () => {
-      const name = variant === 'mt' ? 'ternlm-web-mt' : 'ternlm-web';
-      const { default: create } = await import(new URL(`../dist/${name}.mjs`, import.meta.url).href);
-      const mod = await create({ locateFile: (p) => new URL(`../dist/${p}`, import.meta.url).href });
+      if (variant === 'mt') {
+        try {
+          const mod = await createModule('mt');
+          loadedVariant = 'mt';
+          return new Engine(mod);
+        } catch {
+          /* fall through to the single-thread module */
+        }
+      }
+      const mod = await createModule('st');
+      loadedVariant = 'st';
       return new Engine(mod);
     })();
   }
@@ -51,7 +69,7 @@ async function load(id, { source, options }, signal) {
   model = null;
   const onProgress = (p) => post({ id, type: 'progress', ...p, fromCache });
   model = await e.loadModel(size, chunks, { onProgress, signal, pretokenizer: options.pretokenizer });
-  return { info: model.info, fromCache };
+  return { info: model.info, fromCache, variant: loadedVariant };
 }
 
 async function stream(id, iterator) {

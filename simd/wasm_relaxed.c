@@ -1,0 +1,138 @@
+/* Relaxed-SIMD kernels (-mrelaxed-simd; the separate relaxed WASI module, TERNLM_WASM_RELAXED).
+ *
+ * i32x4.relaxed_dot_i8x16_i7x16_add multiplies 16 int8 activations by 16 operands of 7 bits and adds groups of 4
+ * into i32 lanes. Its result is implementation-defined only when an operand's top bit is set or when the 16-bit
+ * pair sums it may form overflow; ternary codes are 0..3, so |a·b| <= 384 and a pair <= 768: every engine gives the
+ * exact integer, equal to the scalar reference. Codes come straight out of 16 code bytes: a 16-bit shift then a mask
+ * of 3 per byte (bits shifted across a byte boundary are masked away). Tiles and reductions are as in wasm128.c;
+ * entries with no exact relaxed form (TQ1_0's base-3 digits, signed Q8_0 weights, float dots) are SIMD128's.
+ * Relaxed SIMD is tested in Chromium only: Node 20 miscomputes this dot (../shared/specs/toolchain.md §4). */
+#include <wasm_simd128.h>
+
+#include "../runtime/tensor_types.h"
+#include "paths.h"
+#include "wasm_util.h"
+
+static inline v128_t rdot(v128_t acc, v128_t x, v128_t codes) {
+    return wasm_i32x4_relaxed_dot_i8x16_i7x16_add(x, codes, acc);
+}
+
+/* Codes of 64 elements from 16 bytes: group g sits at bits 6 - 2g of every byte (I2_S), at bits 2s for TQ2_0. */
+static inline v128_t codes_at(v128_t v, int shift) {
+    const v128_t m3 = wasm_i8x16_splat(3);
+    return wasm_v128_and(shift ? wasm_u16x8_shr(v, shift) : v, m3);
+}
+
+/* One token, four rows: the 4 activation vectors of each 16-byte step serve all 4 rows. */
+static void i2s_rows4_tok1(const uint8_t *const row[4], const int8_t *q, int64_t nb, int32_t out[4]) {
+    v128_t a[4];
+    for (int i = 0; i < 4; i++) a[i] = wasm_i32x4_splat(0);
+    for (int64_t k = 0; k < nb; k++)
+        for (int h = 0; h < 32; h += 16) {
+            const int8_t *xk = q + 128 * k + h;
+            const v128_t x0 = wasm_v128_load(xk), x1 = wasm_v128_load(xk + 32), x2 = wasm_v128_load(xk + 64),
+                         x3 = wasm_v128_load(xk + 96);
+            for (int i = 0; i < 4; i++) {
+                const v128_t v = wasm_v128_load(row[i] + 32 * k + h);
+                a[i] = rdot(rdot(rdot(rdot(a[i], x0, codes_at(v, 6)), x1, codes_at(v, 4)), x2, codes_at(v, 2)), x3,
+                            codes_at(v, 0));
+            }
+        }
+    wasm_v128_store(out, reduce4(a[0], a[1], a[2], a[3]));
+}
+
+/* Prompts: two rows x four tokens; each code group is decoded once for four tokens. */
+static void i2s_rows2_tok4(const uint8_t *ra, const uint8_t *rb, const int8_t *const x[4], int64_t nb, v128_t A[4],
+                           v128_t B[4]) {
+    for (int t = 0; t < 4; t++) A[t] = B[t] = wasm_i32x4_splat(0);
+    for (int64_t k = 0; k < nb; k++)
+        for (int h = 0; h < 32; h += 16) {
+            const v128_t va = wasm_v128_load(ra + 32 * k + h), vb = wasm_v128_load(rb + 32 * k + h);
+            for (int g = 0; g < 4; g++) {
+                const v128_t ca = codes_at(va, 6 - 2 * g), cb = codes_at(vb, 6 - 2 * g);
+                const int64_t e = 128 * k + 32 * g + h;
+                for (int t = 0; t < 4; t++) {
+                    const v128_t xv = wasm_v128_load(x[t] + e);
+                    A[t] = rdot(A[t], xv, ca);
+                    B[t] = rdot(B[t], xv, cb);
+                }
+            }
+        }
+}
+
+static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,
+                     int64_t acc_stride) {
+    const int64_t nb = n / 128, row_bytes = n / 4;
+    if (T == 1) {
+        for (int64_t r = r0; r < r1; r += 4) {
+            const uint8_t *row[4];
+            for (int i = 0; i < 4; i++) row[i] = w + (r + i < r1 ? r + i : r1 - 1) * row_bytes; /* tail rows repeat */
+            int32_t out[4];
+            i2s_rows4_tok1(row, q, nb, out);
+            for (int i = 0; i < 4 && r + i < r1; i++) acc[r + i] = out[i];
+        }
+        return;
+    }
+    for (int64_t r = r0; r < r1; r += 2) {
+        const int two = r + 1 < r1;
+        const uint8_t *ra = w + r * row_bytes, *rb = two ? ra + row_bytes : ra;
+        for (int t0 = 0; t0 < T; t0 += 4) {
+            const int8_t *x[4];
+            for (int t = 0; t < 4; t++) x[t] = q + (int64_t)(t0 + t < T ? t0 + t : T - 1) * n; /* past T: not stored */
+            v128_t A[4], B[4];
+            i2s_rows2_tok4(ra, rb, x, nb, A, B);
+            int32_t sa[4], sb[4];
+            wasm_v128_store(sa, reduce4(A[0], A[1], A[2], A[3]));
+            wasm_v128_store(sb, reduce4(B[0], B[1], B[2], B[3]));
+            for (int t = 0; t < 4 && t0 + t < T; t++) {
+                acc[(int64_t)(t0 + t) * acc_stride + r] = sa[t];
+                if (two) acc[(int64_t)(t0 + t) * acc_stride + r + 1] = sb[t];
+            }
+        }
+    }
+}
+
+/* TQ2_0 block: Σ q·a - Σ a; element 128h + 32s + j is byte 32h + j, bits 2s. */
+static inline v128_t tq2_block(const uint8_t *qs, const tl_block_q8k *a) {
+    v128_t acc = wasm_i32x4_sub(wasm_i32x4_splat(0), bsum_part(a));
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 32; j += 16) {
+            const v128_t v = wasm_v128_load(qs + 32 * h + j);
+            const int8_t *x = a->qs + 128 * h + j;
+            for (int s = 0; s < 4; s++) acc = rdot(acc, wasm_v128_load(x + 32 * s), codes_at(v, 2 * s));
+        }
+    return acc;
+}
+
+static float dot_tq2(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
+    const int64_t nb = n / 256;
+    float sum = 0;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *r = row + 66 * b;
+        const v128_t sumi = reduce4(tq2_block(r, a + b), tq2_block(r + 66, a + b + 1), tq2_block(r + 132, a + b + 2),
+                                    tq2_block(r + 198, a + b + 3));
+        const v128_t d = wasm_f32x4_mul(wasm_f32x4_make(a[b].d, a[b + 1].d, a[b + 2].d, a[b + 3].d), scales4(r + 64, 66));
+        sum = add4_in_order(sum, sumi, d);
+    }
+    for (; b < nb; b++) {
+        const uint8_t *r = row + 66 * b;
+        sum += (float)hsum_i32(tq2_block(r, a + b)) * (a[b].d * tl_f16_to_f32((uint16_t)(r[64] | r[65] << 8)));
+    }
+    return sum;
+}
+
+static const tl_kernels k_wasm_relaxed = {
+    .name = "wasm_relaxed",
+    .quantize_i8 = tl_wasm128_quantize_i8,
+    .quantize_q8k = tl_scalar_quantize_q8k,
+    .i2s_gemm = i2s_gemm,
+    .dot_tq2 = dot_tq2,
+    .dot_tq1 = tl_wasm128_dot_tq1,
+    .dot_f16 = tl_wasm128_dot_f16,
+    .dot_f32 = tl_wasm128_dot_f32,
+    .dot_q8_0 = tl_wasm128_dot_q8_0,
+    .attn_pv = tl_wasm128_attn_pv,
+};
+
+const tl_kernels *tl_kernels_wasm_relaxed_table(void) { return &k_wasm_relaxed; }

@@ -1,0 +1,62 @@
+/* Helpers shared by the SIMD128 and relaxed-SIMD kernels (wasm128.c, wasm_relaxed.c). */
+#ifndef TERNLM_WASM_UTIL_H
+#define TERNLM_WASM_UTIL_H
+
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+#include "kernels.h"
+
+/* [Σa, Σb, Σc, Σd] of four i32x4 vectors: two rounds of pairwise transposed adds. */
+static inline v128_t reduce4(v128_t a, v128_t b, v128_t c, v128_t d) {
+    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+static inline int32_t hsum_i32(v128_t v) {
+    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
+           wasm_i32x4_extract_lane(v, 3);
+}
+
+/* Exact f16 -> f32 for 4 halves in u32 lanes: shift into f32 position and scale by 2^112 (exact for normals and
+ * subnormals); infinities and NaNs get an all-ones exponent. */
+static inline v128_t f16x4_to_f32_u32(v128_t u) {
+    const v128_t sign = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16);
+    const v128_t mag = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x7FFF)), 13);
+    v128_t f = wasm_f32x4_mul(mag, wasm_f32x4_splat(5.192296858534828e+33f)); /* 2^112 */
+    const v128_t infnan = wasm_i32x4_ge(mag, wasm_i32x4_splat(0x0F800000));
+    f = wasm_v128_bitselect(wasm_v128_or(mag, wasm_i32x4_splat(0x70000000)), f, infnan);
+    return wasm_v128_or(f, sign);
+}
+static inline v128_t f16x4_to_f32(const uint16_t *h) { return f16x4_to_f32_u32(wasm_u32x4_load16x4(h)); }
+
+/* The f16 scales of 4 blocks `stride` bytes apart, as f32 (exact conversion). */
+static inline v128_t scales4(const uint8_t *p, int64_t stride) {
+    uint16_t h[4];
+    for (int k = 0; k < 4; k++) h[k] = (uint16_t)(p[k * stride] | p[k * stride + 1] << 8);
+    return f16x4_to_f32(h);
+}
+
+/* sum += (float)sumi_b * d_b for 4 blocks, in block order (the scalar reference's order). */
+static inline float add4_in_order(float sum, v128_t sumi, v128_t d) {
+    float p[4];
+    wasm_v128_store(p, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(sumi), d));
+    return sum + p[0] + p[1] + p[2] + p[3];
+}
+
+/* Σ_b bsums of a Q8_K block as i32x4 partial sums. */
+static inline v128_t bsum_part(const tl_block_q8k *a) {
+    return wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(wasm_v128_load(a->bsums)),
+                          wasm_i32x4_extadd_pairwise_i16x8(wasm_v128_load(a->bsums + 8)));
+}
+
+/* The SIMD128 entries the relaxed table reuses (no relaxed instruction would be exact or faster there). */
+void tl_wasm128_quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum);
+float tl_wasm128_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n);
+float tl_wasm128_dot_f16(const uint16_t *w, const float *x, int64_t n);
+float tl_wasm128_dot_f32(const float *w, const float *x, int64_t n);
+float tl_wasm128_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n);
+void tl_wasm128_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd);
+
+#endif

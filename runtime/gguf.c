@@ -234,7 +234,10 @@ static ternlm_status bad_type(cursor *c, const char *name, uint64_t t) {
     const char *why = "";
     if (t == 37) why = " (I8_S: a bitnet.cpp activation type, never stored in files)";
     else if (t == 38 || t == 39) why = " (bitnet.cpp TL1/TL2 lookup-table layout, or upstream MXFP4 for 39: convert to I2_S)";
-    else if (t >= 40 && t <= 43) why = " (a newer upstream ggml type ternlm does not support)";
+    else if (t == 40 || t == 43) why = " (a newer upstream ggml type ternlm does not support)";
+    else if (t == 142) why = " (PQ2_0: PrismML's fork-only group-128 ternary type, Bonsai 2; needs PrismML's llama.cpp fork)";
+    else if (t == 143) why = " (PTQ1_0: PrismML's fork-only Bonsai 2 type with a Hadamard activation transform; needs PrismML's "
+                             "llama.cpp fork)";
     else if (t == TL_Q8_K) why = " (Q8_K is an activation format)";
     return tl_fail(c->err, TERNLM_ERR_UNSUPPORTED, "tensor '%s': unsupported tensor type %llu%s", name,
                    (unsigned long long)t, why);

@@ -210,6 +210,11 @@ static ternlm_status bind_weight(binder *b, const char *name, int64_t ne0, int64
     w->data = b->m->data + t->offset;
     w->row_bytes = tl_type_row_bytes(t->type, (uint64_t)ne0);
     w->out_scale = 1.0f;
+    if (t->type == TL_I2_S && gguf_i2s_scale_companion(&b->m->gguf, t)) {
+        char who[GGUF_MAX_NAME + 40];
+        snprintf(who, sizeof who, "the I2_S tensors (here '%s')", name);
+        return tl_fail(b->err, TERNLM_ERR_UNSUPPORTED, GGUF_I2S_SEQUENTIAL_MSG, who);
+    }
     if (t->type == TL_I2_S) {
         memcpy(&w->i2s_scale, w->data + (uint64_t)(ne0 * ne1) / 4, 4);
         if (!isfinite(w->i2s_scale))

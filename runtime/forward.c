@@ -57,6 +57,11 @@ static void rope(float *v, int n_heads, const tl_hparams *h, const float *cs) {
     }
 }
 
+/* qwen3: RMSNorm of each head's vector (head_dim wide) of n_vecs contiguous heads, before RoPE. */
+static void per_head_rmsnorm(float *v, int64_t n_vecs, const float *w, const tl_hparams *h) {
+    for (int64_t i = 0; i < n_vecs; i++) rmsnorm(v + i * h->head_dim, v + i * h->head_dim, w, h->head_dim, h->eps);
+}
+
 static void ffn_activation(float *g, const float *u, int64_t n, enum tl_act act) {
     for (int64_t i = 0; i < n; i++) {
         const float x = g[i];
@@ -75,6 +80,7 @@ typedef struct act {
     int T;
     int64_t n;
     int have_i8, have_q8k, have_q8_0, have_f16r;
+    int have_q8_0x; /* x86-rule Q8_0 for Q1_0/Q2_0 (shares the q80 buffer with have_q8_0) */
 } act;
 
 static void act_init(act *a, const float *x, int T, int64_t n) {
@@ -96,6 +102,11 @@ static void act_prepare(ternlm_session *s, act *a, uint32_t type) {
     } else if (type == TL_Q8_0 && !a->have_q8_0) {
         for (int t = 0; t < a->T; t++) tl_quantize_q8_0(a->x + t * a->n, a->n, s->q80 + t * (a->n / 32 * 34));
         a->have_q8_0 = 1;
+        a->have_q8_0x = 0;
+    } else if ((type == TL_Q1_0 || type == TL_Q2_0) && !a->have_q8_0x) {
+        for (int t = 0; t < a->T; t++) tl_quantize_q8_0_x86(a->x + t * a->n, a->n, s->q80 + t * (a->n / 32 * 34));
+        a->have_q8_0x = 1;
+        a->have_q8_0 = 0;
     } else if (type == TL_F16 && s->m->hp.head_input_f16 && !a->have_f16r) {
         /* llama.cpp multiplies F16 weights by an f16 copy of the activations */
         for (int64_t i = 0; i < a->T * a->n; i++) s->f16r[i] = tl_round_f16(a->x[i]);
@@ -138,7 +149,8 @@ static void linear_rows_other(const linear_job *j, int64_t r0, int64_t r1, float
     const int64_t n = w->ne0;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
-        if (w->type != TL_F32 && w->type != TL_F16 && w->type != TL_TQ1_0 && w->type != TL_TQ2_0 && w->type != TL_Q8_0)
+        if (w->type != TL_F32 && w->type != TL_F16 && w->type != TL_TQ1_0 && w->type != TL_TQ2_0 && w->type != TL_Q8_0 &&
+            w->type != TL_Q1_0 && w->type != TL_Q2_0)
             tl_dequant_row(w->type, row, tmp, n, 0);
         for (int t = 0; t < a->T; t++) {
             float v;
@@ -150,6 +162,8 @@ static void linear_rows_other(const linear_job *j, int64_t r0, int64_t r1, float
             case TL_TQ2_0: v = k->dot_tq2(row, s->q8k + t * (n / 256), n); break;
             case TL_TQ1_0: v = k->dot_tq1(row, s->q8k + t * (n / 256), n); break;
             case TL_Q8_0: v = k->dot_q8_0(row, s->q80 + t * (n / 32 * 34), n); break;
+            case TL_Q1_0: v = k->dot_q1_0(row, s->q80 + t * (n / 32 * 34), n); break;
+            case TL_Q2_0: v = k->dot_q2_0(row, s->q80 + t * (n / 32 * 34), n); break;
             default: v = k->dot_f32(tmp, a->x + t * n, n); break;
             }
             j->y[t * j->y_stride + r] = v;
@@ -204,7 +218,8 @@ static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh,
     const uint32_t kvh = hh / (h->n_head / h->n_head_kv); /* GQA: query head -> its KV head */
     const uint16_t *K = kv_rows(s, s->k_cache, seq, j->layer) + kvh * hd;
     const uint16_t *V = kv_rows(s, s->v_cache, seq, j->layer) + kvh * hd;
-    const float *q = s->q + (int64_t)t * h->n_embd + hh * hd;
+    const int64_t QW = (int64_t)h->n_head * hd; /* qwen3: may differ from n_embd */
+    const float *q = s->q + (int64_t)t * QW + hh * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     for (uint32_t d = 0; d < hd; d++) qh[d] = tl_round_f16(q[d]); /* Q is rounded to f16 for K·Q */
     float max = -INFINITY;
@@ -218,7 +233,7 @@ static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh,
         lanes[p % TL_LANES] += (double)scores[p];
     }
     const float inv = (float)(1.0 / tl_lanes_fold_d(lanes, TL_LANES));
-    float *out = s->att + (int64_t)t * h->n_embd + hh * hd;
+    float *out = s->att + (int64_t)t * QW + hh * hd;
     for (uint32_t p = 0; p <= pos; p++) {
         scores[p] *= inv;
         if (h->probs_f16) scores[p] = tl_round_f16(scores[p]);
@@ -252,16 +267,18 @@ static void store_kv(ternlm_session *s, uint32_t l, uint32_t seq, uint32_t pos, 
 
 static void attention_block(ternlm_session *s, const tl_layer *L, uint32_t l, int T) {
     const tl_hparams *h = &s->m->hp;
-    const int64_t E = h->n_embd, KV = (int64_t)h->head_dim * h->n_head_kv;
+    const int64_t E = h->n_embd, KV = (int64_t)h->head_dim * h->n_head_kv, QW = (int64_t)h->head_dim * h->n_head;
     act a;
     for (int t = 0; t < T; t++) rmsnorm(s->xn + t * E, s->x + t * E, L->attn_norm, E, h->eps);
     act_init(&a, s->xn, T, E);
     linear(s, &L->wq, &a, s->q);
     linear(s, &L->wk, &a, s->k);
     linear(s, &L->wv, &a, s->v);
+    if (L->attn_q_norm) per_head_rmsnorm(s->q, T * (int64_t)h->n_head, L->attn_q_norm, h);
+    if (L->attn_k_norm) per_head_rmsnorm(s->k, T * (int64_t)h->n_head_kv, L->attn_k_norm, h);
     for (int t = 0; t < T; t++) {
         const float *cs = s->rope_cs + (int64_t)t * h->n_rot;
-        rope(s->q + t * E, (int)h->n_head, h, cs);
+        rope(s->q + t * QW, (int)h->n_head, h, cs);
         rope(s->k + t * KV, (int)h->n_head_kv, h, cs);
         store_kv(s, l, s->tok_seq[t], s->tok_pos[t], s->k + t * KV, s->v + t * KV);
     }
@@ -269,7 +286,7 @@ static void attention_block(ternlm_session *s, const tl_layer *L, uint32_t l, in
     tl_pool_run(s->pool, attn_task, &job);
     if (L->attn_sub_norm)
         for (int t = 0; t < T; t++) rmsnorm(s->att + t * E, s->att + t * E, L->attn_sub_norm, E, h->eps);
-    act_init(&a, s->att, T, E);
+    act_init(&a, s->att, T, QW);
     linear(s, &L->wo, &a, s->proj);
     for (int64_t i = 0; i < T * E; i++) s->x[i] += s->proj[i];
 }
@@ -347,7 +364,8 @@ ternlm_session_params ternlm_session_params_default(void) {
 
 static ternlm_status alloc_scratch(ternlm_session *s, ternlm_error *err) {
     const tl_hparams *h = &s->m->hp;
-    const int64_t B = UBATCH, E = h->n_embd, F = h->n_ff, KV = (int64_t)h->head_dim * h->n_head_kv;
+    const int64_t KV = (int64_t)h->head_dim * h->n_head_kv, QW = (int64_t)h->head_dim * h->n_head;
+    const int64_t B = UBATCH, E = TL_MAX((int64_t)h->n_embd, QW), F = h->n_ff; /* E: also the q and att rows */
     const int64_t wide = TL_MAX(E, F), nth = tl_pool_size(s->pool);
     s->slot_elems = (size_t)h->n_layer * s->n_ctx * (size_t)KV;
     const size_t kv_elems = s->slot_elems * s->n_seq;
@@ -409,6 +427,9 @@ ternlm_status ternlm_session_new(ternlm_model *m, const ternlm_session_params *p
         return tl_fail(err, TERNLM_ERR_MODEL, "this GGUF has no weights (a vocabulary-only file): it can tokenize but not run");
     const ternlm_session_params p = params ? *params : ternlm_session_params_default();
     ternlm_session *s = NULL;
+    if (p.use_gpu && (m->tok_embd.type == TL_Q1_0 || m->tok_embd.type == TL_Q2_0 || m->hp.qk_norm))
+        return tl_fail(err, TERNLM_ERR_UNSUPPORTED, "the CUDA backend does not run arch '%s' with %s weights yet; run it on the CPU",
+                       m->arch, m->weight_type);
     const ternlm_status st = p.use_gpu ? tl_session_new_gpu(m, &p, &s, err) : tl_session_new_cpu(m, &p, 1, &s, err);
     if (st) return st; /* *out is left as it was */
     tl_model_retain(m);

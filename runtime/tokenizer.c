@@ -144,7 +144,7 @@ static int pre_from_name(const char *s, size_t n, enum tl_pre *out) {
     static const struct { const char *name; enum tl_pre pre; } names[] = {
         {"llama3", TL_PRE_LLAMA3}, {"llama-v3", TL_PRE_LLAMA3}, {"llama-bpe", TL_PRE_LLAMA3}, {"falcon3", TL_PRE_LLAMA3},
         {"gpt-2", TL_PRE_GPT2},    {"gpt2", TL_PRE_GPT2},       {"mpt", TL_PRE_GPT2},        {"olmo", TL_PRE_GPT2},
-        {"jais", TL_PRE_GPT2},     {"default", TL_PRE_DEFAULT},
+        {"jais", TL_PRE_GPT2},     {"default", TL_PRE_DEFAULT}, {"qwen2", TL_PRE_QWEN2},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strlen(names[i].name) == n && !memcmp(names[i].name, s, n)) {
@@ -158,7 +158,7 @@ static ternlm_status choose_pre(tl_tokenizer *t, const gguf_file *g, const char 
                                 ternlm_error *err) {
     if (override) {
         if (!pre_from_name(override, strlen(override), &t->pre))
-            return tl_fail(err, TERNLM_ERR_ARG, "unknown pre-tokenizer '%s' (llama3, gpt2 or default)", override);
+            return tl_fail(err, TERNLM_ERR_ARG, "unknown pre-tokenizer '%s' (llama3, qwen2, gpt2 or default)", override);
     } else {
         const gguf_kv *kv = gguf_find(g, "tokenizer.ggml.pre");
         gguf_str s;
@@ -167,7 +167,7 @@ static ternlm_status choose_pre(tl_tokenizer *t, const gguf_file *g, const char 
             if (st) return st;
             if (!pre_from_name(s.p, s.len, &t->pre))
                 return tl_fail(err, TERNLM_ERR_UNSUPPORTED,
-                               "unsupported pre-tokenizer '%.*s' (use --pre llama3|gpt2|default to force one)",
+                               "unsupported pre-tokenizer '%.*s' (use --pre llama3|qwen2|gpt2|default to force one)",
                                (int)TL_MIN(s.len, 64), s.p);
         } else if (is_llama3_vocab(t)) {
             t->pre = TL_PRE_LLAMA3;
@@ -348,7 +348,7 @@ uint32_t tl_tokenizer_n_vocab(const tl_tokenizer *t) { return t->n_vocab; }
 const char *tl_tokenizer_model_name(const tl_tokenizer *t) { return t->kind == TL_TOK_BPE ? "gpt2" : "llama"; }
 const char *tl_tokenizer_pre_name(const tl_tokenizer *t) {
     if (t->kind != TL_TOK_BPE) return "";
-    return t->pre == TL_PRE_LLAMA3 ? "llama3" : t->pre == TL_PRE_GPT2 ? "gpt2" : "default";
+    return t->pre == TL_PRE_LLAMA3 ? "llama3" : t->pre == TL_PRE_GPT2 ? "gpt2" : t->pre == TL_PRE_QWEN2 ? "qwen2" : "default";
 }
 int32_t tl_tokenizer_bos(const tl_tokenizer *t) { return t->bos; }
 int32_t tl_tokenizer_eos(const tl_tokenizer *t) { return t->eos; }

@@ -8,7 +8,7 @@
 typedef struct tl_tokenizer tl_tokenizer;
 
 enum tl_tok_kind { TL_TOK_BPE, TL_TOK_SPM };
-enum tl_pre { TL_PRE_LLAMA3, TL_PRE_GPT2, TL_PRE_DEFAULT };
+enum tl_pre { TL_PRE_LLAMA3, TL_PRE_GPT2, TL_PRE_DEFAULT, TL_PRE_QWEN2 /* llama3 with single digits */ };
 enum tl_token_type { TL_TT_UNDEF = 0, TL_TT_NORMAL, TL_TT_UNKNOWN, TL_TT_CONTROL, TL_TT_USER, TL_TT_UNUSED, TL_TT_BYTE };
 
 ternlm_status tl_tokenizer_load(tl_tokenizer **out, const gguf_file *g, const char *pre_override,

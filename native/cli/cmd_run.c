@@ -98,7 +98,7 @@ static int check_opts(gen_opts *o) {
         return EXIT_USAGE;
     }
     static const char *const pre_names[] = {"llama3", "llama-v3", "llama-bpe", "falcon3", "gpt2", "gpt-2", "mpt", "olmo",
-                                            "jais", "default"}; /* the runtime's names (tokenizer.c) */
+                                            "jais", "default", "qwen2"}; /* the runtime's names (tokenizer.c) */
     int pre_known = !o->pre;
     for (size_t i = 0; !pre_known && i < sizeof pre_names / sizeof pre_names[0]; i++) pre_known = !strcmp(o->pre, pre_names[i]);
     if (!pre_known) { /* checked here too: a SentencePiece vocabulary would ignore it */

@@ -12,6 +12,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 void cli_print_version(void);
 int cmd_serve(int argc, char **argv);
 
@@ -28,6 +29,7 @@ static const struct {
     {"bench", cmd_bench, "measure prompt and generation speed"},
     {"synth", cmd_synth, "write a random-weight GGUF with a real model's shapes"},
     {"pull", cmd_pull, "download a model (URL or hf://OWNER/REPO/FILE) into the cache"},
+    {"perplexity", cmd_perplexity, "perplexity of a text, and KL divergence against llama-perplexity base logits"},
 };
 
 static void usage(FILE *f) {

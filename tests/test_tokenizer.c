@@ -202,6 +202,10 @@ static void qwen3_vocab(void) {
     const ternlm_model_info *info = ternlm_model_get_info(q);
     CHECK(!strcmp(info->pretokenizer, "qwen2"), "qwen3 pre-tokenizer is %s", info->pretokenizer);
     CHECK(info->eos == 151645 && !info->add_bos, "qwen3: eos %d (want 151645 <|im_end|>), add_bos %d", info->eos, info->add_bos);
+    /* end of generation: <|im_end|>, <|endoftext|> and the FIM/repo markers, as llama.cpp; not <|im_start|> */
+    static const int32_t eog[] = {151645, 151643, 151662, 151663, 151664};
+    for (size_t i = 0; i < sizeof eog / sizeof eog[0]; i++) CHECK(ternlm_token_is_eog(q, eog[i]), "qwen3: %d must end generation", eog[i]);
+    CHECK(!ternlm_token_is_eog(q, 151644) && !ternlm_token_is_eog(q, 151667), "qwen3: <|im_start|> and <think> do not end generation");
     goldens(q, TOK "qwen3-golden.jsonl", "qwen3-vocab.gguf (qwen2)");
     inp_out(q, TOK "qwen3-vocab.gguf", "qwen3-vocab.gguf");
     size_t n;

@@ -154,6 +154,8 @@ static void test_f16_specials(const tl_kernels *k, const tl_kernels *ref) {
         CHECK(!memcmp(&a, &b, 4), "%s dot_f16 with half 0x%04x: %.9g vs %.9g", k->name, special[s], b, a);
     }
     free(w), free(x);
+}
+
 /* Bonsai: Q1_0 / Q2_0 rows (random bits and codes, code 3 included) · x86-rule Q8_0 activations, with outlier and
  * all-zero activation rows; an odd number of Q2_0 blocks too. Bit-identical to scalar. */
 static void test_bonsai(const tl_kernels *k, const tl_kernels *ref) {

@@ -148,6 +148,7 @@ ternlm_status ternlm_chat_tokens(const ternlm_model *m, const ternlm_chat_messag
     if (!m->tok) return tl_fail(err, TERNLM_ERR_TOKENIZER, "this model file has no tokenizer");
     tl_ids ids = {0};
     ternlm_status st = render(m, msgs, n, add_assistant, &ids, err);
+    if (!st && ids.too_dense) st = tl_tokenizer_too_dense(err);
     if (!st && ids.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) {
         *n_out = ids.n;
@@ -253,7 +254,8 @@ ternlm_status ternlm_chat_begin_turn(ternlm_chat *c, const char *user_text, int3
             free(todo.v);
             todo = joined;
         }
-        if (todo.oom || before.oom || c->after.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+        if (todo.too_dense || before.too_dense || c->after.too_dense) st = tl_tokenizer_too_dense(err);
+        else if (todo.oom || before.oom || c->after.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     }
     if (!st) {
         *n_out = todo.n;

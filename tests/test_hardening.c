@@ -665,6 +665,27 @@ static void test_special_split(void) {
     printf("special split: 100k specials x 100 KB prompt in %.3f s\n", secs);
     ternlm_model_free(m);
     free(img), free(prompt), free(ids), free(names), free(big), free(bt), free(b.p);
+
+    /* nested specials (a, aa, ..., 200 a's) over 10k a's: 2M candidate matches; a clear error, not 16 MB per KB */
+    enum { NN = 200 };
+    const char *nest[NN + 2];
+    int32_t nt[NN + 2];
+    char *as = malloc(NN + 1);
+    memset(as, 'a', NN);
+    as[NN] = 0;
+    nest[0] = "<unk>", nest[1] = "b", nt[0] = 2, nt[1] = 1;
+    for (int i = 0; i < NN; i++) nest[2 + i] = as + NN - 1 - i, nt[2 + i] = 4; /* "a" x (i+1) */
+    b = build_vocab(nest, nt, NN + 2, NULL, NULL, 0);
+    m = open_image(&b, &img);
+    char text_a[10000];
+    memset(text_a, 'a', sizeof text_a);
+    int32_t few[64];
+    CHECK(m && ternlm_tokenize(m, text_a, sizeof text_a, 0, few, 64, &n_ids, &err) == TERNLM_ERR_TOKENIZER &&
+              strstr(err.message, "times per byte"),
+          "nested specials: %s", err.message);
+    CHECK(m && ternlm_tokenize(m, text_a, 20, 0, few, 64, &n_ids, &err) == TERNLM_OK && n_ids == 1, "20 a's: one token (%zu)", n_ids);
+    ternlm_model_free(m);
+    free(img), free(as), free(b.p);
 }
 
 /* ---- the C API contract (defect 11) ---- */

@@ -58,8 +58,16 @@ static int render_template(const ternlm_model *m, const char *tmpl, size_t len, 
     char bos[128], eos[128];
     token_text(m->tok, m->tok->bos, bos, sizeof bos);
     token_text(m->tok, m->tok->eos, eos, sizeof eos);
+    for (size_t i = 0; i < n; i++)
+        if (!msgs[i].role || !msgs[i].content) {
+            snprintf(why, why_cap, "message %zu has no role or no content", i);
+            return 0;
+        }
     tl_jinja_msg *jm = malloc((n ? n : 1) * sizeof *jm);
-    if (!jm) return 0;
+    if (!jm) {
+        snprintf(why, why_cap, "out of memory rendering the chat template");
+        return 0;
+    }
     for (size_t i = 0; i < n; i++) jm[i] = (tl_jinja_msg){msgs[i].role, msgs[i].content};
     const int ok = tl_jinja_render(tmpl, len, jm, n, bos, eos, add_generation_prompt, out, why, why_cap);
     free(jm);

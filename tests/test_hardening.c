@@ -326,6 +326,9 @@ static void test_templates(const ternlm_model *m) {
     CHECK(len == 5 && !strcmp(out, "hello"), "trim of 4 MB of spaces gives '%s' (%zu bytes)", out, len);
     CHECK(secs < 5, "trim of 4 MB of spaces took %.1f s", secs);
     free(content);
+    /* a message without content is an argument error, not a NULL dereference in the renderer */
+    const ternlm_chat_message holes[] = {{"user", NULL}};
+    expect_template_error(m, "NULL content", "{% for x in messages %}{{ x.content }}{% endfor %}", holes, 1, "no content");
     /* 6: a test without a name must not quote uninitialised bytes */
     expect_template_error(m, "'is' without a name", "{{ messages is }}", one, 1, "'is' without a test name");
     /* 7: 64-bit integers, overflow is an error */

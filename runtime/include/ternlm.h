@@ -334,12 +334,12 @@ ternlm_status ternlm_chat_tokens(const ternlm_model *model, const ternlm_chat_me
  * inspection and tests. Fails with TERNLM_ERR_TEMPLATE naming any unsupported construct, and also when a
  * template exceeds a limit: expressions or blocks nested deeper than TERNLM_TEMPLATE_MAX_DEPTH, a string or the
  * output longer than TERNLM_TEMPLATE_MAX_TEXT plus twice the messages' bytes, more than
- * TERNLM_TEMPLATE_MAX_LOOPS plus 16 per message for-loop iterations in all, or more than TERNLM_TEMPLATE_MAX_WORK
+ * TERNLM_TEMPLATE_MAX_LOOPS plus 64 per message for-loop iterations in all, or more than TERNLM_TEMPLATE_MAX_WORK
  * plus 16 per message byte of template scanned and text built (a bound on time). Integers are 64-bit; overflow is an error.
  * ternlm_chat_tokens falls back to the built-in format (with a logged warning) when the template fails. */
 #define TERNLM_TEMPLATE_MAX_DEPTH 64
 #define TERNLM_TEMPLATE_MAX_TEXT (8u << 20)
-#define TERNLM_TEMPLATE_MAX_LOOPS 1024u
+#define TERNLM_TEMPLATE_MAX_LOOPS 4096u
 #define TERNLM_TEMPLATE_MAX_WORK (256u << 20)
 ternlm_status ternlm_chat_template_render(const ternlm_model *model, const char *tmpl, const ternlm_chat_message *msgs,
                                           size_t n_msgs, int add_generation_prompt, char *buf, size_t cap,

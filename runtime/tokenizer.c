@@ -398,7 +398,8 @@ static void push_fragment(void *ctx, size_t start, size_t end, int32_t token) {
 /* Split the text at special tokens, longest tokens first (§2), in one pass (special.c). */
 static int split_specials(const tl_tokenizer *t, const char *text, size_t len, int parse_special, frags *f) {
     split_ctx c = {f, 0};
-    return tl_special_split(t, (const uint8_t *)text, len, parse_special, push_fragment, &c) && !c.oom;
+    const int r = tl_special_split(t, (const uint8_t *)text, len, parse_special, push_fragment, &c);
+    return r == 1 && c.oom ? 0 : r;
 }
 
 typedef struct bpe_ctx {
@@ -433,9 +434,11 @@ static void spm_fragment(const tl_tokenizer *t, const char *s, size_t n, int add
 void tl_tokenizer_encode(const tl_tokenizer *t, const char *text, size_t len, int parse_special, tl_ids *ids) {
     if (!len) return;
     frags f = {0};
-    if (!split_specials(t, text, len, parse_special, &f)) {
+    const int split = split_specials(t, text, len, parse_special, &f);
+    if (split != 1) {
         free(f.v);
-        ids->oom = 1;
+        if (split < 0) ids->too_dense = 1;
+        else ids->oom = 1;
         return;
     }
     int prev_special = 1;
@@ -457,6 +460,11 @@ void tl_tokenizer_encode(const tl_tokenizer *t, const char *text, size_t len, in
     free(f.v);
 }
 
+ternlm_status tl_tokenizer_too_dense(ternlm_error *err) {
+    return tl_fail(err, TERNLM_ERR_TOKENIZER,
+                   "special tokens of this vocabulary match more than %d times per byte of the text (nested specials)",
+                   TL_SPECIAL_MATCHES_PER_BYTE);
+}
 ternlm_status ternlm_tokenize(const ternlm_model *m, const char *text, size_t len, int flags, int32_t *out, size_t cap,
                               size_t *n_out, ternlm_error *err) {
     if (!m || (!text && len) || !n_out) return tl_fail(err, TERNLM_ERR_ARG, "model, text and n_out must not be NULL");
@@ -467,8 +475,9 @@ ternlm_status ternlm_tokenize(const ternlm_model *m, const char *text, size_t le
     if (add && t->add_bos && t->bos >= 0) tl_ids_push(&ids, t->bos);
     tl_tokenizer_encode(t, text, len, flags & TERNLM_TOKENIZE_PARSE_SPECIAL, &ids);
     if (add && t->add_eos && t->eos >= 0) tl_ids_push(&ids, t->eos);
-    if (ids.oom) {
+    if (ids.oom || ids.too_dense) {
         free(ids.v);
+        if (ids.too_dense) return tl_tokenizer_too_dense(err);
         return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory while tokenizing");
     }
     *n_out = ids.n;

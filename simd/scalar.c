@@ -152,7 +152,10 @@ void tl_quantize_q8_0(const float *x, int64_t n, uint8_t *y) {
         const uint16_t h = tl_f32_to_f16(d);
         y[0] = (uint8_t)h;
         y[1] = (uint8_t)(h >> 8);
-        for (int i = 0; i < 32; i++) y[2 + i] = (uint8_t)(int8_t)roundf(x[i] * id);
+        for (int i = 0; i < 32; i++) { /* NaN, inf or a subnormal scale: clamp, never an undefined conversion (issue 11) */
+            const float v = x[i] * id, r = v == v ? roundf(v) : 0.0f;
+            y[2 + i] = (uint8_t)(int8_t)(r > 127.0f ? 127.0f : r < -128.0f ? -128.0f : r);
+        }
     }
 }
 

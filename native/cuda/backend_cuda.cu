@@ -2,10 +2,12 @@
 // bits as the CPU (kernels.cuh says how).
 //
 // Weights are uploaded once: ternary linears repacked (kernels.cuh's layout), with q/k/v concatenated and gate/up
-// interleaved when their types match, so a layer is five launches for one token: q|k|v, attention, o, gate/up
-// with the activation, down; each linear norms and quantizes its own input. Float-like weights stay F16 or become
-// F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose kernels overlap their
-// starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use the tensor-core GEMM.
+// interleaved when their types match, so a layer is five linear or attention launches for one token: q|k|v,
+// attention, o, gate/up with the activation, down. A ternary linear's input is normed and quantized once per step
+// (k_prep, or the producing kernel's last block with TERNLM_CUDA_PREP=1), float linears prepare their own. Float-like
+// weights stay F16 or become F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose
+// kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
+// the tensor-core GEMM and, for grouped-query models, one attention block per KV group and token.
 #include <cuda_runtime.h>
 
 #include <stdio.h>
@@ -62,7 +64,7 @@ struct gpu_state {
     int *qsum, *tok, *pos0;
     unsigned *done;       // finish_and_prep's block counter
     int prep_in_producer; // TERNLM_CUDA_PREP=1: finish_and_prep in producers instead of a k_prep launch per input
-    int attn_group;       // prompts may use k_attention_group (GQA groups of 2..8 heads of <= 128 dimensions)
+    int attn_group;       // prompts may use k_attention_group (GQA groups of 2..4 heads of <= 128 dimensions)
     size_t attn_group_smem; // the dynamic shared memory it may take
     cudaGraphExec_t graph;
     int have_graph;
@@ -486,10 +488,10 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
                 cudaFuncSetAttribute(k_float_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)float_smem)))
         st = tl_fail(err, TERNLM_ERR_BACKEND, "CUDA: cannot reserve shared memory for the kernels");
     const int grp = h->n_head_kv ? (int)(h->n_head / h->n_head_kv) : 0;
-    const char *group = getenv("TERNLM_CUDA_ATTN_GROUP"); // 0: one block per head for prompts too (comparisons)
+    const char *group = getenv("TERNLM_CUDA_ATTN_GROUP"); // 0: a block per head for prompts too (comparisons)
     g->attn_group_smem = TL_MIN(limit, attn_group_smem_bytes((int)s->n_ctx, (int)h->head_dim, grp));
-    g->attn_group = grp >= 2 && grp <= 8 && h->head_dim <= 128 && h->head_dim % 8 == 0 && grp * h->n_head_kv == h->n_head &&
-                    !(group && !strcmp(group, "0"));
+    const int usable = grp >= 2 && grp <= 4 && h->head_dim <= 128 && h->head_dim % 8 == 0 && grp * h->n_head_kv == h->n_head;
+    g->attn_group = usable && !(group && !strcmp(group, "0"));
     if (!st && g->attn_group &&
         cudaFuncSetAttribute(k_attention_group, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->attn_group_smem)) {
         g->attn_group = 0;

@@ -793,7 +793,7 @@ __global__ void k_attention(attn_args a, int fresh, int pv_tile, prep_args next)
 // one block. Keys, then values, come through shared memory in tiles of AG_TILE positions, copied with cp.async two
 // tiles deep (the copy of tile i + 1 runs while tile i is used) and shared by the group's heads: with a block per
 // head and every load a dependent L2 round trip, prompt attention took longer than the prompt's GEMMs. Per head, the
-// arithmetic is k_attention's, in the same order. Needs hd <= 128 and a multiple of 8; positions < n_pos.
+// arithmetic is k_attention's, in the same order. Needs hd <= 128 and a multiple of 8, grp <= 4; positions < n_pos.
 // Dynamic shared memory: attn_group_smem_bytes.
 #define AG_TILE 64
 
@@ -813,7 +813,9 @@ __device__ __forceinline__ void kv_tile_copy(__half *buf, const __half *X, int p
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-__global__ void __launch_bounds__(1024) k_attention_group(attn_args a, int n_pos) {
+// 3 blocks per SM (40 registers): occupancy bounds this kernel's latency chains; 4 (32 registers) spilled, measured
+// slower, and exceeds sm_89's 1536 threads per SM
+__global__ void __launch_bounds__(512, 3) k_attention_group(attn_args a, int n_pos) {
     extern __shared__ __align__(16) float sa[];
     __shared__ float shf[32];
     __shared__ double shd[8];

@@ -28,6 +28,8 @@
  *   - Chat templates: see ternlm_chat_template_render (depth, size, loop and work limits).
  *   - Threads: n_threads above TERNLM_MAX_THREADS_PER_CORE x the cores is clamped, with a warning.
  *   - Sampling: NaN logits are never picked (they rank below every number); +inf ranks above every number.
+ *   - Tokenizing: special tokens are split in one pass over the text; a vocabulary whose specials match more than
+ *     64 times per byte of text (nested on purpose) gets TERNLM_ERR_TOKENIZER instead of a huge match list.
  *
  * Life of a generation
  *   ternlm_model_open_file()     -> ternlm_model      (weights used in place: mmap or host buffer)
@@ -158,7 +160,8 @@ typedef struct ternlm_model_info {
 const ternlm_model_info *ternlm_model_get_info(const ternlm_model *model);
 
 /* Metadata access: count, the i-th key, and its value printed as text (arrays are summarised).
- * ternlm_model_meta_string returns a string value by key, or NULL (len set to its byte length). */
+ * ternlm_model_meta_string returns a string value by key, or NULL (len set to its byte length). The bytes point into
+ * the file and are NOT NUL-terminated: use len (never strlen, strstr or %s on them). */
 uint64_t ternlm_model_meta_count(const ternlm_model *model);
 ternlm_status ternlm_model_meta_key(const ternlm_model *model, uint64_t i, char *buf, size_t cap);
 ternlm_status ternlm_model_meta_value_text(const ternlm_model *model, uint64_t i, char *buf, size_t cap);
@@ -389,12 +392,12 @@ ternlm_status ternlm_chat_tokens(const ternlm_model *model, const ternlm_chat_me
  * inspection and tests. Fails with TERNLM_ERR_TEMPLATE naming any unsupported construct, and also when a
  * template exceeds a limit: expressions or blocks nested deeper than TERNLM_TEMPLATE_MAX_DEPTH, a string or the
  * output longer than TERNLM_TEMPLATE_MAX_TEXT plus twice the messages' bytes, more than
- * TERNLM_TEMPLATE_MAX_LOOPS plus 16 per message for-loop iterations in all, or more than TERNLM_TEMPLATE_MAX_WORK
+ * TERNLM_TEMPLATE_MAX_LOOPS plus 64 per message for-loop iterations in all, or more than TERNLM_TEMPLATE_MAX_WORK
  * plus 16 per message byte of template scanned and text built (a bound on time). Integers are 64-bit; overflow is an error.
  * ternlm_chat_tokens falls back to the built-in format (with a logged warning) when the template fails. */
 #define TERNLM_TEMPLATE_MAX_DEPTH 64
 #define TERNLM_TEMPLATE_MAX_TEXT (8u << 20)
-#define TERNLM_TEMPLATE_MAX_LOOPS 1024u
+#define TERNLM_TEMPLATE_MAX_LOOPS 4096u
 #define TERNLM_TEMPLATE_MAX_WORK (256u << 20)
 ternlm_status ternlm_chat_template_render(const ternlm_model *model, const char *tmpl, const ternlm_chat_message *msgs,
                                           size_t n_msgs, int add_generation_prompt, char *buf, size_t cap,

@@ -271,3 +271,20 @@ test('/health answers 503 (loading) or 200, and 200 once ready', async () => {
     assert.equal((await srv.stop()).code, 0);
   }
 });
+
+test('--queue 0: a free slot still takes a request; a busy one answers 503 at once', async () => {
+  const srv = await startServer(['-np', '1', '--queue', '0']);
+  try {
+    const ok = await postJson(srv.base, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 3, temperature: 0 });
+    assert.equal(ok.status, 200);
+    const ac = new AbortController();
+    const busy = fetch(srv.base + '/v1/completions', { method: 'POST', signal: ac.signal,
+      body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 1900, ignore_eos: true, stream: true }) });
+    await waitMetrics(srv.base, (m) => m['llamacpp:requests_processing'] === 1);
+    expectOpenAIError(await postJson(srv.base, '/v1/completions', { prompt: 'x', max_tokens: 2 }), 503);
+    ac.abort();
+    await busy.catch(() => {});
+  } finally {
+    assert.equal((await srv.stop()).code, 0);
+  }
+});

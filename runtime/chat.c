@@ -58,8 +58,16 @@ static int render_template(const ternlm_model *m, const char *tmpl, size_t len, 
     char bos[128], eos[128];
     token_text(m->tok, m->tok->bos, bos, sizeof bos);
     token_text(m->tok, m->tok->eos, eos, sizeof eos);
+    for (size_t i = 0; i < n; i++)
+        if (!msgs[i].role || !msgs[i].content) {
+            snprintf(why, why_cap, "message %zu has no role or no content", i);
+            return 0;
+        }
     tl_jinja_msg *jm = malloc((n ? n : 1) * sizeof *jm);
-    if (!jm) return 0;
+    if (!jm) {
+        snprintf(why, why_cap, "out of memory rendering the chat template");
+        return 0;
+    }
     for (size_t i = 0; i < n; i++) jm[i] = (tl_jinja_msg){msgs[i].role, msgs[i].content};
     const int ok = tl_jinja_render(tmpl, len, jm, n, bos, eos, add_generation_prompt, out, why, why_cap);
     free(jm);
@@ -180,6 +188,7 @@ ternlm_status ternlm_chat_tokens(const ternlm_model *m, const ternlm_chat_messag
     if (!m->tok) return tl_fail(err, TERNLM_ERR_TOKENIZER, "this model file has no tokenizer");
     tl_ids ids = {0};
     ternlm_status st = render(m, NULL, msgs, n, add_assistant, &ids, err);
+    if (!st && ids.too_dense) st = tl_tokenizer_too_dense(err);
     if (!st && ids.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) {
         *n_out = ids.n;
@@ -286,7 +295,8 @@ ternlm_status ternlm_chat_begin_turn(ternlm_chat *c, const char *user_text, int3
             free(todo.v);
             todo = joined;
         }
-        if (todo.oom || before.oom || c->after.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+        if (todo.too_dense || before.too_dense || c->after.too_dense) st = tl_tokenizer_too_dense(err);
+        else if (todo.oom || before.oom || c->after.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     }
     if (!st) {
         *n_out = todo.n;

@@ -13,7 +13,7 @@
 #include "tensor_types.h"
 #include "threads.h"
 
-#define UBATCH 64 /* tokens processed together; bounds the scratch memory */
+#define UBATCH TL_UBATCH /* tokens processed together; bounds the scratch memory */
 
 /* ------------------------------------------------------------------------------------------------
  * Small building blocks
@@ -57,6 +57,11 @@ static void rope(float *v, int n_heads, const tl_hparams *h, const float *cs) {
     }
 }
 
+/* qwen3: RMSNorm of each head's vector (head_dim wide) of n_vecs contiguous heads, before RoPE. */
+static void per_head_rmsnorm(float *v, int64_t n_vecs, const float *w, const tl_hparams *h) {
+    for (int64_t i = 0; i < n_vecs; i++) rmsnorm(v + i * h->head_dim, v + i * h->head_dim, w, h->head_dim, h->eps);
+}
+
 static void ffn_activation(float *g, const float *u, int64_t n, enum tl_act act) {
     for (int64_t i = 0; i < n; i++) {
         const float x = g[i];
@@ -75,6 +80,7 @@ typedef struct act {
     int T;
     int64_t n;
     int have_i8, have_q8k, have_q8_0, have_f16r;
+    int have_q8_0x; /* x86-rule Q8_0 for Q1_0/Q2_0 (shares the q80 buffer with have_q8_0) */
 } act;
 
 static void act_init(act *a, const float *x, int T, int64_t n) {
@@ -96,6 +102,11 @@ static void act_prepare(ternlm_session *s, act *a, uint32_t type) {
     } else if (type == TL_Q8_0 && !a->have_q8_0) {
         for (int t = 0; t < a->T; t++) tl_quantize_q8_0(a->x + t * a->n, a->n, s->q80 + t * (a->n / 32 * 34));
         a->have_q8_0 = 1;
+        a->have_q8_0x = 0;
+    } else if ((type == TL_Q1_0 || type == TL_Q2_0) && !a->have_q8_0x) {
+        for (int t = 0; t < a->T; t++) tl_quantize_q8_0_x86(a->x + t * a->n, a->n, s->q80 + t * (a->n / 32 * 34));
+        a->have_q8_0x = 1;
+        a->have_q8_0 = 0;
     } else if (type == TL_F16 && s->m->hp.head_input_f16 && !a->have_f16r) {
         /* llama.cpp multiplies F16 weights by an f16 copy of the activations */
         for (int64_t i = 0; i < a->T * a->n; i++) s->f16r[i] = tl_round_f16(a->x[i]);
@@ -138,7 +149,8 @@ static void linear_rows_other(const linear_job *j, int64_t r0, int64_t r1, float
     const int64_t n = w->ne0;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
-        if (w->type != TL_F32 && w->type != TL_F16 && w->type != TL_TQ1_0 && w->type != TL_TQ2_0 && w->type != TL_Q8_0)
+        if (w->type != TL_F32 && w->type != TL_F16 && w->type != TL_TQ1_0 && w->type != TL_TQ2_0 && w->type != TL_Q8_0 &&
+            w->type != TL_Q1_0 && w->type != TL_Q2_0)
             tl_dequant_row(w->type, row, tmp, n, 0);
         for (int t = 0; t < a->T; t++) {
             float v;
@@ -150,6 +162,8 @@ static void linear_rows_other(const linear_job *j, int64_t r0, int64_t r1, float
             case TL_TQ2_0: v = k->dot_tq2(row, s->q8k + t * (n / 256), n); break;
             case TL_TQ1_0: v = k->dot_tq1(row, s->q8k + t * (n / 256), n); break;
             case TL_Q8_0: v = k->dot_q8_0(row, s->q80 + t * (n / 32 * 34), n); break;
+            case TL_Q1_0: v = k->dot_q1_0(row, s->q80 + t * (n / 32 * 34), n); break;
+            case TL_Q2_0: v = k->dot_q2_0(row, s->q80 + t * (n / 32 * 34), n); break;
             default: v = k->dot_f32(tmp, a->x + t * n, n); break;
             }
             j->y[t * j->y_stride + r] = v;
@@ -187,17 +201,25 @@ static void linear(ternlm_session *s, const tl_weight *w, act *a, float *y) { li
 
 typedef struct attn_job {
     ternlm_session *s;
-    uint32_t layer, pos0;
+    uint32_t layer;
     int T;
 } attn_job;
 
+/* Layer l's K (or V) rows of KV slot `seq`: [position][kv_dim]. A plain session has one slot. */
+static uint16_t *kv_rows(const ternlm_session *s, uint16_t *cache, uint32_t seq, uint32_t l) {
+    const size_t kv_dim = (size_t)s->m->hp.head_dim * s->m->hp.n_head_kv;
+    return cache + (size_t)seq * s->slot_elems + (size_t)l * s->n_ctx * kv_dim;
+}
+
 static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh, float *scores, float *qh) {
     const tl_hparams *h = &s->m->hp;
-    const uint32_t hd = h->head_dim, kv_dim = hd * h->n_head_kv, pos = j->pos0 + (uint32_t)t;
+    /* each token attends to its own sequence's slot, up to its own position */
+    const uint32_t hd = h->head_dim, kv_dim = hd * h->n_head_kv, pos = s->tok_pos[t], seq = s->tok_seq[t];
     const uint32_t kvh = hh / (h->n_head / h->n_head_kv); /* GQA: query head -> its KV head */
-    const uint16_t *K = s->k_cache + ((size_t)j->layer * s->n_ctx) * kv_dim + kvh * hd;
-    const uint16_t *V = s->v_cache + ((size_t)j->layer * s->n_ctx) * kv_dim + kvh * hd;
-    const float *q = s->q + (int64_t)t * h->n_embd + hh * hd;
+    const uint16_t *K = kv_rows(s, s->k_cache, seq, j->layer) + kvh * hd;
+    const uint16_t *V = kv_rows(s, s->v_cache, seq, j->layer) + kvh * hd;
+    const int64_t QW = (int64_t)h->n_head * hd; /* qwen3: may differ from n_embd */
+    const float *q = s->q + (int64_t)t * QW + hh * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     for (uint32_t d = 0; d < hd; d++) qh[d] = tl_round_f16(q[d]); /* Q is rounded to f16 for K·Q */
     float max = -INFINITY;
@@ -211,7 +233,7 @@ static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh,
         lanes[p % TL_LANES] += (double)scores[p];
     }
     const float inv = (float)(1.0 / tl_lanes_fold_d(lanes, TL_LANES));
-    float *out = s->att + (int64_t)t * h->n_embd + hh * hd;
+    float *out = s->att + (int64_t)t * QW + hh * hd;
     for (uint32_t p = 0; p <= pos; p++) {
         scores[p] *= inv;
         if (h->probs_f16) scores[p] = tl_round_f16(scores[p]);
@@ -230,13 +252,13 @@ static void attn_task(void *ctx, int ith, int nth) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * One batch of T tokens at positions pos0 .. pos0+T-1.
+ * One micro-batch of T tokens; token t belongs to KV slot tok_seq[t] at position tok_pos[t].
  * --------------------------------------------------------------------------------------------- */
 
-static void store_kv(ternlm_session *s, uint32_t l, uint32_t pos, const float *k, const float *v) {
+static void store_kv(ternlm_session *s, uint32_t l, uint32_t seq, uint32_t pos, const float *k, const float *v) {
     const uint32_t kv_dim = s->m->hp.head_dim * s->m->hp.n_head_kv;
-    uint16_t *K = s->k_cache + ((size_t)l * s->n_ctx + pos) * kv_dim;
-    uint16_t *V = s->v_cache + ((size_t)l * s->n_ctx + pos) * kv_dim;
+    uint16_t *K = kv_rows(s, s->k_cache, seq, l) + (size_t)pos * kv_dim;
+    uint16_t *V = kv_rows(s, s->v_cache, seq, l) + (size_t)pos * kv_dim;
     for (uint32_t i = 0; i < kv_dim; i++) {
         K[i] = tl_f32_to_f16(k[i]);
         V[i] = tl_f32_to_f16(v[i]);
@@ -245,24 +267,26 @@ static void store_kv(ternlm_session *s, uint32_t l, uint32_t pos, const float *k
 
 static void attention_block(ternlm_session *s, const tl_layer *L, uint32_t l, int T) {
     const tl_hparams *h = &s->m->hp;
-    const int64_t E = h->n_embd, KV = (int64_t)h->head_dim * h->n_head_kv;
+    const int64_t E = h->n_embd, KV = (int64_t)h->head_dim * h->n_head_kv, QW = (int64_t)h->head_dim * h->n_head;
     act a;
     for (int t = 0; t < T; t++) rmsnorm(s->xn + t * E, s->x + t * E, L->attn_norm, E, h->eps);
     act_init(&a, s->xn, T, E);
     linear(s, &L->wq, &a, s->q);
     linear(s, &L->wk, &a, s->k);
     linear(s, &L->wv, &a, s->v);
+    if (L->attn_q_norm) per_head_rmsnorm(s->q, T * (int64_t)h->n_head, L->attn_q_norm, h);
+    if (L->attn_k_norm) per_head_rmsnorm(s->k, T * (int64_t)h->n_head_kv, L->attn_k_norm, h);
     for (int t = 0; t < T; t++) {
         const float *cs = s->rope_cs + (int64_t)t * h->n_rot;
-        rope(s->q + t * E, (int)h->n_head, h, cs);
+        rope(s->q + t * QW, (int)h->n_head, h, cs);
         rope(s->k + t * KV, (int)h->n_head_kv, h, cs);
-        store_kv(s, l, s->pos + (uint32_t)t, s->k + t * KV, s->v + t * KV);
+        store_kv(s, l, s->tok_seq[t], s->tok_pos[t], s->k + t * KV, s->v + t * KV);
     }
-    attn_job job = {s, l, s->pos, T};
+    attn_job job = {s, l, T};
     tl_pool_run(s->pool, attn_task, &job);
     if (L->attn_sub_norm)
         for (int t = 0; t < T; t++) rmsnorm(s->att + t * E, s->att + t * E, L->attn_sub_norm, E, h->eps);
-    act_init(&a, s->att, T, E);
+    act_init(&a, s->att, T, QW);
     linear(s, &L->wo, &a, s->proj);
     for (int64_t i = 0; i < T * E; i++) s->x[i] += s->proj[i];
 }
@@ -285,34 +309,46 @@ static void ffn_block(ternlm_session *s, const tl_layer *L, int T) {
     for (int64_t i = 0; i < T * E; i++) s->x[i] += s->proj[i];
 }
 
-/* Logits for tokens [first, T) of this batch into `out` (one n_vocab row each). */
-static void lm_head(ternlm_session *s, int first, int T, float *out) {
+/* Logits for the n tokens rows[0..n) of this batch into `out` (one n_vocab row each, in that order). */
+static void lm_head(ternlm_session *s, const int *rows, int n, float *out) {
     const ternlm_model *m = s->m;
     const int64_t E = m->hp.n_embd;
-    const int n = T - first;
-    for (int i = 0; i < n; i++) rmsnorm(s->xn + i * E, s->x + (first + i) * E, m->output_norm, E, m->hp.eps);
+    for (int i = 0; i < n; i++) rmsnorm(s->xn + i * E, s->x + rows[i] * E, m->output_norm, E, m->hp.eps);
     act a;
     act_init(&a, s->xn, n, E);
     linear_strided(s, &m->output, &a, out, m->hp.n_vocab);
 }
 
-static ternlm_status eval_batch(ternlm_session *s, const int32_t *tokens, int T, int which, float *logits) {
+void tl_eval_ubatch(ternlm_session *s, const int32_t *tokens, int T, const int *logit_rows, int n_logit_rows,
+                    float *logits) {
     const ternlm_model *m = s->m;
     const tl_hparams *h = &m->hp;
     const int64_t E = h->n_embd;
     for (int t = 0; t < T; t++) {
         tl_dequant_row(m->tok_embd.type, m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes, s->x + t * E,
                        E, m->tok_embd.i2s_scale);
-        tl_rope_table(s->rope_cs + (int64_t)t * h->n_rot, s->pos + (uint32_t)t, h, m->rope_freqs);
+        tl_rope_table(s->rope_cs + (int64_t)t * h->n_rot, s->tok_pos[t], h, m->rope_freqs);
     }
     for (uint32_t l = 0; l < h->n_layer; l++) {
         attention_block(s, &m->layers[l], l, T);
         ffn_block(s, &m->layers[l], T);
     }
-    if (which == TERNLM_LOGITS_ALL) lm_head(s, 0, T, logits);
-    else if (which == TERNLM_LOGITS_LAST) lm_head(s, T - 1, T, logits);
-    s->pos += (uint32_t)T;
+    if (n_logit_rows) lm_head(s, logit_rows, n_logit_rows, logits);
     s->n_evaluated += (uint64_t)T;
+}
+
+/* The single-sequence path: slot 0, positions pos .. pos+T-1. */
+static ternlm_status eval_batch(ternlm_session *s, const int32_t *tokens, int T, int which, float *logits) {
+    int rows[UBATCH];
+    for (int t = 0; t < T; t++) {
+        s->tok_seq[t] = 0;
+        s->tok_pos[t] = s->pos + (uint32_t)t;
+        rows[t] = t;
+    }
+    if (which == TERNLM_LOGITS_ALL) tl_eval_ubatch(s, tokens, T, rows, T, logits);
+    else if (which == TERNLM_LOGITS_LAST) tl_eval_ubatch(s, tokens, T, rows + T - 1, 1, logits);
+    else tl_eval_ubatch(s, tokens, T, rows, 0, logits);
+    s->pos += (uint32_t)T;
     return TERNLM_OK;
 }
 
@@ -328,27 +364,29 @@ ternlm_session_params ternlm_session_params_default(void) {
 
 static ternlm_status alloc_scratch(ternlm_session *s, ternlm_error *err) {
     const tl_hparams *h = &s->m->hp;
-    const int64_t B = UBATCH, E = h->n_embd, F = h->n_ff, KV = (int64_t)h->head_dim * h->n_head_kv;
+    const int64_t KV = (int64_t)h->head_dim * h->n_head_kv, QW = (int64_t)h->head_dim * h->n_head;
+    const int64_t B = UBATCH, E = TL_MAX((int64_t)h->n_embd, QW), F = h->n_ff; /* E: also the q and att rows */
     const int64_t wide = TL_MAX(E, F), nth = tl_pool_size(s->pool);
-    const size_t kv_elems = (size_t)h->n_layer * s->n_ctx * (size_t)KV;
+    s->slot_elems = (size_t)h->n_layer * s->n_ctx * (size_t)KV;
+    const size_t kv_elems = s->slot_elems * s->n_seq;
     const int64_t acc_rows = s->m->output.type == TL_I2_S ? TL_MAX(wide, (int64_t)h->n_vocab) : wide;
     s->row_tmp_len = wide;
     void **bufs[] = {(void **)&s->x, (void **)&s->xn, (void **)&s->q, (void **)&s->k, (void **)&s->v, (void **)&s->att,
                      (void **)&s->proj, (void **)&s->ff_g, (void **)&s->ff_u, (void **)&s->qa, (void **)&s->qa_scale,
                      (void **)&s->qa_sum, (void **)&s->q8k, (void **)&s->q80, (void **)&s->f16r, (void **)&s->acc,
                      (void **)&s->rope_cs, (void **)&s->scores, (void **)&s->qh, (void **)&s->row_tmp,
-                     (void **)&s->k_cache, (void **)&s->v_cache};
+                     (void **)&s->k_cache, (void **)&s->v_cache, (void **)&s->tok_seq, (void **)&s->tok_pos};
     const size_t sizes[] = {B * E * 4, B * E * 4, B * E * 4, B * KV * 4, B * KV * 4, B * E * 4, B * E * 4, B * F * 4,
                             B * F * 4, B * wide, B * 4, B * 4, (size_t)(B * (wide / 256 + 1)) * sizeof(tl_block_q8k),
                             (size_t)(B * (wide / 32 + 1) * 34), B * wide * 4,
                             (size_t)B * (size_t)acc_rows * 4, B * h->n_rot * 4,
                             (size_t)nth * s->n_ctx * 4, (size_t)nth * h->head_dim * 4, (size_t)(nth * wide * 4),
-                            kv_elems * 2, kv_elems * 2};
+                            kv_elems * 2, kv_elems * 2, B * 4, B * 4};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *bufs[i] = tl_aligned_alloc(sizes[i]);
         if (!*bufs[i])
-            return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %zu bytes of session memory (context %u)", sizes[i],
-                           s->n_ctx);
+            return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %zu bytes of session memory (context %u, %u slots)",
+                           sizes[i], s->n_ctx, s->n_seq);
     }
     return TERNLM_OK;
 }
@@ -364,12 +402,13 @@ static uint32_t clamp_threads(const ternlm_model *m, uint32_t requested) {
     return limit;
 }
 
-static ternlm_status session_new_cpu(ternlm_model *m, const ternlm_session_params *p, ternlm_session **out,
-                                     ternlm_error *err) {
+ternlm_status tl_session_new_cpu(ternlm_model *m, const ternlm_session_params *p, uint32_t n_seq, ternlm_session **out,
+                                 ternlm_error *err) {
     ternlm_session *s = calloc(1, sizeof *s);
     if (!s) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = p->n_ctx ? TL_MIN(p->n_ctx, m->hp.n_ctx_train) : TL_MIN(m->hp.n_ctx_train, 4096u);
+    s->n_seq = n_seq;
     s->kern = tl_kernels_best();
     s->pool = tl_pool_new((int)clamp_threads(m, p->n_threads));
     ternlm_status st = s->pool ? alloc_scratch(s, err) : tl_fail(err, TERNLM_ERR_NOMEM, "cannot start threads");
@@ -388,7 +427,10 @@ ternlm_status ternlm_session_new(ternlm_model *m, const ternlm_session_params *p
         return tl_fail(err, TERNLM_ERR_MODEL, "this GGUF has no weights (a vocabulary-only file): it can tokenize but not run");
     const ternlm_session_params p = params ? *params : ternlm_session_params_default();
     ternlm_session *s = NULL;
-    const ternlm_status st = p.use_gpu ? tl_session_new_gpu(m, &p, &s, err) : session_new_cpu(m, &p, &s, err);
+    if (p.use_gpu && (m->tok_embd.type == TL_Q1_0 || m->tok_embd.type == TL_Q2_0 || m->hp.qk_norm))
+        return tl_fail(err, TERNLM_ERR_UNSUPPORTED, "the CUDA backend does not run arch '%s' with %s weights yet; run it on the CPU",
+                       m->arch, m->weight_type);
+    const ternlm_status st = p.use_gpu ? tl_session_new_gpu(m, &p, &s, err) : tl_session_new_cpu(m, &p, 1, &s, err);
     if (st) return st; /* *out is left as it was */
     tl_model_retain(m);
     s->holds_model_ref = 1;
@@ -403,7 +445,8 @@ void ternlm_session_free(ternlm_session *s) {
         tl_session_free_gpu(s);
     } else {
         void *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->proj, s->ff_g, s->ff_u, s->qa, s->qa_scale, s->qa_sum,
-                        s->q8k, s->q80, s->f16r, s->acc, s->rope_cs, s->scores, s->qh, s->row_tmp, s->k_cache, s->v_cache};
+                        s->q8k, s->q80, s->f16r, s->acc, s->rope_cs, s->scores, s->qh, s->row_tmp, s->k_cache, s->v_cache,
+                        s->tok_seq, s->tok_pos};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tl_aligned_free(bufs[i]);
         free(s->logits);
         tl_pool_free(s->pool);

@@ -2,6 +2,7 @@
  * or a memory access (../shared/specs/gguf.md §7). All file arithmetic is uint64 with overflow checks. */
 #include "gguf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -234,7 +235,10 @@ static ternlm_status bad_type(cursor *c, const char *name, uint64_t t) {
     const char *why = "";
     if (t == 37) why = " (I8_S: a bitnet.cpp activation type, never stored in files)";
     else if (t == 38 || t == 39) why = " (bitnet.cpp TL1/TL2 lookup-table layout, or upstream MXFP4 for 39: convert to I2_S)";
-    else if (t >= 40 && t <= 43) why = " (a newer upstream ggml type ternlm does not support)";
+    else if (t == 40 || t == 43) why = " (a newer upstream ggml type ternlm does not support)";
+    else if (t == 142) why = " (PQ2_0: PrismML's fork-only group-128 ternary type, Bonsai 2; needs PrismML's llama.cpp fork)";
+    else if (t == 143) why = " (PTQ1_0: PrismML's fork-only Bonsai 2 type with a Hadamard activation transform; needs PrismML's "
+                             "llama.cpp fork)";
     else if (t == TL_Q8_K) why = " (Q8_K is an activation format)";
     return tl_fail(c->err, TERNLM_ERR_UNSUPPORTED, "tensor '%s': unsupported tensor type %llu%s", name,
                    (unsigned long long)t, why);
@@ -305,7 +309,7 @@ static ternlm_status read_alignment(cursor *c, gguf_file *g) {
     return TERNLM_OK;
 }
 
-static ternlm_status check_tensor_data(cursor *c, gguf_file *g) {
+static ternlm_status check_tensor_extents(cursor *c, gguf_file *g) {
     const uint64_t data_size = g->file_size - g->data_start;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
@@ -330,6 +334,63 @@ static ternlm_status check_tensor_data(cursor *c, gguf_file *g) {
             st = tl_fail(c->err, TERNLM_ERR_FORMAT, "tensors '%s' and '%s' overlap in the data section", order[i - 1]->name,
                          order[i]->name);
     free(order);
+    return st;
+}
+
+/* Early Ternary-Bonsai files stored Q2_0 (id 42) in a group-128 layout (34 bytes per 128, PrismML's later PQ2_0)
+ * where upstream and ternlm read group 64 (18 bytes per 64): quant-formats.md §11. Such a file fails the extent
+ * checks; it is that layout when every type-42 tensor at n/128·34 bytes makes the offsets fit. */
+static int q2_0_fits_group128(const cursor *c, gguf_file *g) {
+    uint64_t n42 = 0, ok = 1;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        gguf_tensor *t = &g->tensors[i];
+        if (t->type != TL_Q2_0) continue;
+        n42++;
+        ok &= t->ne[0] % 128 == 0;
+    }
+    if (!n42 || !ok) return 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].type == TL_Q2_0) g->tensors[i].nbytes = g->tensors[i].nbytes / 18 / 2 * 34;
+    cursor quiet = *c;
+    quiet.err = NULL;
+    const int fits = check_tensor_extents(&quiet, g) == TERNLM_OK;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].type == TL_Q2_0) g->tensors[i].nbytes = g->tensors[i].nbytes / 34 * 2 * 18;
+    return fits;
+}
+
+/* A third-party converter writes I2_S sequentially (n/4 bytes, no scale tail) with the scale in a companion
+ * `<name>_scale` tensor. True when every I2_S tensor has that companion and n/4-byte sizes make the offsets fit. */
+int gguf_i2s_scale_companion(const gguf_file *g, const gguf_tensor *t) {
+    char name[GGUF_MAX_NAME + 8];
+    snprintf(name, sizeof name, "%s_scale", t->name);
+    return gguf_find_tensor(g, name) != NULL;
+}
+
+static int i2s_fits_sequential(const cursor *c, gguf_file *g) {
+    uint64_t n_i2s = 0, all = 1;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].type == TL_I2_S) n_i2s++, all &= gguf_i2s_scale_companion(g, &g->tensors[i]);
+    if (!n_i2s || !all) return 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].type == TL_I2_S) g->tensors[i].nbytes -= 32;
+    cursor quiet = *c;
+    quiet.err = NULL;
+    const int fits = check_tensor_extents(&quiet, g) == TERNLM_OK;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].type == TL_I2_S) g->tensors[i].nbytes += 32;
+    return fits;
+}
+
+static ternlm_status check_tensor_data(cursor *c, gguf_file *g) {
+    const ternlm_status st = check_tensor_extents(c, g);
+    if (st && st != TERNLM_ERR_NOMEM && i2s_fits_sequential(c, g))
+        return tl_fail(c->err, TERNLM_ERR_UNSUPPORTED, GGUF_I2S_SEQUENTIAL_MSG, "the I2_S tensors");
+    if (st && st != TERNLM_ERR_NOMEM && q2_0_fits_group128(c, g))
+        return tl_fail(c->err, TERNLM_ERR_UNSUPPORTED,
+                       "the Q2_0 (type 42) tensors are in the deprecated group-128 layout of early Ternary-Bonsai files "
+                       "(34 bytes per 128 weights, PrismML's PQ2_0); ternlm reads the official group-64 Q2_0 "
+                       "(18 bytes per 64): use the *-Q2_0_g64.gguf file");
     return st;
 }
 

@@ -72,4 +72,11 @@ double gguf_arr_num(const gguf_kv *kv, uint64_t i);
 /* Walk an array of strings: *pos starts at 0; returns the next string. The parser already validated it. */
 gguf_str gguf_arr_next_str(const gguf_kv *kv, uint64_t *pos);
 
+/* 1 when tensor t has a `<name>_scale` companion: the sequential I2_S layout of a third-party converter. */
+int gguf_i2s_scale_companion(const gguf_file *g, const gguf_tensor *t);
+#define GGUF_I2S_SEQUENTIAL_MSG                                                                                    \
+    "%s use the sequential I2_S layout with a '<name>_scale' companion tensor (a third-party converter), not "   \
+    "bitnet.cpp's 128-element interleave with the scale after the codes; ternlm cannot prove that layout's code " \
+    "order: convert the model with bitnet.cpp's converter"
+
 #endif

@@ -703,7 +703,10 @@ static size_t render_block(jctx *c, size_t pos, int emit, const char *const *sto
 int tl_jinja_render(const char *tmpl, size_t len, const tl_jinja_msg *msgs, size_t n_msgs, const char *bos,
                     const char *eos, int add_generation_prompt, tl_jinja_text *out, char *err, size_t err_cap) {
     jctx *c = calloc(1, sizeof *c);
-    if (!c) return 0;
+    if (!c) {
+        snprintf(err, err_cap, "out of memory rendering the chat template");
+        return 0;
+    }
     c->src = tmpl;
     c->len = len;
     c->msgs = msgs;
@@ -714,7 +717,7 @@ int tl_jinja_render(const char *tmpl, size_t len, const tl_jinja_msg *msgs, size
     size_t msg_bytes = 0;
     for (size_t i = 0; i < n_msgs; i++) msg_bytes += strlen(msgs[i].role) + strlen(msgs[i].content);
     c->text_limit = TERNLM_TEMPLATE_MAX_TEXT + 2 * msg_bytes;
-    c->loop_limit = TERNLM_TEMPLATE_MAX_LOOPS + 16 * n_msgs;
+    c->loop_limit = TERNLM_TEMPLATE_MAX_LOOPS + 64 * n_msgs;
     c->work_limit = TERNLM_TEMPLATE_MAX_WORK + 16 * msg_bytes;
     tag stop;
     render_block(c, 0, 1, NULL, &stop);

@@ -16,13 +16,16 @@ typedef struct arch_desc {
     enum tl_act act;
     enum tl_rope rope;
     int sub_norms, probs_f16, head_input_f16;
+    int qk_norm;
 } arch_desc;
 
 static const arch_desc k_archs[] = {
-    {"bitnet-b1.58", TL_ACT_RELU2, TL_ROPE_NEOX, 1, 0, 0},
-    {"bitnet-25", TL_ACT_RELU2, TL_ROPE_NEOX, 1, 0, 0},
-    {"bitnet", TL_ACT_SILU, TL_ROPE_NEOX, 1, 1, 1},
-    {"llama", TL_ACT_SILU, TL_ROPE_NORM, 0, 1, 1},
+    {"bitnet-b1.58", TL_ACT_RELU2, TL_ROPE_NEOX, 1, 0, 0, 0},
+    {"bitnet-25", TL_ACT_RELU2, TL_ROPE_NEOX, 1, 0, 0, 0},
+    {"bitnet", TL_ACT_SILU, TL_ROPE_NEOX, 1, 1, 1, 0},
+    {"llama", TL_ACT_SILU, TL_ROPE_NORM, 0, 1, 1, 0},
+    /* PrismML Bonsai / Ternary-Bonsai (bitnet-architectures.md §8): llama.cpp numerics, per-head q/k norms */
+    {"qwen3", TL_ACT_SILU, TL_ROPE_NEOX, 0, 1, 1, 1},
 };
 
 ternlm_model_params ternlm_model_params_default(void) {
@@ -128,17 +131,20 @@ static ternlm_status read_hparams(ternlm_model *m, ternlm_error *err) {
     if (h->n_layer > 4096 || h->n_embd > 1u << 20 || h->n_ff > 1u << 22 || h->n_head > 4096)
         return tl_fail(err, TERNLM_ERR_MODEL, "hyperparameters are implausibly large (n_embd %u, n_layer %u, n_ff %u, n_head %u)",
                        h->n_embd, h->n_layer, h->n_ff, h->n_head);
-    if (h->n_embd % h->n_head || h->n_head % h->n_head_kv)
+    /* The head size is attention.key_length when given (qwen3 4B: 128, not 2560/32), else n_embd/n_head. */
+    uint32_t kl = 0, vl;
+    if ((st = hp_u32(m, "attention.key_length", 0, 0, &kl, err))) return st;
+    if ((!kl && h->n_embd % h->n_head) || h->n_head % h->n_head_kv)
         return tl_fail(err, TERNLM_ERR_MODEL, "n_embd %u must divide by n_head %u, and n_head by n_head_kv %u", h->n_embd,
                        h->n_head, h->n_head_kv);
-    h->head_dim = h->n_embd / h->n_head;
-    uint32_t kl = h->head_dim, vl = h->head_dim;
-    if ((st = hp_u32(m, "attention.key_length", 0, h->head_dim, &kl, err)) ||
-        (st = hp_u32(m, "attention.value_length", 0, h->head_dim, &vl, err)) ||
+    h->head_dim = kl ? kl : h->n_embd / h->n_head;
+    if (h->head_dim > 4096 || (uint64_t)h->head_dim * h->n_head > 1u << 20)
+        return tl_fail(err, TERNLM_ERR_MODEL, "attention.key_length %u is implausibly large", h->head_dim);
+    if ((st = hp_u32(m, "attention.value_length", 0, h->head_dim, &vl, err)) ||
         (st = hp_u32(m, "rope.dimension_count", 0, h->head_dim, &h->n_rot, err)))
         return st;
-    if (kl != h->head_dim || vl != h->head_dim)
-        return tl_fail(err, TERNLM_ERR_UNSUPPORTED, "key/value length %u/%u differs from n_embd/n_head = %u", kl, vl,
+    if (vl != h->head_dim)
+        return tl_fail(err, TERNLM_ERR_UNSUPPORTED, "value length %u differs from the key length (head size) %u", vl,
                        h->head_dim);
     if (h->head_dim % 2 || h->n_rot != h->head_dim)
         return tl_fail(err, TERNLM_ERR_UNSUPPORTED, "rope dimension %u must equal the (even) head size %u", h->n_rot,
@@ -204,6 +210,11 @@ static ternlm_status bind_weight(binder *b, const char *name, int64_t ne0, int64
     w->data = b->m->data + t->offset;
     w->row_bytes = tl_type_row_bytes(t->type, (uint64_t)ne0);
     w->out_scale = 1.0f;
+    if (t->type == TL_I2_S && gguf_i2s_scale_companion(&b->m->gguf, t)) {
+        char who[GGUF_MAX_NAME + 40];
+        snprintf(who, sizeof who, "the I2_S tensors (here '%s')", name);
+        return tl_fail(b->err, TERNLM_ERR_UNSUPPORTED, GGUF_I2S_SEQUENTIAL_MSG, who);
+    }
     if (t->type == TL_I2_S) {
         memcpy(&w->i2s_scale, w->data + (uint64_t)(ne0 * ne1) / 4, 4);
         if (!isfinite(w->i2s_scale))
@@ -227,6 +238,7 @@ static ternlm_status bind_extras(binder *b, const char *base, tl_weight *w) {
 static ternlm_status bind_layer(binder *b, uint32_t l, tl_layer *L) {
     const tl_hparams *h = &b->m->hp;
     const int64_t e = h->n_embd, kv = (int64_t)h->head_dim * h->n_head_kv, ff = h->n_ff;
+    const int64_t qw = (int64_t)h->head_dim * h->n_head;
     char name[GGUF_MAX_NAME];
     ternlm_status st;
 #define NAME(s) (snprintf(name, sizeof name, "blk.%u." s, l), name)
@@ -238,10 +250,12 @@ static ternlm_status bind_layer(binder *b, uint32_t l, tl_layer *L) {
     if ((st = bind_f32(b, NAME("ffn_norm.weight"), e, 1, &L->ffn_norm))) return st;
     if ((st = bind_f32(b, NAME("attn_sub_norm.weight"), e, h->sub_norms, &L->attn_sub_norm))) return st;
     if ((st = bind_f32(b, NAME("ffn_sub_norm.weight"), ff, h->sub_norms, &L->ffn_sub_norm))) return st;
-    LIN(wq, "attn_q", e, e)
+    if ((st = bind_f32(b, NAME("attn_q_norm.weight"), h->head_dim, h->qk_norm, &L->attn_q_norm))) return st;
+    if ((st = bind_f32(b, NAME("attn_k_norm.weight"), h->head_dim, h->qk_norm, &L->attn_k_norm))) return st;
+    LIN(wq, "attn_q", e, qw)
     LIN(wk, "attn_k", e, kv)
     LIN(wv, "attn_v", e, kv)
-    LIN(wo, "attn_output", e, e)
+    LIN(wo, "attn_output", qw, e)
     LIN(gate, "ffn_gate", e, ff)
     LIN(up, "ffn_up", e, ff)
     LIN(down, "ffn_down", ff, e)
@@ -320,7 +334,7 @@ static ternlm_status bind_tensors(ternlm_model *m, const ternlm_model_params *p,
 /* Where the f16 scales sit in one block of each quantized type (offsets in bytes; -1 ends the list). */
 static const int *block_scale_offsets(uint32_t type) {
     static const int q4_0[] = {0, -1}, q8_0[] = {0, -1}, q4_k[] = {0, 2, -1}, q6_k[] = {208, -1}, tq1[] = {52, -1},
-                     tq2[] = {64, -1};
+                     tq2[] = {64, -1}, q1_2[] = {0, -1};
     switch (type) {
     case TL_Q4_0: return q4_0;
     case TL_Q8_0: return q8_0;
@@ -328,6 +342,8 @@ static const int *block_scale_offsets(uint32_t type) {
     case TL_Q6_K: return q6_k;
     case TL_TQ1_0: return tq1;
     case TL_TQ2_0: return tq2;
+    case TL_Q1_0:
+    case TL_Q2_0: return q1_2;
     default: return NULL;
     }
 }
@@ -463,13 +479,14 @@ ternlm_status tl_model_init(ternlm_model *m, const ternlm_model_params *params, 
             if (strcmp(m->arch, k_archs[i].name) == 0) a = &k_archs[i];
         if (!a)
             return tl_fail(err, TERNLM_ERR_UNSUPPORTED,
-                           "unsupported architecture '%s' (supported: bitnet-b1.58, bitnet-25, bitnet, llama)",
+                           "unsupported architecture '%s' (supported: bitnet-b1.58, bitnet-25, bitnet, llama, qwen3)",
                            m->arch[0] ? m->arch : "(missing general.architecture)");
         m->hp.act = a->act;
         m->hp.rope = a->rope;
         m->hp.sub_norms = a->sub_norms;
         m->hp.probs_f16 = a->probs_f16;
         m->hp.head_input_f16 = a->head_input_f16;
+        m->hp.qk_norm = a->qk_norm;
         if ((st = read_hparams(m, err)) || (st = read_activation(m, p->activation, err))) return st;
         uint32_t vocab_size;
         const gguf_kv *vs = arch_key(m, "vocab_size");

@@ -20,6 +20,7 @@ typedef struct tl_weight {
 
 typedef struct tl_layer {
     const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+    const float *attn_q_norm, *attn_k_norm; /* qwen3: per-head RMSNorm weights [head_dim], else NULL */
     tl_weight wq, wk, wv, wo, gate, up, down;
 } tl_layer;
 
@@ -32,6 +33,7 @@ typedef struct tl_hparams {
     enum tl_act act;
     enum tl_rope rope;
     int sub_norms;
+    int qk_norm;   /* qwen3: attn_q_norm / attn_k_norm before RoPE */
     /* Numerics of the reference implementation for this arch (bitnet-architectures.md §7):
      * bitnet.cpp keeps attention probabilities and the head input in f32, llama.cpp rounds them to f16. */
     int probs_f16, head_input_f16;

@@ -47,8 +47,8 @@ static size_t whitespace(const uint32_t *cp, size_t i, size_t n, int newline_rul
     return e > i ? e : i + 1;
 }
 
-/* One llama3 piece starting at i; returns its end. */
-static size_t llama3_next(const uint32_t *cp, size_t i, size_t n) {
+/* One llama3 piece starting at i; returns its end. Digit runs are cut at max_digits (3; qwen2: 1). */
+static size_t llama3_next(const uint32_t *cp, size_t i, size_t n, size_t max_digits) {
     const uint32_t c = cp[i];
     size_t k = contraction(cp, i, n, 1);
     if (k) return i + k;
@@ -57,7 +57,7 @@ static size_t llama3_next(const uint32_t *cp, size_t i, size_t n) {
     if (is_L(cp[j])) return run(cp, j, n, is_L);
     if (is_N(c)) {
         k = i;
-        while (k < n && k - i < 3 && is_N(cp[k])) k++;
+        while (k < n && k - i < max_digits && is_N(cp[k])) k++;
         return k;
     }
     j = (c == ' ' && i + 1 < n) ? i + 1 : i;
@@ -158,7 +158,9 @@ void tl_pretokenize(enum tl_pre pre, const uint8_t *s, size_t n, tl_piece_fn emi
         split_runs(&e, 0, c.n, is_punct_sym, split2_gpt2);
     } else {
         for (size_t i = 0; i < c.n;) {
-            const size_t k = pre == TL_PRE_LLAMA3 ? llama3_next(c.cp, i, c.n) : gpt2_next(c.cp, i, c.n);
+            const size_t k = pre == TL_PRE_LLAMA3   ? llama3_next(c.cp, i, c.n, 3)
+                             : pre == TL_PRE_QWEN2 ? llama3_next(c.cp, i, c.n, 1)
+                                                   : gpt2_next(c.cp, i, c.n);
             out(&e, i, k);
             i = k;
         }

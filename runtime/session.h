@@ -30,7 +30,24 @@ struct ternlm_session {
 
     void *gpu; /* non-NULL when the session runs on the GPU backend */
     int holds_model_ref; /* set once ternlm_session_new succeeded: ternlm_session_free releases the model */
+
+    /* Multi-sequence batches (runtime/batch.c): n_seq KV slots of slot_elems f16 each, and for the micro-batch
+     * being evaluated each token's slot and position. A plain session is one slot; its eval fills these itself. */
+    uint32_t n_seq;
+    size_t slot_elems;
+    uint32_t *tok_seq, *tok_pos; /* TL_UBATCH entries */
 };
+
+#define TL_UBATCH 64 /* tokens the forward pass evaluates together (bounds the scratch memory) */
+
+/* A CPU session with n_seq KV slots of p->n_ctx positions each. */
+ternlm_status tl_session_new_cpu(ternlm_model *m, const ternlm_session_params *p, uint32_t n_seq, ternlm_session **out,
+                                 ternlm_error *err);
+/* Evaluate T <= TL_UBATCH tokens whose slots and positions the caller wrote to s->tok_seq / s->tok_pos; logits of
+ * the tokens logit_rows[0..n_logit_rows) go to consecutive n_vocab rows of `logits`. Positions are the caller's to
+ * track (s->pos is not touched). */
+void tl_eval_ubatch(ternlm_session *s, const int32_t *tokens, int T, const int *logit_rows, int n_logit_rows,
+                    float *logits);
 
 /* cos, sin pairs of the n_rot/2 rotation angles at position pos (the GPU backend tabulates them with this too). */
 void tl_rope_table(float *cs, uint32_t pos, const tl_hparams *h, const float *freq_factors);

@@ -160,8 +160,9 @@ static int occ_push(occ_list *l, uint32_t start, int32_t rank) {
     return 1;
 }
 
-/* Every occurrence of an eligible special token, in order of end position. */
+/* Every occurrence of an eligible special token, in order of end position. 0: out of memory; -1: too many. */
 static int scan(const tl_special_matcher *am, const uint8_t *s, size_t n, int user_only, occ_list *occ) {
+    const size_t limit = TL_SPECIAL_MATCHES_PER_BYTE * n + 4096;
     int32_t state = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t next;
@@ -170,7 +171,9 @@ static int scan(const tl_special_matcher *am, const uint8_t *s, size_t n, int us
         const ac_node *here = &am->node[state];
         for (int32_t v = here->rank_all >= 0 ? state : here->out; v >= 0; v = am->node[v].out) {
             const int32_t rank = user_only ? am->node[v].rank_user : am->node[v].rank_all;
-            if (rank >= 0 && !occ_push(occ, (uint32_t)(i + 1 - am->node[v].depth), rank)) return 0;
+            if (rank < 0) continue;
+            if (occ->n == limit) return -1;
+            if (!occ_push(occ, (uint32_t)(i + 1 - am->node[v].depth), rank)) return 0;
         }
     }
     return 1;
@@ -184,9 +187,10 @@ int tl_special_split(const tl_tokenizer *t, const uint8_t *s, size_t n, int pars
         return 1;
     }
     occ_list occ = {0};
-    if (!scan(am, s, n, !parse_special, &occ)) {
+    const int scanned = scan(am, s, n, !parse_special, &occ);
+    if (scanned != 1) {
         free(occ.v);
-        return 0;
+        return scanned;
     }
     if (!occ.n) {
         emit(ctx, 0, n, -1);

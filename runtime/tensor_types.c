@@ -16,6 +16,8 @@ static const tl_type_traits k_traits[] = {
     [TL_TQ1_0] = {"TQ1_0", 256, 54, 1},
     [TL_TQ2_0] = {"TQ2_0", 256, 66, 1},
     [TL_I2_S] = {"I2_S", 128, 32, 1},
+    [TL_Q1_0] = {"Q1_0", 128, 18, 1},
+    [TL_Q2_0] = {"Q2_0", 64, 18, 1},
 };
 
 const tl_type_traits *tl_type_get(uint32_t type) {
@@ -117,6 +119,20 @@ static void dq_tq1(const uint8_t *b, float *y, int64_t n) {
     }
 }
 
+static void dq_q1_0(const uint8_t *b, float *y, int64_t n) {
+    for (int64_t blk = 0; blk < n / 128; blk++, b += 18, y += 128) {
+        const float d = rd_f16(b);
+        for (int j = 0; j < 128; j++) y[j] = tl_q1_bit(b + 2, j) ? d : -d;
+    }
+}
+
+static void dq_q2_0(const uint8_t *b, float *y, int64_t n) {
+    for (int64_t blk = 0; blk < n / 64; blk++, b += 18, y += 64) {
+        const float d = rd_f16(b);
+        for (int j = 0; j < 64; j++) y[j] = (float)(tl_q2_code(b + 2, j) - 1) * d;
+    }
+}
+
 static void dq_q8_0(const uint8_t *b, float *y, int64_t n) {
     for (int64_t blk = 0; blk < n / 32; blk++, b += 34, y += 32) {
         const float d = rd_f16(b);
@@ -189,6 +205,8 @@ void tl_dequant_row(uint32_t type, const void *row, float *y, int64_t n, float i
     case TL_TQ1_0: dq_tq1(b, y, n); break;
     case TL_TQ2_0: dq_tq2(b, y, n); break;
     case TL_I2_S: dq_i2s(b, y, n, i2s_scale); break;
+    case TL_Q1_0: dq_q1_0(b, y, n); break;
+    case TL_Q2_0: dq_q2_0(b, y, n); break;
     default: memset(y, 0, (size_t)n * 4); break;
     }
 }

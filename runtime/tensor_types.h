@@ -6,7 +6,8 @@
 
 enum tl_type {
     TL_F32 = 0, TL_F16 = 1, TL_Q4_0 = 2, TL_Q8_0 = 8, TL_Q4_K = 12, TL_Q6_K = 14, TL_Q8_K = 15,
-    TL_BF16 = 30, TL_TQ1_0 = 34, TL_TQ2_0 = 35, TL_I2_S = 36
+    TL_BF16 = 30, TL_TQ1_0 = 34, TL_TQ2_0 = 35, TL_I2_S = 36,
+    TL_Q1_0 = 41, TL_Q2_0 = 42 /* Bonsai (1-bit) and Ternary-Bonsai: quant-formats.md §10-11 */
 };
 
 typedef struct tl_type_traits {
@@ -40,6 +41,11 @@ static inline int tl_i2s_code(const uint8_t *row, int64_t j) {
     const uint8_t byte = row[32 * (j / 128) + (j % 128) % 32];
     return (byte >> (6 - 2 * ((j % 128) / 32))) & 3;
 }
+
+/* Q1_0: the sign bit (1 = +d, 0 = -d) of element j of a 128-block's 16 bit bytes. */
+static inline int tl_q1_bit(const uint8_t *qs, int j) { return (qs[j / 8] >> (j % 8)) & 1; }
+/* Q2_0: the code (0..3 = -1, 0, +1, +2) of element j of a 64-block's 16 code bytes (element 0 in the low bits). */
+static inline int tl_q2_code(const uint8_t *qs, int j) { return (qs[j / 4] >> (2 * (j % 4))) & 3; }
 
 /* TQ1_0 trit n (0..4) of byte b. */
 static inline int tl_tq1_trit(uint8_t b, int n) {

@@ -144,7 +144,7 @@ static int pre_from_name(const char *s, size_t n, enum tl_pre *out) {
     static const struct { const char *name; enum tl_pre pre; } names[] = {
         {"llama3", TL_PRE_LLAMA3}, {"llama-v3", TL_PRE_LLAMA3}, {"llama-bpe", TL_PRE_LLAMA3}, {"falcon3", TL_PRE_LLAMA3},
         {"gpt-2", TL_PRE_GPT2},    {"gpt2", TL_PRE_GPT2},       {"mpt", TL_PRE_GPT2},        {"olmo", TL_PRE_GPT2},
-        {"jais", TL_PRE_GPT2},     {"default", TL_PRE_DEFAULT},
+        {"jais", TL_PRE_GPT2},     {"default", TL_PRE_DEFAULT}, {"qwen2", TL_PRE_QWEN2},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strlen(names[i].name) == n && !memcmp(names[i].name, s, n)) {
@@ -158,7 +158,7 @@ static ternlm_status choose_pre(tl_tokenizer *t, const gguf_file *g, const char 
                                 ternlm_error *err) {
     if (override) {
         if (!pre_from_name(override, strlen(override), &t->pre))
-            return tl_fail(err, TERNLM_ERR_ARG, "unknown pre-tokenizer '%s' (llama3, gpt2 or default)", override);
+            return tl_fail(err, TERNLM_ERR_ARG, "unknown pre-tokenizer '%s' (llama3, qwen2, gpt2 or default)", override);
     } else {
         const gguf_kv *kv = gguf_find(g, "tokenizer.ggml.pre");
         gguf_str s;
@@ -167,7 +167,7 @@ static ternlm_status choose_pre(tl_tokenizer *t, const gguf_file *g, const char 
             if (st) return st;
             if (!pre_from_name(s.p, s.len, &t->pre))
                 return tl_fail(err, TERNLM_ERR_UNSUPPORTED,
-                               "unsupported pre-tokenizer '%.*s' (use --pre llama3|gpt2|default to force one)",
+                               "unsupported pre-tokenizer '%.*s' (use --pre llama3|qwen2|gpt2|default to force one)",
                                (int)TL_MIN(s.len, 64), s.p);
         } else if (is_llama3_vocab(t)) {
             t->pre = TL_PRE_LLAMA3;
@@ -348,7 +348,7 @@ uint32_t tl_tokenizer_n_vocab(const tl_tokenizer *t) { return t->n_vocab; }
 const char *tl_tokenizer_model_name(const tl_tokenizer *t) { return t->kind == TL_TOK_BPE ? "gpt2" : "llama"; }
 const char *tl_tokenizer_pre_name(const tl_tokenizer *t) {
     if (t->kind != TL_TOK_BPE) return "";
-    return t->pre == TL_PRE_LLAMA3 ? "llama3" : t->pre == TL_PRE_GPT2 ? "gpt2" : "default";
+    return t->pre == TL_PRE_LLAMA3 ? "llama3" : t->pre == TL_PRE_GPT2 ? "gpt2" : t->pre == TL_PRE_QWEN2 ? "qwen2" : "default";
 }
 int32_t tl_tokenizer_bos(const tl_tokenizer *t) { return t->bos; }
 int32_t tl_tokenizer_eos(const tl_tokenizer *t) { return t->eos; }
@@ -392,7 +392,8 @@ static void push_fragment(void *ctx, size_t start, size_t end, int32_t token) {
 /* Split the text at special tokens, longest tokens first (§2), in one pass (special.c). */
 static int split_specials(const tl_tokenizer *t, const char *text, size_t len, int parse_special, frags *f) {
     split_ctx c = {f, 0};
-    return tl_special_split(t, (const uint8_t *)text, len, parse_special, push_fragment, &c) && !c.oom;
+    const int r = tl_special_split(t, (const uint8_t *)text, len, parse_special, push_fragment, &c);
+    return r == 1 && c.oom ? 0 : r;
 }
 
 typedef struct bpe_ctx {
@@ -427,9 +428,11 @@ static void spm_fragment(const tl_tokenizer *t, const char *s, size_t n, int add
 void tl_tokenizer_encode(const tl_tokenizer *t, const char *text, size_t len, int parse_special, tl_ids *ids) {
     if (!len) return;
     frags f = {0};
-    if (!split_specials(t, text, len, parse_special, &f)) {
+    const int split = split_specials(t, text, len, parse_special, &f);
+    if (split != 1) {
         free(f.v);
-        ids->oom = 1;
+        if (split < 0) ids->too_dense = 1;
+        else ids->oom = 1;
         return;
     }
     int prev_special = 1;
@@ -451,6 +454,11 @@ void tl_tokenizer_encode(const tl_tokenizer *t, const char *text, size_t len, in
     free(f.v);
 }
 
+ternlm_status tl_tokenizer_too_dense(ternlm_error *err) {
+    return tl_fail(err, TERNLM_ERR_TOKENIZER,
+                   "special tokens of this vocabulary match more than %d times per byte of the text (nested specials)",
+                   TL_SPECIAL_MATCHES_PER_BYTE);
+}
 ternlm_status ternlm_tokenize(const ternlm_model *m, const char *text, size_t len, int flags, int32_t *out, size_t cap,
                               size_t *n_out, ternlm_error *err) {
     if (!m || (!text && len) || !n_out) return tl_fail(err, TERNLM_ERR_ARG, "model, text and n_out must not be NULL");
@@ -461,8 +469,9 @@ ternlm_status ternlm_tokenize(const ternlm_model *m, const char *text, size_t le
     if (add && t->add_bos && t->bos >= 0) tl_ids_push(&ids, t->bos);
     tl_tokenizer_encode(t, text, len, flags & TERNLM_TOKENIZE_PARSE_SPECIAL, &ids);
     if (add && t->add_eos && t->eos >= 0) tl_ids_push(&ids, t->eos);
-    if (ids.oom) {
+    if (ids.oom || ids.too_dense) {
         free(ids.v);
+        if (ids.too_dense) return tl_tokenizer_too_dense(err);
         return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory while tokenizing");
     }
     *n_out = ids.n;

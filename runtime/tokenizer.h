@@ -8,7 +8,7 @@
 typedef struct tl_tokenizer tl_tokenizer;
 
 enum tl_tok_kind { TL_TOK_BPE, TL_TOK_SPM };
-enum tl_pre { TL_PRE_LLAMA3, TL_PRE_GPT2, TL_PRE_DEFAULT };
+enum tl_pre { TL_PRE_LLAMA3, TL_PRE_GPT2, TL_PRE_DEFAULT, TL_PRE_QWEN2 /* llama3 with single digits */ };
 enum tl_token_type { TL_TT_UNDEF = 0, TL_TT_NORMAL, TL_TT_UNKNOWN, TL_TT_CONTROL, TL_TT_USER, TL_TT_UNUSED, TL_TT_BYTE };
 
 ternlm_status tl_tokenizer_load(tl_tokenizer **out, const gguf_file *g, const char *pre_override,
@@ -30,9 +30,12 @@ typedef struct tl_ids {
     int32_t *v;
     size_t n, cap;
     int oom;
+    int too_dense; /* special-token matches beyond TL_SPECIAL_MATCHES_PER_BYTE (a hostile vocabulary) */
 } tl_ids;
 void tl_ids_push(tl_ids *ids, int32_t id);
 
+/* The error for ids.too_dense. */
+ternlm_status tl_tokenizer_too_dense(ternlm_error *err);
 /* Encode text (no BOS/EOS handling) appending to ids. */
 void tl_tokenizer_encode(const tl_tokenizer *t, const char *text, size_t len, int parse_special, tl_ids *ids);
 
@@ -88,7 +91,10 @@ typedef struct tl_special_matcher tl_special_matcher;
 tl_special_matcher *tl_special_matcher_new(const tl_tokenizer *t); /* over t->special; NULL when out of memory */
 void tl_special_matcher_free(tl_special_matcher *am);
 /* Calls emit for each fragment of s in order: [start, end) with token = the special id, or -1 for raw text.
- * USER-type tokens are split always, the others only with parse_special. Returns 0 when out of memory. */
+ * USER-type tokens are split always, the others only with parse_special. Returns 1, 0 when out of memory, or -1
+ * (and emits nothing) when special tokens match more than TL_SPECIAL_MATCHES_PER_BYTE times per byte: only a
+ * vocabulary built to nest specials (a, aa, aaa, ...) does that, and the match list would not fit in memory. */
+#define TL_SPECIAL_MATCHES_PER_BYTE 64
 typedef void (*tl_special_fn)(void *ctx, size_t start, size_t end, int32_t token);
 int tl_special_split(const tl_tokenizer *t, const uint8_t *s, size_t n, int parse_special, tl_special_fn emit, void *ctx);
 /* SentencePiece (spm.c) */

@@ -217,9 +217,87 @@ void tl_avx2_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n
     }
 }
 
+/* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 (the integer sums exact, then the float order of kernels.h) ---- */
+
+static inline float f16_at(const uint8_t *p) { return tl_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+/* Σ of the int8 values of v, as 8 int32 partial sums. */
+static inline __m256i sum_i8(__m256i v) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+}
+
+/* The four totals of four 8-lane int32 vectors, in order. */
+static inline __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d), abcd = _mm256_hadd_epi32(ab, cd);
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+/* Σ sign·q over the 32 elements of a Q1_0 sub-block whose sign bits are `bits` (bit e = element e). */
+static inline __m256i q1_sub(uint32_t bits, const uint8_t *q) {
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+                                               _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2,
+                                                                2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    const __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), _mm256_setzero_si256());
+    const __m256i sign = _mm256_or_si256(clear, _mm256_set1_epi8(1)); /* -1 where the bit is 0, +1 where 1 */
+    return sum_i8(_mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(const void *)q), sign));
+}
+
+float tl_avx2_dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    for (int64_t b = 0; b < n / 128; b++, w += 18, a += 4 * 34) {
+        uint32_t bits[4];
+        memcpy(bits, w + 2, 16);
+        int32_t s[4];
+        _mm_storeu_si128((__m128i *)(void *)s, hsum4_i32(q1_sub(bits[0], a + 2), q1_sub(bits[1], a + 36),
+                                                          q1_sub(bits[2], a + 70), q1_sub(bits[3], a + 104)));
+        float sumi = f16_at(a) * (float)s[0];
+        for (int k = 1; k < 4; k++) sumi = sumi + f16_at(a + 34 * k) * (float)s[k];
+        sum = sum + f16_at(w) * sumi;
+    }
+    return sum;
+}
+
+/* The 64 codes of a Q2_0 block as bytes in element order: lo = elements 0..31, hi = 32..63. */
+static inline void q2_codes(const uint8_t *qs, __m256i *lo, __m256i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)qs), m = _mm_set1_epi8(3);
+    const __m128i c0 = _mm_and_si128(v, m), c1 = _mm_and_si128(_mm_srli_epi16(v, 2), m);
+    const __m128i c2 = _mm_and_si128(_mm_srli_epi16(v, 4), m), c3 = _mm_and_si128(_mm_srli_epi16(v, 6), m);
+    const __m128i a_lo = _mm_unpacklo_epi8(c0, c1), b_lo = _mm_unpacklo_epi8(c2, c3); /* byte i < 8 */
+    const __m128i a_hi = _mm_unpackhi_epi8(c0, c1), b_hi = _mm_unpackhi_epi8(c2, c3); /* byte i >= 8 */
+    *lo = _mm256_set_m128i(_mm_unpackhi_epi16(a_lo, b_lo), _mm_unpacklo_epi16(a_lo, b_lo));
+    *hi = _mm256_set_m128i(_mm_unpackhi_epi16(a_hi, b_hi), _mm_unpacklo_epi16(a_hi, b_hi));
+}
+
+/* Σ (code − 1)·q over 32 elements: Σ code·q (unsigned × signed) minus Σ q. */
+static inline __m256i q2_sub(__m256i codes, const uint8_t *q) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q);
+    const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(1));
+    return _mm256_sub_epi32(dot, sum_i8(x));
+}
+
+float tl_avx2_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    const int64_t nb = n / 64;
+    for (int64_t b = 0; b < nb; b += 2, w += 36, a += 4 * 34) {
+        const int two = b + 1 < nb;
+        __m256i l0, h0, l1 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        q2_codes(w + 2, &l0, &h0);
+        if (two) q2_codes(w + 20, &l1, &h1);
+        int32_t s[4];
+        _mm_storeu_si128((__m128i *)(void *)s,
+                         hsum4_i32(q2_sub(l0, a + 2), q2_sub(h0, a + 36), two ? q2_sub(l1, a + 70) : l1,
+                                   two ? q2_sub(h1, a + 104) : h1));
+        sum = sum + f16_at(w) * (f16_at(a) * (float)s[0] + f16_at(a + 34) * (float)s[1]);
+        if (two) sum = sum + f16_at(w + 18) * (f16_at(a + 68) * (float)s[2] + f16_at(a + 102) * (float)s[3]);
+    }
+    return sum;
+}
+
 static const tl_kernels k_avx2 = {
     "avx2", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16, dot_f32,
     tl_avx2_dot_q8_0, tl_avx2_attn_pv,
+    tl_avx2_dot_q1_0, tl_avx2_dot_q2_0,
 };
 
 const tl_kernels *tl_kernels_avx2_table(void) { return &k_avx2; }

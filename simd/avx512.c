@@ -218,6 +218,7 @@ static float dot_f32(const float *w, const float *x, int64_t n) {
 static const tl_kernels k_avx512 = {
     "avx512", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16, dot_f32,
     tl_avx2_dot_q8_0, tl_avx2_attn_pv,
+    tl_avx2_dot_q1_0, tl_avx2_dot_q2_0,
 };
 
 const tl_kernels *tl_kernels_avx512_table(void) { return &k_avx512; }

@@ -37,6 +37,13 @@ typedef struct tl_kernels {
     float (*dot_q8_0)(const uint8_t *w, const uint8_t *a, int64_t n);
     /* Attention output: out[d] = Σ_p prob[p] · f16(V[p·stride + d]) for d < hd. */
     void (*attn_pv)(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd);
+
+    /* Bonsai: a Q1_0 (n % 128 == 0) or Q2_0 (n % 64 == 0) row · Q8_0 activations from tl_quantize_q8_0_x86.
+     * Integer sums s_k over each 32-element activation block are exact; then, in this order in every path,
+     * per weight block sumi = da_0·s_0 + da_1·s_1 (+ da_2·s_2 + da_3·s_3 for Q1_0), sum = sum + d_w·sumi
+     * (ggml's generic C order; every da·s product is exact in f32, so only the adds round). */
+    float (*dot_q1_0)(const uint8_t *w, const uint8_t *a, int64_t n);
+    float (*dot_q2_0)(const uint8_t *w, const uint8_t *a, int64_t n);
 } tl_kernels;
 
 /* The table for this CPU, honouring TERNLM_KERNELS. Never NULL (falls back to scalar). */
@@ -47,6 +54,10 @@ const tl_kernels *tl_kernels_scalar(void);
 
 /* Q8_0 activation quantization (ggml reference rule), used for the optional q8_0 head. */
 void tl_quantize_q8_0(const float *x, int64_t n, uint8_t *y);
+
+/* Q8_0 activation quantization as ggml's x86 quantize_row_q8_0 does it (quant-formats.md §12): the input of
+ * Q1_0/Q2_0 matmuls. d = fp16(amax/127), q = round-half-even(x·(127/amax)). */
+void tl_quantize_q8_0_x86(const float *x, int64_t n, uint8_t *y);
 
 /* Every path compiled in, for tests: fills up to cap names, returns the count. */
 int tl_kernels_available(const tl_kernels **out, int cap);

@@ -152,12 +152,64 @@ void tl_quantize_q8_0(const float *x, int64_t n, uint8_t *y) {
         const uint16_t h = tl_f32_to_f16(d);
         y[0] = (uint8_t)h;
         y[1] = (uint8_t)(h >> 8);
-        for (int i = 0; i < 32; i++) y[2 + i] = (uint8_t)(int8_t)roundf(x[i] * id);
+        for (int i = 0; i < 32; i++) { /* NaN, inf or a subnormal scale: clamp, never an undefined conversion (issue 11) */
+            const float v = x[i] * id, r = v == v ? roundf(v) : 0.0f;
+            y[2 + i] = (uint8_t)(int8_t)(r > 127.0f ? 127.0f : r < -128.0f ? -128.0f : r);
+        }
     }
+}
+
+/* ---- Bonsai: Q1_0 / Q2_0 weights times x86-rule Q8_0 activations (quant-formats.md §10-12) ---- */
+
+void tl_quantize_q8_0_x86(const float *x, int64_t n, uint8_t *y) {
+    for (int64_t b = 0; b < n / 32; b++, x += 32, y += 34) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) {
+            const float a = fabsf(x[i]);
+            amax = a > amax ? a : amax;
+        }
+        const uint16_t h = tl_f32_to_f16(amax / 127.0f);
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[0] = (uint8_t)h;
+        y[1] = (uint8_t)(h >> 8);
+        for (int i = 0; i < 32; i++) y[2 + i] = (uint8_t)(int8_t)rne(x[i] * id); /* |x·id| <= 127 */
+    }
+}
+
+static inline float q8_d(const uint8_t *blk) { return tl_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)); }
+
+float tl_scalar_dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    for (int64_t b = 0; b < n / 128; b++, w += 18, a += 4 * 34) {
+        float sumi = 0;
+        for (int k = 0; k < 4; k++) {
+            const int8_t *q = (const int8_t *)(a + 34 * k + 2);
+            int32_t s = 0;
+            for (int e = 0; e < 32; e++) s += tl_q1_bit(w + 2, 32 * k + e) ? q[e] : -q[e];
+            sumi = k == 0 ? q8_d(a) * (float)s : sumi + q8_d(a + 34 * k) * (float)s;
+        }
+        sum = sum + q8_d(w) * sumi;
+    }
+    return sum;
+}
+
+float tl_scalar_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    for (int64_t b = 0; b < n / 64; b++, w += 18, a += 2 * 34) {
+        int32_t s[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            const int8_t *q = (const int8_t *)(a + 34 * k + 2);
+            for (int e = 0; e < 32; e++) s[k] += (tl_q2_code(w + 2, 32 * k + e) - 1) * q[e];
+        }
+        const float sumi = q8_d(a) * (float)s[0] + q8_d(a + 34) * (float)s[1];
+        sum = sum + q8_d(w) * sumi;
+    }
+    return sum;
 }
 
 static const tl_kernels k_scalar = {
     "scalar", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32, tl_scalar_dot_q8_0, attn_pv,
+    tl_scalar_dot_q1_0, tl_scalar_dot_q2_0,
 };
 
 const tl_kernels *tl_kernels_scalar(void) { return &k_scalar; }

@@ -218,7 +218,8 @@ int main(int argc, char **argv) {
         return 77;
     }
     static const char *refs[] = {"b158-llama3-i2s.ref.json", "bitnet-spm-tq2_0.ref.json", "bitnet-spm-tq1_0.ref.json",
-                                 "llama-stories260k.ref.json"};
+                                 "llama-stories260k.ref.json", "qwen3-bonsai-q1_0.ref.json",
+                                 "qwen3-bonsai-q2_0.ref.json"};
     const char *only = getenv("TERNLM_FIXTURES"); /* a subset, e.g. "b158,stories" (the GPU machine gets only some) */
     const char *only_mode = argc > 1 ? argv[1] : NULL;
     static const char *modes[] = {"file", "memory", "incremental"};
@@ -226,7 +227,8 @@ int main(int argc, char **argv) {
         for (size_t k = 0; k < 3; k++)
             if (((!only_mode && (k == 0 || r == 0)) || (only_mode && !strcmp(only_mode, modes[k]))) &&
                 (!only || strstr(refs[r], only) || (strstr(only, "stories") && strstr(refs[r], "stories")) ||
-                 (strstr(only, "b158") && strstr(refs[r], "b158")) || (strstr(only, "tq") && strstr(refs[r], "tq"))))
+                 (strstr(only, "b158") && strstr(refs[r], "b158")) || (strstr(only, "tq") && strstr(refs[r], "tq")) ||
+                 (strstr(only, "bonsai") && strstr(refs[r], "bonsai"))))
                 run_fixture(refs[r], modes[k]);
     return check_summary();
 }

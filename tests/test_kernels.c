@@ -156,6 +156,68 @@ static void test_f16_specials(const tl_kernels *k, const tl_kernels *ref) {
     free(w), free(x);
 }
 
+/* Bonsai: Q1_0 / Q2_0 rows (random bits and codes, code 3 included) · x86-rule Q8_0 activations, with outlier and
+ * all-zero activation rows; an odd number of Q2_0 blocks too. Bit-identical to scalar. */
+static void test_bonsai(const tl_kernels *k, const tl_kernels *ref) {
+    static const int64_t ns[] = {64, 128, 192, 256, 640, 2048, 6144};
+    for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
+        for (int kind = 0; kind < 3; kind++) {
+            const int64_t n = ns[c];
+            float *x = malloc((size_t)n * 4);
+            uint8_t *qa = malloc((size_t)(n / 32 * 34)), *w1 = malloc((size_t)(n / 64 * 18 + 18)),
+                    *w2 = malloc((size_t)(n / 64 * 18));
+            fill_act(x, n, kind);
+            tl_quantize_q8_0_x86(x, n, qa);
+            for (int64_t i = 0; i < n / 64 * 18; i++) w1[i] = (uint8_t)rnd(), w2[i] = (uint8_t)rnd();
+            for (int64_t b = 0; b < n / 64; b++) { /* finite fp16 scales, of either sign */
+                const uint16_t d = tl_f32_to_f16(frand() * 0.1f);
+                w1[18 * b] = w2[18 * b] = (uint8_t)d;
+                w1[18 * b + 1] = w2[18 * b + 1] = (uint8_t)(d >> 8);
+            }
+            const float a2 = ref->dot_q2_0(w2, qa, n), b2 = k->dot_q2_0(w2, qa, n);
+            CHECK(a2 == b2, "%s dot_q2_0 n=%lld kind %d: %.9g vs %.9g", k->name, (long long)n, kind, b2, a2);
+            if (kind == 2) CHECK(a2 == 0.0f, "dot_q2_0 of an all-zero row is %g", a2);
+            if (n % 128 == 0) {
+                const float a1 = ref->dot_q1_0(w1, qa, n), b1 = k->dot_q1_0(w1, qa, n);
+                CHECK(a1 == b1, "%s dot_q1_0 n=%lld kind %d: %.9g vs %.9g", k->name, (long long)n, kind, b1, a1);
+            }
+            free(x), free(qa), free(w1), free(w2);
+        }
+}
+
+/* The scalar Q1_0/Q2_0 dots against an independent double-precision sum over the dequantized weights and
+ * activations (they must agree to float rounding), and the x86 Q8_0 rule on hand-picked values. */
+static void test_bonsai_reference(void) {
+    const tl_kernels *ref = tl_kernels_scalar();
+    enum { N = 256 };
+    float x[N], wd[N], ad[N];
+    uint8_t qa[N / 32 * 34], w1[N / 128 * 18], w2[N / 64 * 18];
+    for (int i = 0; i < N; i++) x[i] = frand();
+    x[3] = 2.5f; /* 2.5·127/2.5 = 127 exactly; ties round to even below */
+    tl_quantize_q8_0_x86(x, N, qa);
+    CHECK((int8_t)qa[2 + 3] == 127, "q8_0_x86: the block maximum quantizes to %d", (int8_t)qa[5]);
+    for (size_t i = 0; i < sizeof w1; i++) w1[i] = (uint8_t)rnd();
+    for (size_t i = 0; i < sizeof w2; i++) w2[i] = (uint8_t)rnd();
+    w1[0] = 0x00, w1[1] = 0x3C, w1[18] = 0x00, w1[19] = 0xB8; /* d = 1, -0.5 */
+    for (int b = 0; b < N / 64; b++) w2[18 * b] = 0x00, w2[18 * b + 1] = (uint8_t)(0x30 + b); /* small positive d */
+    tl_dequant_row(TL_Q8_0, qa, ad, N, 0);
+    for (int t = 0; t < 2; t++) {
+        tl_dequant_row(t ? TL_Q2_0 : TL_Q1_0, t ? w2 : w1, wd, N, 0);
+        double want = 0;
+        for (int i = 0; i < N; i++) want += (double)wd[i] * (double)ad[i];
+        const float got = t ? ref->dot_q2_0(w2, qa, N) : ref->dot_q1_0(w1, qa, N);
+        CHECK(fabs((double)got - want) <= 1e-5 * (1 + fabs(want)), "scalar dot_%s = %.9g, exact %.9g", t ? "q2_0" : "q1_0",
+              got, want);
+    }
+    /* Q1_0 element 9 of block 0 is bit 1 of byte 3; Q2_0 element 5 is bits 2..3 of byte 3 */
+    w1[2 + 1] = 0x02;
+    w2[2 + 1] = 0x0C;
+    tl_dequant_row(TL_Q1_0, w1, wd, 128, 0);
+    CHECK(wd[9] == 1.0f && wd[8] == -1.0f, "Q1_0 bit order: %g %g", wd[9], wd[8]);
+    tl_dequant_row(TL_Q2_0, w2, wd, 64, 0);
+    CHECK(wd[5] == 2.0f * tl_f16_to_f32(0x3000) && wd[4] == -tl_f16_to_f32(0x3000), "Q2_0 code order: %g %g", wd[5], wd[4]);
+}
+
 int main(void) {
     const tl_kernels *all[8];
     const int n = tl_kernels_available(all, 8);
@@ -172,6 +234,8 @@ int main(void) {
         test_q8k_tq(all[i], ref);
         test_float(all[i], ref);
         test_f16_specials(all[i], ref);
+        test_bonsai(all[i], ref);
     }
+    test_bonsai_reference();
     return check_summary();
 }

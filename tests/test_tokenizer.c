@@ -195,6 +195,22 @@ static void chat_format(const ternlm_model *m) {
     CHECK(ids[1] == 2374 && ids[2] == 25 && ids[3] == 220, "System header ids");
 }
 
+/* Qwen3 (Bonsai): the qwen2 pre-tokenizer, llama.cpp's goldens and .inp/.out, ids from the vocab. */
+static void qwen3_vocab(void) {
+    ternlm_model *q = open_vocab(TOK "qwen3-vocab.gguf", NULL);
+    if (!q) return;
+    const ternlm_model_info *info = ternlm_model_get_info(q);
+    CHECK(!strcmp(info->pretokenizer, "qwen2"), "qwen3 pre-tokenizer is %s", info->pretokenizer);
+    CHECK(info->eos == 151645 && !info->add_bos, "qwen3: eos %d (want 151645 <|im_end|>), add_bos %d", info->eos, info->add_bos);
+    goldens(q, TOK "qwen3-golden.jsonl", "qwen3-vocab.gguf (qwen2)");
+    inp_out(q, TOK "qwen3-vocab.gguf", "qwen3-vocab.gguf");
+    size_t n;
+    int32_t *ids = tokenize(q, "2024", 4, 0, &n);
+    CHECK(n == 4, "qwen2 splits every digit: '2024' gave %zu tokens", n);
+    free(ids);
+    ternlm_model_free(q);
+}
+
 int main(void) {
     ternlm_model *l3 = open_vocab(TOK "llama3-vocab.gguf", NULL), *spm = open_vocab(TOK "ggml-vocab-llama-spm.gguf", NULL);
     ternlm_model *gpt2 = open_vocab(TOK "ggml-vocab-gpt-2.gguf", NULL);
@@ -227,6 +243,7 @@ int main(void) {
     streaming(l3, "héllo 🌍 wörld");
     streaming(spm, " héllo 🌍 wörld"); /* a stream keeps SentencePiece's prefix space (tokenizers.md §7) */
     chat_format(b158);
+    qwen3_vocab();
     ternlm_model_free(l3);
     ternlm_model_free(spm);
     ternlm_model_free(gpt2);

@@ -14,7 +14,8 @@ install_deps() {
               clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 wabt
               gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
               emscripten chromium
-              libedit-dev libcurl4-openssl-dev python3 nodejs)  # the CLI's line editing, downloads and their tests
+              libedit-dev libcurl4-openssl-dev python3 nodejs  # the CLI's line editing, downloads and their tests
+              libmicrohttpd-dev libcjson-dev pkg-config curl)   # the server and its tests
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
@@ -40,20 +41,50 @@ sanitized() {
 }
 
 fuzz() {
-  log "libFuzzer: tokenizer and GGUF reader (bounded runs; regression corpora in tests/fuzz/)"
+  log "libFuzzer: 6 targets, two at a time on 2 cores (bounded runs; regression corpora in tests/fuzz/)"
+  local targets=(fuzz_tokenizer fuzz_gguf fuzz_loader fuzz_memory fuzz_jinja fuzz_chat)
   CC=clang-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTERNLM_FUZZ=ON >/dev/null
-  cmake --build build-fuzz -j "$JOBS" --target fuzz_tokenizer fuzz_gguf
-  local tmp
+  cmake --build build-fuzz -j "$JOBS" --target "${targets[@]}"
+  local tmp secs=${TERNLM_FUZZ_SECONDS:-35} failed=0
   tmp=$(mktemp -d)
-  mkdir -p "$tmp/tok" "$tmp/gguf"
-  # seeds for the GGUF fuzzer: the first 4 KB of every fixture (kept outside the repository)
-  for f in ../shared/fixtures/*.gguf ../shared/fixtures/tokenizer/*.gguf; do head -c 4096 "$f" >"$tmp/gguf/$(basename "$f")"; done
-  (cd "$tmp" && "$ROOT/build-fuzz/tests/fuzz_tokenizer" -max_total_time="${TERNLM_FUZZ_SECONDS:-30}" -max_len=2048 \
-      tok "$ROOT/tests/fuzz/corpus-tokenizer") 2>&1 | tail -2
-  (cd "$tmp" && "$ROOT/build-fuzz/tests/fuzz_gguf" -max_total_time="${TERNLM_FUZZ_SECONDS:-30}" -max_len=8192 \
-      gguf "$ROOT/tests/fuzz/corpus-gguf") 2>&1 | tail -2
+  mkdir -p "$tmp/fuzz_tokenizer" "$tmp/fuzz_gguf" "$tmp/fuzz_loader" "$tmp/fuzz_memory" "$tmp/fuzz_jinja" "$tmp/fuzz_chat"
+  # seeds kept outside the repository: fixtures up to 2 MB whole (complete models and vocabularies, so the GGUF
+  # targets start past the header), the first 64 KB of the larger ones; the loader's inputs start with 8 bytes
+  # that choose its chunk sizes
+  local f name
+  for f in ../shared/fixtures/*.gguf ../shared/fixtures/tokenizer/*.gguf; do
+    name=$(basename "$f")
+    if [ "$(stat -c %s "$f")" -le 2097152 ]; then cp "$f" "$tmp/fuzz_gguf/$name"; else head -c 65536 "$f" >"$tmp/fuzz_gguf/$name"; fi
+    cp "$tmp/fuzz_gguf/$name" "$tmp/fuzz_memory/$name"
+    { printf 'seed%04d' "${#name}"; cat "$tmp/fuzz_gguf/$name"; } >"$tmp/fuzz_loader/$name"
+  done
+  run_one() { # target max_len corpus...: bounded run; the last lines give executions and edge coverage
+    local t=$1 len=$2
+    shift 2
+    (cd "$tmp" && "$ROOT/build-fuzz/tests/$t" -max_total_time="$secs" -max_len="$len" -timeout=10 -rss_limit_mb=3072 \
+        -print_final_stats=1 "$t" "$@") >"$tmp/$t.log" 2>&1
+  }
+  report() {
+    local t=$1 rc=$2
+    printf '%-16s rc=%s  %s  %s\n' "$t" "$rc" "$(grep -o 'Loaded 1 modules *([0-9]* inline' "$tmp/$t.log" | grep -o '[0-9]*' | tail -1) edges" \
+      "$(grep -E '^#[0-9]+[[:space:]]+DONE' "$tmp/$t.log" | tail -1)"
+    [ "$rc" = 0 ] || { tail -40 "$tmp/$t.log"; failed=$((failed + 1)); }
+  }
+  local rc_a rc_b pair
+  for pair in "fuzz_tokenizer 4096 tests/fuzz/corpus-tokenizer|fuzz_gguf 2400000 tests/fuzz/corpus-gguf" \
+              "fuzz_loader 2400000 tests/fuzz/corpus-loader|fuzz_memory 2400000 tests/fuzz/corpus-gguf" \
+              "fuzz_jinja 16384 tests/fuzz/corpus-jinja|fuzz_chat 8192 tests/fuzz/corpus-chat"; do
+    local a=(${pair%%|*}) b=(${pair##*|})
+    run_one "${a[0]}" "${a[1]}" "$ROOT/${a[2]}" & local pa=$!
+    run_one "${b[0]}" "${b[1]}" "$ROOT/${b[2]}" & local pb=$!
+    rc_a=0; wait "$pa" || rc_a=$?
+    rc_b=0; wait "$pb" || rc_b=$?
+    report "${a[0]}" "$rc_a"
+    report "${b[0]}" "$rc_b"
+  done
   rm -rf "$tmp"
-  echo "fuzz: 2 passed, 0 failed"
+  echo "fuzz: $((6 - failed)) passed, $failed failed"
+  [ "$failed" = 0 ]
 }
 
 wasi() {
@@ -101,6 +132,15 @@ javascript() {
   node --test tests/package/
 }
 
+server() {
+  log "ternlm-server: openai client, curl and load tests (native build, then the ASan + UBSan build)"
+  npm ci --no-audit --no-fund >/dev/null
+  test -x build/ternlm-server && test -x build-san/ternlm-server
+  node --test tests/server/
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    TERNLM_SERVER=build-san/ternlm-server node --test tests/server/
+}
+
 cuda() {
   log "CUDA backend: compiled with nvcc for sm_80, sm_89, sm_90 (its GPU tests skip without a GPU)"
   local nvcc
@@ -118,6 +158,7 @@ fuzz
 wasi
 emscripten
 javascript
+server
 cuda
 aarch64
 log "all tests passed"

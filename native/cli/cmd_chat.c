@@ -184,7 +184,7 @@ int chat_loop(const gen_opts *o, ternlm_session *s, ternlm_sampler *smp, const c
             return rc;
         }
     }
-    cli_catch_interrupt();
+    cli_catch_interrupt(0); /* Ctrl-C stops a reply or ends a read; the loop decides */
     line_input *li = line_input_open(o->color, &g_cli_interrupt);
     if (!li) {
         ternlm_chat_free(chat);

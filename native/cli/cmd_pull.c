@@ -456,7 +456,7 @@ static int fetch_with_curl(const char *src, const char *url, const char *final, 
         return EXIT_RUNTIME;
     }
     read_sidecar(part, saved); /* the digest a server gave for this partial file in an earlier run */
-    cli_catch_interrupt();
+    cli_catch_interrupt(2); /* the first Ctrl-C stops the transfer cleanly, a second quits at once */
     download d;
     memset(&d, 0, sizeof d);
     d.tty = isatty(STDERR_FILENO);

@@ -11,18 +11,20 @@
 #include "gen.h"
 
 volatile int g_cli_interrupt;
-static volatile int g_interrupts_to_quit; /* 0: never quit from the handler; 2: a second Ctrl-C quits at once */
+static volatile int g_interrupts_to_quit; /* 0: never quit from the handler; N: the Nth Ctrl-C quits at once */
+static volatile int g_interrupts;
 
 #if !defined(__wasi__)
 static void on_sigint(int sig) {
     (void)sig;
-    static volatile int count;
     g_cli_interrupt = 1;
-    if (g_interrupts_to_quit && ++count >= g_interrupts_to_quit) _Exit(EXIT_INTERRUPTED);
+    if (g_interrupts_to_quit && ++g_interrupts >= g_interrupts_to_quit) _Exit(EXIT_INTERRUPTED);
 }
 #endif
 
-void cli_catch_interrupt(void) {
+void cli_catch_interrupt(int interrupts_to_quit) {
+    g_interrupts_to_quit = interrupts_to_quit;
+    g_interrupts = 0;
 #if !defined(__wasi__) /* WASI has no signals: the host ends the process */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -96,7 +98,7 @@ static int check_opts(gen_opts *o) {
         return EXIT_USAGE;
     }
     static const char *const pre_names[] = {"llama3", "llama-v3", "llama-bpe", "falcon3", "gpt2", "gpt-2", "mpt", "olmo",
-                                            "jais", "default"}; /* the runtime's names (tokenizer.c) */
+                                            "jais", "default", "qwen2"}; /* the runtime's names (tokenizer.c) */
     int pre_known = !o->pre;
     for (size_t i = 0; !pre_known && i < sizeof pre_names / sizeof pre_names[0]; i++) pre_known = !strcmp(o->pre, pre_names[i]);
     if (!pre_known) { /* checked here too: a SentencePiece vocabulary would ignore it */
@@ -306,8 +308,6 @@ static int run_once(const gen_opts *o, ternlm_model *m, ternlm_session *s, ternl
         if (o->color) fputs(CLI_COLOR_RESET, stdout);
         fflush(stdout);
     }
-    g_interrupts_to_quit = 2;
-    cli_catch_interrupt();
     out_filter f;
     out_filter_init(&f, &o->stops);
     ternlm_generate_params gp = {0};
@@ -364,6 +364,9 @@ static int run_or_chat(int argc, char **argv, int chat) {
     int n_pos, rc = args_parse(chat ? &chat_spec : &run_spec, argc, argv, pos, &n_pos);
     if (rc) return rc == ARGS_HELP ? 0 : rc;
     if (chat) o.interactive = 1;
+    /* from here on Ctrl-C is ours: during a load it quits a conversation at once; in run it stops the generation
+     * (even one that has not started yet) with exit 130, and a second one quits at once */
+    cli_catch_interrupt(o.interactive ? 1 : 2);
     size_t plen = 0;
     char *prompt = prompt_text(&o, &plen);
     if (!prompt) return EXIT_RUNTIME;

@@ -21,8 +21,9 @@ typedef struct gen_opts {
 
 /* Set by SIGINT (cli_catch_interrupt): stops the current generation or ends a prompt read. */
 extern volatile int g_cli_interrupt;
-/* Installs the SIGINT handler with sigaction, so it stays installed after the first Ctrl-C. */
-void cli_catch_interrupt(void);
+/* Installs the SIGINT handler with sigaction, so it stays installed after the first Ctrl-C. Each Ctrl-C sets
+ * g_cli_interrupt; the interrupts_to_quit-th one (counted from this call; 0: never) ends the process with 130. */
+void cli_catch_interrupt(int interrupts_to_quit);
 
 void gen_defaults(gen_opts *o);
 /* Validates the options, opens the model, session and sampler. Returns 0 or an exit code. */

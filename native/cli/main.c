@@ -12,7 +12,9 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 void cli_print_version(void);
+int cmd_serve(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -27,6 +29,7 @@ static const struct {
     {"bench", cmd_bench, "measure prompt and generation speed"},
     {"synth", cmd_synth, "write a random-weight GGUF with a real model's shapes"},
     {"pull", cmd_pull, "download a model (URL or hf://OWNER/REPO/FILE) into the cache"},
+    {"perplexity", cmd_perplexity, "perplexity of a text, and KL divergence against llama-perplexity base logits"},
 };
 
 static void usage(FILE *f) {
@@ -51,6 +54,9 @@ int main(int argc, char **argv) {
         cli_print_version();
         return 0;
     }
+#ifdef TERNLM_HAVE_SERVE
+    if (!strcmp(c, "serve")) return cmd_serve(argc - 1, argv + 1); /* native/server/serve.c runs ternlm-server */
+#endif
     if (c[0] == '-') return cmd_run(argc, argv); /* llama-cli spelling: flags straight after the program name */
     for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++)
         if (!strcmp(c, k_cmds[i].name)) return k_cmds[i].fn(argc - 1, argv + 1);

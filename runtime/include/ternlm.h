@@ -28,6 +28,8 @@
  *   - Chat templates: see ternlm_chat_template_render (depth, size, loop and work limits).
  *   - Threads: n_threads above TERNLM_MAX_THREADS_PER_CORE x the cores is clamped, with a warning.
  *   - Sampling: NaN logits are never picked (they rank below every number); +inf ranks above every number.
+ *   - Tokenizing: special tokens are split in one pass over the text; a vocabulary whose specials match more than
+ *     64 times per byte of text (nested on purpose) gets TERNLM_ERR_TOKENIZER instead of a huge match list.
  *
  * Life of a generation
  *   ternlm_model_open_file()     -> ternlm_model      (weights used in place: mmap or host buffer)
@@ -158,7 +160,8 @@ typedef struct ternlm_model_info {
 const ternlm_model_info *ternlm_model_get_info(const ternlm_model *model);
 
 /* Metadata access: count, the i-th key, and its value printed as text (arrays are summarised).
- * ternlm_model_meta_string returns a string value by key, or NULL (len set to its byte length). */
+ * ternlm_model_meta_string returns a string value by key, or NULL (len set to its byte length). The bytes point into
+ * the file and are NOT NUL-terminated: use len (never strlen, strstr or %s on them). */
 uint64_t ternlm_model_meta_count(const ternlm_model *model);
 ternlm_status ternlm_model_meta_key(const ternlm_model *model, uint64_t i, char *buf, size_t cap);
 ternlm_status ternlm_model_meta_value_text(const ternlm_model *model, uint64_t i, char *buf, size_t cap);
@@ -253,6 +256,64 @@ const char *ternlm_session_backend(const ternlm_session *s);
 uint32_t ternlm_session_threads(const ternlm_session *s);
 
 /* ------------------------------------------------------------------------------------------------
+ * Batches: many sequences evaluated together (for servers)
+ *
+ * A batch holds n_seq KV-cache slots, each a sequence with its own position. Tokens queued for any mix
+ * of slots (a decode step for some, a chunk of a new prompt for others) are evaluated by one
+ * ternlm_batch_eval(), which passes over the weights once per TL_UBATCH (64) tokens instead of once per
+ * sequence. Every sequence gets exactly the logits the single-sequence session would give it, bit for
+ * bit, whatever else is batched with it. CPU only (the CUDA backend runs one sequence per session).
+ *
+ *   ternlm_batch_new(model, {n_ctx, n_threads, n_seq})
+ *   loop: ternlm_batch_add(b, seq, tokens, n, want_logits)   for each sequence with work
+ *         ternlm_batch_eval(b)
+ *         ternlm_batch_logits(b, seq)                        for each sequence that asked
+ *
+ * A slot keeps its tokens after a request ends: ternlm_batch_seq_prefix() says how much of a new prompt
+ * a slot already holds, and ternlm_batch_seq_rewind() drops the rest, so only the new part is evaluated.
+ * --------------------------------------------------------------------------------------------- */
+typedef struct ternlm_batch ternlm_batch;
+
+typedef struct ternlm_batch_params {
+    uint32_t n_ctx;      /* positions per slot; 0 = the model's trained context (capped at 4096) */
+    uint32_t n_threads;  /* 0 = the number of physical cores */
+    uint32_t n_seq;      /* KV slots (sequences), 1..256; 0 = 1 */
+    int use_gpu;         /* refused with TERNLM_ERR_BACKEND: the GPU backend has no multi-sequence batches yet */
+} ternlm_batch_params;
+
+ternlm_batch_params ternlm_batch_params_default(void);
+ternlm_status ternlm_batch_new(ternlm_model *model, const ternlm_batch_params *params, ternlm_batch **out,
+                               ternlm_error *err);
+void ternlm_batch_free(ternlm_batch *b);
+
+/* Queue n tokens for slot seq at its next positions. want_logits: keep the logits of the last of them.
+ * Fails (queuing nothing) for a bad slot, a token outside the vocabulary, or a slot whose context
+ * cannot hold its queued tokens. */
+ternlm_status ternlm_batch_add(ternlm_batch *b, uint32_t seq, const int32_t *tokens, size_t n, int want_logits,
+                               ternlm_error *err);
+/* Evaluate everything queued (in queue order per slot) and empty the queue. */
+ternlm_status ternlm_batch_eval(ternlm_batch *b, ternlm_error *err);
+/* The logits (n_vocab floats) slot seq asked for in the last eval, or NULL. */
+const float *ternlm_batch_logits(const ternlm_batch *b, uint32_t seq);
+/* Drop every queued token (e.g. after a client went away). */
+void ternlm_batch_clear_queue(ternlm_batch *b);
+
+uint32_t ternlm_batch_n_seq(const ternlm_batch *b);
+uint32_t ternlm_batch_n_ctx(const ternlm_batch *b);   /* positions per slot */
+uint32_t ternlm_batch_seq_pos(const ternlm_batch *b, uint32_t seq); /* tokens in the slot's KV cache */
+/* The tokens slot seq holds (seq_pos of them), valid until the next add/eval/rewind on that slot. */
+const int32_t *ternlm_batch_seq_tokens(const ternlm_batch *b, uint32_t seq);
+/* How many leading tokens of `tokens` slot seq already holds, at most n - 1 (so the last prompt token is
+ * always evaluated again and gives fresh logits). */
+uint32_t ternlm_batch_seq_prefix(const ternlm_batch *b, uint32_t seq, const int32_t *tokens, size_t n);
+/* Forget slot seq's positions >= pos (pos <= its position; 0 empties it). Queued tokens must be evaluated
+ * or cleared first. */
+ternlm_status ternlm_batch_seq_rewind(ternlm_batch *b, uint32_t seq, uint32_t pos, ternlm_error *err);
+uint64_t ternlm_batch_tokens_evaluated(const ternlm_batch *b); /* all slots, since creation */
+uint32_t ternlm_batch_threads(const ternlm_batch *b);
+const char *ternlm_batch_backend(const ternlm_batch *b);
+
+/* ------------------------------------------------------------------------------------------------
  * Sampling (deterministic across targets: PCG32 + our own exp, see docs)
  * --------------------------------------------------------------------------------------------- */
 #define TERNLM_SEED_RANDOM 0xFFFFFFFFu
@@ -331,12 +392,12 @@ ternlm_status ternlm_chat_tokens(const ternlm_model *model, const ternlm_chat_me
  * inspection and tests. Fails with TERNLM_ERR_TEMPLATE naming any unsupported construct, and also when a
  * template exceeds a limit: expressions or blocks nested deeper than TERNLM_TEMPLATE_MAX_DEPTH, a string or the
  * output longer than TERNLM_TEMPLATE_MAX_TEXT plus twice the messages' bytes, more than
- * TERNLM_TEMPLATE_MAX_LOOPS plus 16 per message for-loop iterations in all, or more than TERNLM_TEMPLATE_MAX_WORK
+ * TERNLM_TEMPLATE_MAX_LOOPS plus 64 per message for-loop iterations in all, or more than TERNLM_TEMPLATE_MAX_WORK
  * plus 16 per message byte of template scanned and text built (a bound on time). Integers are 64-bit; overflow is an error.
  * ternlm_chat_tokens falls back to the built-in format (with a logged warning) when the template fails. */
 #define TERNLM_TEMPLATE_MAX_DEPTH 64
 #define TERNLM_TEMPLATE_MAX_TEXT (8u << 20)
-#define TERNLM_TEMPLATE_MAX_LOOPS 1024u
+#define TERNLM_TEMPLATE_MAX_LOOPS 4096u
 #define TERNLM_TEMPLATE_MAX_WORK (256u << 20)
 ternlm_status ternlm_chat_template_render(const ternlm_model *model, const char *tmpl, const ternlm_chat_message *msgs,
                                           size_t n_msgs, int add_generation_prompt, char *buf, size_t cap,

@@ -1,7 +1,11 @@
 /* libFuzzer target: the Jinja renderer. The input is a template, then NUL-separated message contents (roles
  * alternate user/assistant, a leading "system" when the first content starts with 'S'). Every render must end
  * with text or TERNLM_ERR_TEMPLATE, within the documented limits. */
-#include "fuzz_common.h"
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ternlm.h"
 
 static ternlm_model *g_model;
 

@@ -215,10 +215,82 @@ static float dot_f32(const float *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
+/* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 with mask registers and VNNI (integer sums exact; float order of kernels.h) ---- */
+
+/* The four exact sub-block totals of a, b, c, d (8 int32 lanes each), in order. */
+static inline __m128i bonsai_hsum4(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+static inline uint16_t u16_at(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* The products da_k·s_k of four sub-blocks (f16 scales d0..d3): each exact in f32. */
+static inline void bonsai_products(__m128i s, uint16_t d0, uint16_t d1, uint16_t d2, uint16_t d3, float *p) {
+    const __m128 da = _mm_cvtph_ps(_mm_setr_epi16((short)d0, (short)d1, (short)d2, (short)d3, 0, 0, 0, 0));
+    _mm_storeu_ps(p, _mm_mul_ps(da, _mm_cvtepi32_ps(s)));
+}
+
+/* Σ ±q over a 32-element Q1_0 sub-block: q where the sign bit is 1, −q where it is 0 (one masked subtract). */
+static inline __m256i q1_sub512(uint32_t bits, const uint8_t *q) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q), zero = _mm256_setzero_si256();
+    const __m256i v = _mm256_mask_sub_epi8(x, (__mmask32)~bits, zero, x);
+    return _mm256_dpbusd_epi32(zero, _mm256_set1_epi8(1), v);
+}
+
+static float dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    for (int64_t b = 0; b < n / 128; b++, w += 18, a += 4 * 34) {
+        uint32_t bits[4];
+        memcpy(bits, w + 2, 16);
+        const __m128i s = bonsai_hsum4(q1_sub512(bits[0], a + 2), q1_sub512(bits[1], a + 36), q1_sub512(bits[2], a + 70),
+                                       q1_sub512(bits[3], a + 104));
+        float p[4];
+        bonsai_products(s, u16_at(a), u16_at(a + 34), u16_at(a + 68), u16_at(a + 102), p);
+        sum = sum + _cvtsh_ss(u16_at(w)) * (((p[0] + p[1]) + p[2]) + p[3]);
+    }
+    return sum;
+}
+
+/* The 64 codes of a Q2_0 block as bytes in element order: lo = elements 0..31, hi = 32..63. */
+static inline void q2_codes512(const uint8_t *qs, __m256i *lo, __m256i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)qs), m = _mm_set1_epi8(3);
+    const __m128i c0 = _mm_and_si128(v, m), c1 = _mm_and_si128(_mm_srli_epi16(v, 2), m);
+    const __m128i c2 = _mm_and_si128(_mm_srli_epi16(v, 4), m), c3 = _mm_and_si128(_mm_srli_epi16(v, 6), m);
+    const __m128i a_lo = _mm_unpacklo_epi8(c0, c1), b_lo = _mm_unpacklo_epi8(c2, c3);
+    const __m128i a_hi = _mm_unpackhi_epi8(c0, c1), b_hi = _mm_unpackhi_epi8(c2, c3);
+    *lo = _mm256_set_m128i(_mm_unpackhi_epi16(a_lo, b_lo), _mm_unpacklo_epi16(a_lo, b_lo));
+    *hi = _mm256_set_m128i(_mm_unpackhi_epi16(a_hi, b_hi), _mm_unpacklo_epi16(a_hi, b_hi));
+}
+
+/* Σ (code − 1)·q over 32 elements: Σ code·q minus Σ q, both with VNNI. */
+static inline __m256i q2_sub512(__m256i codes, const uint8_t *q) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q), zero = _mm256_setzero_si256();
+    return _mm256_sub_epi32(_mm256_dpbusd_epi32(zero, codes, x), _mm256_dpbusd_epi32(zero, _mm256_set1_epi8(1), x));
+}
+
+static float dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    const int64_t nb = n / 64;
+    for (int64_t b = 0; b < nb; b += 2, w += 36, a += 4 * 34) {
+        const int two = b + 1 < nb;
+        __m256i l0, h0, l1 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        q2_codes512(w + 2, &l0, &h0);
+        if (two) q2_codes512(w + 20, &l1, &h1);
+        const __m128i s = bonsai_hsum4(q2_sub512(l0, a + 2), q2_sub512(h0, a + 36), two ? q2_sub512(l1, a + 70) : l1,
+                                       two ? q2_sub512(h1, a + 104) : h1);
+        float p[4];
+        bonsai_products(s, u16_at(a), u16_at(a + 34), two ? u16_at(a + 68) : 0, two ? u16_at(a + 102) : 0, p);
+        sum = sum + _cvtsh_ss(u16_at(w)) * (p[0] + p[1]);
+        if (two) sum = sum + _cvtsh_ss(u16_at(w + 18)) * (p[2] + p[3]);
+    }
+    return sum;
+}
+
 static const tl_kernels k_avx512 = {
     "avx512", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16, dot_f32,
     tl_avx2_dot_q8_0, tl_avx2_attn_pv,
-    tl_avx2_dot_q1_0, tl_avx2_dot_q2_0,
+    dot_q1_0, dot_q2_0,
 };
 
 const tl_kernels *tl_kernels_avx512_table(void) { return &k_avx512; }

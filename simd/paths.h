@@ -10,6 +10,8 @@ float tl_scalar_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n);
 float tl_scalar_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n);
 float tl_scalar_dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n);
 float tl_scalar_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n);
+float tl_wasm128_dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n);
+float tl_wasm128_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n);
 float tl_avx2_dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n);
 float tl_avx2_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n);
 

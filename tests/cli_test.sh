@@ -124,6 +124,17 @@ if "$T" run --help | grep -q "embedded"; then
     cmp -s "$tmp/greedy" "$(dirname "$0")/expected/default-greedy-150.txt" && ok || bad "default model greedy text differs on kernels $k"
   done
 fi
+# Bonsai (qwen3, Q1_0 / Q2_0; issue 16): one greedy text on every kernel path and thread count (also WASI, aarch64)
+for b in q1_0 q2_0; do
+  for k in scalar avx2 avx512 neon wasm128; do
+    for t in 1 2; do
+      TERNLM_KERNELS=$k "$T" run -m "$S/fixtures/qwen3-bonsai-$b.gguf" -p "The capital of France is" -n 32 --temp 0 -t $t \
+        --no-display-prompt >"$tmp/greedy" 2>/dev/null
+      [ $? = 2 ] && continue
+      cmp -s "$tmp/greedy" "$(dirname "$0")/expected/bonsai-$b-greedy-32.txt" && ok || bad "bonsai $b greedy text differs on $k -t $t"
+    done
+  done
+done
 
 # ---- issue 11: what a new user hit (each fails on the code before the fix) ----
 not_contains() { # not_contains FILE TEXT DESCRIPTION

@@ -136,6 +136,7 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
 static const tl_kernels k_wasm128 = {
     "wasm128", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
     tl_scalar_dot_q8_0, attn_pv,
+    NULL, NULL, NULL, /* no 16-row group GEMMs yet: weights stay in file layout */
 };
 
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }

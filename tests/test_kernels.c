@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "kernels.h"
+#include "repack.h"
 #include "tensor_types.h"
 
 static uint64_t g_rng = 88172645463325252ull;
@@ -136,6 +137,155 @@ static void test_float(const tl_kernels *k, const tl_kernels *ref) {
     }
 }
 
+
+/* ---- 16-row group GEMMs (repack.h): every path (and the scalar generic one) against the file-layout reference ---- */
+
+typedef void (*gemm_fn)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
+
+/* Runs a GEMM the way the thread pool splits rows (two ranges on a 16-row boundary), into y with a wider stride. */
+static void run_split(gemm_fn f, const tl_r16 *w, const tl_acts *a, float *y, int64_t ys) {
+    const int64_t half = w->ne1 / 32 * 16;
+    f(w, 0, half, a, y, ys);
+    f(w, half, w->ne1, a, y, ys);
+}
+
+static void random_codes(uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint8_t v = 0;
+        for (int s = 0; s < 4; s++) v = (uint8_t)(v << 2 | rnd() % 3);
+        p[i] = v;
+    }
+}
+
+static void quantize_tokens(const tl_kernels *k, int T, int64_t n, float *x, int8_t *q, float *sc, int32_t *su,
+                            tl_block_q8k *q8k) {
+    for (int t = 0; t < T; t++) {
+        fill_act(x + t * n, n, t % 3);
+        k->quantize_i8(x + t * n, n, q + t * n, &sc[t], &su[t]);
+        if (q8k) k->quantize_q8k(x + t * n, n, q8k + t * (n / 256));
+    }
+}
+
+static int count_diff(const float *a, const float *b, int64_t n) {
+    int d = 0;
+    for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], 4) != 0;
+    return d;
+}
+
+static void test_r16_i2s(const tl_kernels *k) {
+    static const int64_t ns[] = {128, 384, 2560};
+    static const int Ts[] = {1, 2, 3, 7, 8, 9, 17};
+    static const int64_t rows[] = {16, 48, 64};
+    const tl_kernels *ref = tl_kernels_scalar();
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)
+            for (size_t c = 0; c < 3; c++) {
+                const int64_t n = ns[a], R = rows[c], ys = R + 5;
+                const int T = Ts[b];
+                uint8_t *w = malloc((size_t)(R * n / 4)), *rp = malloc((size_t)(R * n / 4));
+                random_codes(w, (size_t)(R * n / 4));
+                tl_repack_i2s(w, n, 0, R, rp);
+                float *x = malloc((size_t)(T * n) * 4), sc[17];
+                int8_t *q = malloc((size_t)(T * n));
+                int32_t su[17], *acc = malloc((size_t)(T * R) * 4);
+                quantize_tokens(ref, T, n, x, q, sc, su, NULL);
+                float *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+                ref->i2s_gemm(w, n, 0, R, q, T, acc, R);
+                const float wscale = 0.037f;
+                for (int t = 0; t < T; t++)
+                    for (int64_t r = 0; r < R; r++)
+                        want[t * ys + r] = (((float)acc[t * R + r] - (float)su[t]) / sc[t]) * wscale;
+                const tl_r16 wr = {rp, NULL, NULL, wscale, n, R};
+                const tl_acts acts = {T, n, q, sc, su, NULL};
+                run_split(k->gemm_i2s_r16, &wr, &acts, got, ys);
+                CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_i2s_r16 n=%lld T=%d rows=%lld: %d outputs differ",
+                      k->name, (long long)n, T, (long long)R, count_diff(want, got, T * ys));
+                free(w), free(rp), free(x), free(q), free(acc), free(want), free(got);
+            }
+}
+
+static void test_r16_tq(const tl_kernels *k) {
+    static const int Ts[] = {1, 2, 5, 8, 9, 17};
+    const tl_kernels *ref = tl_kernels_scalar();
+    for (int64_t n = 256; n <= 2560; n += 1024)
+        for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)
+            for (int64_t R = 16; R <= 48; R += 32) {
+                const int T = Ts[b];
+                const int64_t nb = n / 256, ys = R + 3;
+                uint8_t *tq2 = malloc((size_t)(R * nb * 66)), *tq1 = malloc((size_t)(R * nb * 54));
+                for (int64_t i = 0; i < R * nb; i++) {
+                    uint8_t *p2 = tq2 + 66 * i, *p1 = tq1 + 54 * i;
+                    random_codes(p2, 64);
+                    const uint16_t d = tl_f32_to_f16(frand() * 0.1f);
+                    p2[64] = (uint8_t)d, p2[65] = (uint8_t)(d >> 8);
+                    for (int j = 0; j < 52; j++) p1[j] = (uint8_t)rnd();
+                    p1[52] = (uint8_t)d, p1[53] = (uint8_t)(d >> 8);
+                }
+                float *x = malloc((size_t)(T * n) * 4), sc[17];
+                int8_t *q = malloc((size_t)(T * n));
+                int32_t su[17];
+                tl_block_q8k *q8k = malloc((size_t)(T * nb) * sizeof *q8k);
+                quantize_tokens(ref, T, n, x, q, sc, su, q8k);
+                const tl_acts acts = {T, n, q, sc, su, q8k};
+                for (int kind = 0; kind < 2; kind++) {
+                    uint8_t *rp = malloc((size_t)(R * n / 4));
+                    uint16_t *dw = malloc((size_t)(R * nb) * 2);
+                    if (kind == 0) tl_repack_tq2(tq2, n, 0, R, rp, dw);
+                    else tl_repack_tq1(tq1, n, 0, R, rp, dw);
+                    float *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+                    for (int t = 0; t < T; t++)
+                        for (int64_t r = 0; r < R; r++)
+                            want[t * ys + r] = kind == 0 ? ref->dot_tq2(tq2 + r * nb * 66, q8k + t * nb, n)
+                                                         : ref->dot_tq1(tq1 + r * nb * 54, q8k + t * nb, n);
+                    const tl_r16 wr = {rp, dw, NULL, 1.0f, n, R};
+                    run_split(k->gemm_tq_r16, &wr, &acts, got, ys);
+                    CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_tq_r16 (%s) n=%lld T=%d rows=%lld: %d differ",
+                          k->name, kind ? "TQ1_0" : "TQ2_0", (long long)n, T, (long long)R, count_diff(want, got, T * ys));
+                    free(rp), free(dw), free(want), free(got);
+                }
+                free(tq2), free(tq1), free(x), free(q), free(q8k);
+            }
+}
+
+static void test_r16_i8(const tl_kernels *k) {
+    static const int Ts[] = {1, 3, 8, 9, 17};
+    const tl_kernels *ref = tl_kernels_scalar();
+    for (int64_t n = 4; n <= 2564; n += 1280)
+        for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)
+            for (int64_t R = 16; R <= 80; R += 64) {
+                const int T = Ts[b];
+                const int64_t ys = R + 1;
+                uint16_t *wh = malloc((size_t)(R * n) * 2);
+                for (int64_t i = 0; i < R * n; i++) wh[i] = tl_f32_to_f16((i / n) == 3 ? 0.0f : frand());
+                uint8_t *rp = malloc((size_t)(R * n));
+                float *drow = malloc((size_t)R * 4);
+                tl_repack_i8_from_f16(wh, n, 0, R, rp, drow);
+                int bad_q = 0; /* the int8 value of every weight is within half a step of the f16 value */
+                for (int64_t r = 0; r < R; r++)
+                    for (int64_t i = 0; i < n; i++)
+                        bad_q += fabsf((float)tl_r16_i8(rp, n, r, i) * drow[r] - tl_f16_to_f32(wh[r * n + i])) >
+                                 drow[r] * 0.5001f + 1e-7f;
+                CHECK(bad_q == 0, "repack_i8 n=%lld: %d weights off by more than half a step", (long long)n, bad_q);
+                float *x = malloc((size_t)(T * n) * 4), sc[17];
+                int8_t *q = malloc((size_t)(T * n));
+                int32_t su[17];
+                quantize_tokens(ref, T, n, x, q, sc, su, NULL);
+                const tl_acts acts = {T, n, q, sc, su, NULL};
+                const tl_r16 wr = {rp, NULL, drow, 1.0f, n, R};
+                float *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+                for (int t = 0; t < T; t++) /* the definition, from the decoded layout */
+                    for (int64_t r = 0; r < R; r++) {
+                        int32_t acc = 0;
+                        for (int64_t i = 0; i < n; i++) acc += tl_r16_i8(rp, n, r, i) * q[t * n + i];
+                        want[t * ys + r] = ((float)acc / sc[t]) * drow[r];
+                    }
+                run_split(k->gemm_i8_r16, &wr, &acts, got, ys);
+                CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_i8_r16 n=%lld T=%d rows=%lld: %d differ", k->name,
+                      (long long)n, T, (long long)R, count_diff(want, got, T * ys));
+                free(wh), free(rp), free(drow), free(x), free(q), free(want), free(got);
+            }
+}
+
 int main(void) {
     const tl_kernels *all[8];
     const int n = tl_kernels_available(all, 8);
@@ -151,6 +301,10 @@ int main(void) {
         test_i2s(all[i], ref);
         test_q8k_tq(all[i], ref);
         test_float(all[i], ref);
+        if (all[i]->gemm_i2s_r16) test_r16_i2s(all[i]);
+        if (all[i]->gemm_tq_r16) test_r16_tq(all[i]);
+        if (all[i]->gemm_i8_r16) test_r16_i8(all[i]);
+        printf("%s: 16-row group GEMMs %s\n", all[i]->name, all[i]->gemm_i2s_r16 ? "tested" : "not in this path");
     }
     return check_summary();
 }

@@ -84,15 +84,36 @@ static void act_init(act *a, const float *x, int T, int64_t n) {
     a->n = n;
 }
 
+/* Quantizing a batch's tokens is split across the pool (token t on thread t % nth); one token stays on the caller. */
+typedef struct quant_job {
+    ternlm_session *s;
+    const act *a;
+    int q8k;
+} quant_job;
+
+static void quant_token(ternlm_session *s, const act *a, int q8k, int t) {
+    if (q8k) s->kern->quantize_q8k(a->x + t * a->n, a->n, s->q8k + t * (a->n / 256));
+    else s->kern->quantize_i8(a->x + t * a->n, a->n, s->qa + t * a->n, &s->qa_scale[t], &s->qa_sum[t]);
+}
+
+static void quant_task(void *ctx, int ith, int nth) {
+    const quant_job *j = ctx;
+    for (int t = ith; t < j->a->T; t += nth) quant_token(j->s, j->a, j->q8k, t);
+}
+
+static void quantize_tokens(ternlm_session *s, const act *a, int q8k) {
+    quant_job job = {s, a, q8k};
+    if (a->T == 1) quant_token(s, a, q8k, 0);
+    else tl_pool_run(s->pool, quant_task, &job);
+}
+
 static void act_prepare(ternlm_session *s, act *a, const tl_weight *w) {
-    const tl_kernels *k = s->kern;
     const uint32_t type = w->r16.drow ? TL_I2_S : w->type; /* the int8 head takes the I2_S activations */
     if (type == TL_I2_S && !a->have_i8) {
-        for (int t = 0; t < a->T; t++)
-            k->quantize_i8(a->x + t * a->n, a->n, s->qa + t * a->n, &s->qa_scale[t], &s->qa_sum[t]);
+        quantize_tokens(s, a, 0);
         a->have_i8 = 1;
     } else if ((type == TL_TQ1_0 || type == TL_TQ2_0) && !a->have_q8k) {
-        for (int t = 0; t < a->T; t++) k->quantize_q8k(a->x + t * a->n, a->n, s->q8k + t * (a->n / 256));
+        quantize_tokens(s, a, 1);
         a->have_q8k = 1;
     } else if (type == TL_Q8_0 && !a->have_q8_0) {
         for (int t = 0; t < a->T; t++) tl_quantize_q8_0(a->x + t * a->n, a->n, s->q80 + t * (a->n / 32 * 34));

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "json.h"
 #include "kernels.h"
+#include "ternlm.h"
 #include "repack.h"
 #include "tensor_types.h"
 
@@ -286,6 +288,89 @@ static void test_r16_i8(const tl_kernels *k) {
             }
 }
 
+/* ---- the int8 head (--head-quant i8) on the fixtures: its effect on the logits, measured against the F16 head and
+ * against the reference logits, which it must still meet within the fixture's own tolerance ---- */
+
+static int argmax_f(const float *l, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (l[i] > l[b]) b = i;
+    return b;
+}
+
+static ternlm_session *session_for(const char *path, int head_i8, ternlm_model **m) {
+    ternlm_model_params mp = ternlm_model_params_default();
+    mp.head_quant_i8 = head_i8;
+    ternlm_error err = {0};
+    ternlm_session *s = NULL;
+    if (ternlm_model_open_file(path, &mp, m, &err) == TERNLM_OK) ternlm_session_new(*m, NULL, &s, &err);
+    CHECK(s != NULL, "%s (head_i8 %d): %s", path, head_i8, err.message);
+    return s;
+}
+
+static void head_i8_effect(const char *ref_name) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fixtures/%s", TERNLM_SHARED_DIR, ref_name);
+    size_t len;
+    char *text = read_whole_file(path, &len);
+    jval *ref = text ? json_parse(text, len) : NULL;
+    CHECK(ref != NULL, "cannot read %s", path);
+    if (!ref) return free(text);
+    const jval *tj = json_get(ref, "tolerance"), *cases = json_get(ref, "cases");
+    const double tol_abs = json_get(tj, "abs")->num, tol_mean = json_get(tj, "mean_abs")->num;
+    const int nv = (int)json_get(ref, "n_vocab")->num;
+    snprintf(path, sizeof path, "%s/fixtures/%s", TERNLM_SHARED_DIR, json_get(ref, "model")->str);
+    ternlm_model *m16 = NULL, *m8 = NULL;
+    ternlm_session *s16 = session_for(path, 0, &m16), *s8 = session_for(path, 1, &m8);
+    double vs_f16 = 0, vs_f16_mean = 0, vs_ref = 0, vs_ref_mean = 0;
+    int same_top1 = 0, positions = 0;
+    for (size_t c = 0; s16 && s8 && cases && c < cases->n; c++) {
+        const jval *ids = json_get(&cases->items[c], "prompt_ids"), *pos = json_get(&cases->items[c], "logit_positions");
+        int32_t *p = malloc(ids->n * sizeof *p);
+        for (size_t i = 0; i < ids->n; i++) p[i] = (int32_t)ids->items[i].num;
+        ternlm_error err = {0};
+        ternlm_session_rewind(s16, 0, NULL), ternlm_session_rewind(s8, 0, NULL);
+        CHECK(!ternlm_session_eval(s16, p, ids->n, TERNLM_LOGITS_ALL, &err) &&
+                  !ternlm_session_eval(s8, p, ids->n, TERNLM_LOGITS_ALL, &err), "%s: %s", ref_name, err.message);
+        snprintf(path, sizeof path, "%s/fixtures/%s", TERNLM_SHARED_DIR, json_get(&cases->items[c], "logits_file")->str);
+        size_t bytes;
+        float *want = (float *)read_whole_file(path, &bytes);
+        for (size_t k = 0; k < ids->n; k++) {
+            const float *a = ternlm_session_logits(s16, (int)k), *b = ternlm_session_logits(s8, (int)k);
+            double mx = 0, sum = 0;
+            for (int i = 0; i < nv; i++) {
+                const double d = fabs((double)a[i] - (double)b[i]);
+                mx = d > mx ? d : mx, sum += d;
+            }
+            vs_f16 = mx > vs_f16 ? mx : vs_f16;
+            vs_f16_mean = sum / nv > vs_f16_mean ? sum / nv : vs_f16_mean;
+            same_top1 += argmax_f(a, nv) == argmax_f(b, nv), positions++;
+        }
+        for (size_t k = 0; want && pos && k < pos->n; k++) {
+            const float *b = ternlm_session_logits(s8, (int)pos->items[k].num), *e = want + k * (size_t)nv;
+            double mx = 0, sum = 0;
+            for (int i = 0; i < nv; i++) {
+                const double d = fabs((double)b[i] - (double)e[i]);
+                mx = d > mx ? d : mx, sum += d;
+            }
+            vs_ref = mx > vs_ref ? mx : vs_ref;
+            vs_ref_mean = sum / nv > vs_ref_mean ? sum / nv : vs_ref_mean;
+        }
+        free(want), free(p);
+    }
+    printf("int8 head on %s: vs the F16 head worst |diff| %.4f, worst mean %.5f, top-1 same at %d of %d positions; "
+           "vs the reference worst |diff| %.4f, worst mean %.5f (tolerance %.2f / %.2f)\n",
+           json_get(ref, "model")->str, vs_f16, vs_f16_mean, same_top1, positions, vs_ref, vs_ref_mean, tol_abs, tol_mean);
+    CHECK(positions > 0 && vs_ref <= tol_abs && vs_ref_mean <= tol_mean, "%s: the int8 head leaves the fixture tolerance",
+          ref_name);
+    CHECK(same_top1 * 10 >= positions * 9, "%s: the int8 head changes the top-1 at %d of %d positions", ref_name,
+          positions - same_top1, positions);
+    ternlm_session_free(s16), ternlm_session_free(s8);
+    ternlm_model_free(m16), ternlm_model_free(m8);
+    json_free(ref);
+    free(text);
+}
+
 int main(void) {
     const tl_kernels *all[8];
     const int n = tl_kernels_available(all, 8);
@@ -305,6 +390,15 @@ int main(void) {
         if (all[i]->gemm_tq_r16) test_r16_tq(all[i]);
         if (all[i]->gemm_i8_r16) test_r16_i8(all[i]);
         printf("%s: 16-row group GEMMs %s\n", all[i]->name, all[i]->gemm_i2s_r16 ? "tested" : "not in this path");
+    }
+    /* the fixtures with an F16 head (the I2_S, TQ2_0 and TQ1_0 models), where this machine's best path has its own
+     * int8 GEMM (the generic one is too slow for a 128k vocabulary under qemu or wasm) */
+    if (tl_kernels_best()->gemm_i8_r16 && tl_kernels_best() != ref) {
+        head_i8_effect("b158-llama3-i2s.ref.json");
+        head_i8_effect("bitnet-spm-tq2_0.ref.json");
+        head_i8_effect("bitnet-spm-tq1_0.ref.json");
+    } else {
+        printf("int8 head effect on the fixtures: skipped (path %s has no int8 GEMM of its own)\n", tl_kernels_best()->name);
     }
     return check_summary();
 }

@@ -24,7 +24,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 models=()
 for m in "$S"/fixtures/*.gguf models/ternlm-tinystories.gguf; do
   case "$m" in *tokenizer*) continue ;; esac
-  [ -f "$m" ] && models+=("$m")
+  [ -f "$m" ] || continue
+  # a fixture the CPU cannot open either (a newer ggml type, say) says nothing about the GPU
+  if ! "$B/ternlm" inspect "$m" >/dev/null 2>&1; then echo "skipped, ternlm cannot open it: $(basename "$m")"; continue; fi
+  models+=("$m")
 done
 
 if want match; then

@@ -2,10 +2,12 @@
 // bits as the CPU (kernels.cuh says how).
 //
 // Weights are uploaded once: ternary linears repacked (kernels.cuh's layout), with q/k/v concatenated and gate/up
-// interleaved when their types match, so a layer is five launches for one token: q|k|v, attention, o, gate/up
-// with the activation, down; each linear norms and quantizes its own input. Float-like weights stay F16 or become
-// F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose kernels overlap their
-// starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use the tensor-core GEMM.
+// interleaved when their types match, so a layer is five linear or attention launches for one token: q|k|v,
+// attention, o, gate/up with the activation, down. A ternary linear's input is normed and quantized once per step
+// (k_prep, or the producing kernel's last block with TERNLM_CUDA_PREP=1), float linears prepare their own. Float-like
+// weights stay F16 or become F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose
+// kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
+// the tensor-core GEMM and, for grouped-query models, one attention block per KV group and token.
 #include <cuda_runtime.h>
 
 #include <stdio.h>
@@ -60,6 +62,10 @@ struct gpu_state {
     float *x, *qkv, *att, *h, *u, *xs, *logits, *qd, *embd_host;
     int8_t *qa;
     int *qsum, *tok, *pos0;
+    unsigned *done;       // finish_and_prep's block counter
+    int prep_in_producer; // TERNLM_CUDA_PREP=1: finish_and_prep in producers instead of a k_prep launch per input
+    int attn_group;       // prompts may use k_attention_group (GQA groups of 2..4 heads of <= 128 dimensions)
+    size_t attn_group_smem; // the dynamic shared memory it may take
     cudaGraphExec_t graph;
     int have_graph;
 };
@@ -242,22 +248,50 @@ static int grid_for(gpu_state *g, const void *kernel, int tiles, size_t smem) {
     return tiles < cap ? tiles : cap;
 }
 
-// y (per io) = W x for T tokens: the GEMV kernels for few tokens, quantize + tensor-core GEMM for many.
-static void linear(gpu_state *g, const dlin *d, const io_args &io, int T) {
+static prep_out prep_buffers(gpu_state *g) {
+    prep_out o;
+    o.q = g->qa, o.qd = g->qd, o.qsum = g->qsum, o.xs = g->xs;
+    return o;
+}
+
+// What the kernel producing a ternary linear's input does at its end for a one-token step: RMSNorm and quantize
+// that input once (finish_and_prep), instead of a launch of its own or a copy in every GEMV block. Nothing for
+// float linears (k_float_gemv prepares its own input) and for batches (k_prep, one block per token).
+static prep_args prep_for(gpu_state *g, const dlin *next, const float *x, const float *norm, float eps, int T) {
+    prep_args p;
+    memset(&p, 0, sizeof p);
+    p.mode = -1;
+    if (!next || next->kind != LIN_TERNARY || T != 1 || !g->prep_in_producer) return p;
+    const tern_w &w = next->t;
+    p.x = x, p.norm_w = norm, p.eps = eps, p.n = w.n, p.n_pad = w.steps * 256, p.steps = w.steps;
+    p.mode = w.act == ACT_TOKEN ? PREP_TOKEN : PREP_Q8K;
+    p.o = prep_buffers(g), p.done = g->done;
+    return p;
+}
+
+// y (per io) = W x for T tokens: the GEMV kernels for few tokens, the tensor-core GEMM for many; a ternary
+// linear's input is prepared by k_prep here unless `prepared` (its producer did it, or an earlier linear with the
+// same input). next: what this linear's kernel prepares for the one after it.
+static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int prepared, const prep_args &next) {
     if (d->kind == LIN_TERNARY) {
         const tern_w &w = d->t;
+        if (!prepared)
+            launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 8, io.x, io.x_stride, w.n, w.steps * 256, io.norm_w, io.eps,
+                   w.act == ACT_TOKEN ? (int)PREP_TOKEN : (int)PREP_Q8K, prep_buffers(g), w.steps);
         if (T >= GEMM_MIN_T) {
-            launch(g, k_prep, dim3(T), dim3(NORM_THREADS), 0, io.x, io.x_stride, w.n, w.steps * 256, io.norm_w, io.eps,
-                   w.act == ACT_TOKEN ? (int)PREP_TOKEN : (int)PREP_Q8K, g->xs, g->qa, g->qd, g->qsum, w.steps);
             const dim3 grid((w.rows + GM_R - 1) / GM_R, (T + GM_T - 1) / GM_T);
-            if (w.act == ACT_TOKEN) launch(g, k_tern_gemm<ACT_TOKEN>, grid, dim3(128), 0, w, io, (const int8_t *)g->qa, (const float *)g->qd, (const int *)g->qsum, T);
-            else launch(g, k_tern_gemm<ACT_Q8K>, grid, dim3(128), 0, w, io, (const int8_t *)g->qa, (const float *)g->qd, (const int *)g->qsum, T);
+            if (w.act == ACT_TOKEN) launch(g, k_tern_gemm<ACT_TOKEN>, grid, dim3(256), (size_t)GM_SMEM, w, io, (const int8_t *)g->qa, (const float *)g->qd, (const int *)g->qsum, T);
+            else launch(g, k_tern_gemm<ACT_Q8K>, grid, dim3(256), (size_t)GM_SMEM, w, io, (const int8_t *)g->qa, (const float *)g->qd, (const int *)g->qsum, T);
             return;
         }
-        int S = 1; // K-slices: at most TG_PF steps per thread, and enough blocks to fill the GPU
-        while (S < 8 && ((w.steps + S - 1) / S > TG_PF || (w.rows * S + 63) / 64 < 2 * g->n_sm)) S *= 2;
-        const int R = 64 / S;
-        launch(g, k_tern_gemv, dim3((w.rows + R - 1) / R, T), dim3(NORM_THREADS), tern_smem_bytes(w.n, w.steps), w, io, S);
+        // K-slices: at most TG_PF steps per thread, and enough blocks to fill the GPU; a GLU's row pairs stay in
+        // one warp (S <= 4)
+        const int max_lS = io.epi == EPI_GLU ? 2 : 3;
+        int lS = 0;
+        while (lS < max_lS && ((w.steps + (1 << lS) - 1) >> lS > TG_PF || (w.rows << lS) / 64 < 2 * g->n_sm)) lS++;
+        const int R = 64 >> lS;
+        const size_t smem = tern_gemv_smem(w.act, lS, w.steps, next.mode >= 0 ? next.n : 0);
+        launch(g, k_tern_gemv, dim3((w.rows + R - 1) / R, T), dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
     } else {
         const float_w &w = d->f;
         const size_t smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)w.n * 4;
@@ -285,35 +319,63 @@ static attn_args attn_for(gpu_state *g, const ternlm_session *s, uint32_t l) {
     return a;
 }
 
-// One batch of T tokens (already in g->tok, the first position in g->pos0), as forward.c's eval_batch.
+// Whether linear b, reading the same input right after a, can use the input a's launch prepared.
+static int same_prep(const dlin *b, const dlin *a) {
+    return a->kind == LIN_TERNARY && b->kind == LIN_TERNARY && a->t.act == b->t.act && a->t.steps == b->t.steps;
+}
+
+static int attn_threads(int T, int hd) { return T == 1 || hd > 128 ? 256 : 128; } // decode: finish_and_prep's 256
+static int attn_tile(int T) { return T == 1 ? 128 : 64; }                             // V positions per smem tile
+
+// One batch of T tokens (already in g->tok, the first position in g->pos0), as forward.c's eval_batch. `ready`
+// says whether the next linear's input has been prepared by the kernel before it (prep_for).
 static void forward(ternlm_session *s, int T, int which) {
     gpu_state *g = (gpu_state *)s->gpu;
     const tl_hparams *h = &s->m->hp;
     const int E = (int)h->n_embd, F = (int)h->n_ff, fn = h->act == TL_ACT_RELU2 ? GLU_RELU2 : GLU_SILU;
     const float eps = h->eps;
+    const int first = which == TERNLM_LOGITS_ALL ? 0 : T - 1;
     g->pdl_now = g->pdl && T == 1; // measured: overlapping launches helps decode, slows the prompt's big kernels
     if (g->embd_on_gpu) launch(g, k_embed, dim3((E + 255) / 256, T), dim3(256), 0, (const float *)g->embd.f.wf, (const __half *)g->embd.f.wh, E, (const int *)g->tok, g->x);
+    int ready = 0;
     for (uint32_t l = 0; l < h->n_layer; l++) {
         const dlayer *L = &g->L[l];
         for (int i = 0; i < L->n_qkv; i++)
-            linear(g, &L->qkv[i], io_for(g->x, E, L->attn_norm, eps, g->qkv + L->qkv_col[i], g->qkv_rows, EPI_STORE, fn), T);
+            linear(g, &L->qkv[i], io_for(g->x, E, L->attn_norm, eps, g->qkv + L->qkv_col[i], g->qkv_rows, EPI_STORE, fn), T,
+                   i == 0 ? ready : same_prep(&L->qkv[i], &L->qkv[i - 1]), prep_for(g, NULL, NULL, NULL, eps, T));
         const attn_args a = attn_for(g, s, l);
-        const size_t smem = ((size_t)s->n_ctx + 3 * h->head_dim + h->n_rot) * 4;
         if (T > 1) launch(g, k_rope_store, dim3(T), dim3(128), 0, a);
-        launch(g, k_attention, dim3(h->n_head, T), dim3(T > 1 ? 128 : 256), smem, a, T == 1 ? 1 : 0);
-        linear(g, &L->o, io_for(g->att, E, L->attn_sub_norm, eps, g->x, E, EPI_ADD, fn), T);
+        const prep_args to_o = prep_for(g, &L->o, g->att, L->attn_sub_norm, eps, T);
+        const int grp = (int)(h->n_head / h->n_head_kv), n_pos = (int)s->pos + T;
+        if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
+            launch(g, k_attention_group, dim3(h->n_head_kv, T), dim3(128 * grp),
+                   attn_group_smem_bytes(n_pos, (int)h->head_dim, grp), a, n_pos);
+        else
+            launch(g, k_attention, dim3(h->n_head, T), dim3(attn_threads(T, (int)h->head_dim)),
+               attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(T), to_o.mode >= 0 ? to_o.n : 0), a, T == 1 ? 1 : 0, attn_tile(T), to_o);
+        const dlin *gu0 = &L->gu[0];
+        const prep_args to_gu = prep_for(g, gu0, g->x, L->ffn_norm, eps, T);
+        linear(g, &L->o, io_for(g->att, E, L->attn_sub_norm, eps, g->x, E, EPI_ADD, fn), T, to_o.mode >= 0, to_gu);
+        const dlin *next_in = l + 1 < h->n_layer ? &g->L[l + 1].qkv[0] : which == TERNLM_LOGITS_NONE ? NULL : &g->head;
+        const float *next_norm = l + 1 < h->n_layer ? g->L[l + 1].attn_norm : g->out_norm;
+        const float *next_x = l + 1 < h->n_layer ? g->x : g->x + (size_t)first * E;
+        const prep_args to_next = prep_for(g, next_in, next_x, next_norm, eps, T);
         if (L->n_gu == 1) {
-            linear(g, &L->gu[0], io_for(g->x, E, L->ffn_norm, eps, g->h, F, EPI_GLU, fn), T);
+            const prep_args to_down = prep_for(g, &L->down, g->h, L->ffn_sub_norm, eps, T);
+            linear(g, gu0, io_for(g->x, E, L->ffn_norm, eps, g->h, F, EPI_GLU, fn), T, to_gu.mode >= 0, to_down);
+            linear(g, &L->down, io_for(g->h, F, L->ffn_sub_norm, eps, g->x, E, EPI_ADD, fn), T, to_down.mode >= 0, to_next);
         } else {
-            linear(g, &L->gu[0], io_for(g->x, E, L->ffn_norm, eps, g->h, F, EPI_STORE, fn), T);
-            linear(g, &L->gu[1], io_for(g->x, E, L->ffn_norm, eps, g->u, F, EPI_STORE, fn), T);
+            const prep_args none = prep_for(g, NULL, NULL, NULL, eps, T);
+            linear(g, gu0, io_for(g->x, E, L->ffn_norm, eps, g->h, F, EPI_STORE, fn), T, to_gu.mode >= 0, none);
+            linear(g, &L->gu[1], io_for(g->x, E, L->ffn_norm, eps, g->u, F, EPI_STORE, fn), T, same_prep(&L->gu[1], gu0), none);
             launch(g, k_glu, dim3(256), dim3(256), 0, g->h, (const float *)g->u, (long)T * F, fn);
+            linear(g, &L->down, io_for(g->h, F, L->ffn_sub_norm, eps, g->x, E, EPI_ADD, fn), T, 0, to_next);
         }
-        linear(g, &L->down, io_for(g->h, F, L->ffn_sub_norm, eps, g->x, E, EPI_ADD, fn), T);
+        ready = to_next.mode >= 0;
     }
     if (which == TERNLM_LOGITS_NONE) return;
-    const int first = which == TERNLM_LOGITS_ALL ? 0 : T - 1;
-    linear(g, &g->head, io_for(g->x + (size_t)first * E, E, g->out_norm, eps, g->logits, h->n_vocab, EPI_STORE, fn), T - first);
+    linear(g, &g->head, io_for(g->x + (size_t)first * E, E, g->out_norm, eps, g->logits, h->n_vocab, EPI_STORE, fn), T - first,
+           ready, prep_for(g, NULL, NULL, NULL, eps, T));
 }
 
 // ------------------------------------------------------------------------------------------------ session hooks
@@ -327,7 +389,7 @@ static ternlm_status alloc_scratch(gpu_state *g, const ternlm_session *s, ternlm
         {(void **)&g->h, T * F * 4}, {(void **)&g->u, T * F * 4}, {(void **)&g->xs, T * wide * 4},
         {(void **)&g->logits, T * h->n_vocab * 4}, {(void **)&g->qa, T * g->max_steps * 256},
         {(void **)&g->qd, T * g->max_steps * 4}, {(void **)&g->qsum, T * g->max_steps * 4}, {(void **)&g->tok, T * 4},
-        {(void **)&g->pos0, 4}, {(void **)&g->kc, kv * 2}, {(void **)&g->vc, kv * 2},
+        {(void **)&g->pos0, 4}, {(void **)&g->done, 4}, {(void **)&g->kc, kv * 2}, {(void **)&g->vc, kv * 2},
         {(void **)&g->rope, (size_t)s->n_ctx * h->n_rot * 4}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         const cudaError_t e = cudaMalloc(bufs[i].p, bufs[i].bytes);
@@ -335,6 +397,7 @@ static ternlm_status alloc_scratch(gpu_state *g, const ternlm_session *s, ternlm
             return tl_fail(err, TERNLM_ERR_NOMEM, "CUDA: %s allocating %zu bytes of session memory (context %u)",
                            cudaGetErrorString(e), bufs[i].bytes, s->n_ctx);
     }
+    CK(cudaMemset(g->done, 0, 4));
     float *cs = (float *)malloc((size_t)s->n_ctx * h->n_rot * 4); // RoPE angles, computed as the CPU does
     if (!cs) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory for the RoPE table");
     for (uint32_t p = 0; p < s->n_ctx; p++) tl_rope_table(cs + (size_t)p * h->n_rot, p, h, s->m->rope_freqs);
@@ -404,18 +467,36 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->pdl = prop.major >= 9 && !(pdl && !strcmp(pdl, "0"));
         const char *graph = getenv("TERNLM_CUDA_GRAPH"); // 0: launch decode kernels one by one (for profilers)
         g->use_graph = !(graph && !strcmp(graph, "0"));
+        const char *prep = getenv("TERNLM_CUDA_PREP"); // 1: the producer's last block prepares (measured slower)
+        g->prep_in_producer = prep && !strcmp(prep, "1");
     }
     if (!st) st = upload_model(g, m, err);
     if (!st) st = alloc_scratch(g, s, err);
-    const size_t attn_smem = ((size_t)s->n_ctx + 3 * h->head_dim + h->n_rot) * 4, tern_smem = tern_smem_bytes(g->max_n, g->max_steps);
+    const size_t attn_smem = attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(1), g->max_n);
+    const size_t tern_smem = tern_gemv_smem(ACT_Q8K, 0, g->max_steps, g->max_n), prep_smem = (size_t)g->max_n * 8;
     const size_t float_smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)g->max_n * 4, limit = (size_t)prop.sharedMemPerBlockOptin;
-    if (!st && (attn_smem > limit || tern_smem > limit || float_smem > limit))
+    if (!st && h->head_dim > 256)
+        st = tl_fail(err, TERNLM_ERR_UNSUPPORTED, "--gpu: heads of %u dimensions are not supported (256 at most)", h->head_dim);
+    if (!st && (attn_smem > limit || tern_smem > limit || float_smem > limit || prep_smem > limit || (size_t)GM_SMEM > limit))
         st = tl_fail(err, TERNLM_ERR_UNSUPPORTED, "--gpu: a context of %u or rows of %d inputs need more shared memory "
                      "than this GPU has (%zu bytes): use a smaller --ctx-size", s->n_ctx, g->max_n, limit);
     if (!st && (cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)attn_smem) ||
                 cudaFuncSetAttribute(k_tern_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
+                cudaFuncSetAttribute(k_prep, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem) ||
+                cudaFuncSetAttribute(k_tern_gemm<ACT_TOKEN>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
+                cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
                 cudaFuncSetAttribute(k_float_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)float_smem)))
         st = tl_fail(err, TERNLM_ERR_BACKEND, "CUDA: cannot reserve shared memory for the kernels");
+    const int grp = h->n_head_kv ? (int)(h->n_head / h->n_head_kv) : 0;
+    const char *group = getenv("TERNLM_CUDA_ATTN_GROUP"); // 0: a block per head for prompts too (comparisons)
+    g->attn_group_smem = TL_MIN(limit, attn_group_smem_bytes((int)s->n_ctx, (int)h->head_dim, grp));
+    const int usable = grp >= 2 && grp <= 4 && h->head_dim <= 128 && h->head_dim % 8 == 0 && grp * h->n_head_kv == h->n_head;
+    g->attn_group = usable && !(group && !strcmp(group, "0"));
+    if (!st && g->attn_group &&
+        cudaFuncSetAttribute(k_attention_group, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->attn_group_smem)) {
+        g->attn_group = 0;
+        cudaGetLastError(); // not an error for the session: prompts use k_attention
+    }
     if (st) {
         ternlm_session_free(s);
         return st;
@@ -428,7 +509,7 @@ void tl_session_free_gpu(ternlm_session *s) {
     gpu_state *g = (gpu_state *)s->gpu;
     if (g) {
         if (g->have_graph) cudaGraphExecDestroy(g->graph);
-        void *bufs[] = {g->x, g->qkv, g->att, g->h, g->u, g->xs, g->logits, g->qa, g->qd, g->qsum, g->tok, g->pos0,
+        void *bufs[] = {g->x, g->qkv, g->att, g->h, g->u, g->xs, g->logits, g->qa, g->qd, g->qsum, g->tok, g->pos0, g->done,
                         g->kc, g->vc, g->rope, g->out_norm};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
         for (uint32_t l = 0; g->L && l < s->m->hp.n_layer; l++) {

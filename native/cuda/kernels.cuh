@@ -69,6 +69,8 @@ __device__ __forceinline__ int dot16(uint32_t w, int4 a, int acc) {
 
 // ------------------------------------------------------------------------------------------------ input preparation
 
+#define PREP_BATCH 16 // loads in flight per thread in prep_vector
+
 // Shared-memory scratch of prep_vector: 256 double lanes, and per-warp maxima and sums.
 struct prep_scratch {
     double lanes[NORM_THREADS];
@@ -84,21 +86,23 @@ __device__ __forceinline__ double fold_256(const double *l) {
     return __shfl_sync(FULL_MASK, warp_fold_d(c), 0);
 }
 
-// One token's input vector, by a NORM_THREADS block: RMSNorm (if norm_w) as forward.c's rmsnorm, then floats (xs,
+// One token's input vector, by a NORM_THREADS block (x is read through L2: other blocks of the same grid may have
+// just written it): RMSNorm (if norm_w) as forward.c's rmsnorm, then floats (xs,
 // rounded to f16 for PREP_FLOAT_F16) or int8 codes as scalar.c's quantize_i8 / quantize_q8k: q (n_pad bytes,
 // zero padded), qd (scale, or d per 256-block), qsum (per 256-block for Q8_K; per token: the caller adds
-// sc->wsum). Thread i owns elements i + 256k until the last barrier, which keeps barriers to three.
+// sc->wsum). Thread i owns elements i + 256k until the last barrier, which keeps barriers to three. xs should be
+// shared memory (n floats): it is read back element by element.
 __device__ void prep_vector(const float *x, int n, int n_pad, const float *norm_w, float eps, int mode, float *xs,
                             int8_t *q, float *qd, int *qsum, prep_scratch *sc) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     float scale = 1.0f;
     double l = 0.0;
-    for (int i0 = tid; i0 < n; i0 += 8 * NORM_THREADS) { // 8 loads in flight per thread, then the arithmetic
-        float v[8];
+    for (int i0 = tid; i0 < n; i0 += PREP_BATCH * NORM_THREADS) { // PREP_BATCH loads in flight, then the arithmetic
+        float v[PREP_BATCH];
 #pragma unroll
-        for (int k = 0; k < 8; k++) v[k] = i0 + k * NORM_THREADS < n ? x[i0 + k * NORM_THREADS] : 0.0f;
+        for (int k = 0; k < PREP_BATCH; k++) v[k] = i0 + k * NORM_THREADS < n ? __ldcg(x + i0 + k * NORM_THREADS) : 0.0f;
 #pragma unroll
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < PREP_BATCH; k++)
             if (i0 + k * NORM_THREADS < n) xs[i0 + k * NORM_THREADS] = v[k], l += (double)(v[k] * v[k]);
     }
     if (norm_w) {
@@ -107,15 +111,19 @@ __device__ void prep_vector(const float *x, int n, int n_pad, const float *norm_
         scale = 1.0f / sqrtf((float)(fold_256(sc->lanes) / (double)n) + eps);
     }
     float m = 0.0f;
-    for (int i0 = tid; i0 < n; i0 += 8 * NORM_THREADS) {
-        float wv[8];
+    for (int i0 = tid; i0 < n; i0 += PREP_BATCH * NORM_THREADS) {
+        float wv[PREP_BATCH], xv[PREP_BATCH];
 #pragma unroll
-        for (int k = 0; k < 8; k++) wv[k] = norm_w && i0 + k * NORM_THREADS < n ? norm_w[i0 + k * NORM_THREADS] : 1.0f;
+        for (int k = 0; k < PREP_BATCH; k++) {
+            const int i = i0 + k * NORM_THREADS;
+            wv[k] = norm_w && i < n ? norm_w[i] : 1.0f;
+            xv[k] = i < n ? xs[i] : 0.0f;
+        }
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < PREP_BATCH; k++) {
             const int i = i0 + k * NORM_THREADS;
             if (i >= n) break;
-            float y = norm_w ? (xs[i] * scale) * wv[k] : xs[i];
+            float y = norm_w ? (xv[k] * scale) * wv[k] : xv[k];
             if (mode == PREP_FLOAT_F16) y = round_f16(y);
             xs[i] = y;
             m = fmaxf(m, fabsf(y));
@@ -128,10 +136,14 @@ __device__ void prep_vector(const float *x, int n, int n_pad, const float *norm_
         for (int w = 0; w < NORM_THREADS / 32; w++) m = fmaxf(m, sc->wmax[w]);
         const float s = (float)(127.0 / fmax((double)m, 1e-5));
         int acc = 0;
-        for (int i = tid; i < n_pad; i += NORM_THREADS) {
-            const int r = i < n ? max(-128, min(127, __float2int_rn(xs[i] * s))) : 0;
-            q[i] = (int8_t)r;
-            acc += r;
+        for (int i0 = 4 * tid; i0 < n_pad; i0 += 4 * NORM_THREADS) { // 4 codes a store (n_pad: a multiple of 256)
+            int r[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                r[e] = i0 + e < n ? max(-128, min(127, __float2int_rn(xs[i0 + e] * s))) : 0;
+                acc += r[e];
+            }
+            *(char4 *)(q + i0) = make_char4((signed char)r[0], (signed char)r[1], (signed char)r[2], (signed char)r[3]);
         }
         for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
         if (lane == 0) sc->wsum[warp] = acc;
@@ -171,50 +183,91 @@ __device__ __forceinline__ int token_sum(const prep_scratch *sc) {
     return s;
 }
 
-// Prompt path: one block per token writes its quantized row for the tensor-core GEMM.
+// Where a linear's prepared input lives (k_prep or a producer's last block writes it): token t's codes at
+// q + t * n_pad, its scale(s) at qd + t * steps and its sum(s) at qsum + t * steps.
+struct prep_out {
+    int8_t *q;
+    float *qd;
+    int *qsum;
+    float *xs; // scratch, n floats per token
+};
+
+// One block per token prepares its row (prompts; and decode, unless the producer's last block does it). The norm
+// weights are copied to shared memory before the input is ready (they are constants), so only the input's load is
+// on the critical path. Dynamic shared memory: 2 n floats.
 __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_stride, int n, int n_pad,
-                                                        const float *norm_w, float eps, int mode, float *xs_all,
-                                                        int8_t *q, float *qd, int *qsum, int steps) {
+                                                        const float *norm_w, float eps, int mode, prep_out o,
+                                                        int steps) {
+    extern __shared__ float xs_prep[];
     __shared__ prep_scratch sc;
+    float *nw = xs_prep + n;
+    if (norm_w) // thread i copies the elements i + 256k that it alone reads in prep_vector: no barrier needed
+        for (int i0 = threadIdx.x; i0 < n; i0 += PREP_BATCH * NORM_THREADS) {
+            float v[PREP_BATCH];
+#pragma unroll
+            for (int k = 0; k < PREP_BATCH; k++) v[k] = i0 + k * NORM_THREADS < n ? norm_w[i0 + k * NORM_THREADS] : 0.0f;
+#pragma unroll
+            for (int k = 0; k < PREP_BATCH; k++)
+                if (i0 + k * NORM_THREADS < n) nw[i0 + k * NORM_THREADS] = v[k];
+        }
     dep_launch_next();
     dep_wait();
     const int t = blockIdx.x;
-    prep_vector(x + (long)t * x_stride, n, n_pad, norm_w, eps, mode, xs_all + (long)t * n, q + (long)t * n_pad,
-                qd + (long)t * steps, qsum + (long)t * steps, &sc);
-    if (mode == PREP_TOKEN && threadIdx.x == 0) qsum[(long)t * steps] = token_sum(&sc);
+    prep_vector(x + (long)t * x_stride, n, n_pad, norm_w ? nw : NULL, eps, mode, xs_prep, o.q + (long)t * n_pad,
+                o.qd + (long)t * steps, o.qsum + (long)t * steps, &sc);
+    if (mode == PREP_TOKEN && threadIdx.x == 0) o.qsum[(long)t * steps] = token_sum(&sc);
+}
+
+// The next ternary linear's input preparation for one token, done once per step by the last block of the kernel
+// that produces that input (decode), so the next GEMV's blocks only stream weights. mode < 0: nothing to do.
+struct prep_args {
+    const float *x;
+    const float *norm_w;
+    float eps;
+    int n, n_pad, steps, mode;
+    prep_out o;
+    unsigned *done; // blocks finished; the last one prepares, then resets it for the next kernel
+};
+
+// Early in a producer kernel (before its inputs are ready): the norm weights the last block will read, to L2.
+__device__ __forceinline__ void prep_prefetch(const prep_args &p) {
+    if (p.mode < 0 || p.norm_w == NULL || blockIdx.x != 0 || blockIdx.y != 0) return;
+    for (int i = 32 * threadIdx.x; i < p.n; i += 32 * blockDim.x) asm volatile("prefetch.global.L2 [%0];" ::"l"(p.norm_w + i));
+}
+
+// Called by every thread of every block (NORM_THREADS per block) after the block's last output store; xs: n
+// floats of shared memory the block no longer needs.
+__device__ void finish_and_prep(const prep_args &p, float *xs) {
+    if (p.mode < 0) return;
+    __shared__ prep_scratch sc;
+    __shared__ unsigned ticket;
+    __syncthreads(); // the block's outputs are written; thread 0's fence orders them all (fences are cumulative)
+    if (threadIdx.x == 0) {
+        __threadfence();
+        ticket = atomicAdd(p.done, 1u);
+        __threadfence(); // the other blocks' outputs are visible to this one (prep_vector reads x through L2)
+    }
+    __syncthreads();
+    if (ticket != gridDim.x * gridDim.y - 1) return;
+    prep_vector(p.x, p.n, p.n_pad, p.norm_w, p.eps, p.mode, xs, p.o.q, p.o.qd, p.o.qsum, &sc);
+    if (threadIdx.x == 0) {
+        if (p.mode == PREP_TOKEN) p.o.qsum[0] = token_sum(&sc);
+        *p.done = 0;
+    }
 }
 
 // ------------------------------------------------------------------------------------------------ ternary GEMV
 
-#define TG_PF 8 // the most steps one thread handles: all of them are loaded before the input is ready
+#define TG_PF 8 // steps per thread loaded before the input is ready (more are loaded on the way)
 
-// Shared memory of k_tern_gemv, carved from the dynamic allocation.
-struct tern_smem {
-    prep_scratch *sc;
-    float *xs, *qd, *vals, *nw;
-    int8_t *q;
-    int *qsum, *part;
-};
-
-__host__ __device__ inline size_t tern_smem_bytes(int n, int steps) {
-    return sizeof(prep_scratch) + (size_t)n * 8 + (size_t)steps * 256 + (size_t)steps * 8 + 64 * 4 +
-           (size_t)64 * (steps > 8 ? steps : 8) * 4 + 64;
+// k_tern_gemv's dynamic shared memory: Q8_K's per-step sums (64 / S rows), then the next input's preparation.
+__host__ __device__ inline size_t tern_gemv_smem(int act, int lS, int steps, int next_n) {
+    const size_t part = act == ACT_Q8K ? (size_t)(64 >> lS) * steps * 4 : 0, prep = (size_t)next_n * 4;
+    return part > prep ? part : prep;
 }
 
-__device__ tern_smem tern_carve(uint8_t *p, int n, int steps) {
-    tern_smem s;
-    s.sc = (prep_scratch *)p, p += (sizeof(prep_scratch) + 15) / 16 * 16;
-    s.q = (int8_t *)p, p += (size_t)steps * 256;
-    s.xs = (float *)p, p += (size_t)n * 4;
-    s.nw = (float *)p, p += (size_t)n * 4;
-    s.qd = (float *)p, p += (size_t)steps * 4;
-    s.qsum = (int *)p, p += (size_t)steps * 4;
-    s.vals = (float *)p, p += 64 * 4;
-    s.part = (int *)p;
-    return s;
-}
-
-// One step (256 codes) of a row by thread g of its row group: a partial integer dot product.
+// One step (256 codes) of a row by thread g of its row group: a partial integer dot product (a: the step's codes
+// of the prepared input, read through L1: every row of the block reads the same ones).
 __device__ __forceinline__ int tern_step(uint4 w, const int8_t *q, int s, int g) {
     const int4 *a = (const int4 *)(q + 256 * s);
     int acc = dot16(w.x, a[CHUNK(0, g)], 0);
@@ -223,78 +276,75 @@ __device__ __forceinline__ int tern_step(uint4 w, const int8_t *q, int s, int g)
     return dot16(w.w, a[CHUNK(3, g)], acc);
 }
 
-// y = W x for one token per blockIdx.y, W ternary. A block takes 64 / S rows; each row has 4 threads in each of S
-// K-slices (S = 1..8, chosen by the host so a thread has at most TG_PF steps, all loaded before the previous kernel
-// has finished). Every block prepares (norms, quantizes) the input itself: no separate launch for that.
-__global__ void __launch_bounds__(NORM_THREADS, 2) k_tern_gemv(tern_w w, io_args io, int S) {
-    extern __shared__ __align__(16) uint8_t smem_raw[];
-    const tern_smem sm = tern_carve(smem_raw, w.n, w.steps);
-    const int R = 64 / S, tid = threadIdx.x, g = tid & 3, rr = (tid >> 2) % R, slice = (tid >> 2) / R, t = blockIdx.y;
-    const int row0 = blockIdx.x * R, r = min(row0 + rr, w.rows - 1);
-    const uint4 *wr = w.codes + (size_t)r * w.steps * 4;
+// y = W x for one token per blockIdx.y, W ternary, x prepared (prep_out). A warp owns 8 / S rows: each row has 4
+// threads g in each of S K-slices (S = 1, 2, 4, 8; slice k takes steps k, k + S, ...), all in one warp, so partial
+// sums meet through shuffles: no shared memory and no barrier (Q8_K keeps its per-step sums in the warp's shared
+// memory, 8 / S rows x steps ints, to add them in block order). Up to TG_PF steps per thread are loaded before the
+// previous kernel has finished (programmatic dependent launch). Dynamic shared memory: tern_gemv_smem.
+__global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, prep_args next) {
+    extern __shared__ int part_all[];
+    const int S = 1 << lS, RW = 8 >> lS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = blockIdx.y;
+    const int g = lane & 3, slice = (lane >> 2) & (S - 1), rr = lane >> (2 + lS);
+    const int row = (blockIdx.x * 8 + warp) * RW + rr, r = min(row, w.rows - 1);
+    const uint4 *wr = w.codes + (size_t)r * w.steps * 4 + g;
     uint4 pf[TG_PF];
 #pragma unroll
     for (int i = 0; i < TG_PF; i++)
-        if (slice + S * i < w.steps) pf[i] = __ldg(wr + (slice + S * i) * 4 + g);
-    if (io.norm_w) // constants: read while the previous kernel runs, 8 loads in flight per thread
-        for (int i0 = tid; i0 < w.n; i0 += 8 * NORM_THREADS) {
-            float v[8];
-#pragma unroll
-            for (int k = 0; k < 8; k++) v[k] = i0 + k * NORM_THREADS < w.n ? io.norm_w[i0 + k * NORM_THREADS] : 0.0f;
-#pragma unroll
-            for (int k = 0; k < 8; k++)
-                if (i0 + k * NORM_THREADS < w.n) sm.nw[i0 + k * NORM_THREADS] = v[k];
-        }
-    const int re = min(row0 + (tid & 63), w.rows - 1);
-    const float rscale = w.row_scale[re], oscale = w.out_scale[re], rbias = w.bias ? w.bias[re] : 0.0f;
+        if (slice + S * i < w.steps) pf[i] = __ldg(wr + (slice + S * i) * 4);
+    const bool out_lane = (lane & (4 * S - 1)) == 0;
+    const unsigned quad = 0xfu << (lane & ~3); // a row slice's 4 threads, which always run the same steps
+    const float rscale = w.row_scale[r], oscale = w.out_scale[r], rbias = w.bias ? w.bias[r] : 0.0f;
+    prep_prefetch(next);
     dep_launch_next();
     dep_wait();
-    const float resid = io.epi == EPI_ADD && tid < R && row0 + tid < w.rows ? io.y[(long)t * io.y_stride + row0 + tid] : 0.0f;
-    if (io.norm_w) __syncthreads();
-    prep_vector(io.x + (long)t * io.x_stride, w.n, w.steps * 256, io.norm_w ? sm.nw : NULL, io.eps,
-                w.act == ACT_TOKEN ? PREP_TOKEN : PREP_Q8K, sm.xs, sm.q, sm.qd, sm.qsum, sm.sc);
+    const int8_t *q = in.q + (long)t * w.steps * 256;
+    const float *qd = in.qd + (long)t * w.steps;
+    const int *qs = in.qsum + (long)t * w.steps;
+    int *part = part_all + warp * RW * w.steps + rr * w.steps;
+    const float resid = io.epi == EPI_ADD && out_lane && row < w.rows ? __ldcg(io.y + (long)t * io.y_stride + row) : 0.0f;
     int acc = 0;
 #pragma unroll
     for (int i = 0; i < TG_PF; i++) {
         const int s = slice + S * i;
         if (s >= w.steps) break;
-        int d = tern_step(pf[i], sm.q, s, g);
+        const int d = tern_step(pf[i], q, s, g);
         if (w.act == ACT_Q8K) {
-            d += __shfl_xor_sync(FULL_MASK, d, 1);
-            d += __shfl_xor_sync(FULL_MASK, d, 2);
-            if (g == 0) sm.part[rr * w.steps + s] = d;
+            const int d2 = d + __shfl_xor_sync(quad, d, 1);
+            const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
+            if (g == 0) part[s] = d4;
         } else {
             acc += d;
         }
     }
-    if (w.act == ACT_TOKEN) {
-        acc += __shfl_xor_sync(FULL_MASK, acc, 1);
-        acc += __shfl_xor_sync(FULL_MASK, acc, 2);
-        if (g == 0) sm.part[slice * R + rr] = acc;
-    }
-    __syncthreads();
-    if (tid < R) {
-        const int row = row0 + tid, rc = min(row, w.rows - 1);
-        float v;
-        if (w.act == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
-            int total = 0;
-            for (int k = 0; k < S; k++) total += sm.part[k * R + tid];
-            v = (((float)total - (float)token_sum(sm.sc)) / sm.qd[0]) * rscale;
-        } else { // dot_tq: per-block integer sums, added in block order in f32
-            v = 0.0f;
-            for (int s = 0; s < w.steps; s++)
-                v += (float)(sm.part[tid * w.steps + s] - sm.qsum[s]) * (sm.qd[s] * w.blk_scale[(size_t)rc * w.steps + s]);
+    for (int s = slice + S * TG_PF; s < w.steps; s += S) { // rows longer than TG_PF * S steps
+        const int d = tern_step(__ldg(wr + s * 4), q, s, g);
+        if (w.act == ACT_Q8K) {
+            const int d2 = d + __shfl_xor_sync(quad, d, 1);
+            const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
+            if (g == 0) part[s] = d4;
+        } else {
+            acc += d;
         }
-        v *= oscale;
-        if (w.bias) v += rbias;
-        sm.vals[tid] = v;
-        if (io.epi != EPI_GLU && row < w.rows) io.y[(long)t * io.y_stride + row] = io.epi == EPI_ADD ? resid + v : v;
     }
-    if (io.epi == EPI_GLU) {
-        __syncthreads();
-        if (tid < R / 2 && row0 + 2 * tid < w.rows)
-            io.y[(long)t * io.y_stride + row0 / 2 + tid] = glu(sm.vals[2 * tid], sm.vals[2 * tid + 1], io.glu);
+    float v = 0.0f;
+    if (w.act == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
+        for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
+        v = (((float)acc - (float)qs[0]) / qd[0]) * rscale;
+    } else { // dot_tq: per-block integer sums, added in block order in f32
+        __syncwarp();
+        if (out_lane)
+            for (int s = 0; s < w.steps; s++) v += (float)(part[s] - qs[s]) * (qd[s] * w.blk_scale[(size_t)r * w.steps + s]);
     }
+    v *= oscale;
+    if (w.bias) v += rbias;
+    if (io.epi == EPI_GLU) { // rows 2i (gate) and 2i + 1 (up) are neighbours in this warp (S <= 4)
+        const float up = __shfl_down_sync(FULL_MASK, v, 4 * S);
+        if (out_lane && (rr & 1) == 0 && row < w.rows) io.y[(long)t * io.y_stride + row / 2] = glu(v, up, io.glu);
+    } else if (out_lane && row < w.rows) {
+        io.y[(long)t * io.y_stride + row] = io.epi == EPI_ADD ? resid + v : v;
+    }
+    __syncwarp();
+    finish_and_prep(next, (float *)part_all);
 }
 
 // ------------------------------------------------------------------------------------------------ float GEMV
@@ -389,12 +439,18 @@ __global__ void __launch_bounds__(NORM_THREADS) k_float_gemv(float_w w, io_args 
 
 // ------------------------------------------------------------------------------------------------ ternary GEMM
 
-// Prompts: Y[t][r] for 64 tokens x 128 rows per block with int8 tensor cores (mma m16n8k32; the codes are the B
-// fragments directly, two shifts each). 4 warps as 2 x 2, each 32 tokens x 64 rows. Integer sums are exact; the
-// float epilogue is the GEMV's. For Q8_K inputs the integer sums restart every 256 codes and are added in f32 in
-// block order, as dot_tq does.
-#define GM_T 64
-#define GM_R 128
+// Prompts: Y[t][r] for GM_T tokens x GM_R rows per block with int8 tensor cores (mma m16n8k32; the codes are the B
+// fragments directly, two shifts each). Each step (256 codes) of A (the prepared int8 inputs, GM_T x 256 bytes) and
+// of B (GM_R rows x 64 bytes of codes) is copied to shared memory with cp.async, two stages deep, so the copies of
+// step s + 1 overlap the products of step s. A rows are swizzled (16-byte chunk c of row r at c ^ (r & 7)) so that
+// ldmatrix reads them without bank conflicts; B rows are padded to GM_BROW bytes for the same reason. 8 warps as
+// 4 (tokens) x 2 (rows), each 32 tokens x 32 rows. Integer sums are exact; the float epilogue is the GEMV's. For
+// Q8_K inputs the integer sums restart every 256 codes and are added in f32 in block order, as dot_tq does.
+#define GM_T 128
+#define GM_R 64
+#define GM_BROW 80
+#define GM_STAGE (GM_T * 256 + GM_R * GM_BROW)
+#define GM_SMEM (2 * GM_STAGE)
 
 __device__ __forceinline__ void mma_s8(int *c, int a0, int a1, int a2, int a3, int b0, int b1) {
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -403,56 +459,87 @@ __device__ __forceinline__ void mma_s8(int *c, int a0, int a1, int a2, int a3, i
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(int *r, const void *smem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+
 __host__ __device__ __forceinline__ int word_of_chunk(int c) { // where chunk c's word sits in a row (see the layout above)
     return ((c >> 4) * 4 + ((c & 7) >> 1)) * 4 + ((c >> 3) & 1) * 2 + (c & 1);
 }
 
+// Step s of A and B into stage buffer st: 8 A chunks and 1 B chunk of 16 bytes per thread (rows past the end
+// repeat the last one; their results are not stored).
+__device__ __forceinline__ void gemm_copy_step(uint8_t *st, const tern_w &w, const int8_t *qa, int t0, int r0, int T, int s) {
+    const int tid = threadIdx.x, a_ch = tid & 15, b_row = tid >> 2, b_ch = tid & 3;
+    const size_t n_pad = (size_t)w.steps * 256;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const int r = (tid >> 4) + 16 * k, tok = min(t0 + r, T - 1);
+        cp_async16(st + r * 256 + ((a_ch ^ (r & 7)) << 4), qa + (size_t)tok * n_pad + (size_t)s * 256 + a_ch * 16);
+    }
+    const int row = min(r0 + b_row, w.rows - 1);
+    cp_async16(st + GM_T * 256 + b_row * GM_BROW + b_ch * 16, w.codes + ((size_t)row * w.steps + s) * 4 + b_ch);
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
 template <int ACT>
-__global__ void __launch_bounds__(128) k_tern_gemm(tern_w w, io_args io, const int8_t *qa, const float *qd,
-                                                   const int *qsum, int T) {
+__global__ void __launch_bounds__(256, 2) k_tern_gemm(tern_w w, io_args io, const int8_t *qa, const float *qd,
+                                                      const int *qsum, int T) {
+    extern __shared__ __align__(128) uint8_t gsm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2, tig = lane & 3;
-    const int t_base = blockIdx.y * GM_T + (warp >> 1) * 32, r_base = blockIdx.x * GM_R + (warp & 1) * 64;
-    const int n_pad = w.steps * 256;
-    const int8_t *arow[4];
-    for (int i = 0; i < 4; i++) arow[i] = qa + (size_t)min(t_base + 8 * i + grp, T - 1) * n_pad + 4 * tig;
-    const uint32_t *brow[8];
-    for (int j = 0; j < 8; j++) brow[j] = (const uint32_t *)(w.codes + (size_t)min(r_base + 8 * j + grp, w.rows - 1) * w.steps * 4);
-    int acc[2][8][4];
-    float facc[2][8][4];
+    const int wm = warp & 3, wn = warp >> 2, t0 = blockIdx.y * GM_T, r0 = blockIdx.x * GM_R;
+    const int t_base = t0 + wm * 32, r_base = r0 + wn * 32;
+    int acc[2][4][4];
+    float facc[2][4][4];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0, facc[i][j][e] = 0.0f;
     dep_launch_next();
     dep_wait();
+    gemm_copy_step(gsm, w, qa, t0, r0, T, 0);
     for (int s = 0; s < w.steps; s++) {
+        if (s + 1 < w.steps) {
+            gemm_copy_step(gsm + ((s + 1) & 1) * GM_STAGE, w, qa, t0, r0, T, s + 1);
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads();
+        const uint8_t *As = gsm + (s & 1) * GM_STAGE, *Bs = As + GM_T * 256;
 #pragma unroll 2
-        for (int c = 16 * s; c < 16 * s + 16; c += 2) {
-            const int k0 = 16 * c;
+        for (int kk = 0; kk < 8; kk++) { // 32 codes: ldmatrix gives A fragments (matrix m: rows +8 (m & 1), chunk +(m >> 1))
             int a[2][4];
 #pragma unroll
             for (int i = 0; i < 2; i++) {
-                a[i][0] = *(const int *)(arow[2 * i] + k0);
-                a[i][1] = *(const int *)(arow[2 * i + 1] + k0);
-                a[i][2] = *(const int *)(arow[2 * i] + k0 + 16);
-                a[i][3] = *(const int *)(arow[2 * i + 1] + k0 + 16);
+                const int r = wm * 32 + 16 * i + (lane & 7) + 8 * ((lane >> 3) & 1), c = 2 * kk + (lane >> 4);
+                ldmatrix_x4(a[i], As + r * 256 + ((c ^ (r & 7)) << 4));
             }
-            const int wo = word_of_chunk(c);
+            const int wo = (kk & 3) * 4 + (kk >> 2) * 2; // word_of_chunk(2 kk) within the step
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const uint2 b = __ldg((const uint2 *)(brow[j] + wo));
+            for (int j = 0; j < 4; j++) {
+                const uint2 b = *(const uint2 *)(Bs + (wn * 32 + 8 * j + grp) * GM_BROW + wo * 4);
                 const int b0 = (int)((b.x >> (2 * tig)) & CODE_MASK), b1 = (int)((b.y >> (2 * tig)) & CODE_MASK);
-                mma_s8(acc[0][j], a[0][0], a[0][1], a[0][2], a[0][3], b0, b1);
-                mma_s8(acc[1][j], a[1][0], a[1][1], a[1][2], a[1][3], b0, b1);
+#pragma unroll
+                for (int i = 0; i < 2; i++) mma_s8(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
             }
         }
         if (ACT == ACT_Q8K) { // close this 256-block: f += (float)(sum - bsum) * (d_act * d_weight)
 #pragma unroll
             for (int i = 0; i < 2; i++)
 #pragma unroll
-                for (int j = 0; j < 8; j++)
+                for (int j = 0; j < 4; j++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int tt = min(t_base + 16 * i + grp + 8 * (e >> 1), T - 1);
@@ -462,28 +549,29 @@ __global__ void __launch_bounds__(128) k_tern_gemm(tern_w w, io_args io, const i
                         acc[i][j][e] = 0;
                     }
         }
+        __syncthreads(); // this stage is read; the next iteration's copy may overwrite it
     }
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int h = 0; h < 2; h++) { // c[2h], c[2h+1]: token grp + 8h, rows 2 tig and 2 tig + 1
-                const int tt = t_base + 16 * i + grp + 8 * h, r0 = r_base + 8 * j + 2 * tig;
+                const int tt = t_base + 16 * i + grp + 8 * h, rw = r_base + 8 * j + 2 * tig;
                 if (tt >= T) continue;
                 float v[2];
                 for (int e = 0; e < 2; e++) {
-                    const int rc = min(r0 + e, w.rows - 1);
+                    const int rc = min(rw + e, w.rows - 1);
                     float x;
                     if (ACT == ACT_TOKEN) x = (((float)acc[i][j][2 * h + e] - (float)qsum[(size_t)tt * w.steps]) / qd[(size_t)tt * w.steps]) * w.row_scale[rc];
                     else x = facc[i][j][2 * h + e];
                     v[e] = finish_row(x, rc, w.out_scale, w.bias);
                 }
                 if (io.epi == EPI_GLU) {
-                    if (r0 < w.rows) io.y[(long)tt * io.y_stride + r0 / 2] = glu(v[0], v[1], io.glu);
+                    if (rw < w.rows) io.y[(long)tt * io.y_stride + rw / 2] = glu(v[0], v[1], io.glu);
                 } else {
                     for (int e = 0; e < 2; e++)
-                        if (r0 + e < w.rows) emit(io, tt, r0 + e, v[e]);
+                        if (rw + e < w.rows) emit(io, tt, rw + e, v[e]);
                 }
             }
 }
@@ -542,6 +630,17 @@ __global__ void k_rope_store(attn_args a) {
     }
 }
 
+// k_attention's shared memory: scores (n_ctx), q, k, v of this token (3 hd), RoPE angles (n_rot) as floats, then
+// a tile of V rows (pv_tile x hd halves) at a 16-byte boundary.
+__host__ __device__ inline size_t attn_tile_offset(int n_ctx, int hd, int n_rot) { // in floats
+    return ((size_t)n_ctx + 3 * hd + n_rot + 3) / 4 * 4;
+}
+
+__host__ __device__ inline size_t attn_smem_bytes(int n_ctx, int hd, int n_rot, int pv_tile, int next_n) {
+    const size_t b = attn_tile_offset(n_ctx, hd, n_rot) * 4 + (size_t)pv_tile * hd * 2;
+    return b > (size_t)next_n * 4 ? b : (size_t)next_n * 4; // next_n floats for finish_and_prep, reusing it all
+}
+
 // scalar.c's dot_f16 of a cached key row with the f16-rounded query, in the 32-lane order.
 __device__ __forceinline__ float key_dot(const __half *kr, const float *kn, const float *qh, int hd) {
     float l[32];
@@ -586,9 +685,9 @@ __device__ __forceinline__ float key_dot(const __half *kr, const float *kn, cons
 
 // Attention of query head blockIdx.x of token blockIdx.y over positions 0 .. pos, as forward.c's attend_one.
 // fresh (decode): this kernel also ropes q and k of the new token and the first query head of each KV group
-// writes k and v to the cache; the others take position pos from shared memory. Dynamic shared memory: n_ctx + 3 hd
-// + n_rot floats.
-__global__ void k_attention(attn_args a, int fresh) {
+// writes k and v to the cache; the others take position pos from shared memory. Dynamic shared memory:
+// attn_smem_bytes. next: the o linear's input preparation (decode).
+__global__ void k_attention(attn_args a, int fresh, int pv_tile, prep_args next) {
     extern __shared__ __align__(16) float sa[];
     __shared__ float shf[32];
     __shared__ double shd[32];
@@ -603,6 +702,7 @@ __global__ void k_attention(attn_args a, int fresh) {
         asm volatile("prefetch.global.L2 [%0];" ::"l"(K + (long)p * kv_dim));
         asm volatile("prefetch.global.L2 [%0];" ::"l"(V + (long)p * kv_dim));
     }
+    prep_prefetch(next);
     dep_launch_next();
     dep_wait();
     __syncthreads();
@@ -650,19 +750,161 @@ __global__ void k_attention(attn_args a, int fresh) {
         sc[p] = a.probs_f16 ? round_f16(pr) : pr;
     }
     __syncthreads();
-    for (int d = tid; d < hd; d += blockDim.x) { // attn_pv: each output sums over positions in order, in f32
-        float acc = 0.0f;
-        const int last = fresh ? pos - 1 : pos;
-        int p = 0;
-        for (; p + 8 <= last + 1; p += 8) {
-            float v8[8];
+    // attn_pv: output d sums over positions in order, in f32. The V rows come through shared memory, pv_tile
+    // positions at a time, loaded by every thread with 8 loads in flight, so the in-order sum waits on shared
+    // memory rather than on one L2 round trip per 8 positions. Thread d < hd owns output d (blockDim >= hd).
+    __half *vt = (__half *)(sa + attn_tile_offset(a.n_ctx, hd, a.n_rot));
+    const int last = fresh ? pos - 1 : pos, vec = (hd & 7) == 0, per = vec ? hd / 8 : hd;
+    float acc = 0.0f;
+    for (int p0 = 0; p0 <= last; p0 += pv_tile) {
+        const int np = min(pv_tile, last + 1 - p0), items = np * per;
+        __syncthreads(); // the previous tile has been consumed
+        for (int i0 = tid; i0 < items; i0 += 8 * blockDim.x) {
+            uint4 r[8];
+            __half hv[8];
 #pragma unroll
-            for (int e = 0; e < 8; e++) v8[e] = __half2float(V[(long)(p + e) * kv_dim + d]);
+            for (int k = 0; k < 8; k++) {
+                const int i = i0 + k * blockDim.x, p = i / per, c = i % per;
+                if (i >= items) break;
+                if (vec) r[k] = *(const uint4 *)(V + (long)(p0 + p) * kv_dim + 8 * c);
+                else hv[k] = V[(long)(p0 + p) * kv_dim + c];
+            }
 #pragma unroll
-            for (int e = 0; e < 8; e++) acc += sc[p + e] * v8[e];
+            for (int k = 0; k < 8; k++) {
+                const int i = i0 + k * blockDim.x;
+                if (i >= items) break;
+                if (vec) ((uint4 *)vt)[i] = r[k];
+                else vt[i] = hv[k];
+            }
         }
-        for (; p <= last; p++) acc += sc[p] * __half2float(V[(long)p * kv_dim + d]);
-        if (fresh) acc += sc[pos] * vn[d];
-        a.out[((long)t * a.n_head + h) * hd + d] = acc;
+        __syncthreads();
+        if (tid < hd)
+            for (int p = 0; p < np; p++) acc += sc[p0 + p] * __half2float(vt[p * hd + tid]);
     }
+    if (tid < hd) {
+        if (fresh) acc += sc[pos] * vn[tid];
+        a.out[((long)t * a.n_head + h) * hd + tid] = acc;
+    }
+    __syncthreads(); // shared memory is reused below
+    finish_and_prep(next, sa);
+}
+
+// Prompts: the query heads of one KV group (grp = n_head / n_head_kv of them, 128 threads each) for one token in
+// one block. Keys, then values, come through shared memory in tiles of AG_TILE positions, copied with cp.async two
+// tiles deep (the copy of tile i + 1 runs while tile i is used) and shared by the group's heads: with a block per
+// head and every load a dependent L2 round trip, prompt attention took longer than the prompt's GEMMs. Per head, the
+// arithmetic is k_attention's, in the same order. Needs hd <= 128 and a multiple of 8, grp <= 4; positions < n_pos.
+// Dynamic shared memory: attn_group_smem_bytes.
+#define AG_TILE 64
+
+__host__ __device__ inline size_t attn_group_tile_offset(int n_pos, int hd, int grp) { // in floats
+    return ((size_t)grp * (n_pos + hd) + 3) / 4 * 4;
+}
+
+__host__ __device__ inline size_t attn_group_smem_bytes(int n_pos, int hd, int grp) {
+    return attn_group_tile_offset(n_pos, hd, grp) * 4 + (size_t)2 * AG_TILE * hd * 2;
+}
+
+// Rows p0 .. p0 + np - 1 of a cached K or V (this KV head's hd halves of each row) into buf, 16 bytes per copy.
+__device__ __forceinline__ void kv_tile_copy(__half *buf, const __half *X, int p0, int np, int hd, int kv_dim) {
+    const int per = hd / 8, items = np * per;
+    for (int i = threadIdx.x; i < items; i += blockDim.x)
+        cp_async16(buf + 8 * i, X + (long)(p0 + i / per) * kv_dim + 8 * (i % per));
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// 3 blocks per SM (40 registers): occupancy bounds this kernel's latency chains; 4 (32 registers) spilled, measured
+// slower, and exceeds sm_89's 1536 threads per SM
+__global__ void __launch_bounds__(512, 3) k_attention_group(attn_args a, int n_pos) {
+    extern __shared__ __align__(16) float sa[];
+    __shared__ float shf[32];
+    __shared__ double shd[8];
+    const int grp = a.n_head / a.n_head_kv, kvh = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, hd = a.hd;
+    const int sg = tid >> 7, lt = tid & 127, h = kvh * grp + sg, kv_dim = hd * a.n_head_kv, pos = *a.pos0 + t;
+    const int lane = tid & 31, wh = lt >> 5, nc = (hd + 31) / 32, tiles = pos / AG_TILE + 1;
+    float *sc = sa + (size_t)sg * n_pos, *qh = sa + (size_t)grp * n_pos + sg * hd;
+    __half *const buf = (__half *)(sa + attn_group_tile_offset(n_pos, hd, grp)); // 2 tiles of AG_TILE * hd
+    const int tile_h = AG_TILE * hd;
+    const __half *K = a.kc + kvh * hd, *V = a.vc + kvh * hd;
+    dep_launch_next();
+    dep_wait();
+    kv_tile_copy(buf, K, 0, min(AG_TILE, pos + 1), hd, kv_dim);
+    const float *row = a.qkv + (long)t * a.qkv_stride;
+    if (lt < hd) qh[lt] = round_f16(row[h * hd + lt]);
+    __syncthreads();
+    const float scale = 1.0f / sqrtf((float)hd);
+    float qv[4]; // key_dot's lane j holds elements j + 32c, in order; a warp per position folds the lanes (warp_fold)
+#pragma unroll
+    for (int c = 0; c < 4; c++) qv[c] = c < nc && 32 * c + lane < hd ? qh[32 * c + lane] : 0.0f;
+    float mx = -INFINITY;
+    for (int it = 0; it < tiles; it++) {
+        const int p0 = it * AG_TILE, np = min(AG_TILE, pos + 1 - p0);
+        if (it + 1 < tiles) {
+            kv_tile_copy(buf + ((it + 1) & 1) * tile_h, K, p0 + AG_TILE, min(AG_TILE, pos + 1 - p0 - AG_TILE), hd, kv_dim);
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads();
+        const __half *kt = buf + (it & 1) * tile_h;
+        for (int q0 = wh; q0 < np; q0 += 16) { // K·Q: 4 positions per warp per round
+            float kv[4][4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const int q = q0 + 4 * u, i = 32 * c + lane;
+                    kv[u][c] = q < np && c < nc && i < hd ? __half2float(kt[q * hd + i]) : 0.0f;
+                }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                float l = 0.0f;
+#pragma unroll
+                for (int c = 0; c < 4; c++)
+                    if (c < nc) l += kv[u][c] * qv[c];
+                l = warp_fold(l);
+                const int q = q0 + 4 * u;
+                if (lane == 0 && q < np) {
+                    sc[p0 + q] = l * scale;
+                    mx = fmaxf(mx, sc[p0 + q]);
+                }
+            }
+        }
+        __syncthreads(); // this tile is read; the next copy may overwrite it
+    }
+    kv_tile_copy(buf, V, 0, min(AG_TILE, pos + 1), hd, kv_dim); // the first V tile, during the softmax
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o)); // this head's 4 warps
+    if (lane == 0) shf[tid >> 5] = mx;
+    __syncthreads();
+    mx = fmaxf(fmaxf(shf[4 * sg], shf[4 * sg + 1]), fmaxf(shf[4 * sg + 2], shf[4 * sg + 3]));
+    for (int p = lt; p <= pos; p += 128) sc[p] = dev::tl_expf(sc[p] - mx);
+    __syncthreads();
+    if (lt < 32) { // the softmax denominator: 32 double lanes, position p in lane p % 32
+        double l = 0.0;
+        for (int p = lt; p <= pos; p += 32) l += (double)sc[p];
+        l = warp_fold_d(l);
+        if (lt == 0) shd[sg] = l;
+    }
+    __syncthreads();
+    const float inv = (float)(1.0 / shd[sg]);
+    for (int p = lt; p <= pos; p += 128) {
+        const float pr = sc[p] * inv;
+        sc[p] = a.probs_f16 ? round_f16(pr) : pr;
+    }
+    float acc = 0.0f;
+    for (int it = 0; it < tiles; it++) { // attn_pv: output d sums over positions in order, in f32
+        const int p0 = it * AG_TILE, np = min(AG_TILE, pos + 1 - p0);
+        if (it + 1 < tiles) {
+            kv_tile_copy(buf + ((it + 1) & 1) * tile_h, V, p0 + AG_TILE, min(AG_TILE, pos + 1 - p0 - AG_TILE), hd, kv_dim);
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads(); // (the first time, also: every probability is written)
+        const __half *vt = buf + (it & 1) * tile_h;
+        if (lt < hd)
+            for (int p = 0; p < np; p++) acc += sc[p0 + p] * __half2float(vt[p * hd + lt]);
+        __syncthreads();
+    }
+    if (lt < hd) a.out[((long)t * a.n_head + h) * hd + lt] = acc;
 }

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# One device-machine call for the CUDA work (issue 15): builds this tree (and, where .device-data/old holds the
+# previous native/cuda files, that version too), then runs tools/cuda_check.sh's checks, ternlm bench, an Nsight
+# Compute profile of one decode step and a bandwidth copy, with every log under $OUT.
+#   OUT=/tmp/out TERNLM_SHARED_DIR=.device-data/shared tools/cuda_h200.sh [steps...]
+# steps: build old match memcheck conformance bench ncu torch (default: all)
+set -u
+OUT=${OUT:-/tmp/cuda-out}
+mkdir -p "$OUT"
+STEPS=" ${*:-build old match memcheck conformance bench ncu torch} "
+has() { case "$STEPS" in *" $1 "*) return 0 ;; esac; return 1; }
+export TERNLM_SHARED_DIR=${TERNLM_SHARED_DIR:-.device-data/shared}
+M=/tmp/2b4t.gguf
+build() { # SRC BUILD
+  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERNLM_CUDA=ON -DTERNLM_EMBED_MODEL=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null && cmake --build "$2" -j 16 --target ternlm test_conformance test_gpu_match >/dev/null
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$OUT/gpu.txt"
+if has build; then
+  build . build-cuda-h200 2>&1 | tail -20 &
+  if has old && [ -d .device-data/old ]; then
+    rm -rf /tmp/old && mkdir -p /tmp/old
+    tar --exclude='./build*' --exclude=./.device-data -cf - . | tar -xf - -C /tmp/old
+    cp .device-data/old/* /tmp/old/native/cuda/
+    build /tmp/old /tmp/old/build 2>&1 | tail -20 &
+  fi
+  wait
+  [ -x build-cuda-h200/ternlm ] || { echo "build failed"; exit 1; }
+fi
+B=build-cuda-h200
+[ -f $M ] || $B/ternlm synth --shape 2b4t --out $M >/dev/null
+fails=0
+if has match; then
+  echo "=== match"
+  $B/tests/test_gpu_match "$TERNLM_SHARED_DIR"/fixtures/*.gguf models/ternlm-tinystories.gguf > "$OUT/match.log" 2>&1 || fails=$((fails + 1))
+  tail -3 "$OUT/match.log"; grep -m5 -i "fail\|differ" "$OUT/match.log"
+fi
+if has conformance; then
+  echo "=== conformance"
+  TERNLM_GPU=1 TERNLM_FIXTURES=${TERNLM_FIXTURES:-b158,stories} $B/tests/test_conformance file > "$OUT/conformance.log" 2>&1 || fails=$((fails + 1))
+  tail -2 "$OUT/conformance.log"
+fi
+if has memcheck; then
+  echo "=== memcheck"
+  for m in "$TERNLM_SHARED_DIR"/fixtures/*.gguf models/ternlm-tinystories.gguf; do
+    compute-sanitizer --tool memcheck --error-exitcode 3 --log-file "$OUT/cs-$(basename $m).log" $B/ternlm run -m "$m" \
+      -p "Once upon a time there was a little dog" -n 4 --gpu >/dev/null 2>&1
+    rc=$?
+    echo "$(basename "$m"): $(grep -E 'ERROR SUMMARY' "$OUT/cs-$(basename $m).log" | tail -1) (rc $rc)"
+    [ $rc = 0 ] || fails=$((fails + 1))
+  done
+fi
+if has bench; then
+  echo "=== bench"
+  for v in new old; do
+    bin=$B/ternlm; [ $v = old ] && bin=/tmp/old/build/ternlm
+    [ -x $bin ] || continue
+    echo "--- $v"
+    $bin bench -m $M -p 512 -n 128 -r 5 --gpu 2>&1 | tee "$OUT/bench-$v.log" | tail -4
+  done
+  echo "--- new, TERNLM_CUDA_PREP=1 (the producer's last block prepares the next input)"
+  TERNLM_CUDA_PREP=1 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -3
+fi
+if has ncu; then
+  echo "=== ncu (one decode step)"
+  for v in new old; do
+    bin=$B/ternlm cnt=272; [ $v = old ] && bin=/tmp/old/build/ternlm cnt=152
+    [ -x $bin ] || continue
+    TERNLM_CUDA_GRAPH=0 timeout 240 ncu --csv --clock-control none --launch-skip 2000 --launch-count $cnt \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      $bin run -m $M -p hi -n 24 --gpu > "$OUT/ncu-$v.csv" 2>"$OUT/ncu-$v.err"
+    echo "--- $v"; python3 tools/cuda_profile.py "$OUT/ncu-$v.csv" | tee "$OUT/prof-$v.txt"
+  done
+  for v in new old; do
+    bin=$B/ternlm; [ $v = old ] && bin=/tmp/old/build/ternlm
+    [ -x $bin ] || continue
+    echo "=== ncu (one 512-token prompt, after bench's 16-token warm-up): $v"
+    timeout 240 ncu --csv --clock-control none --launch-skip 302 --launch-count 302 \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      $bin bench -m $M -p 512 -n 0 -r 1 --gpu > "$OUT/ncu-pp-$v.csv" 2>"$OUT/ncu-pp-$v.err"
+    python3 tools/cuda_profile.py "$OUT/ncu-pp-$v.csv" | tee "$OUT/prof-pp-$v.txt"
+  done
+fi
+if has torch; then
+  echo "=== torch bf16 + copy bandwidth"
+  python3 tools/cuda_torch_compare.py 2>&1 | tee "$OUT/torch.json"
+fi
+(cd "$OUT" && mkdir -p keep && mv ./*.log ./*.csv ./*.err ./*.txt ./*.json keep/ 2>/dev/null; tar czf logs.tgz keep && rm -rf keep)
+echo "cuda_h200: $fails failed"

@@ -487,9 +487,9 @@ ternlm_status ternlm_model_open_memory(const void *data, size_t size, const tern
 void ternlm_model_free(ternlm_model *m) {
     if (!m) return;
     tl_tokenizer_free(m->tok);
+    tl_model_free_repacked(m); /* before the layers that point at the copies */
     free(m->layers);
     tl_aligned_free(m->head_q8);
-    tl_model_free_repacked(m);
     gguf_free(&m->gguf);
     tl_file_unmap(&m->file);
     free(m->owned_header);

@@ -186,11 +186,13 @@ static const tl_kernels k_neon_dot = {
     "neon", quantize_i8, tl_scalar_quantize_q8k, tl_neon_i2s_gemm_dot, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
     tl_scalar_dot_q8_0, attn_pv,
     dot_q1_0, dot_q2_0,
+    NULL, NULL, NULL, /* no 16-row group GEMMs yet: weights stay in file layout */
 };
 static const tl_kernels k_neon_plain = {
     "neon", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm_plain, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
     tl_scalar_dot_q8_0, attn_pv,
     dot_q1_0, dot_q2_0,
+    NULL, NULL, NULL, /* no 16-row group GEMMs yet: weights stay in file layout */
 };
 
 const tl_kernels *tl_kernels_neon_table(void) {

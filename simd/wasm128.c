@@ -69,23 +69,58 @@ static inline v128_t i2s_code(v128_t v, int g) {
     }
 }
 
-/* One token, four rows: each 8-byte step loads 4 activation vectors once and feeds them to 4 rows. */
-static void i2s_rows4_tok1(const uint8_t *const row[4], const int8_t *q, int64_t nb, int32_t out[4]) {
+/* One token: activations are prepared once per call as i16, group g (bits 7-6, 5-4, 3-2, 1-0) scaled by 4^g, so the
+ * codes need no shift: (v & 0xC0)·x + (v & 0x30)·4x + (v & 0x0C)·16x + (v & 0x03)·64x = 64·Σ code·x. Every product
+ * fits i16 x i16 -> i32 exactly and a row's sum (|64·3·128·n| < 2^31 for n <= 8192) fits i32. */
+#define I2S_PREP_MAX 8192
+
+static void i2s_prepare(const int8_t *q, int64_t n, int16_t *xs) {
+    for (int64_t i = 0; i < n; i += 8) {
+        const int g = (int)(i % 128) / 32;
+        wasm_v128_store(xs + i, wasm_i16x8_shl(ld_act(q + i), 2 * g));
+    }
+}
+
+/* Four rows: each 8-byte step's four activation vectors serve all four rows. */
+static void i2s_rows4_tok1(const uint8_t *const row[4], const int16_t *xs, int64_t nb, int32_t out[4]) {
+    const v128_t m0 = wasm_i16x8_splat(0xC0), m1 = wasm_i16x8_splat(0x30), m2 = wasm_i16x8_splat(0x0C),
+                 m3 = wasm_i16x8_splat(0x03);
     v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t k = 0; k < nb; k++) {
-        const int8_t *xk = q + 128 * k;
+        const int16_t *xk = xs + 128 * k;
         const int64_t o = 32 * k;
         for (int j = 0; j < 32; j += 8) {
-            const v128_t x0 = ld_act(xk + j), x1 = ld_act(xk + 32 + j), x2 = ld_act(xk + 64 + j), x3 = ld_act(xk + 96 + j);
+            const v128_t x0 = wasm_v128_load(xk + j), x1 = wasm_v128_load(xk + 32 + j), x2 = wasm_v128_load(xk + 64 + j),
+                         x3 = wasm_v128_load(xk + 96 + j);
             const v128_t v0 = ld_codes(row[0] + o + j), v1 = ld_codes(row[1] + o + j);
             const v128_t v2 = ld_codes(row[2] + o + j), v3 = ld_codes(row[3] + o + j);
-            a0 = mac(mac(mac(mac(a0, i2s_code(v0, 0), x0), i2s_code(v0, 1), x1), i2s_code(v0, 2), x2), i2s_code(v0, 3), x3);
-            a1 = mac(mac(mac(mac(a1, i2s_code(v1, 0), x0), i2s_code(v1, 1), x1), i2s_code(v1, 2), x2), i2s_code(v1, 3), x3);
-            a2 = mac(mac(mac(mac(a2, i2s_code(v2, 0), x0), i2s_code(v2, 1), x1), i2s_code(v2, 2), x2), i2s_code(v2, 3), x3);
-            a3 = mac(mac(mac(mac(a3, i2s_code(v3, 0), x0), i2s_code(v3, 1), x1), i2s_code(v3, 2), x2), i2s_code(v3, 3), x3);
+            a0 = mac(mac(mac(mac(a0, wasm_v128_and(v0, m0), x0), wasm_v128_and(v0, m1), x1), wasm_v128_and(v0, m2), x2),
+                     wasm_v128_and(v0, m3), x3);
+            a1 = mac(mac(mac(mac(a1, wasm_v128_and(v1, m0), x0), wasm_v128_and(v1, m1), x1), wasm_v128_and(v1, m2), x2),
+                     wasm_v128_and(v1, m3), x3);
+            a2 = mac(mac(mac(mac(a2, wasm_v128_and(v2, m0), x0), wasm_v128_and(v2, m1), x1), wasm_v128_and(v2, m2), x2),
+                     wasm_v128_and(v2, m3), x3);
+            a3 = mac(mac(mac(mac(a3, wasm_v128_and(v3, m0), x0), wasm_v128_and(v3, m1), x1), wasm_v128_and(v3, m2), x2),
+                     wasm_v128_and(v3, m3), x3);
         }
     }
-    wasm_v128_store(out, reduce4(a0, a1, a2, a3));
+    wasm_v128_store(out, wasm_i32x4_shr(reduce4(a0, a1, a2, a3), 6)); /* exact: every term is a multiple of 64 */
+}
+
+/* Rows longer than I2S_PREP_MAX (no such model exists yet): the activations are widened in the loop instead. */
+static void i2s_rows4_tok1_plain(const uint8_t *const row[4], const int8_t *q, int64_t nb, int32_t out[4]) {
+    v128_t a[4];
+    for (int i = 0; i < 4; i++) a[i] = wasm_i32x4_splat(0);
+    for (int64_t k = 0; k < nb; k++)
+        for (int j = 0; j < 32; j += 8) {
+            const int8_t *xk = q + 128 * k + j;
+            const v128_t x0 = ld_act(xk), x1 = ld_act(xk + 32), x2 = ld_act(xk + 64), x3 = ld_act(xk + 96);
+            for (int i = 0; i < 4; i++) {
+                const v128_t v = ld_codes(row[i] + 32 * k + j);
+                a[i] = mac(mac(mac(mac(a[i], i2s_code(v, 0), x0), i2s_code(v, 1), x1), i2s_code(v, 2), x2), i2s_code(v, 3), x3);
+            }
+        }
+    wasm_v128_store(out, reduce4(a[0], a[1], a[2], a[3]));
 }
 
 /* Prompts: two rows x four tokens. Each code group is decoded once and meets four tokens' activations. */
@@ -112,11 +147,15 @@ static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const 
                      int64_t acc_stride) {
     const int64_t nb = n / 128, row_bytes = n / 4;
     if (T == 1) {
+        int16_t xs[I2S_PREP_MAX]; /* 16 KB of stack: fits a pthread's default 64 KB */
+        const int prepared = n <= I2S_PREP_MAX;
+        if (prepared) i2s_prepare(q, n, xs);
         for (int64_t r = r0; r < r1; r += 4) {
             const uint8_t *row[4];
             for (int i = 0; i < 4; i++) row[i] = w + (r + i < r1 ? r + i : r1 - 1) * row_bytes; /* tail rows repeat */
             int32_t out[4];
-            i2s_rows4_tok1(row, q, nb, out);
+            if (prepared) i2s_rows4_tok1(row, xs, nb, out);
+            else i2s_rows4_tok1_plain(row, q, nb, out);
             for (int i = 0; i < 4 && r + i < r1; i++) acc[r + i] = out[i];
         }
         return;

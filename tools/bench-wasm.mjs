@@ -5,7 +5,8 @@
 //   flock -x /work/.cpu.lock node tools/bench-wasm.mjs MODEL.gguf [-p 64] [-n 16] [-r 3] [--head-quant q8_0] [--browser]
 // Builds expected: build/ternlm, build-wasi/ternlm.wasm, build-em/ternlm.js (and web/dist/ for --browser).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,7 +26,9 @@ const targets = [
   { name: 'native, 1 thread', cmd: path.join(root, 'build/ternlm'), args: benchArgs },
   { name: 'WASI (node:wasi)', cmd: process.execPath,
     args: ['--no-warnings', path.join(root, 'node/ternlm-wasi.mjs'), '--dir=/', path.join(root, 'build-wasi/ternlm.wasm'), ...benchArgs] },
-  { name: 'Emscripten CLI (Node)', cmd: process.execPath, args: [path.join(root, 'build-em/ternlm.js'), ...benchArgs] },
+  // Debian's Emscripten runtime needs Node's fetch off to read files (as in tools/test.sh)
+  { name: 'Emscripten CLI (Node)', cmd: process.execPath,
+    args: ['--no-experimental-fetch', path.join(root, 'build-em/ternlm.js'), ...benchArgs] },
 ];
 
 // "pp64  1 threads  wasm128  median  12.3 tokens/s ..." -> { pp: 12.3, kernels: 'wasm128' }
@@ -53,15 +56,39 @@ for (const t of targets) {
 }
 
 if (args.includes('--browser')) {
-  // the browser script times its own prompt (a few hundred tokens) and generation; same file, median of 3
-  const r = spawnSync(process.execPath, [path.join(root, 'tools/bench-browser.mjs'), path.resolve(model), '--tokens', tg],
+  // The WASI modules (SIMD128 and relaxed) in headless Chromium, running the same `ternlm bench` on the shim.
+  const { chromium } = await import('playwright-core');
+  const { serve } = await import('../examples/serve.mjs');
+  const { RELAXED_PROBE, runWasiInPage } = await import('./wasi-page.mjs');
+  const rel = path.relative(root, path.resolve(model));
+  if (rel.startsWith('..')) throw new Error('--browser: the model must lie inside the repository (it is served from there)');
+  const server = await serve({});
+  const ctx = await chromium.launchPersistentContext(mkdtempSync(path.join(os.tmpdir(), 'ternlm-bench-wasm-')), {
+    executablePath: '/usr/bin/chromium', headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
+  });
+  const page = await ctx.newPage();
+  await page.goto(`http://127.0.0.1:${server.address().port}/examples/web/`);
+  const relaxed = await page.evaluate((b) => WebAssembly.validate(new Uint8Array(b)), RELAXED_PROBE);
+  for (const [name, dir] of [['Chromium, WASI SIMD128', 'build-wasi'], ['Chromium, WASI relaxed SIMD', 'build-wasi-relaxed']]) {
+    if (!existsSync(path.join(root, dir, 'ternlm.wasm'))) { rows.push({ name, note: `not built (${dir})` }); continue; }
+    if (dir.endsWith('relaxed') && !relaxed) { rows.push({ name, note: 'this Chromium lacks relaxed SIMD' }); continue; }
+    const r = await runWasiInPage(page, `/${dir}/ternlm.wasm`, ['ternlm', ...benchArgs.slice(0, 2), '/data/m.gguf', ...benchArgs.slice(3)],
+      { 'm.gguf': `/${rel}` });
+    const got = parseBench(`${r.out}\n${r.err}`);
+    rows.push(r.code === 0 ? { name, ...got } : { name, note: `failed (exit ${r.code}): ${r.err.trim().split('\n').pop()}` });
+  }
+  await ctx.close();
+  server.close();
+  // the npm package's Emscripten builds (single-thread, pthreads) through the Worker: their own prompt and timing
+  const b = spawnSync(process.execPath, [path.join(root, 'tools/bench-browser.mjs'), path.resolve(model), '--tokens', tg],
     { encoding: 'utf8', maxBuffer: 1 << 26 });
-  const lines = (r.stdout || '').split('\n').filter((l) => l.startsWith('{'));
-  if (!lines.length) rows.push({ name: 'Chromium', note: `failed: ${(r.stderr || '').trim().split('\n').pop()}` });
+  const lines = (b.stdout || '').split('\n').filter((l) => l.startsWith('{'));
+  if (!lines.length) rows.push({ name: 'Chromium, web package', note: `failed: ${(b.stderr || '').trim().split('\n').pop()}` });
   for (const l of lines) {
     const j = JSON.parse(l);
-    rows.push({ name: `Chromium ${j.variant}${j.relaxed ? ' relaxed' : ''}, ${j.threads} thread${j.threads > 1 ? 's' : ''}`,
-      pp: j.prompt_tps, tg: j.generate_tps, kernels: j.kernels || '', note: `prompt of ${j.promptTokens} tokens, load ${j.loadMs} ms` });
+    rows.push({ name: `Chromium, web package ${j.variant}, ${j.threads} thread${j.threads > 1 ? 's' : ''}`, pp: j.prompt_tps,
+      tg: j.generate_tps, kernels: 'wasm128', note: `prompt of ${j.promptTokens} tokens; load() ${j.loadMs} ms` });
   }
 }
 

@@ -142,7 +142,7 @@ server() {
   test -x build/ternlm-server && test -x build-san/ternlm-server
   node --test tests/server/
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    TERNLM_SERVER=build-san/ternlm-server node --test tests/server/
+    TERNLM_SERVER=build-san/ternlm-server TERNLM_SERVER_SANITIZED=1 node --test tests/server/
 }
 
 cuda() {

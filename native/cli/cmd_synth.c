@@ -280,6 +280,34 @@ static void fill_bytes(writer *w, uint8_t *buf, size_t k, uint32_t type) {
     }
 }
 
+/* TQ2_0 / TQ1_0 blocks of a true ternary matrix: random codes (40% zeros, as I2_S above), d = the tensor scale. */
+static void fill_tq_block(writer *w, uint8_t *b, uint32_t type) {
+    const uint16_t d = tl_f32_to_f16(0.05f);
+    if (type == TL_TQ2_0) {
+        for (int i = 0; i < 64; i++) {
+            const uint64_t r = next(w);
+            uint8_t v = 0;
+            for (int s = 0; s < 4; s++) {
+                const uint32_t x = (uint32_t)((r >> (8 * s + 8)) % 10);
+                v = (uint8_t)(v | (x < 3 ? 0 : x < 7 ? 1 : 2) << (2 * s));
+            }
+            b[i] = v;
+        }
+        b[64] = (uint8_t)d, b[65] = (uint8_t)(d >> 8);
+    } else { /* 5 trits per byte (4 in qh), stored as ceil(v·256/243) (quant-formats.md §3) */
+        for (int i = 0; i < 52; i++) {
+            const uint64_t r = next(w);
+            uint32_t v = 0;
+            for (int n = 0; n < 5; n++) {
+                const uint32_t x = (uint32_t)((r >> (8 * n + 8)) % 10);
+                v = v * 3 + (i >= 48 && n == 4 ? 0 : x < 3 ? 0 : x < 7 ? 1 : 2);
+            }
+            b[i] = (uint8_t)((v * 256 + 242) / 243);
+        }
+        b[52] = (uint8_t)d, b[53] = (uint8_t)(d >> 8);
+    }
+}
+
 static void write_data(writer *w, const tinfo *t) {
     const size_t chunk = (1u << 20) / 2304 * 2304; /* whole blocks of every type */
     uint8_t *buf = malloc(chunk);
@@ -290,6 +318,15 @@ static void write_data(writer *w, const tinfo *t) {
                                                : ((float)((next(w) >> 40) % 20001) - 10000.0f) * 2.5e-5f;
             if (t->type == TL_F32) wr(w, &v, 4);
             else { const uint16_t h = tl_f32_to_f16(v); wr(w, &h, 2); }
+        }
+        free(buf);
+        return;
+    }
+    if (t->type == TL_TQ2_0 || t->type == TL_TQ1_0) {
+        const size_t bb = t->type == TL_TQ2_0 ? 66 : 54;
+        for (uint64_t blk = 0; blk < n / 256; blk++) {
+            fill_tq_block(w, buf, t->type);
+            wr(w, buf, bb);
         }
         free(buf);
         return;
@@ -319,10 +356,10 @@ int cmd_synth(int argc, char **argv) {
         {"--shape", NULL, OPT_STR, &shape_name, "2b4t (1.18 GB, I2_S), 0.7b, 3b, tiny, bonsai-1.7b (Q1_0 0.29 GB) or bonsai-8b"},
         {"--out", "-o", OPT_STR, &out, "output GGUF path"},
         {"--seed", "-s", OPT_U64, &seed, "random seed (default 1)"},
-        {"--type", NULL, OPT_STR, &type_name, "bonsai shapes: q1_0 (Bonsai, default) or q2_0 (Ternary-Bonsai)"},
+        {"--type", NULL, OPT_STR, &type_name, "linear layers: i2_s, tq2_0 or tq1_0 (BitNet shapes); q1_0 (Bonsai) or q2_0 (Ternary-Bonsai) for bonsai shapes; default: the shape's"},
         {0},
     };
-    const cmd_spec spec = {"synth", "--shape 2b4t|0.7b|3b|tiny|bonsai-1.7b|bonsai-8b [--type q1_0|q2_0] --out FILE [--seed S]",
+    const cmd_spec spec = {"synth", "--shape 2b4t|0.7b|3b|tiny|bonsai-1.7b|bonsai-8b [--type i2_s|tq2_0|tq1_0|q1_0|q2_0] --out FILE [--seed S]",
                            "Write a random-weight GGUF with the exact keys, tensor names, shapes and types of a real model.",
                            opts, 0};
     const char *pos[1];
@@ -337,11 +374,29 @@ int cmd_synth(int argc, char **argv) {
     }
     const int qwen3 = !strcmp(s->arch, "qwen3");
     uint32_t type = s->lin_type;
-    if (type_name && qwen3 && (!strcmp(type_name, "q1_0") || !strcmp(type_name, "q2_0"))) {
+    shape custom;
+    if (type_name && qwen3) {
+        if (strcmp(type_name, "q1_0") && strcmp(type_name, "q2_0")) {
+            fprintf(stderr, "ternlm synth: --type must be q1_0 or q2_0 with a bonsai shape\n");
+            return EXIT_USAGE;
+        }
         type = type_name[1] == '1' ? TL_Q1_0 : TL_Q2_0;
-    } else if (type_name) {
-        fprintf(stderr, "ternlm synth: --type must be q1_0 or q2_0, with a bonsai shape\n");
-        return EXIT_USAGE;
+    } else if (type_name) { /* llama.cpp's file types: MOSTLY_TQ1_0 = 36, MOSTLY_TQ2_0 = 37; bitnet.cpp's I2_S = 40 */
+        static const struct { const char *name; uint32_t type, file_type; } types[] = {
+            {"i2_s", TL_I2_S, 40}, {"tq2_0", TL_TQ2_0, 37}, {"tq1_0", TL_TQ1_0, 36}};
+        size_t i = 0;
+        while (i < 3 && strcmp(type_name, types[i].name)) i++;
+        const uint32_t blk = i < 3 && types[i].type == TL_I2_S ? 128 : 256;
+        if (i == 3 || s->n_embd % blk || s->n_ff % blk) {
+            fprintf(stderr, "ternlm synth: --type must be i2_s, tq2_0 or tq1_0, with rows that are whole blocks (%s: %u, %u)\n",
+                    s->name, s->n_embd, s->n_ff);
+            return EXIT_USAGE;
+        }
+        custom = *s;
+        custom.lin_type = types[i].type;
+        custom.file_type = types[i].file_type;
+        s = &custom;
+        type = s->lin_type;
     }
     writer w = {fopen(out, "wb"), seed * 0x9E3779B97F4A7C15ull | 1, 0};
     if (!w.f) {

@@ -12,14 +12,12 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 import { serve } from '../../examples/serve.mjs';
+import { RELAXED_PROBE, runWasiInPage } from '../../tools/wasi-page.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const build = path.join(root, 'build-wasi-relaxed');
 const built = existsSync(path.join(build, 'ternlm.wasm')) && existsSync(path.join(build, 'tests/test_kernels.wasm'));
 
-// (v128, v128, v128) -> v128 through i32x4.relaxed_dot_i8x16_i7x16_add_s (0xfd 0x113): valid only where relaxed SIMD is
-export const RELAXED_PROBE = [0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123, 123, 1, 123, 3, 2, 1, 0, 10, 13, 1, 11, 0,
-  32, 0, 32, 1, 32, 2, 253, 147, 2, 11];
 
 describe('relaxed-SIMD WASI module in Chromium', { skip: built ? false : 'build-wasi-relaxed not built' }, () => {
   let server;
@@ -39,21 +37,7 @@ describe('relaxed-SIMD WASI module in Chromium', { skip: built ? false : 'build-
     server?.close();
   });
 
-  // runs a WASI command module; files maps names under /data to URLs fetched first
-  const runWasi = (url, args, files = {}) => page.evaluate(async ({ url, args, files }) => {
-    const { WASI, File, OpenFile, ConsoleStdout, PreopenDirectory } = await import('/node_modules/@bjorn3/browser_wasi_shim/dist/index.js');
-    const contents = new Map();
-    for (const [name, u] of Object.entries(files)) contents.set(name, new File(await (await fetch(u)).arrayBuffer(), { readonly: true }));
-    const out = [];
-    const err = [];
-    const dec = [new TextDecoder(), new TextDecoder()];
-    const fds = [new OpenFile(new File([])), new ConsoleStdout((b) => out.push(dec[0].decode(b, { stream: true }))),
-      new ConsoleStdout((b) => err.push(dec[1].decode(b, { stream: true }))), new PreopenDirectory('/data', contents)];
-    const wasi = new WASI(args, [], fds, { debug: false });
-    const { instance } = await WebAssembly.instantiateStreaming(fetch(url), { wasi_snapshot_preview1: wasi.wasiImport });
-    const code = wasi.start(instance);
-    return { code, out: out.join(''), err: err.join('') };
-  }, { url, args, files });
+  const runWasi = (url, args, files) => runWasiInPage(page, url, args, files);
 
   test('Chromium reports relaxed SIMD through WebAssembly.validate', async () => {
     assert.equal(await page.evaluate((bytes) => WebAssembly.validate(new Uint8Array(bytes)), RELAXED_PROBE), true);

@@ -43,9 +43,13 @@ static ternlm_status repack_head_i8(ternlm_model *m, tl_weight *w, ternlm_error 
     uint8_t *mem = tl_aligned_alloc((size_t)(bytes + scale_bytes));
     if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes for the int8 head", (unsigned long long)bytes);
     float *drow = (float *)(void *)(mem + bytes);
-    tl_repack_i8_from_f16((const uint16_t *)(const void *)w->data, w->ne0, 0, w->ne1, mem, drow);
-    /* a tied head's pages also hold the embedding table: released rows are read back one at a time */
-    tl_file_release(&m->file, w->data, w->row_bytes * (uint64_t)w->ne1);
+    /* in slices whose file pages are released as soon as they are converted, so the F16 table is never resident
+     * whole next to its copy; a tied head's pages also hold the embedding table, whose rows are read back one by one */
+    for (int64_t r = 0; r < w->ne1; r += 1024) {
+        const int64_t r1 = r + 1024 < w->ne1 ? r + 1024 : w->ne1;
+        tl_repack_i8_from_f16((const uint16_t *)(const void *)w->data, w->ne0, r, r1, mem, drow);
+        tl_file_release(&m->file, w->data + (uint64_t)r * w->row_bytes, (uint64_t)(r1 - r) * w->row_bytes);
+    }
     w->r16 = (tl_r16){mem, NULL, drow, 1.0f, w->ne0, w->ne1};
     w->r16_mem = mem;
     m->repacked_bytes += bytes + scale_bytes;

@@ -35,6 +35,18 @@ static void strip(const char **s, size_t *n) {
 static void enc(const tl_tokenizer *t, const char *s, size_t n, tl_ids *ids) { tl_tokenizer_encode(t, s, n, 0, ids); }
 static void enc_z(const tl_tokenizer *t, const char *s, tl_ids *ids) { enc(t, s, strlen(s), ids); }
 
+/* Qwen3's template keeps the <think> block of an assistant turn only after the last user message: earlier turns
+ * keep what follows their last </think>, without its leading newlines. */
+static void drop_reasoning(const char **s, size_t *n) {
+    static const char end[] = "</think>";
+    for (size_t i = *n; i >= sizeof end - 1; i--)
+        if (!memcmp(*s + i - (sizeof end - 1), end, sizeof end - 1)) {
+            *s += i, *n -= i;
+            while (*n && **s == '\n') (*s)++, (*n)--;
+            return;
+        }
+}
+
 static const char *role_header(const char *role) {
     if (!strcmp(role, "system")) return "System: ";
     if (!strcmp(role, "user")) return "User: ";
@@ -159,9 +171,13 @@ static ternlm_status render(const ternlm_model *m, const chat_fmt *fmt, const te
     if (kind == FMT_JINJA) return render_jinja(m, fmt->jinja, msgs, n, add_assistant, ids, err);
     if (kind == FMT_AUTO && render_with_file_template(m, msgs, n, add_assistant, ids)) return TERNLM_OK;
     if (t->bos >= 0 && !chatml) tl_ids_push(ids, t->bos);
+    size_t last_user = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(msgs[i].role, "user")) last_user = i;
     for (size_t i = 0; i < n; i++) {
         const char *c = msgs[i].content;
         size_t cn = strlen(c);
+        if (chatml && i < last_user && !strcmp(msgs[i].role, "assistant")) drop_reasoning(&c, &cn);
         strip(&c, &cn);
         if (llama3) {
             tl_ids_push(ids, sh), enc_z(t, msgs[i].role, ids), tl_ids_push(ids, eh), enc_z(t, "\n\n", ids);

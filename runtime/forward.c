@@ -90,14 +90,36 @@ static void act_init(act *a, const float *x, int T, int64_t n) {
     a->n = n;
 }
 
-static void act_prepare(ternlm_session *s, act *a, uint32_t type) {
-    const tl_kernels *k = s->kern;
+/* Quantizing a batch's tokens is split across the pool (token t on thread t % nth); one token stays on the caller. */
+typedef struct quant_job {
+    ternlm_session *s;
+    const act *a;
+    int q8k;
+} quant_job;
+
+static void quant_token(ternlm_session *s, const act *a, int q8k, int t) {
+    if (q8k) s->kern->quantize_q8k(a->x + t * a->n, a->n, s->q8k + t * (a->n / 256));
+    else s->kern->quantize_i8(a->x + t * a->n, a->n, s->qa + t * a->n, &s->qa_scale[t], &s->qa_sum[t]);
+}
+
+static void quant_task(void *ctx, int ith, int nth) {
+    const quant_job *j = ctx;
+    for (int t = ith; t < j->a->T; t += nth) quant_token(j->s, j->a, j->q8k, t);
+}
+
+static void quantize_tokens(ternlm_session *s, const act *a, int q8k) {
+    quant_job job = {s, a, q8k};
+    if (a->T == 1) quant_token(s, a, q8k, 0);
+    else tl_pool_run(s->pool, quant_task, &job);
+}
+
+static void act_prepare(ternlm_session *s, act *a, const tl_weight *w) {
+    const uint32_t type = w->r16.drow ? TL_I2_S : w->type; /* the int8 head takes the I2_S activations */
     if (type == TL_I2_S && !a->have_i8) {
-        for (int t = 0; t < a->T; t++)
-            k->quantize_i8(a->x + t * a->n, a->n, s->qa + t * a->n, &s->qa_scale[t], &s->qa_sum[t]);
+        quantize_tokens(s, a, 0);
         a->have_i8 = 1;
     } else if ((type == TL_TQ1_0 || type == TL_TQ2_0) && !a->have_q8k) {
-        for (int t = 0; t < a->T; t++) k->quantize_q8k(a->x + t * a->n, a->n, s->q8k + t * (a->n / 256));
+        quantize_tokens(s, a, 1);
         a->have_q8k = 1;
     } else if (type == TL_Q8_0 && !a->have_q8_0) {
         for (int t = 0; t < a->T; t++) tl_quantize_q8_0(a->x + t * a->n, a->n, s->q80 + t * (a->n / 32 * 34));
@@ -171,17 +193,32 @@ static void linear_rows_other(const linear_job *j, int64_t r0, int64_t r1, float
     }
 }
 
+/* Weights repacked at load (16-row groups): one GEMM call writes finished outputs. A kernel path without its own
+ * GEMM for the layout (the session may run another path than the one the model was repacked for) uses the
+ * scalar table's, which gives the same bits. */
+static void linear_rows_r16(const linear_job *j, int64_t r0, int64_t r1) {
+    const ternlm_session *s = j->s;
+    const tl_weight *w = j->w;
+    const tl_kernels *k = s->kern, *ref = tl_kernels_scalar();
+    const tl_acts acts = {j->a->T, w->ne0, s->qa, s->qa_scale, s->qa_sum, s->q8k};
+    if (w->r16.drow) (k->gemm_i8_r16 ? k->gemm_i8_r16 : ref->gemm_i8_r16)(&w->r16, r0, r1, &acts, j->y, j->y_stride);
+    else if (w->type == TL_I2_S)
+        (k->gemm_i2s_r16 ? k->gemm_i2s_r16 : ref->gemm_i2s_r16)(&w->r16, r0, r1, &acts, j->y, j->y_stride);
+    else (k->gemm_tq_r16 ? k->gemm_tq_r16 : ref->gemm_tq_r16)(&w->r16, r0, r1, &acts, j->y, j->y_stride);
+}
+
 static void linear_task(void *ctx, int ith, int nth) {
     const linear_job *j = ctx;
     int64_t r0, r1;
     rows_of(j->w->ne1, ith, nth, 16, &r0, &r1);
     if (r0 >= r1) return;
-    if (j->w->type == TL_I2_S) linear_rows_i2s(j, r0, r1);
+    if (j->w->r16.data) linear_rows_r16(j, r0, r1);
+    else if (j->w->type == TL_I2_S) linear_rows_i2s(j, r0, r1);
     else linear_rows_other(j, r0, r1, j->s->row_tmp + (int64_t)ith * j->s->row_tmp_len);
 }
 
 static void linear_strided(ternlm_session *s, const tl_weight *w, act *a, float *y, int64_t y_stride) {
-    act_prepare(s, a, w->type);
+    act_prepare(s, a, w);
     linear_job job = {s, w, a, y, y_stride};
     tl_pool_run(s->pool, linear_task, &job);
     if (w->out_scale != 1.0f || w->bias)

@@ -328,6 +328,7 @@ static ternlm_status bind_tensors(ternlm_model *m, const ternlm_model_params *p,
         snprintf(m->weight_type, sizeof m->weight_type, "%s", tl_type_name(m->layers[0].wq.type));
         snprintf(m->head_type, sizeof m->head_type, "%s", tl_type_name(m->output.type));
     }
+    if (!st) st = tl_model_repack(m, p, err);
     return st;
 }
 
@@ -430,6 +431,7 @@ static void fill_info(ternlm_model *m) {
     i->weight_type = m->weight_type;
     i->head_type = m->head_type;
     i->head_tied = m->has_weights && m->output.data == m->tok_embd.data;
+    i->repacked_bytes = m->repacked_bytes;
     i->tokenizer = m->tok ? tl_tokenizer_model_name(m->tok) : "none";
     i->pretokenizer = m->tok ? tl_tokenizer_pre_name(m->tok) : "";
     i->bos = m->tok ? tl_tokenizer_bos(m->tok) : -1;
@@ -580,6 +582,7 @@ static ternlm_model *model_new(void) {
 
 static void model_destroy(ternlm_model *m) {
     tl_tokenizer_free(m->tok);
+    tl_model_free_repacked(m); /* before the layers that point at the copies */
     free(m->layers);
     tl_aligned_free(m->head_q8);
     gguf_free(&m->gguf);

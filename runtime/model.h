@@ -2,6 +2,7 @@
 #ifndef TERNLM_MODEL_H
 #define TERNLM_MODEL_H
 
+#include "../simd/kernels.h"
 #include "gguf.h"
 #include "platform.h"
 
@@ -16,6 +17,10 @@ typedef struct tl_weight {
     float i2s_scale;     /* I2_S: the per-tensor scale stored after the codes */
     float out_scale;     /* `bitnet` arch: optional per-linear `.scale` tensor, else 1 */
     const float *bias;   /* optional, ne1 floats */
+    /* A copy repacked at load into 16-row groups (simd/repack.h) that the CPU linear code uses instead of `data`
+     * (r16.data NULL: none). With r16.drow set it is the int8 re-quantized head; `type` still names the file's type. */
+    tl_r16 r16;
+    void *r16_mem;       /* owned allocation behind r16 */
 } tl_weight;
 
 typedef struct tl_layer {
@@ -56,6 +61,7 @@ struct ternlm_model {
     const float *rope_freqs;  /* optional n_rot/2 frequency divisors */
     tl_layer *layers;
     uint8_t *head_q8;         /* --head-quant q8_0: owned re-quantized head */
+    uint64_t repacked_bytes;  /* bytes held in r16 copies */
 
     struct tl_tokenizer *tok;
     ternlm_model_info info;
@@ -68,6 +74,9 @@ struct ternlm_model {
 /* Take and drop a reference on the model (see refs). tl_model_release frees it when the count reaches 0. */
 void tl_model_retain(const ternlm_model *m);
 void tl_model_release(const ternlm_model *m);
+/* Repack the weights the CPU kernels have 16-row GEMMs for (runtime/repack_weights.c); frees them again. */
+ternlm_status tl_model_repack(ternlm_model *m, const ternlm_model_params *p, ternlm_error *err);
+void tl_model_free_repacked(ternlm_model *m);
 
 /* Build a model from a parsed GGUF whose header and data are already in place. Takes ownership of g. */
 ternlm_status tl_model_init(ternlm_model *m, const ternlm_model_params *params, ternlm_error *err);

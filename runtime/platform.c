@@ -71,6 +71,17 @@ ternlm_status tl_file_map(const char *path, tl_mapped_file *out, ternlm_error *e
     return rc;
 }
 
+void tl_file_release(const tl_mapped_file *f, const void *p, uint64_t n) {
+#ifdef TL_HAVE_MMAP
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p, b = a + (uintptr_t)n;
+    const uintptr_t lo = (a + page - 1) / page * page, hi = b / page * page; /* whole pages inside the range */
+    if (f->is_mmap && hi > lo && a >= (uintptr_t)f->data && b <= (uintptr_t)f->data + f->size)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+#else
+    (void)f, (void)p, (void)n;
+#endif
+}
+
 void tl_file_unmap(tl_mapped_file *f) {
     if (!f->data || !f->size) return;
 #ifdef TL_HAVE_MMAP

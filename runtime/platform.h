@@ -15,6 +15,9 @@ typedef struct tl_mapped_file {
 /* Map (or, without mmap, read) a whole file. Sizes and offsets stay 64-bit until checked. */
 ternlm_status tl_file_map(const char *path, tl_mapped_file *out, ternlm_error *err);
 void tl_file_unmap(tl_mapped_file *f);
+/* Drop the resident pages of [p, p + n) inside a mapped file (they are read again if touched): a weight repacked
+ * into a copy then costs no memory twice. A no-op for heap copies and targets without mmap. */
+void tl_file_release(const tl_mapped_file *f, const void *p, uint64_t n);
 
 double tl_now_seconds(void);                 /* monotonic */
 uint64_t tl_random_u64(void);                /* from the OS (getrandom, WASI random_get, ...) */

@@ -264,6 +264,11 @@ static ternlm_status build_spm(tl_tokenizer *t, ternlm_error *err) {
 
 static void find_eot(tl_tokenizer *t) {
     static const char *names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>"};
+    static const char *extra[3] = {"<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"};
+    for (int i = 0; i < 3; i++) {
+        const int32_t id = tl_strmap_get(t, extra[i], strlen(extra[i]));
+        t->eog_extra[i] = id >= 0 && t->type[id] == TL_TT_CONTROL ? id : -1;
+    }
     if (t->eot >= 0) return;
     for (size_t i = 0; i < sizeof names / sizeof names[0] && t->eot < 0; i++) {
         const int32_t id = tl_strmap_get(t, names[i], strlen(names[i]));
@@ -285,6 +290,7 @@ static ternlm_status load(tl_tokenizer *t, const gguf_file *g, const char *pre_o
     if (dups == UINT64_MAX) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (dups) tl_log(log, "warning: %llu duplicate token strings in the vocabulary", (unsigned long long)dups);
     t->bos = t->eos = t->eot = t->eom = t->unk = -1;
+    t->eog_extra[0] = t->eog_extra[1] = t->eog_extra[2] = -1;
     if (t->kind == TL_TOK_SPM) {
         t->bos = t->n_vocab > 1 ? 1 : -1;
         t->eos = t->n_vocab > 2 ? 2 : -1;
@@ -527,7 +533,9 @@ ternlm_status ternlm_detokenize(const ternlm_model *m, const int32_t *tokens, si
 
 int ternlm_token_is_eog(const ternlm_model *m, int32_t token) {
     const tl_tokenizer *t = m ? m->tok : NULL;
-    return t && token >= 0 && (token == t->eos || token == t->eot || token == t->eom);
+    return t && token >= 0 &&
+           (token == t->eos || token == t->eot || token == t->eom || token == t->eog_extra[0] || token == t->eog_extra[1] ||
+            token == t->eog_extra[2]);
 }
 
 /* ---- streaming: only complete UTF-8 characters leave; invalid bytes become U+FFFD ---- */

@@ -61,6 +61,7 @@ struct tl_tokenizer {
     uint8_t *type;
     tl_strmap map;
     int32_t bos, eos, eot, eom, unk;
+    int32_t eog_extra[3]; /* Qwen's <|fim_pad|>, <|repo_name|>, <|file_sep|> end generation too (llama.cpp), else -1 */
     int add_bos, add_eos, add_space_prefix, ignore_merges;
     /* BPE: merges as a hash of (left id, right id) -> rank and merged id */
     uint64_t *merge_keys;

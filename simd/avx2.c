@@ -17,7 +17,7 @@ static inline int32_t hsum_i32(__m256i v) {
 
 /* ---- activation quantization: the same bits as the scalar rule (RNE via cvtps under MXCSR's default) ---- */
 
-static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
+void tl_avx2_quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
     __m256 vmax = _mm256_setzero_ps();
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     int64_t i = 0;
@@ -70,8 +70,8 @@ static inline __m256i block_dot(__m256i w, const int8_t *x) {
     return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
 }
 
-static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,
-                     int64_t acc_stride) {
+void tl_avx2_i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,
+                      int64_t acc_stride) {
     const int64_t nb = n / 128, row_bytes = n / 4;
     int64_t r = r0;
     if (T == 1) {
@@ -219,7 +219,7 @@ void tl_avx2_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n
 
 /* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 (the integer sums exact, then the float order of kernels.h) ---- */
 
-static inline float f16_at(const uint8_t *p) { return tl_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+static inline float f16_at(const uint8_t *p) { return _cvtsh_ss((uint16_t)(p[0] | p[1] << 8)); } /* F16C: exact */
 
 /* Σ of the int8 values of v, as 8 int32 partial sums. */
 static inline __m256i sum_i8(__m256i v) {
@@ -295,9 +295,10 @@ float tl_avx2_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
 }
 
 static const tl_kernels k_avx2 = {
-    "avx2", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16, dot_f32,
+    "avx2", tl_avx2_quantize_i8, tl_scalar_quantize_q8k, tl_avx2_i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16, dot_f32,
     tl_avx2_dot_q8_0, tl_avx2_attn_pv,
     tl_avx2_dot_q1_0, tl_avx2_dot_q2_0,
+    NULL, NULL, NULL, /* no 16-row group GEMMs yet: weights stay in file layout */
 };
 
 const tl_kernels *tl_kernels_avx2_table(void) { return &k_avx2; }

@@ -1,9 +1,9 @@
 /* AVX-512 kernels with VNNI (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c;
  * selected only when the CPU has them).
  *
- * I2_S layout trick: one 64-byte load holds two 128-element blocks (32 code bytes each). Shifting it gives
- * codes for [block b elements 32k..32k+31 | block b+1 elements 32k..32k+31]. quantize_i8 of this path writes
- * the activations in that same order, so every vpdpbusd reads contiguous memory; weights stay as in the file. */
+ * Ternary and int8 weights are repacked at load into 16-row groups (repack.h): lane r of a zmm holds 4 inputs of row r,
+ * so vpdpbusd with the token's 4 activations broadcast (an embedded {1to16} load) accumulates 16 rows at once, with
+ * no horizontal sums. Activations stay in plain order (the AVX2 quantizer). */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -12,57 +12,6 @@
 #include "lanes.h"
 #include "paths.h"
 
-/* Position of activation element i in this path's layout (pairs of blocks interleaved by 32-chunks). */
-static inline int64_t act_pos(int64_t i, int64_t n_pairs) {
-    const int64_t p = i / 256;
-    if (p >= n_pairs) return i; /* a trailing odd block stays plain */
-    const int64_t e = i % 256, j = e / 128, m = e % 128;
-    return 256 * p + 64 * (m / 32) + 32 * j + m % 32;
-}
-
-static void quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
-    __m512 vmax = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-    double max = (double)_mm512_reduce_max_ps(vmax);
-    if (max < 1e-5) max = 1e-5;
-    for (; i < n; i++) max = fabs((double)x[i]) > max ? fabs((double)x[i]) : max;
-    const float s = (float)(127.0 / max);
-    const __m512 vs = _mm512_set1_ps(s);
-    const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
-    const int64_t n_pairs = n / 256;
-    __m512i acc = _mm512_setzero_si512();
-    i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs)); /* RNE */
-        r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
-        acc = _mm512_add_epi32(acc, r);
-        _mm_storeu_si128((__m128i *)(q + act_pos(i, n_pairs)), _mm512_cvtepi32_epi8(r));
-    }
-    int32_t total = _mm512_reduce_add_epi32(acc);
-    for (; i < n; i++) {
-        int32_t r = (int32_t)lrintf(x[i] * s);
-        r = r < -128 ? -128 : r > 127 ? 127 : r;
-        q[act_pos(i, n_pairs)] = (int8_t)r;
-        total += r;
-    }
-    *scale = s;
-    *sum = total;
-}
-
-static inline __m512i codes(__m512i w, int shift) {
-    return _mm512_and_si512(_mm512_srli_epi16(w, (unsigned)shift), _mm512_set1_epi8(3));
-}
-
-/* The odd trailing block, 256-bit VNNI, plain activation order. */
-static inline __m256i tail_block(const uint8_t *w, const int8_t *x, __m256i acc) {
-    const __m256i v = _mm256_loadu_si256((const __m256i *)w), m3 = _mm256_set1_epi8(3);
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), _mm256_loadu_si256((const __m256i *)x));
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), _mm256_loadu_si256((const __m256i *)(x + 32)));
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), _mm256_loadu_si256((const __m256i *)(x + 64)));
-    return _mm256_dpbusd_epi32(acc, _mm256_and_si256(v, m3), _mm256_loadu_si256((const __m256i *)(x + 96)));
-}
-
 static inline int32_t hsum256(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
@@ -70,107 +19,245 @@ static inline int32_t hsum256(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-/* Decode (one token): codes are masked in place instead of shifted. (w & 0xC0) is code·64, (w & 0x30) code·16,
- * (w & 0x0C) code·4, (w & 0x03) code: four accumulators, each an exact multiple of its scale, divided once at
- * the end. Two rows share every activation load. */
-#ifndef PREFETCH_AHEAD
-#define PREFETCH_AHEAD 2048
-#endif
-#ifndef PREFETCH_FAR
-#define PREFETCH_FAR 8192
+/* ---- GEMMs on 16-row groups (repack.h) ---- */
+
+#define AI __attribute__((always_inline)) static inline
+/* One-token products walk the groups one after another: a single sequential stream is what the hardware prefetcher
+ * follows best (measured: 1 stream 21.8 GB/s on one core, 2 or 4 interleaved group streams 10-15 GB/s, software
+ * prefetch at any distance no better). */
+#ifndef DOT1_NG
+#define DOT1_NG 1
 #endif
 
-static inline void rows2_dot1(const uint8_t *ra, const uint8_t *rb, const int8_t *q, int64_t n_pairs, int tail,
-                              int32_t *out_a, int32_t *out_b) {
-    const __m512i m0 = _mm512_set1_epi8((char)0xC0), m1 = _mm512_set1_epi8(0x30), m2 = _mm512_set1_epi8(0x0C),
-                  m3 = _mm512_set1_epi8(0x03);
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    for (int64_t p = 0; p < n_pairs; p++) {
-        /* fetch the rows after next while this pair computes: the loads then overlap the arithmetic */
-        _mm_prefetch((const char *)(ra + 64 * p + PREFETCH_AHEAD), _MM_HINT_T0);
-        _mm_prefetch((const char *)(rb + 64 * p + PREFETCH_AHEAD), _MM_HINT_T0);
-        _mm_prefetch((const char *)(ra + 64 * p + PREFETCH_FAR), _MM_HINT_T1);
-        _mm_prefetch((const char *)(rb + 64 * p + PREFETCH_FAR), _MM_HINT_T1);
-        const __m512i wa = _mm512_loadu_si512(ra + 64 * p), wb = _mm512_loadu_si512(rb + 64 * p);
-        const int8_t *x = q + 256 * p;
-        const __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 64);
-        const __m512i x2 = _mm512_loadu_si512(x + 128), x3 = _mm512_loadu_si512(x + 192);
-        a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(wa, m0), x0);
-        b0 = _mm512_dpbusd_epi32(b0, _mm512_and_si512(wb, m0), x0);
-        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(wa, m1), x1);
-        b1 = _mm512_dpbusd_epi32(b1, _mm512_and_si512(wb, m1), x1);
-        a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(wa, m2), x2);
-        b2 = _mm512_dpbusd_epi32(b2, _mm512_and_si512(wb, m2), x2);
-        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(wa, m3), x3);
-        b3 = _mm512_dpbusd_epi32(b3, _mm512_and_si512(wb, m3), x3);
-    }
-    int32_t sa = _mm512_reduce_add_epi32(a0) / 64 + _mm512_reduce_add_epi32(a1) / 16 + _mm512_reduce_add_epi32(a2) / 4 +
-                 _mm512_reduce_add_epi32(a3);
-    int32_t sb = _mm512_reduce_add_epi32(b0) / 64 + _mm512_reduce_add_epi32(b1) / 16 + _mm512_reduce_add_epi32(b2) / 4 +
-                 _mm512_reduce_add_epi32(b3);
-    if (tail) {
-        sa += hsum256(tail_block(ra + 64 * n_pairs, q + 256 * n_pairs, _mm256_setzero_si256()));
-        sb += hsum256(tail_block(rb + 64 * n_pairs, q + 256 * n_pairs, _mm256_setzero_si256()));
-    }
-    *out_a = sa;
-    *out_b = sb;
+/* The 4 int8 activations at p, broadcast to 16 lanes. */
+AI __m512i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
 }
 
-/* Prompts: a 2-row x 4-token tile. Codes of both rows are decoded once per 64-byte step and every activation load
- * feeds two vpdpbusd. Tokens past T reuse the last token's activations and are not stored. */
-static void tile_2x4(const uint8_t *ra, const uint8_t *rb, const int8_t *q, int64_t n, int t0, int T, int64_t n_pairs,
-                     int tail, int32_t *acc, int64_t stride, int64_t r, int two_rows) {
-    const int8_t *x[4];
-    for (int t = 0; t < 4; t++) x[t] = q + (int64_t)(t0 + t < T ? t0 + t : T - 1) * n;
-    __m512i A[4], B[4];
-    for (int t = 0; t < 4; t++) A[t] = B[t] = _mm512_setzero_si512();
-    for (int64_t p = 0; p < n_pairs; p++) {
-        const __m512i wa = _mm512_loadu_si512(ra + 64 * p), wb = _mm512_loadu_si512(rb + 64 * p);
-        const __m512i a0 = codes(wa, 6), a1 = codes(wa, 4), a2 = codes(wa, 2), a3 = codes(wa, 0);
-        const __m512i b0 = codes(wb, 6), b1 = codes(wb, 4), b2 = codes(wb, 2), b3 = codes(wb, 0);
-        for (int t = 0; t < 4; t++) {
-            const int8_t *xp = x[t] + 256 * p;
-            __m512i v = _mm512_loadu_si512(xp);
-            A[t] = _mm512_dpbusd_epi32(A[t], a0, v);
-            B[t] = _mm512_dpbusd_epi32(B[t], b0, v);
-            v = _mm512_loadu_si512(xp + 64);
-            A[t] = _mm512_dpbusd_epi32(A[t], a1, v);
-            B[t] = _mm512_dpbusd_epi32(B[t], b1, v);
-            v = _mm512_loadu_si512(xp + 128);
-            A[t] = _mm512_dpbusd_epi32(A[t], a2, v);
-            B[t] = _mm512_dpbusd_epi32(B[t], b2, v);
-            v = _mm512_loadu_si512(xp + 192);
-            A[t] = _mm512_dpbusd_epi32(A[t], a3, v);
-            B[t] = _mm512_dpbusd_epi32(B[t], b3, v);
+/* One token, NG groups of 2-bit codes: codes are masked in place (v & 0x0C is code·4, ...) into four accumulators
+ * per group, each an exact multiple of its scale, shifted back once at the end; every chain is independent. */
+AI void codes_dot1(const uint8_t *const *g, int NG, const int8_t *x, int64_t n_chunks, __m512i *out) {
+    const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0C), m2 = _mm512_set1_epi8(0x30),
+                  m3 = _mm512_set1_epi8((char)0xC0);
+    __m512i a[4][4];
+    for (int i = 0; i < NG; i++)
+        for (int s = 0; s < 4; s++) a[i][s] = _mm512_setzero_si512();
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const __m512i b0 = bcast4(x + 16 * c), b1 = bcast4(x + 16 * c + 4), b2 = bcast4(x + 16 * c + 8),
+                      b3 = bcast4(x + 16 * c + 12);
+        for (int i = 0; i < NG; i++) {
+            const __m512i v = _mm512_loadu_si512(g[i] + 64 * c);
+            a[i][0] = _mm512_dpbusd_epi32(a[i][0], _mm512_and_si512(v, m0), b0);
+            a[i][1] = _mm512_dpbusd_epi32(a[i][1], _mm512_and_si512(v, m1), b1);
+            a[i][2] = _mm512_dpbusd_epi32(a[i][2], _mm512_and_si512(v, m2), b2);
+            a[i][3] = _mm512_dpbusd_epi32(a[i][3], _mm512_and_si512(v, m3), b3);
         }
     }
-    for (int t = 0; t < 4 && t0 + t < T; t++) {
-        int32_t sa = _mm512_reduce_add_epi32(A[t]), sb = _mm512_reduce_add_epi32(B[t]);
-        if (tail) {
-            sa += hsum256(tail_block(ra + 64 * n_pairs, x[t] + 256 * n_pairs, _mm256_setzero_si256()));
-            sb += hsum256(tail_block(rb + 64 * n_pairs, x[t] + 256 * n_pairs, _mm256_setzero_si256()));
+    for (int i = 0; i < NG; i++)
+        out[i] = _mm512_add_epi32(_mm512_add_epi32(a[i][0], _mm512_srai_epi32(a[i][1], 2)),
+                                  _mm512_add_epi32(_mm512_srai_epi32(a[i][2], 4), _mm512_srai_epi32(a[i][3], 6)));
+}
+
+/* NG groups × TT tokens of 2-bit codes over chunks [c0, c1) (x[t] points at the activations of chunk c0): each
+ * 64-byte load is decoded once (shift, mask) and feeds TT vpdpbusd; each broadcast activation feeds NG.
+ * acc[i*TT + t] accumulates group i, token t. */
+AI void codes_tile(const uint8_t *const *g, int NG, const int8_t *const *x, int TT, int64_t c0, int64_t c1, __m512i *acc) {
+    const __m512i m3 = _mm512_set1_epi8(3);
+    for (int64_t c = c0; c < c1; c++) {
+        __m512i v[4];
+        for (int i = 0; i < NG; i++) v[i] = _mm512_loadu_si512(g[i] + 64 * c);
+        for (int s = 0; s < 4; s++) {
+            __m512i code[4];
+            for (int i = 0; i < NG; i++) code[i] = _mm512_and_si512(s ? _mm512_srli_epi16(v[i], (unsigned)(2 * s)) : v[i], m3);
+            for (int t = 0; t < TT; t++) {
+                const __m512i b = bcast4(x[t] + 16 * (c - c0) + 4 * s);
+                for (int i = 0; i < NG; i++) acc[i * TT + t] = _mm512_dpbusd_epi32(acc[i * TT + t], code[i], b);
+            }
         }
-        acc[(int64_t)(t0 + t) * stride + r] = sa;
-        if (two_rows) acc[(int64_t)(t0 + t) * stride + r + 1] = sb;
     }
 }
 
-static void i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,
-                     int64_t acc_stride) {
-    const int64_t row_bytes = n / 4, nb = n / 128, n_pairs = nb / 2;
-    const int tail = (int)(nb & 1);
-    for (int64_t r = r0; r < r1; r += 2) {
-        const int two = r + 1 < r1;
-        const uint8_t *ra = w + r * row_bytes, *rb = two ? ra + row_bytes : ra;
-        if (T == 1) {
-            int32_t sa, sb;
-            rows2_dot1(ra, rb, q, n_pairs, tail, &sa, &sb);
-            acc[r] = sa;
-            if (two) acc[r + 1] = sb;
-            continue;
-        }
-        for (int t0 = 0; t0 < T; t0 += 4) tile_2x4(ra, rb, q, n, t0, T, n_pairs, tail, acc, acc_stride, r, two);
+/* I2_S epilogue for 16 rows of one token: the scalar formula, lane by lane. */
+AI void i2s_store(__m512i acc, const tl_acts *a, int t, float wscale, float *dst) {
+    __m512 f = _mm512_sub_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps((float)a->sum[t]));
+    f = _mm512_mul_ps(_mm512_div_ps(f, _mm512_set1_ps(a->scale[t])), _mm512_set1_ps(wscale));
+    _mm512_storeu_ps(dst, f);
+}
+
+AI void i2s_tile(const tl_r16 *w, int64_t r, int NG, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0;
+    const uint8_t *g[2];
+    const int8_t *x[8];
+    for (int i = 0; i < NG; i++) g[i] = w->data + (r / 16 + i) * n * 4;
+    for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
+    __m512i acc[16];
+    for (int i = 0; i < NG * TT; i++) acc[i] = _mm512_setzero_si512();
+    codes_tile(g, NG, x, TT, 0, n / 16, acc);
+    for (int i = 0; i < NG; i++)
+        for (int t = 0; t < TT; t++) i2s_store(acc[i * TT + t], a, t0 + t, w->scale, y + (int64_t)(t0 + t) * ys + r + 16 * i);
+}
+
+#define TILE_SWITCH(fn, w, r, NG, a, t0, tt, y, ys)                                                                    \
+    switch (tt) {                                                                                                      \
+    case 1: fn(w, r, NG, a, t0, 1, y, ys); break;                                                                      \
+    case 2: fn(w, r, NG, a, t0, 2, y, ys); break;                                                                      \
+    case 3: fn(w, r, NG, a, t0, 3, y, ys); break;                                                                      \
+    case 4: fn(w, r, NG, a, t0, 4, y, ys); break;                                                                      \
+    case 5: fn(w, r, NG, a, t0, 5, y, ys); break;                                                                      \
+    case 6: fn(w, r, NG, a, t0, 6, y, ys); break;                                                                      \
+    case 7: fn(w, r, NG, a, t0, 7, y, ys); break;                                                                      \
+    default: fn(w, r, NG, a, t0, 8, y, ys); break;                                                                     \
     }
+
+static void i2s_tiles(const tl_r16 *w, int64_t r, int NG, const tl_acts *a, float *y, int64_t ys) {
+    for (int t0 = 0; t0 < a->T; t0 += 8) {
+        const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
+        if (NG == 2) TILE_SWITCH(i2s_tile, w, r, 2, a, t0, tt, y, ys)
+        else TILE_SWITCH(i2s_tile, w, r, 1, a, t0, tt, y, ys)
+    }
+}
+
+static void gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    const int64_t n = w->ne0;
+    int64_t r = r0;
+    if (a->T == 1) {
+        for (; r + 16 * DOT1_NG <= r1; r += 16 * DOT1_NG) {
+            const uint8_t *g[4];
+            for (int i = 0; i < DOT1_NG; i++) g[i] = w->data + (r / 16 + i) * n * 4;
+            __m512i acc[4];
+            codes_dot1(g, DOT1_NG, a->q, n / 16, acc);
+            for (int i = 0; i < DOT1_NG; i++) i2s_store(acc[i], a, 0, w->scale, y + r + 16 * i);
+        }
+        for (; r < r1; r += 16) {
+            const uint8_t *g[1] = {w->data + (r / 16) * n * 4};
+            __m512i acc[1];
+            codes_dot1(g, 1, a->q, n / 16, acc);
+            i2s_store(acc[0], a, 0, w->scale, y + r);
+        }
+        return;
+    }
+    for (; r + 32 <= r1; r += 32) i2s_tiles(w, r, 2, a, y, ys);
+    if (r < r1) i2s_tiles(w, r, 1, a, y, ys);
+}
+
+/* ---- TQ2_0 / TQ1_0 on 2-bit groups: per 256-block, the exact integer sums of 16 rows, then the block's float
+ * step sum += (float)(Σ code·q − Σq) · (d_act · d_w) for every row lane, in block order (the scalar order). ---- */
+
+AI int32_t bsum_total(const tl_block_q8k *b) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)b->bsums);
+    return hsum256(_mm256_madd_epi16(v, _mm256_set1_epi16(1)));
+}
+
+AI __m512 tq_step(__m512 sum, __m512i acc, const tl_block_q8k *xb, __m512 dw) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_set1_epi32(bsum_total(xb))));
+    return _mm512_add_ps(sum, _mm512_mul_ps(f, _mm512_mul_ps(_mm512_set1_ps(xb->d), dw)));
+}
+
+AI void tq_tile(const tl_r16 *w, int64_t r, int NG, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 256;
+    const uint8_t *g[4];
+    const int8_t *x[8];
+    for (int i = 0; i < NG; i++) g[i] = w->data + (r / 16 + i) * n * 4;
+    __m512 sum[8];
+    for (int i = 0; i < NG * TT; i++) sum[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;
+        __m512i acc[8];
+        if (TT == 1) {
+            const uint8_t *gb[4];
+            for (int i = 0; i < NG; i++) gb[i] = g[i] + 1024 * b;
+            codes_dot1(gb, NG, x[0], 16, acc);
+        } else {
+            for (int i = 0; i < NG * TT; i++) acc[i] = _mm512_setzero_si512();
+            codes_tile(g, NG, x, TT, 16 * b, 16 * b + 16, acc);
+        }
+        for (int i = 0; i < NG; i++) {
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w->dw + ((r / 16 + i) * nb + b) * 16)));
+            for (int t = 0; t < TT; t++)
+                sum[i * TT + t] = tq_step(sum[i * TT + t], acc[i * TT + t], &a->q8k[(int64_t)(t0 + t) * nb + b], dw);
+        }
+    }
+    for (int i = 0; i < NG; i++)
+        for (int t = 0; t < TT; t++) _mm512_storeu_ps(y + (int64_t)(t0 + t) * ys + r + 16 * i, sum[i * TT + t]);
+}
+
+static void gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    int64_t r = r0;
+    if (a->T == 1) {
+        for (; r < r1; r += 16) tq_tile(w, r, 1, a, 0, 1, y, ys);
+        return;
+    }
+    for (; r < r1; r += 16)
+        for (int t0 = 0; t0 < a->T; t0 += 8) {
+            const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
+            TILE_SWITCH(tq_tile, w, r, 1, a, t0, tt, y, ys)
+        }
+}
+
+/* ---- int8 rows (the re-quantized head): weights stored as w + 128 (unsigned), so vpdpbusd gives
+ * Σ (w + 128)·q = Σ w·q + 128·Σq and the exact Σ w·q is one subtraction. ---- */
+
+AI void i8_store(__m512i acc, const tl_acts *a, int t, const float *drow, float *dst) {
+    const __m512i exact = _mm512_sub_epi32(acc, _mm512_set1_epi32(128 * a->sum[t]));
+    const __m512 f = _mm512_div_ps(_mm512_cvtepi32_ps(exact), _mm512_set1_ps(a->scale[t]));
+    _mm512_storeu_ps(dst, _mm512_mul_ps(f, _mm512_loadu_ps(drow)));
+}
+
+AI void i8_tile(const tl_r16 *w, int64_t r, int NG, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0;
+    const uint8_t *g[4];
+    const int8_t *x[8];
+    for (int i = 0; i < NG; i++) g[i] = w->data + (r / 16 + i) * n * 16;
+    for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
+    __m512i acc[16];
+    for (int i = 0; i < NG * TT; i++) acc[i] = _mm512_setzero_si512();
+    for (int64_t c = 0; c < n / 4; c++) {
+        __m512i v[4];
+        for (int i = 0; i < NG; i++) v[i] = _mm512_loadu_si512(g[i] + 64 * c);
+        for (int t = 0; t < TT; t++) {
+            const __m512i b = bcast4(x[t] + 4 * c);
+            for (int i = 0; i < NG; i++) acc[i * TT + t] = _mm512_dpbusd_epi32(acc[i * TT + t], v[i], b);
+        }
+    }
+    for (int i = 0; i < NG; i++)
+        for (int t = 0; t < TT; t++)
+            i8_store(acc[i * TT + t], a, t0 + t, w->drow + r + 16 * i, y + (int64_t)(t0 + t) * ys + r + 16 * i);
+}
+
+/* One token, one group: four accumulators over consecutive chunks keep four vpdpbusd chains in flight. */
+static void i8_dot1(const tl_r16 *w, int64_t r, const tl_acts *a, float *y) {
+    const int64_t n = w->ne0;
+    const uint8_t *g = w->data + (r / 16) * n * 16;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t c = 0;
+    for (; c + 4 <= n / 4; c += 4) {
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(g + 64 * c), bcast4(a->q + 4 * c));
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(g + 64 * c + 64), bcast4(a->q + 4 * c + 4));
+        a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(g + 64 * c + 128), bcast4(a->q + 4 * c + 8));
+        a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(g + 64 * c + 192), bcast4(a->q + 4 * c + 12));
+    }
+    for (; c < n / 4; c++) a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(g + 64 * c), bcast4(a->q + 4 * c));
+    i8_store(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), a, 0, w->drow + r, y + r);
+}
+
+static void gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    int64_t r = r0;
+    if (a->T == 1) {
+        for (; r < r1; r += 16) i8_dot1(w, r, a, y);
+        return;
+    }
+    for (; r + 32 <= r1; r += 32)
+        for (int t0 = 0; t0 < a->T; t0 += 8) {
+            const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
+            TILE_SWITCH(i8_tile, w, r, 2, a, t0, tt, y, ys)
+        }
+    for (; r < r1; r += 16)
+        for (int t0 = 0; t0 < a->T; t0 += 8) {
+            const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
+            TILE_SWITCH(i8_tile, w, r, 1, a, t0, tt, y, ys)
+        }
 }
 
 /* The lanes.h fold in registers (the same additions in the same order): lanes 0-15 += 16-31 is a0 + a1, then each
@@ -215,10 +302,102 @@ static float dot_f32(const float *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
+/* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 with mask registers and VNNI (integer sums exact; float order of kernels.h) ---- */
+
+/* The four exact sub-block totals of a, b, c, d (8 int32 lanes each), in order. */
+static inline __m128i bonsai_hsum4(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+static inline uint16_t u16_at(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* The products da_k·s_k of four sub-blocks (f16 scales d0..d3): each exact in f32. */
+static inline void bonsai_products(__m128i s, uint16_t d0, uint16_t d1, uint16_t d2, uint16_t d3, float *p) {
+    const __m128 da = _mm_cvtph_ps(_mm_setr_epi16((short)d0, (short)d1, (short)d2, (short)d3, 0, 0, 0, 0));
+    _mm_storeu_ps(p, _mm_mul_ps(da, _mm_cvtepi32_ps(s)));
+}
+
+/* Σ ±q over a 32-element Q1_0 sub-block: q where the sign bit is 1, −q where it is 0 (one masked subtract). */
+static inline __m256i q1_sub512(uint32_t bits, const uint8_t *q) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q), zero = _mm256_setzero_si256();
+    const __m256i v = _mm256_mask_sub_epi8(x, (__mmask32)~bits, zero, x);
+    return _mm256_dpbusd_epi32(zero, _mm256_set1_epi8(1), v);
+}
+
+static float dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    for (int64_t b = 0; b < n / 128; b++, w += 18, a += 4 * 34) {
+        uint32_t bits[4];
+        memcpy(bits, w + 2, 16);
+        const __m128i s = bonsai_hsum4(q1_sub512(bits[0], a + 2), q1_sub512(bits[1], a + 36), q1_sub512(bits[2], a + 70),
+                                       q1_sub512(bits[3], a + 104));
+        float p[4];
+        bonsai_products(s, u16_at(a), u16_at(a + 34), u16_at(a + 68), u16_at(a + 102), p);
+        sum = sum + _cvtsh_ss(u16_at(w)) * (((p[0] + p[1]) + p[2]) + p[3]);
+    }
+    return sum;
+}
+
+/* The 64 codes of a Q2_0 block as bytes in element order: lo = elements 0..31, hi = 32..63. */
+static inline void q2_codes512(const uint8_t *qs, __m256i *lo, __m256i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)qs), m = _mm_set1_epi8(3);
+    const __m128i c0 = _mm_and_si128(v, m), c1 = _mm_and_si128(_mm_srli_epi16(v, 2), m);
+    const __m128i c2 = _mm_and_si128(_mm_srli_epi16(v, 4), m), c3 = _mm_and_si128(_mm_srli_epi16(v, 6), m);
+    const __m128i a_lo = _mm_unpacklo_epi8(c0, c1), b_lo = _mm_unpacklo_epi8(c2, c3);
+    const __m128i a_hi = _mm_unpackhi_epi8(c0, c1), b_hi = _mm_unpackhi_epi8(c2, c3);
+    *lo = _mm256_set_m128i(_mm_unpackhi_epi16(a_lo, b_lo), _mm_unpacklo_epi16(a_lo, b_lo));
+    *hi = _mm256_set_m128i(_mm_unpackhi_epi16(a_hi, b_hi), _mm_unpacklo_epi16(a_hi, b_hi));
+}
+
+/* Σ (code − 1)·q over 32 elements: Σ code·q minus Σ q, both with VNNI. */
+static inline __m256i q2_sub512(__m256i codes, const uint8_t *q) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q), zero = _mm256_setzero_si256();
+    return _mm256_sub_epi32(_mm256_dpbusd_epi32(zero, codes, x), _mm256_dpbusd_epi32(zero, _mm256_set1_epi8(1), x));
+}
+
+static float dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    const int64_t nb = n / 64;
+    for (int64_t b = 0; b < nb; b += 2, w += 36, a += 4 * 34) {
+        const int two = b + 1 < nb;
+        __m256i l0, h0, l1 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        q2_codes512(w + 2, &l0, &h0);
+        if (two) q2_codes512(w + 20, &l1, &h1);
+        const __m128i s = bonsai_hsum4(q2_sub512(l0, a + 2), q2_sub512(h0, a + 36), two ? q2_sub512(l1, a + 70) : l1,
+                                       two ? q2_sub512(h1, a + 104) : h1);
+        float p[4];
+        bonsai_products(s, u16_at(a), u16_at(a + 34), two ? u16_at(a + 68) : 0, two ? u16_at(a + 102) : 0, p);
+        sum = sum + _cvtsh_ss(u16_at(w)) * (p[0] + p[1]);
+        if (two) sum = sum + _cvtsh_ss(u16_at(w + 18)) * (p[2] + p[3]);
+    }
+    return sum;
+}
+
+/* P·V: lanes are output elements, each summing positions in order (the scalar bits); 64 outputs per pass over V. */
+static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
+    int64_t d = 0;
+    for (; d + 64 <= hd; d += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t p = 0; p < n_pos; p++) {
+            const __m512 pr = _mm512_set1_ps(prob[p]);
+            const uint16_t *vp = v + p * stride + d;
+            a0 = _mm512_add_ps(a0, _mm512_mul_ps(pr, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)vp))));
+            a1 = _mm512_add_ps(a1, _mm512_mul_ps(pr, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vp + 16)))));
+            a2 = _mm512_add_ps(a2, _mm512_mul_ps(pr, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vp + 32)))));
+            a3 = _mm512_add_ps(a3, _mm512_mul_ps(pr, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vp + 48)))));
+        }
+        _mm512_storeu_ps(out + d, a0);
+        _mm512_storeu_ps(out + d + 16, a1);
+        _mm512_storeu_ps(out + d + 32, a2);
+        _mm512_storeu_ps(out + d + 48, a3);
+    }
+    if (d < hd) tl_avx2_attn_pv(out + d, prob, v + d, n_pos, stride, hd - d);
+}
+
 static const tl_kernels k_avx512 = {
-    "avx512", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16, dot_f32,
-    tl_avx2_dot_q8_0, tl_avx2_attn_pv,
-    tl_avx2_dot_q1_0, tl_avx2_dot_q2_0,
+    "avx512", tl_avx2_quantize_i8, tl_scalar_quantize_q8k, tl_avx2_i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16,
+    dot_f32, tl_avx2_dot_q8_0, attn_pv, dot_q1_0, dot_q2_0, gemm_i2s_r16, gemm_tq_r16, gemm_i8_r16,
 };
 
 const tl_kernels *tl_kernels_avx512_table(void) { return &k_avx512; }

@@ -13,6 +13,26 @@ typedef struct tl_block_q8k {
     int16_t bsums[16];
 } tl_block_q8k;
 
+/* A weight repacked into groups of 16 rows (layouts in simd/repack.h). */
+typedef struct tl_r16 {
+    const uint8_t *data;    /* ne1/16 groups, each 16 rows interleaved */
+    const uint16_t *dw;     /* TQ: f16 block scales [group][block][16 rows]; NULL otherwise */
+    const float *drow;      /* int8: one f32 scale per row; NULL otherwise */
+    float scale;            /* I2_S: the tensor scale */
+    int64_t ne0, ne1;
+} tl_r16;
+
+/* The quantized input of a linear layer: T tokens of n values. I2_S and int8 weights read q/scale/sum (per-token
+ * absmax int8, quantize_i8); TQ weights read the Q8_K blocks (n/256 per token). */
+typedef struct tl_acts {
+    int T;
+    int64_t n;
+    const int8_t *q;
+    const float *scale;
+    const int32_t *sum;
+    const tl_block_q8k *q8k;
+} tl_acts;
+
 typedef struct tl_kernels {
     const char *name;
 
@@ -44,6 +64,16 @@ typedef struct tl_kernels {
      * (ggml's generic C order; every da·s product is exact in f32, so only the adds round). */
     float (*dot_q1_0)(const uint8_t *w, const uint8_t *a, int64_t n);
     float (*dot_q2_0)(const uint8_t *w, const uint8_t *a, int64_t n);
+    /* GEMMs over weights repacked at load into 16-row groups (simd/repack.h), rows [r0, r1) (multiples of 16)
+     * times a.T tokens, writing finished floats to y[t*y_stride + r]. NULL in a path that has none: the forward
+     * pass then uses the scalar table's entry (same bits, slower); model load repacks only for paths that have
+     * their own entry, so a path without them keeps its per-row kernels above. */
+    /* I2_S: y = (((float)Σ code·q − (float)Σq) / scale_t) · tensor_scale, the formula of i2s_gemm's epilogue. */
+    void (*gemm_i2s_r16)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
+    /* TQ2_0 / TQ1_0 (decoded to the same 2-bit codes): Σ_b (float)sumi_b · (d_act,b · d_w,b) in block order. */
+    void (*gemm_tq_r16)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
+    /* int8 rows (the re-quantized head): y = ((float)Σ w·q / scale_t) · d_row. */
+    void (*gemm_i8_r16)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
 } tl_kernels;
 
 /* The table for this CPU, honouring TERNLM_KERNELS. Never NULL (falls back to scalar). */

@@ -121,15 +121,78 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
     }
 }
 
+/* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 in plain NEON (widening multiplies; integer sums exact, float order of kernels.h) ---- */
+
+static inline float f16_at(const uint8_t *p) { return tl_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+/* Σ ±q over 32 elements whose sign bits are the 4 bytes at bits (bit e = element e; 1 = +q). */
+static inline int32_t q1_sub(const uint8_t *bits, const int8_t *q) {
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t sel = vld1q_u8(bit);
+    int32x4_t acc = vdupq_n_s32(0);
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t b = vcombine_u8(vdup_n_u8(bits[2 * h]), vdup_n_u8(bits[2 * h + 1]));
+        const uint8x16_t set = vtstq_u8(b, sel);
+        const int8x16_t x = vld1q_s8(q + 16 * h);
+        const int8x16_t v = vbslq_s8(set, x, vnegq_s8(x)); /* |q| <= 127, so -q never wraps */
+        acc = vpadalq_s16(acc, vpaddlq_s8(v));
+    }
+    return vaddvq_s32(acc);
+}
+
+static float dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    for (int64_t b = 0; b < n / 128; b++, w += 18, a += 4 * 34) {
+        float sumi = 0;
+        for (int k = 0; k < 4; k++) {
+            const float p = f16_at(a + 34 * k) * (float)q1_sub(w + 2 + 4 * k, (const int8_t *)(a + 34 * k + 2));
+            sumi = k == 0 ? p : sumi + p;
+        }
+        sum = sum + f16_at(w) * sumi;
+    }
+    return sum;
+}
+
+/* Σ (code − 1)·q over the 32 elements of half h of a Q2_0 block (16 code bytes at qs). */
+static inline int32_t q2_sub(const uint8_t *qs, int h, const int8_t *q) {
+    const uint8x8_t v = vld1_u8(qs + 8 * h), m = vdup_n_u8(3);
+    const uint8x8_t c0 = vand_u8(v, m), c1 = vand_u8(vshr_n_u8(v, 2), m);
+    const uint8x8_t c2 = vand_u8(vshr_n_u8(v, 4), m), c3 = vand_u8(vshr_n_u8(v, 6), m);
+    const uint8x16_t c01 = vcombine_u8(vzip1_u8(c0, c1), vzip2_u8(c0, c1)); /* elements 4i, 4i+1 */
+    const uint8x16_t c23 = vcombine_u8(vzip1_u8(c2, c3), vzip2_u8(c2, c3)); /* elements 4i+2, 4i+3 */
+    const uint16x8_t a01 = vreinterpretq_u16_u8(c01), a23 = vreinterpretq_u16_u8(c23);
+    const int8x16_t t0 = vsubq_s8(vreinterpretq_s8_u16(vzip1q_u16(a01, a23)), vdupq_n_s8(1)); /* elements 0..15 */
+    const int8x16_t t1 = vsubq_s8(vreinterpretq_s8_u16(vzip2q_u16(a01, a23)), vdupq_n_s8(1)); /* 16..31 */
+    const int8x16_t x0 = vld1q_s8(q), x1 = vld1q_s8(q + 16);
+    int32x4_t acc = vdupq_n_s32(0);
+    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(t0), vget_low_s8(x0)));
+    acc = vpadalq_s16(acc, vmull_high_s8(t0, x0));
+    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(t1), vget_low_s8(x1)));
+    acc = vpadalq_s16(acc, vmull_high_s8(t1, x1));
+    return vaddvq_s32(acc);
+}
+
+static float dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
+    float sum = 0;
+    for (int64_t b = 0; b < n / 64; b++, w += 18, a += 2 * 34) {
+        const float s0 = (float)q2_sub(w + 2, 0, (const int8_t *)(a + 2));
+        const float s1 = (float)q2_sub(w + 2, 1, (const int8_t *)(a + 36));
+        sum = sum + f16_at(w) * (f16_at(a) * s0 + f16_at(a + 34) * s1);
+    }
+    return sum;
+}
+
 static const tl_kernels k_neon_dot = {
     "neon", quantize_i8, tl_scalar_quantize_q8k, tl_neon_i2s_gemm_dot, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
     tl_scalar_dot_q8_0, attn_pv,
-    tl_scalar_dot_q1_0, tl_scalar_dot_q2_0,
+    dot_q1_0, dot_q2_0,
+    NULL, NULL, NULL, /* no 16-row group GEMMs yet: weights stay in file layout */
 };
 static const tl_kernels k_neon_plain = {
     "neon", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm_plain, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
     tl_scalar_dot_q8_0, attn_pv,
-    tl_scalar_dot_q1_0, tl_scalar_dot_q2_0,
+    dot_q1_0, dot_q2_0,
+    NULL, NULL, NULL, /* no 16-row group GEMMs yet: weights stay in file layout */
 };
 
 const tl_kernels *tl_kernels_neon_table(void) {

@@ -5,6 +5,7 @@
 #include "../runtime/tensor_types.h"
 #include "lanes.h"
 #include "paths.h"
+#include "repack.h"
 
 /* Round to nearest, ties to even, for |v| < 2^22 (the magic-number trick: no libm, same on every target). */
 static inline int32_t rne(float v) {
@@ -207,9 +208,50 @@ float tl_scalar_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
     return sum;
 }
 
+/* ---- GEMMs on the 16-row group layouts (repack.h): the generic versions every path may fall back to ---- */
+
+void tl_scalar_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride) {
+    const int64_t n = w->ne0;
+    for (int64_t r = r0; r < r1; r++)
+        for (int t = 0; t < a->T; t++) {
+            const int8_t *x = a->q + (int64_t)t * n;
+            int32_t acc = 0;
+            for (int64_t k = 0; k < n; k++) acc += tl_r16_code(w->data, n, r, k) * x[k];
+            y[(int64_t)t * y_stride + r] = (((float)acc - (float)a->sum[t]) / a->scale[t]) * w->scale;
+        }
+}
+
+void tl_scalar_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride) {
+    const int64_t n = w->ne0, nb = n / 256;
+    for (int64_t r = r0; r < r1; r++)
+        for (int t = 0; t < a->T; t++) {
+            const tl_block_q8k *x = a->q8k + (int64_t)t * nb;
+            float sum = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t sumi = 0;
+                for (int e = 0; e < 256; e++) sumi += (tl_r16_code(w->data, n, r, 256 * b + e) - 1) * x[b].qs[e];
+                const float d = x[b].d * tl_f16_to_f32(w->dw[((r / 16) * nb + b) * 16 + r % 16]);
+                sum += (float)sumi * d;
+            }
+            y[(int64_t)t * y_stride + r] = sum;
+        }
+}
+
+void tl_scalar_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride) {
+    const int64_t n = w->ne0;
+    for (int64_t r = r0; r < r1; r++)
+        for (int t = 0; t < a->T; t++) {
+            const int8_t *x = a->q + (int64_t)t * n;
+            int32_t acc = 0;
+            for (int64_t k = 0; k < n; k++) acc += tl_r16_i8(w->data, n, r, k) * x[k];
+            y[(int64_t)t * y_stride + r] = ((float)acc / a->scale[t]) * w->drow[r];
+        }
+}
+
 static const tl_kernels k_scalar = {
     "scalar", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32, tl_scalar_dot_q8_0, attn_pv,
     tl_scalar_dot_q1_0, tl_scalar_dot_q2_0,
+    tl_scalar_gemm_i2s_r16, tl_scalar_gemm_tq_r16, tl_scalar_gemm_i8_r16,
 };
 
 const tl_kernels *tl_kernels_scalar(void) { return &k_scalar; }

@@ -133,8 +133,8 @@ static const tl_kernels k_wasm_relaxed = {
     .dot_f32 = tl_wasm128_dot_f32,
     .dot_q8_0 = tl_wasm128_dot_q8_0,
     .attn_pv = tl_wasm128_attn_pv,
-    .dot_q1_0 = tl_scalar_dot_q1_0,
-    .dot_q2_0 = tl_scalar_dot_q2_0,
+    .dot_q1_0 = tl_wasm128_dot_q1_0, /* Bonsai: the SIMD128 dots (a NULL entry would crash on a Q1_0/Q2_0 model) */
+    .dot_q2_0 = tl_wasm128_dot_q2_0,
 };
 
 const tl_kernels *tl_kernels_wasm_relaxed_table(void) { return &k_wasm_relaxed; }

@@ -111,6 +111,17 @@ contains "$tmp/out" '"median_tps":' "bench median"
 expect_rc 0 "bench --tokenizer" -- "$T" bench --tokenizer -m "$S/fixtures/tokenizer/llama3-vocab.gguf" -r 1
 contains "$tmp/out" "MB/s" "tokenizer throughput"
 expect_rc 2 "synth bad shape" -- "$T" synth --shape 9b --out "$tmp/x.gguf"
+# synth --type writes valid TQ2_0 / TQ1_0 files; bench says what it ran (repacking, int8 head)
+for ty in tq2_0 tq1_0; do
+  expect_rc 0 "synth --type $ty" -- "$T" synth --shape tiny --type $ty --out "$tmp/tiny-$ty.gguf"
+  expect_rc 0 "inspect $ty" -- "$T" inspect --check-tensors "$tmp/tiny-$ty.gguf"
+  contains "$tmp/out" "validation: ok" "synthetic $ty model validates"
+done
+expect_rc 2 "synth bad type" -- "$T" synth --shape tiny --type q4_0 --out "$tmp/x.gguf"
+expect_rc 0 "bench int8 head" -- "$T" bench -m "$tmp/tiny-tq1_0.gguf" -p 8 -n 2 -r 1 --head-quant i8 --json
+contains "$tmp/out" '"head":"I8 (from F16)"' "bench reports the int8 head"
+expect_rc 0 "bench no repack" -- "$T" bench -m "$tmp/tiny.gguf" -p 8 -n 2 -r 1 --no-repack
+contains "$tmp/out" "repack off" "bench reports repacking off"
 
 # the embedded default model: the README's command writes at least 100 tokens, and every kernel path this
 # machine runs gives the same greedy text (tests/expected/default-greedy-150.txt, also checked on WASI and wasm)
@@ -124,6 +135,17 @@ if "$T" run --help | grep -q "embedded"; then
     cmp -s "$tmp/greedy" "$(dirname "$0")/expected/default-greedy-150.txt" && ok || bad "default model greedy text differs on kernels $k"
   done
 fi
+# Bonsai (qwen3, Q1_0 / Q2_0; issue 16): one greedy text on every kernel path and thread count (also WASI, aarch64)
+for b in q1_0 q2_0; do
+  for k in scalar avx2 avx512 neon wasm128; do
+    for t in 1 2; do
+      TERNLM_KERNELS=$k "$T" run -m "$S/fixtures/qwen3-bonsai-$b.gguf" -p "The capital of France is" -n 32 --temp 0 -t $t \
+        --no-display-prompt >"$tmp/greedy" 2>/dev/null
+      [ $? = 2 ] && continue
+      cmp -s "$tmp/greedy" "$(dirname "$0")/expected/bonsai-$b-greedy-32.txt" && ok || bad "bonsai $b greedy text differs on $k -t $t"
+    done
+  done
+done
 
 # ---- issue 11: what a new user hit (each fails on the code before the fix) ----
 not_contains() { # not_contains FILE TEXT DESCRIPTION

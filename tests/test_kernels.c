@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "json.h"
 #include "kernels.h"
+#include "ternlm.h"
+#include "repack.h"
 #include "tensor_types.h"
 
 static uint64_t g_rng = 88172645463325252ull;
@@ -218,6 +221,237 @@ static void test_bonsai_reference(void) {
     CHECK(wd[5] == 2.0f * tl_f16_to_f32(0x3000) && wd[4] == -tl_f16_to_f32(0x3000), "Q2_0 code order: %g %g", wd[5], wd[4]);
 }
 
+/* ---- 16-row group GEMMs (repack.h): every path (and the scalar generic one) against the file-layout reference ---- */
+
+typedef void (*gemm_fn)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
+
+/* Runs a GEMM the way the thread pool splits rows (two ranges on a 16-row boundary), into y with a wider stride. */
+static void run_split(gemm_fn f, const tl_r16 *w, const tl_acts *a, float *y, int64_t ys) {
+    const int64_t half = w->ne1 / 32 * 16;
+    f(w, 0, half, a, y, ys);
+    f(w, half, w->ne1, a, y, ys);
+}
+
+static void random_codes(uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint8_t v = 0;
+        for (int s = 0; s < 4; s++) v = (uint8_t)(v << 2 | rnd() % 3);
+        p[i] = v;
+    }
+}
+
+static void quantize_tokens(const tl_kernels *k, int T, int64_t n, float *x, int8_t *q, float *sc, int32_t *su,
+                            tl_block_q8k *q8k) {
+    for (int t = 0; t < T; t++) {
+        fill_act(x + t * n, n, t % 3);
+        k->quantize_i8(x + t * n, n, q + t * n, &sc[t], &su[t]);
+        if (q8k) k->quantize_q8k(x + t * n, n, q8k + t * (n / 256));
+    }
+}
+
+static int count_diff(const float *a, const float *b, int64_t n) {
+    int d = 0;
+    for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], 4) != 0;
+    return d;
+}
+
+static void test_r16_i2s(const tl_kernels *k) {
+    static const int64_t ns[] = {128, 384, 2560};
+    static const int Ts[] = {1, 2, 3, 7, 8, 9, 17};
+    static const int64_t rows[] = {16, 48, 64};
+    const tl_kernels *ref = tl_kernels_scalar();
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)
+            for (size_t c = 0; c < 3; c++) {
+                const int64_t n = ns[a], R = rows[c], ys = R + 5;
+                const int T = Ts[b];
+                uint8_t *w = malloc((size_t)(R * n / 4)), *rp = malloc((size_t)(R * n / 4));
+                random_codes(w, (size_t)(R * n / 4));
+                tl_repack_i2s(w, n, 0, R, rp);
+                float *x = malloc((size_t)(T * n) * 4), sc[17];
+                int8_t *q = malloc((size_t)(T * n));
+                int32_t su[17], *acc = malloc((size_t)(T * R) * 4);
+                quantize_tokens(ref, T, n, x, q, sc, su, NULL);
+                float *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+                ref->i2s_gemm(w, n, 0, R, q, T, acc, R);
+                const float wscale = 0.037f;
+                for (int t = 0; t < T; t++)
+                    for (int64_t r = 0; r < R; r++)
+                        want[t * ys + r] = (((float)acc[t * R + r] - (float)su[t]) / sc[t]) * wscale;
+                const tl_r16 wr = {rp, NULL, NULL, wscale, n, R};
+                const tl_acts acts = {T, n, q, sc, su, NULL};
+                run_split(k->gemm_i2s_r16, &wr, &acts, got, ys);
+                CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_i2s_r16 n=%lld T=%d rows=%lld: %d outputs differ",
+                      k->name, (long long)n, T, (long long)R, count_diff(want, got, T * ys));
+                free(w), free(rp), free(x), free(q), free(acc), free(want), free(got);
+            }
+}
+
+static void test_r16_tq(const tl_kernels *k) {
+    static const int Ts[] = {1, 2, 5, 8, 9, 17};
+    const tl_kernels *ref = tl_kernels_scalar();
+    for (int64_t n = 256; n <= 2560; n += 1024)
+        for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)
+            for (int64_t R = 16; R <= 48; R += 32) {
+                const int T = Ts[b];
+                const int64_t nb = n / 256, ys = R + 3;
+                uint8_t *tq2 = malloc((size_t)(R * nb * 66)), *tq1 = malloc((size_t)(R * nb * 54));
+                for (int64_t i = 0; i < R * nb; i++) {
+                    uint8_t *p2 = tq2 + 66 * i, *p1 = tq1 + 54 * i;
+                    random_codes(p2, 64);
+                    const uint16_t d = tl_f32_to_f16(frand() * 0.1f);
+                    p2[64] = (uint8_t)d, p2[65] = (uint8_t)(d >> 8);
+                    for (int j = 0; j < 52; j++) p1[j] = (uint8_t)rnd();
+                    p1[52] = (uint8_t)d, p1[53] = (uint8_t)(d >> 8);
+                }
+                float *x = malloc((size_t)(T * n) * 4), sc[17];
+                int8_t *q = malloc((size_t)(T * n));
+                int32_t su[17];
+                tl_block_q8k *q8k = malloc((size_t)(T * nb) * sizeof *q8k);
+                quantize_tokens(ref, T, n, x, q, sc, su, q8k);
+                const tl_acts acts = {T, n, q, sc, su, q8k};
+                for (int kind = 0; kind < 2; kind++) {
+                    uint8_t *rp = malloc((size_t)(R * n / 4));
+                    uint16_t *dw = malloc((size_t)(R * nb) * 2);
+                    if (kind == 0) tl_repack_tq2(tq2, n, 0, R, rp, dw);
+                    else tl_repack_tq1(tq1, n, 0, R, rp, dw);
+                    float *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+                    for (int t = 0; t < T; t++)
+                        for (int64_t r = 0; r < R; r++)
+                            want[t * ys + r] = kind == 0 ? ref->dot_tq2(tq2 + r * nb * 66, q8k + t * nb, n)
+                                                         : ref->dot_tq1(tq1 + r * nb * 54, q8k + t * nb, n);
+                    const tl_r16 wr = {rp, dw, NULL, 1.0f, n, R};
+                    run_split(k->gemm_tq_r16, &wr, &acts, got, ys);
+                    CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_tq_r16 (%s) n=%lld T=%d rows=%lld: %d differ",
+                          k->name, kind ? "TQ1_0" : "TQ2_0", (long long)n, T, (long long)R, count_diff(want, got, T * ys));
+                    free(rp), free(dw), free(want), free(got);
+                }
+                free(tq2), free(tq1), free(x), free(q), free(q8k);
+            }
+}
+
+static void test_r16_i8(const tl_kernels *k) {
+    static const int Ts[] = {1, 3, 8, 9, 17};
+    const tl_kernels *ref = tl_kernels_scalar();
+    for (int64_t n = 4; n <= 2564; n += 1280)
+        for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)
+            for (int64_t R = 16; R <= 80; R += 64) {
+                const int T = Ts[b];
+                const int64_t ys = R + 1;
+                uint16_t *wh = malloc((size_t)(R * n) * 2);
+                for (int64_t i = 0; i < R * n; i++) wh[i] = tl_f32_to_f16((i / n) == 3 ? 0.0f : frand());
+                uint8_t *rp = malloc((size_t)(R * n));
+                float *drow = malloc((size_t)R * 4);
+                tl_repack_i8_from_f16(wh, n, 0, R, rp, drow);
+                int bad_q = 0; /* the int8 value of every weight is within half a step of the f16 value */
+                for (int64_t r = 0; r < R; r++)
+                    for (int64_t i = 0; i < n; i++)
+                        bad_q += fabsf((float)tl_r16_i8(rp, n, r, i) * drow[r] - tl_f16_to_f32(wh[r * n + i])) >
+                                 drow[r] * 0.5001f + 1e-7f;
+                CHECK(bad_q == 0, "repack_i8 n=%lld: %d weights off by more than half a step", (long long)n, bad_q);
+                float *x = malloc((size_t)(T * n) * 4), sc[17];
+                int8_t *q = malloc((size_t)(T * n));
+                int32_t su[17];
+                quantize_tokens(ref, T, n, x, q, sc, su, NULL);
+                const tl_acts acts = {T, n, q, sc, su, NULL};
+                const tl_r16 wr = {rp, NULL, drow, 1.0f, n, R};
+                float *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+                for (int t = 0; t < T; t++) /* the definition, from the decoded layout */
+                    for (int64_t r = 0; r < R; r++) {
+                        int32_t acc = 0;
+                        for (int64_t i = 0; i < n; i++) acc += tl_r16_i8(rp, n, r, i) * q[t * n + i];
+                        want[t * ys + r] = ((float)acc / sc[t]) * drow[r];
+                    }
+                run_split(k->gemm_i8_r16, &wr, &acts, got, ys);
+                CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_i8_r16 n=%lld T=%d rows=%lld: %d differ", k->name,
+                      (long long)n, T, (long long)R, count_diff(want, got, T * ys));
+                free(wh), free(rp), free(drow), free(x), free(q), free(want), free(got);
+            }
+}
+
+/* ---- the int8 head (--head-quant i8) on the fixtures: its effect on the logits, measured against the F16 head and
+ * against the reference logits, which it must still meet within the fixture's own tolerance ---- */
+
+static int argmax_f(const float *l, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (l[i] > l[b]) b = i;
+    return b;
+}
+
+static ternlm_session *session_for(const char *path, int head_i8, ternlm_model **m) {
+    ternlm_model_params mp = ternlm_model_params_default();
+    mp.head_quant_i8 = head_i8;
+    ternlm_error err = {0};
+    ternlm_session *s = NULL;
+    if (ternlm_model_open_file(path, &mp, m, &err) == TERNLM_OK) ternlm_session_new(*m, NULL, &s, &err);
+    CHECK(s != NULL, "%s (head_i8 %d): %s", path, head_i8, err.message);
+    return s;
+}
+
+static void head_i8_effect(const char *ref_name) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fixtures/%s", TERNLM_SHARED_DIR, ref_name);
+    size_t len;
+    char *text = read_whole_file(path, &len);
+    jval *ref = text ? json_parse(text, len) : NULL;
+    CHECK(ref != NULL, "cannot read %s", path);
+    if (!ref) return free(text);
+    const jval *tj = json_get(ref, "tolerance"), *cases = json_get(ref, "cases");
+    const double tol_abs = json_get(tj, "abs")->num, tol_mean = json_get(tj, "mean_abs")->num;
+    const int nv = (int)json_get(ref, "n_vocab")->num;
+    snprintf(path, sizeof path, "%s/fixtures/%s", TERNLM_SHARED_DIR, json_get(ref, "model")->str);
+    ternlm_model *m16 = NULL, *m8 = NULL;
+    ternlm_session *s16 = session_for(path, 0, &m16), *s8 = session_for(path, 1, &m8);
+    double vs_f16 = 0, vs_f16_mean = 0, vs_ref = 0, vs_ref_mean = 0;
+    int same_top1 = 0, positions = 0;
+    for (size_t c = 0; s16 && s8 && cases && c < cases->n; c++) {
+        const jval *ids = json_get(&cases->items[c], "prompt_ids"), *pos = json_get(&cases->items[c], "logit_positions");
+        int32_t *p = malloc(ids->n * sizeof *p);
+        for (size_t i = 0; i < ids->n; i++) p[i] = (int32_t)ids->items[i].num;
+        ternlm_error err = {0};
+        ternlm_session_rewind(s16, 0, NULL), ternlm_session_rewind(s8, 0, NULL);
+        CHECK(!ternlm_session_eval(s16, p, ids->n, TERNLM_LOGITS_ALL, &err) &&
+                  !ternlm_session_eval(s8, p, ids->n, TERNLM_LOGITS_ALL, &err), "%s: %s", ref_name, err.message);
+        snprintf(path, sizeof path, "%s/fixtures/%s", TERNLM_SHARED_DIR, json_get(&cases->items[c], "logits_file")->str);
+        size_t bytes;
+        float *want = (float *)read_whole_file(path, &bytes);
+        for (size_t k = 0; k < ids->n; k++) {
+            const float *a = ternlm_session_logits(s16, (int)k), *b = ternlm_session_logits(s8, (int)k);
+            double mx = 0, sum = 0;
+            for (int i = 0; i < nv; i++) {
+                const double d = fabs((double)a[i] - (double)b[i]);
+                mx = d > mx ? d : mx, sum += d;
+            }
+            vs_f16 = mx > vs_f16 ? mx : vs_f16;
+            vs_f16_mean = sum / nv > vs_f16_mean ? sum / nv : vs_f16_mean;
+            same_top1 += argmax_f(a, nv) == argmax_f(b, nv), positions++;
+        }
+        for (size_t k = 0; want && pos && k < pos->n; k++) {
+            const float *b = ternlm_session_logits(s8, (int)pos->items[k].num), *e = want + k * (size_t)nv;
+            double mx = 0, sum = 0;
+            for (int i = 0; i < nv; i++) {
+                const double d = fabs((double)b[i] - (double)e[i]);
+                mx = d > mx ? d : mx, sum += d;
+            }
+            vs_ref = mx > vs_ref ? mx : vs_ref;
+            vs_ref_mean = sum / nv > vs_ref_mean ? sum / nv : vs_ref_mean;
+        }
+        free(want), free(p);
+    }
+    printf("int8 head on %s: vs the F16 head worst |diff| %.4f, worst mean %.5f, top-1 same at %d of %d positions; "
+           "vs the reference worst |diff| %.4f, worst mean %.5f (tolerance %.2f / %.2f)\n",
+           json_get(ref, "model")->str, vs_f16, vs_f16_mean, same_top1, positions, vs_ref, vs_ref_mean, tol_abs, tol_mean);
+    CHECK(positions > 0 && vs_ref <= tol_abs && vs_ref_mean <= tol_mean, "%s: the int8 head leaves the fixture tolerance",
+          ref_name);
+    CHECK(same_top1 * 10 >= positions * 9, "%s: the int8 head changes the top-1 at %d of %d positions", ref_name,
+          positions - same_top1, positions);
+    ternlm_session_free(s16), ternlm_session_free(s8);
+    ternlm_model_free(m16), ternlm_model_free(m8);
+    json_free(ref);
+    free(text);
+}
+
 int main(void) {
     const tl_kernels *all[8];
     const int n = tl_kernels_available(all, 8);
@@ -235,6 +469,19 @@ int main(void) {
         test_float(all[i], ref);
         test_f16_specials(all[i], ref);
         test_bonsai(all[i], ref);
+        if (all[i]->gemm_i2s_r16) test_r16_i2s(all[i]);
+        if (all[i]->gemm_tq_r16) test_r16_tq(all[i]);
+        if (all[i]->gemm_i8_r16) test_r16_i8(all[i]);
+        printf("%s: 16-row group GEMMs %s\n", all[i]->name, all[i]->gemm_i2s_r16 ? "tested" : "not in this path");
+    }
+    /* the fixtures with an F16 head (the I2_S, TQ2_0 and TQ1_0 models), where this machine's best path has its own
+     * int8 GEMM (the generic one is too slow for a 128k vocabulary under qemu or wasm) */
+    if (tl_kernels_best()->gemm_i8_r16 && tl_kernels_best() != ref) {
+        head_i8_effect("b158-llama3-i2s.ref.json");
+        head_i8_effect("bitnet-spm-tq2_0.ref.json");
+        head_i8_effect("bitnet-spm-tq1_0.ref.json");
+    } else {
+        printf("int8 head effect on the fixtures: skipped (path %s has no int8 GEMM of its own)\n", tl_kernels_best()->name);
     }
     test_bonsai_reference();
     return check_summary();

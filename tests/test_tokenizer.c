@@ -202,8 +202,30 @@ static void qwen3_vocab(void) {
     const ternlm_model_info *info = ternlm_model_get_info(q);
     CHECK(!strcmp(info->pretokenizer, "qwen2"), "qwen3 pre-tokenizer is %s", info->pretokenizer);
     CHECK(info->eos == 151645 && !info->add_bos, "qwen3: eos %d (want 151645 <|im_end|>), add_bos %d", info->eos, info->add_bos);
+    /* end of generation: <|im_end|>, <|endoftext|> and the FIM/repo markers, as llama.cpp; not <|im_start|> */
+    static const int32_t eog[] = {151645, 151643, 151662, 151663, 151664};
+    for (size_t i = 0; i < sizeof eog / sizeof eog[0]; i++) CHECK(ternlm_token_is_eog(q, eog[i]), "qwen3: %d must end generation", eog[i]);
+    CHECK(!ternlm_token_is_eog(q, 151644) && !ternlm_token_is_eog(q, 151667), "qwen3: <|im_start|> and <think> do not end generation");
     goldens(q, TOK "qwen3-golden.jsonl", "qwen3-vocab.gguf (qwen2)");
     inp_out(q, TOK "qwen3-vocab.gguf", "qwen3-vocab.gguf");
+    /* Qwen3 chat (the template's output, read off it): ChatML; an assistant turn before the last user message keeps
+     * only what follows its </think>, the generation prompt is "<|im_start|>assistant\n" */
+    const ternlm_chat_message conv[] = {{"system", "You are terse."}, {"user", "Hi there"},
+                                        {"assistant", "<think>\nhmm\n</think>\n\nHello!"}, {"user", "2+2?"}};
+    int32_t chat_ids[256];
+    size_t n_chat = 0;
+    ternlm_error err = {0};
+    CHECK(ternlm_chat_tokens(q, conv, 4, 1, chat_ids, 256, &n_chat, &err) == TERNLM_OK, "qwen3 chat: %s", err.message);
+    char text[1024] = "";
+    for (size_t i = 0; i < n_chat; i++) {
+        char piece[128];
+        const int l = ternlm_token_piece(q, chat_ids[i], TERNLM_DETOK_SPECIAL, piece, sizeof piece);
+        if (l > 0 && strlen(text) + (size_t)l < sizeof text) strncat(text, piece, (size_t)l);
+    }
+    static const char want[] = "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+                               "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+                               "<|im_start|>assistant\n";
+    CHECK(!strcmp(text, want), "qwen3 chat text:\n%s", text);
     size_t n;
     int32_t *ids = tokenize(q, "2024", 4, 0, &n);
     CHECK(n == 4, "qwen2 splits every digit: '2024' gave %zu tokens", n);

@@ -22,6 +22,10 @@ out=$(run tokenize -m "$S/fixtures/tokenizer/llama3-vocab.gguf" --ids "<|begin_o
 [ "$out" = "128000 15339 128009" ] && ok || bad "tokenize: $out"
 out=$(run run -m "$S/fixtures/llama-stories260k.gguf" -p "Once upon a time" -n 30 --temp 0 2>/dev/null)
 case "$out" in *"there was a little girl named Lily"*) ok ;; *) bad "stories260k greedy: $out" ;; esac
+for q in q1_0 q2_0; do # Bonsai (qwen3, issue 16): the same greedy text as native
+  run run -m "$S/fixtures/qwen3-bonsai-$q.gguf" -p "The capital of France is" -n 32 --temp 0 --no-display-prompt 2>/dev/null |
+    cmp -s - "$R/tests/expected/bonsai-$q-greedy-32.txt" && ok || bad "bonsai $q greedy text differs from native"
+done
 run inspect "$S/fixtures/b158-llama3-i2s.gguf" | grep -q "validation: ok" && ok || bad "inspect b158"
 run inspect /nonexistent.gguf >/dev/null 2>&1
 [ $? = 1 ] && ok || bad "a missing file must exit 1"

@@ -111,7 +111,11 @@ aarch64() {
   "${q[@]}" build-arm/tests/test_conformance file | tail -1
   "${q[@]}" build-arm/ternlm run -m models/ternlm-tinystories.gguf -p "Once upon a time" -n 150 --temp 0 \
       --no-display-prompt 2>/dev/null | cmp - tests/expected/default-greedy-150.txt
-  echo "aarch64 cortex-a53: 3 passed, 0 failed"
+  for b in q1_0 q2_0; do # Bonsai (issue 16): the native greedy text
+    "${q[@]}" build-arm/ternlm run -m ../shared/fixtures/qwen3-bonsai-$b.gguf -p "The capital of France is" -n 32 --temp 0 \
+        --no-display-prompt 2>/dev/null | cmp - tests/expected/bonsai-$b-greedy-32.txt
+  done
+  echo "aarch64 cortex-a53: 5 passed, 0 failed"
 }
 
 emscripten() {
@@ -138,7 +142,7 @@ server() {
   test -x build/ternlm-server && test -x build-san/ternlm-server
   node --test tests/server/
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    TERNLM_SERVER=build-san/ternlm-server node --test tests/server/
+    TERNLM_SERVER=build-san/ternlm-server TERNLM_SERVER_SANITIZED=1 node --test tests/server/
 }
 
 cuda() {

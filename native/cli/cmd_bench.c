@@ -67,19 +67,27 @@ static double measure_bandwidth(int threads) {
     return median(gbs, 7); /* the machine is shared: the median of several passes, not the best */
 }
 
-/* Bytes one generated token reads: every weight except an untied embedding table (one row is read). */
-static double bytes_per_token(const ternlm_model *m, int head_q8) {
+typedef struct bench_cfg {
+    int pp, tg, threads, reps, json, membw, gpu, head_q8, head_i8, no_repack;
+    const char *head_type;
+    double repacked_mb;
+} bench_cfg;
+
+/* Bytes one generated token reads: every weight except an untied embedding table (one row is read), counted in the
+ * form the kernels read: a re-quantized head (Q8_0: 34 bytes per 32; int8: 1 byte per weight and a 4-byte row scale)
+ * and TQ1_0 linears repacked to 2-bit codes (66 bytes per 256 instead of 54). */
+static double bytes_per_token(const ternlm_model *m, const bench_cfg *c) {
     const ternlm_model_info *info = ternlm_model_get_info(m);
     double total = 0;
     for (uint32_t i = 0; i < ternlm_model_tensor_count(m); i++) {
         ternlm_tensor_info t;
         ternlm_model_tensor(m, i, &t);
         double b = (double)t.nbytes;
-        if (!strcmp(t.name, "token_embd.weight")) {
-            if (!info->head_tied) b = 0;
-            else if (head_q8 && !strcmp(t.type, "F16")) b = b / 2 * 34 / 32;
-        }
-        if (!strcmp(t.name, "output.weight") && head_q8 && !strcmp(t.type, "F16")) b = b / 2 * 34 / 32;
+        const int is_head = !strcmp(t.name, "output.weight") || (!strcmp(t.name, "token_embd.weight") && info->head_tied);
+        if (!strcmp(t.name, "token_embd.weight") && !info->head_tied) b = 0;
+        if (is_head && !strcmp(t.type, "F16") && c->head_q8) b = b / 2 * 34 / 32;
+        if (is_head && !strcmp(t.type, "F16") && c->head_i8) b = b / 2 + 4.0 * (double)info->n_vocab;
+        if (!is_head && !strcmp(t.type, "TQ1_0") && info->repacked_bytes) b = b * 66 / 54;
         total += b;
     }
     return total;
@@ -138,9 +146,6 @@ static int bench_tokenizer(const ternlm_model *m, const char *text_file, int rep
 
 /* ---- model throughput ---- */
 
-typedef struct bench_cfg {
-    int pp, tg, threads, reps, json, membw, gpu, head_q8;
-} bench_cfg;
 
 static int run_test(ternlm_session *s, const int32_t *toks, int n, int batch, double *tps, ternlm_error *err) {
     ternlm_session_rewind(s, 0, NULL);
@@ -160,8 +165,9 @@ static void report(const char *test, const bench_cfg *c, const char *backend, co
     double lo = v[0], hi = v[0];
     for (int i = 1; i < n; i++) lo = v[i] < lo ? v[i] : lo, hi = v[i] > hi ? v[i] : hi;
     if (c->json) {
-        printf("{\"test\":\"%s\",\"threads\":%d,\"kernels\":\"%s\",\"median_tps\":%.3f,\"min_tps\":%.3f,\"max_tps\":%.3f,"
-               "\"samples_tps\":[", test, c->threads, backend, med, lo, hi);
+        printf("{\"test\":\"%s\",\"threads\":%d,\"kernels\":\"%s\",\"head\":\"%s\",\"repack\":%s,\"repacked_mb\":%.1f,"
+               "\"median_tps\":%.3f,\"min_tps\":%.3f,\"max_tps\":%.3f,\"samples_tps\":[",
+               test, c->threads, backend, c->head_type, c->repacked_mb > 0 ? "true" : "false", c->repacked_mb, med, lo, hi);
         for (int i = 0; i < n; i++) printf("%s%.3f", i ? "," : "", v[i]);
         printf("]");
         if (roof > 0) printf(",\"roofline_tps\":%.3f,\"roofline_fraction\":%.3f", roof, med / roof);
@@ -188,6 +194,11 @@ static int bench_model(ternlm_model *m, bench_cfg *c) {
     }
     c->threads = (int)ternlm_session_threads(s);
     const char *backend = ternlm_session_backend(s);
+    if (!c->json) /* what runs, so that figures can be compared */
+        printf("running: kernels %s, %d threads, head %s, repack %s", backend, c->threads, c->head_type,
+               c->repacked_mb > 0 ? "on" : "off");
+    if (!c->json && c->repacked_mb > 0) printf(" (%.1f MB in 16-row groups)", c->repacked_mb);
+    if (!c->json) printf("\n");
     const uint32_t nv = ternlm_model_get_info(m)->n_vocab;
     const int n = c->pp > c->tg ? c->pp : c->tg;
     int32_t *toks = malloc((size_t)n * sizeof *toks);
@@ -196,7 +207,7 @@ static int bench_model(ternlm_model *m, bench_cfg *c) {
     double *v = malloc((size_t)c->reps * sizeof *v), roof = 0, tmp;
     int rc = 0;
     if (c->membw && !c->gpu) {
-        const double gbs = measure_bandwidth(c->threads), bpt = bytes_per_token(m, c->head_q8);
+        const double gbs = measure_bandwidth(c->threads), bpt = bytes_per_token(m, c);
         roof = gbs * 1e9 / bpt;
         if (c->json) printf("{\"test\":\"membw\",\"threads\":%d,\"read_gbs\":%.3f,\"bytes_per_token\":%.0f,\"roofline_tps\":%.3f}\n", c->threads, gbs, bpt, roof);
         else printf("memory read bandwidth %.2f GB/s (%d threads); %.1f MB read per generated token -> roofline %.2f tokens/s\n", gbs, c->threads, bpt / 1e6, roof);
@@ -230,8 +241,26 @@ static int bench_model(ternlm_model *m, bench_cfg *c) {
     return rc ? EXIT_RUNTIME : 0;
 }
 
+static void log_warnings(void *user, const char *msg) {
+    (void)user;
+    if (strncmp(msg, "warning", 7) == 0) fprintf(stderr, "ternlm: %s\n", msg);
+}
+
+/* The bench opens its model itself: it needs the load options that only it offers (int8 head, no repacking). */
+static int open_bench_model(const char *path, const bench_cfg *c, ternlm_model **out) {
+    ternlm_model_params mp = ternlm_model_params_default();
+    mp.head_quant_q8_0 = c->head_q8;
+    mp.head_quant_i8 = c->head_i8;
+    mp.no_repack = c->no_repack;
+    mp.log = log_warnings;
+    ternlm_error err = {0};
+    if (ternlm_model_open_file(path, &mp, out, &err) == TERNLM_OK) return 0;
+    fprintf(stderr, "ternlm: %s\n", err.message);
+    return EXIT_RUNTIME;
+}
+
 int cmd_bench(int argc, char **argv) {
-    bench_cfg c = {512, 128, 0, 5, 0, 0, 0, 0};
+    bench_cfg c = {512, 128, 0, 5, 0, 0, 0, 0, 0, 0, "", 0};
     const char *model = NULL, *head_quant = NULL;
     int tokenizer = 0;
     const opt opts[] = {
@@ -242,7 +271,8 @@ int cmd_bench(int argc, char **argv) {
         {"--repetitions", "-r", OPT_INT, &c.reps, "repetitions per test (default 5)"},
         {"--json", NULL, OPT_FLAG, &c.json, "one JSON object per line and test"},
         {"--membw", NULL, OPT_FLAG, &c.membw, "measure memory bandwidth and print the generation roofline"},
-        {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0"},
+        {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0 or i8 (int8 rows)"},
+        {"--no-repack", NULL, OPT_FLAG, &c.no_repack, "keep weights in file layout (no 16-row group repacking)"},
         {"--gpu", NULL, OPT_FLAG, &c.gpu, "benchmark the GPU backend"},
         {"--tokenizer", NULL, OPT_FLAG, &tokenizer, "measure tokenizer MB/s on TEXT_FILE (1 MB) instead"},
         {0},
@@ -256,13 +286,17 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "ternlm bench: -m FILE is required\n");
         return EXIT_USAGE;
     }
-    if (c.pp < 0 || c.tg < 0 || c.reps < 1 || c.threads < 0 || (head_quant && strcmp(head_quant, "q8_0"))) {
-        fprintf(stderr, "ternlm bench: -p/-n must be >= 0, -r >= 1, --head-quant q8_0\n");
+    if (c.pp < 0 || c.tg < 0 || c.reps < 1 || c.threads < 0 ||
+        (head_quant && strcmp(head_quant, "q8_0") && strcmp(head_quant, "i8"))) {
+        fprintf(stderr, "ternlm bench: -p/-n must be >= 0, -r >= 1, --head-quant q8_0 or i8\n");
         return EXIT_USAGE;
     }
-    c.head_q8 = head_quant != NULL;
+    c.head_q8 = head_quant && !strcmp(head_quant, "q8_0");
+    c.head_i8 = head_quant && !strcmp(head_quant, "i8");
     ternlm_model *m = NULL;
-    if ((rc = cli_open_model(model, NULL, c.head_q8, NULL, 0, &m))) return rc;
+    if ((rc = open_bench_model(model, &c, &m))) return rc;
+    c.head_type = ternlm_model_get_info(m)->head_type;
+    c.repacked_mb = (double)ternlm_model_get_info(m)->repacked_bytes / 1e6;
     if (!c.json) {
         const ternlm_model_info *i = ternlm_model_get_info(m);
         printf("model %s: %s, %u layers, %s linears, %s head%s; CPU kernels %s\n", model, i->arch, i->n_layer,

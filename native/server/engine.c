@@ -452,7 +452,7 @@ int engine_start(srv_engine **out, ternlm_model *model, const srv_config *cfg, c
         free(e);
         return 1;
     }
-    e->q_cap = (size_t)cfg->max_queue + 1;
+    e->q_cap = (size_t)cfg->max_queue + e->n_slots + 1;
     e->queue = calloc(e->q_cap, sizeof *e->queue);
     e->slots = calloc(e->n_slots, sizeof *e->slots);
     if (!e->queue || !e->slots || ternlm_batch_new(model, &bp, &e->batch, &err)) {
@@ -480,7 +480,7 @@ int engine_submit(srv_engine *e, srv_request *r) {
     pthread_mutex_lock(&e->mu);
     int status = 0;
     if (e->draining || e->stopping) status = 503;
-    else if (e->q_len >= (size_t)e->cfg.max_queue) status = 503;
+    else if (e->q_len >= (size_t)e->cfg.max_queue + (e->n_slots - e->processing)) status = 503; /* free slots take one each */
     if (status) {
         e->requests_rejected++;
     } else {

@@ -97,6 +97,11 @@ typedef struct ternlm_model_params {
     const char *activation;
     ternlm_log_fn log;
     void *log_user;
+    /* Re-quantize an F16 LM head to int8 rows (one scale per row) at load, for the CPU's int8 GEMM: about half the
+     * bytes per generated token of F16; logits change slightly (docs/PERFORMANCE.md states by how much). */
+    int head_quant_i8;
+    /* Keep every weight in its file layout (no load-time repacking into the kernels' 16-row groups). */
+    int no_repack;
 } ternlm_model_params;
 
 ternlm_model_params ternlm_model_params_default(void);
@@ -155,6 +160,7 @@ typedef struct ternlm_model_info {
     uint64_t n_params;         /* weight elements */
     uint64_t weight_bytes;     /* bytes of tensor data */
     uint32_t n_tensors;
+    uint64_t repacked_bytes;   /* weight bytes repacked at load for the CPU kernels (0: all in file layout) */
 } ternlm_model_info;
 
 const ternlm_model_info *ternlm_model_get_info(const ternlm_model *model);

@@ -238,11 +238,19 @@ test('per-request deadline: a long generation ends with finish_reason length; a 
 test('SIGTERM drains: in-flight requests finish, new connections are refused, exit code 0', async () => {
   const srv = await startServer(['-np', '2']);
   const port = Number(new URL(srv.base).port);
-  let signalled = false;
-  const req = { prompt: 'Once upon a time', max_tokens: 300, temperature: 0.7, seed: 11, ignore_eos: true };
-  const streamed = readStream(srv.base, '/v1/completions', req, { onChunk: (n) => { if (n === 2 && !signalled) { signalled = true; srv.child.kill('SIGTERM'); } } });
+  let signalled = false, during = null;
+  const req = { prompt: 'Once upon a time', max_tokens: 800, temperature: 0.7, seed: 11, ignore_eos: true };
+  const streamed = readStream(srv.base, '/v1/completions', req, { onChunk: (n) => {
+    if (n !== 2 || signalled) return;
+    signalled = true;
+    srv.child.kill('SIGTERM');
+    // the main loop notices the signal within 50 ms and closes the listening socket
+    during = new Promise((res) => setTimeout(res, 250)).then(() => rawRequest(port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { wait: 2000 }));
+  } });
   const r = await streamed;
   assert.ok(signalled);
+  const d = await during;
+  assert.ok(d && !/HTTP\/1\.1/.test(d.got), `a new connection during the drain is not served: ${d && d.got.slice(0, 40)}`);
   assert.ok(r.done, 'the in-flight stream ran to [DONE]');
   assert.ok(['length', 'stop'].includes(r.finish));
   assert.ok(r.text.length > 20);
@@ -267,6 +275,23 @@ test('/health answers 503 (loading) or 200, and 200 once ready', async () => {
     }
     assert.equal(seen.at(-1), 200);
     console.log(`health statuses while starting: ${[...new Set(seen)].join(', ')} (${seen.length} polls)`);
+  } finally {
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
+test('--queue 0: a free slot still takes a request; a busy one answers 503 at once', async () => {
+  const srv = await startServer(['-np', '1', '--queue', '0']);
+  try {
+    const ok = await postJson(srv.base, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 3, temperature: 0 });
+    assert.equal(ok.status, 200);
+    const ac = new AbortController();
+    const busy = fetch(srv.base + '/v1/completions', { method: 'POST', signal: ac.signal,
+      body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 1900, ignore_eos: true, stream: true }) });
+    await waitMetrics(srv.base, (m) => m['llamacpp:requests_processing'] === 1);
+    expectOpenAIError(await postJson(srv.base, '/v1/completions', { prompt: 'x', max_tokens: 2 }), 503);
+    ac.abort();
+    await busy.catch(() => {});
   } finally {
     assert.equal((await srv.stop()).code, 0);
   }

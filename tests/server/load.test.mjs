@@ -67,7 +67,8 @@ test('8 concurrent streams x 20 requests: same text as alone, 0 errors, gauges b
     assert.ok(m['llamacpp:n_busy_slots_per_decode'] > 1.5, `steps were shared (${m['llamacpp:n_busy_slots_per_decode']} busy slots per step)`);
     const growth = rss.at(-1) - rss[4];
     console.log(`RSS KiB after rounds 1, 5, 10, 20: ${rss[0]}, ${rss[4]}, ${rss[9]}, ${rss.at(-1)}; busy slots per step ${m['llamacpp:n_busy_slots_per_decode'].toFixed(2)}`);
-    assert.ok(growth < 2048, `RSS grew ${growth} KiB between round 5 and round 20`);
+    // ASan's quarantine holds freed blocks, so RSS grows there by design; LeakSanitizer checks leaks at exit instead
+    if (!process.env.TERNLM_SERVER_SANITIZED) assert.ok(growth < 2048, `RSS grew ${growth} KiB between round 5 and round 20`);
     const final = await metrics(srv.base);
     assert.equal(final['llamacpp:requests_processing'], 0);
   } finally {

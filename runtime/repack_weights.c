@@ -1,0 +1,79 @@
+/* Load-time repacking: every linear weight the chosen CPU kernel path has a 16-row group GEMM for is copied into
+ * that layout (simd/repack.h), and the file pages it came from are released, so resident memory stays about the
+ * file size. The int8 head (--head-quant i8) is built here too; it has a generic GEMM on every path. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../simd/kernels.h"
+#include "../simd/repack.h"
+#include "model.h"
+#include "tensor_types.h"
+
+static int ternary_repackable(const tl_weight *w, const tl_kernels *k) {
+    if (!w->data || w->ne1 % TL_R16_ROWS) return 0;
+    if (w->type == TL_I2_S) return k->gemm_i2s_r16 && w->ne0 % 128 == 0;
+    if (w->type == TL_TQ2_0 || w->type == TL_TQ1_0) return k->gemm_tq_r16 && w->ne0 % 256 == 0;
+    return 0;
+}
+
+static ternlm_status repack_ternary(ternlm_model *m, tl_weight *w, ternlm_error *err) {
+    const uint64_t code_bytes = tl_r16_bytes_2bit(w->ne0, w->ne1);
+    const uint64_t scale_bytes = w->type == TL_I2_S ? 0 : (uint64_t)w->ne1 * (uint64_t)(w->ne0 / 256) * 2;
+    uint8_t *mem = tl_aligned_alloc((size_t)(code_bytes + scale_bytes));
+    if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes to repack a weight",
+                             (unsigned long long)(code_bytes + scale_bytes));
+    uint16_t *dw = w->type == TL_I2_S ? NULL : (uint16_t *)(void *)(mem + code_bytes);
+    if (w->type == TL_I2_S) tl_repack_i2s(w->data, w->ne0, 0, w->ne1, mem);
+    else if (w->type == TL_TQ2_0) tl_repack_tq2(w->data, w->ne0, 0, w->ne1, mem, dw);
+    else tl_repack_tq1(w->data, w->ne0, 0, w->ne1, mem, dw);
+    tl_file_release(&m->file, w->data, w->row_bytes * (uint64_t)w->ne1);
+    w->r16 = (tl_r16){mem, dw, NULL, w->i2s_scale, w->ne0, w->ne1};
+    w->r16_mem = mem;
+    m->repacked_bytes += code_bytes + scale_bytes;
+    return TERNLM_OK;
+}
+
+static ternlm_status repack_head_i8(ternlm_model *m, tl_weight *w, ternlm_error *err) {
+    if (w->type != TL_F16 || w->ne0 % 4 || w->ne1 % TL_R16_ROWS) {
+        tl_log(&m->log, "warning: --head-quant i8 applies to an F16 head with rows in groups of 16; head is %s, left as is",
+               tl_type_name(w->type));
+        return TERNLM_OK;
+    }
+    const uint64_t bytes = tl_r16_bytes_i8(w->ne0, w->ne1), scale_bytes = (uint64_t)w->ne1 * 4;
+    uint8_t *mem = tl_aligned_alloc((size_t)(bytes + scale_bytes));
+    if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes for the int8 head", (unsigned long long)bytes);
+    float *drow = (float *)(void *)(mem + bytes);
+    tl_repack_i8_from_f16((const uint16_t *)(const void *)w->data, w->ne0, 0, w->ne1, mem, drow);
+    /* a tied head's pages also hold the embedding table: released rows are read back one at a time */
+    tl_file_release(&m->file, w->data, w->row_bytes * (uint64_t)w->ne1);
+    w->r16 = (tl_r16){mem, NULL, drow, 1.0f, w->ne0, w->ne1};
+    w->r16_mem = mem;
+    m->repacked_bytes += bytes + scale_bytes;
+    snprintf(m->head_type, sizeof m->head_type, "I8 (from F16)");
+    return TERNLM_OK;
+}
+
+ternlm_status tl_model_repack(ternlm_model *m, const ternlm_model_params *p, ternlm_error *err) {
+    const tl_kernels *k = tl_kernels_best();
+    ternlm_status st = TERNLM_OK;
+    if (!p->no_repack)
+        for (uint32_t l = 0; l < m->hp.n_layer && !st; l++) {
+            tl_layer *L = &m->layers[l];
+            tl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0] && !st; i++)
+                if (ternary_repackable(ws[i], k)) st = repack_ternary(m, ws[i], err);
+        }
+    if (!st && !p->no_repack && ternary_repackable(&m->output, k)) st = repack_ternary(m, &m->output, err);
+    if (!st && p->head_quant_i8) st = repack_head_i8(m, &m->output, err);
+    return st;
+}
+
+void tl_model_free_repacked(ternlm_model *m) {
+    if (m->layers)
+        for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+            tl_layer *L = &m->layers[l];
+            tl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) tl_aligned_free(ws[i]->r16_mem);
+        }
+    tl_aligned_free(m->output.r16_mem);
+}

@@ -1,0 +1,92 @@
+/* Load-time repacking into the 16-row group layouts of repack.h. Plain C, little-endian (as every target is). */
+#include "repack.h"
+
+#include <string.h>
+
+#include "../runtime/tensor_types.h"
+
+/* 16 codes, found in bits sh..sh+1 of 16 consecutive bytes, to the 4 bytes of one row in a chunk: byte j gets the
+ * codes of inputs j, 4 + j, 8 + j, 12 + j in bits 0-1, 2-3, 4-5, 6-7. Works on 32-bit words (4 bytes at once);
+ * a byte's bits never reach a neighbour because every code is masked to 2 bits before it is shifted. */
+static inline uint32_t pack_chunk(const uint8_t *bytes, int sh) {
+    uint32_t w[4];
+    memcpy(w, bytes, 16);
+    uint32_t out = 0;
+    for (int s = 0; s < 4; s++) out |= ((w[s] >> sh) & 0x03030303u) << (2 * s);
+    return out;
+}
+
+static inline void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+void tl_repack_i2s(const uint8_t *src, int64_t ne0, int64_t r0, int64_t r1, uint8_t *dst) {
+    const int64_t row_bytes = ne0 / 4;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = src + r * row_bytes;
+        uint8_t *g = dst + (r / 16) * ne0 * 4 + 4 * (r % 16);
+        for (int64_t c = 0; c < ne0 / 16; c++) {
+            const int64_t k0 = 16 * c, b = k0 / 128, m0 = k0 % 128; /* 16 inputs inside one 32-input slice */
+            put_u32(g + 64 * c, pack_chunk(row + 32 * b + m0 % 32, 6 - 2 * (int)(m0 / 32)));
+        }
+    }
+}
+
+void tl_repack_tq2(const uint8_t *src, int64_t ne0, int64_t r0, int64_t r1, uint8_t *dst, uint16_t *dw) {
+    const int64_t nb = ne0 / 256;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = src + r * nb * 66;
+        uint8_t *g = dst + (r / 16) * ne0 * 4 + 4 * (r % 16);
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + 66 * b;
+            for (int c = 0; c < 16; c++) { /* element e = 16c: byte qs[32h + r%32], shift 2·(r/32), r = e % 128 */
+                const int e0 = 16 * c, h = e0 / 128, m0 = e0 % 128;
+                put_u32(g + 64 * (16 * b + c), pack_chunk(blk + 32 * h + m0 % 32, 2 * (m0 / 32)));
+            }
+            dw[((r / 16) * nb + b) * 16 + r % 16] = (uint16_t)(blk[64] | blk[65] << 8);
+        }
+    }
+}
+
+void tl_repack_tq1(const uint8_t *src, int64_t ne0, int64_t r0, int64_t r1, uint8_t *dst, uint16_t *dw) {
+    const int64_t nb = ne0 / 256;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = src + r * nb * 54;
+        uint8_t *g = dst + (r / 16) * ne0 * 4 + 4 * (r % 16);
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + 54 * b;
+            uint8_t codes[256]; /* the element order of quant-formats.md §3 */
+            for (int e = 0; e < 160; e++) codes[e] = (uint8_t)tl_tq1_trit(blk[e % 32], e / 32);
+            for (int e = 160; e < 240; e++) codes[e] = (uint8_t)tl_tq1_trit(blk[32 + (e - 160) % 16], (e - 160) / 16);
+            for (int e = 240; e < 256; e++) codes[e] = (uint8_t)tl_tq1_trit(blk[48 + (e - 240) % 4], (e - 240) / 4);
+            for (int c = 0; c < 16; c++) put_u32(g + 64 * (16 * b + c), pack_chunk(codes + 16 * c, 0));
+            dw[((r / 16) * nb + b) * 16 + r % 16] = (uint16_t)(blk[52] | blk[53] << 8);
+        }
+    }
+}
+
+/* Round to nearest, ties to even, for |v| < 2^22 (as the scalar kernels do: no libm, same on every target). */
+static inline int32_t rne(float v) {
+    const float t = v + 12582912.0f;
+    uint32_t bits;
+    memcpy(&bits, &t, 4);
+    return (int32_t)(bits & 0x7FFFFF) - 0x400000;
+}
+
+void tl_repack_i8_from_f16(const uint16_t *src, int64_t ne0, int64_t r0, int64_t r1, uint8_t *dst, float *drow) {
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *row = src + r * ne0;
+        float amax = 0;
+        for (int64_t k = 0; k < ne0; k++) {
+            const float a = tl_f16_to_f32(row[k]);
+            const float m = a < 0 ? -a : a;
+            if (m > amax) amax = m;
+        }
+        const float id = amax > 0 ? 127.0f / amax : 0.0f;
+        drow[r] = amax / 127.0f;
+        uint8_t *g = dst + (r / 16) * ne0 * 16 + 4 * (r % 16);
+        for (int64_t k = 0; k < ne0; k++) {
+            int32_t q = rne(tl_f16_to_f32(row[k]) * id);
+            q = q < -127 ? -127 : q > 127 ? 127 : q;
+            g[(k / 4) * 64 + k % 4] = (uint8_t)(q + 128);
+        }
+    }
+}

@@ -5,27 +5,8 @@
 #include <string.h>
 
 #include "check.h"
+#include "gguf_bytes.h"
 #include "ternlm.h"
-
-typedef struct buf {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *src, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-static void u32(buf *b, uint32_t v) { put(b, &v, 4); }
-static void u64(buf *b, uint64_t v) { put(b, &v, 8); }
-static void str(buf *b, const char *s) { u64(b, strlen(s)); put(b, s, strlen(s)); }
-static void kv_u32(buf *b, const char *k, uint32_t v) { str(b, k); u32(b, 4); u32(b, v); }
-static void kv_f32(buf *b, const char *k, float v) { str(b, k); u32(b, 6); put(b, &v, 4); }
-static void kv_str(buf *b, const char *k, const char *v) { str(b, k); u32(b, 8); str(b, v); }
 
 enum { E = 128, HD = 64, FF = 128, NV = 4 };
 

@@ -251,7 +251,8 @@ static size_t on_body(char *buf, size_t size, size_t n, void *user) {
     if (at < 4) {
         const size_t n_head = len < (size_t)(4 - at) ? len : (size_t)(4 - at);
         memcpy(d->head + at, buf, n_head);
-        if (memcmp(d->head + at, "GGUF" + at, n_head)) {
+        static const char magic[4] = {'G', 'G', 'U', 'F'};
+        if (memcmp(d->head + at, magic + at, n_head)) {
             d->not_gguf = 1;
             return 0;
         }

@@ -295,10 +295,18 @@ float tl_avx2_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
 }
 
 static const tl_kernels k_avx2 = {
-    "avx2", tl_avx2_quantize_i8, tl_scalar_quantize_q8k, tl_avx2_i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16, dot_f32,
-    tl_avx2_dot_q8_0, tl_avx2_attn_pv,
-    tl_avx2_dot_q1_0, tl_avx2_dot_q2_0,
-    NULL, NULL, NULL, /* no 16-row group GEMMs yet: weights stay in file layout */
+    .name = "avx2",
+    .quantize_i8 = tl_avx2_quantize_i8,
+    .quantize_q8k = tl_scalar_quantize_q8k,
+    .i2s_gemm = tl_avx2_i2s_gemm,
+    .dot_tq2 = tl_avx2_dot_tq2,
+    .dot_tq1 = tl_avx2_dot_tq1,
+    .dot_f16 = dot_f16,
+    .dot_f32 = dot_f32,
+    .dot_q8_0 = tl_avx2_dot_q8_0,
+    .attn_pv = tl_avx2_attn_pv,
+    .dot_q1_0 = tl_avx2_dot_q1_0,
+    .dot_q2_0 = tl_avx2_dot_q2_0,
 };
 
 const tl_kernels *tl_kernels_avx2_table(void) { return &k_avx2; }

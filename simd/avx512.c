@@ -396,8 +396,21 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
 }
 
 static const tl_kernels k_avx512 = {
-    "avx512", tl_avx2_quantize_i8, tl_scalar_quantize_q8k, tl_avx2_i2s_gemm, tl_avx2_dot_tq2, tl_avx2_dot_tq1, dot_f16,
-    dot_f32, tl_avx2_dot_q8_0, attn_pv, dot_q1_0, dot_q2_0, gemm_i2s_r16, gemm_tq_r16, gemm_i8_r16,
+    .name = "avx512",
+    .quantize_i8 = tl_avx2_quantize_i8,
+    .quantize_q8k = tl_scalar_quantize_q8k,
+    .i2s_gemm = tl_avx2_i2s_gemm,
+    .dot_tq2 = tl_avx2_dot_tq2,
+    .dot_tq1 = tl_avx2_dot_tq1,
+    .dot_f16 = dot_f16,
+    .dot_f32 = dot_f32,
+    .dot_q8_0 = tl_avx2_dot_q8_0,
+    .attn_pv = attn_pv,
+    .dot_q1_0 = dot_q1_0,
+    .dot_q2_0 = dot_q2_0,
+    .gemm_i2s_r16 = gemm_i2s_r16,
+    .gemm_tq_r16 = gemm_tq_r16,
+    .gemm_i8_r16 = gemm_i8_r16,
 };
 
 const tl_kernels *tl_kernels_avx512_table(void) { return &k_avx512; }

@@ -33,6 +33,7 @@ typedef struct tl_acts {
     const tl_block_q8k *q8k;
 } tl_acts;
 
+/* Each path fills its table with designated initializers: an entry a path lacks stays NULL. */
 typedef struct tl_kernels {
     const char *name;
 

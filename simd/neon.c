@@ -188,14 +188,35 @@ void tl_neon_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts 
 void tl_neon_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 
 static const tl_kernels k_neon_dot = {
-    "neon", quantize_i8, tl_scalar_quantize_q8k, tl_neon_i2s_gemm_dot, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
-    tl_scalar_dot_q8_0, attn_pv, dot_q1_0, dot_q2_0, tl_neon_gemm_i2s_r16, tl_neon_gemm_tq_r16, tl_neon_gemm_i8_r16,
+    .name = "neon",
+    .quantize_i8 = quantize_i8,
+    .quantize_q8k = tl_scalar_quantize_q8k,
+    .i2s_gemm = tl_neon_i2s_gemm_dot,
+    .dot_tq2 = tl_scalar_dot_tq2,
+    .dot_tq1 = tl_scalar_dot_tq1,
+    .dot_f16 = dot_f16,
+    .dot_f32 = dot_f32,
+    .dot_q8_0 = tl_scalar_dot_q8_0,
+    .attn_pv = attn_pv,
+    .dot_q1_0 = dot_q1_0,
+    .dot_q2_0 = dot_q2_0,
+    .gemm_i2s_r16 = tl_neon_gemm_i2s_r16,
+    .gemm_tq_r16 = tl_neon_gemm_tq_r16,
+    .gemm_i8_r16 = tl_neon_gemm_i8_r16,
 };
 static const tl_kernels k_neon_plain = {
-    "neon", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm_plain, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32,
-    tl_scalar_dot_q8_0, attn_pv,
-    dot_q1_0, dot_q2_0,
-    NULL, NULL, NULL, /* no 16-row group GEMMs yet: weights stay in file layout */
+    .name = "neon",
+    .quantize_i8 = quantize_i8,
+    .quantize_q8k = tl_scalar_quantize_q8k,
+    .i2s_gemm = i2s_gemm_plain,
+    .dot_tq2 = tl_scalar_dot_tq2,
+    .dot_tq1 = tl_scalar_dot_tq1,
+    .dot_f16 = dot_f16,
+    .dot_f32 = dot_f32,
+    .dot_q8_0 = tl_scalar_dot_q8_0,
+    .attn_pv = attn_pv,
+    .dot_q1_0 = dot_q1_0,
+    .dot_q2_0 = dot_q2_0,
 };
 
 const tl_kernels *tl_kernels_neon_table(void) {

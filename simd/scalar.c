@@ -249,9 +249,21 @@ void tl_scalar_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_act
 }
 
 static const tl_kernels k_scalar = {
-    "scalar", quantize_i8, tl_scalar_quantize_q8k, i2s_gemm, tl_scalar_dot_tq2, tl_scalar_dot_tq1, dot_f16, dot_f32, tl_scalar_dot_q8_0, attn_pv,
-    tl_scalar_dot_q1_0, tl_scalar_dot_q2_0,
-    tl_scalar_gemm_i2s_r16, tl_scalar_gemm_tq_r16, tl_scalar_gemm_i8_r16,
+    .name = "scalar",
+    .quantize_i8 = quantize_i8,
+    .quantize_q8k = tl_scalar_quantize_q8k,
+    .i2s_gemm = i2s_gemm,
+    .dot_tq2 = tl_scalar_dot_tq2,
+    .dot_tq1 = tl_scalar_dot_tq1,
+    .dot_f16 = dot_f16,
+    .dot_f32 = dot_f32,
+    .dot_q8_0 = tl_scalar_dot_q8_0,
+    .attn_pv = attn_pv,
+    .dot_q1_0 = tl_scalar_dot_q1_0,
+    .dot_q2_0 = tl_scalar_dot_q2_0,
+    .gemm_i2s_r16 = tl_scalar_gemm_i2s_r16,
+    .gemm_tq_r16 = tl_scalar_gemm_tq_r16,
+    .gemm_i8_r16 = tl_scalar_gemm_i8_r16,
 };
 
 const tl_kernels *tl_kernels_scalar(void) { return &k_scalar; }

@@ -50,15 +50,22 @@ ternlm_status tl_fail_prefix(ternlm_error *err, const char *fmt, ...) {
     return err->code;
 }
 
-void *tl_aligned_alloc(size_t size) {
+static void *aligned_block(size_t size, int zero) {
     /* Keep the original pointer just before the aligned block so any malloc works (wasm, WASI). */
     if (size > SIZE_MAX - 64 - sizeof(void *)) return NULL;
-    unsigned char *raw = calloc(1, size + 64 + sizeof(void *));
+    const size_t total = size + 64 + sizeof(void *);
+    unsigned char *raw = zero ? calloc(1, total) : malloc(total);
     if (!raw) return NULL;
     uintptr_t a = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
     ((void **)a)[-1] = raw;
     return (void *)a;
 }
+
+void *tl_aligned_alloc(size_t size) { return aligned_block(size, 1); }
+
+/* wasm's malloc grows memory with sbrk and cannot tell that fresh pages are zero, so calloc writes every byte: for a
+ * 1.2 GB model read into memory that was over half of a WASI load (node --cpu-prof). */
+void *tl_aligned_alloc_uninit(size_t size) { return aligned_block(size, 0); }
 
 void tl_aligned_free(void *p) {
     if (p) free(((void **)p)[-1]);

@@ -20,6 +20,7 @@ ternlm_status tl_fail(ternlm_error *err, ternlm_status code, const char *fmt, ..
 ternlm_status tl_fail_prefix(ternlm_error *err, const char *fmt, ...) TL_PRINTF(2, 3);
 
 void *tl_aligned_alloc(size_t size);   /* 64-byte aligned, zero-filled; NULL on failure */
+void *tl_aligned_alloc_uninit(size_t size); /* the same, not cleared: for buffers the caller fills completely */
 void tl_aligned_free(void *p);
 
 /* Log through a model's callback; silently dropped when none. */

@@ -664,7 +664,7 @@ static ternlm_status loader_header_complete(ternlm_loader *ld, ternlm_error *err
     const uint64_t start = ld->g.data_start, extra = ld->hdr_len - TL_MIN(ld->hdr_len, start);
     const uint64_t data_size = ld->total - start;
     if (data_size > SIZE_MAX - 128) return tl_fail(err, TERNLM_ERR_NOMEM, "%llu bytes of tensor data do not fit in memory", (unsigned long long)data_size);
-    ld->data = tl_aligned_alloc((size_t)data_size);
+    ld->data = tl_aligned_alloc_uninit((size_t)data_size); /* finish() requires every byte */
     if (!ld->data) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes for tensor data", (unsigned long long)data_size);
     if (extra) memcpy(ld->data, ld->hdr + start, (size_t)extra);
     gguf_free(&ld->g);

@@ -19,7 +19,7 @@ static ternlm_status read_all(int fd, uint64_t size, tl_mapped_file *out, const 
     if (size > SIZE_MAX - 64)
         return tl_fail(err, TERNLM_ERR_NOMEM, "%s: %llu bytes do not fit in this target's memory", path,
                        (unsigned long long)size);
-    uint8_t *buf = tl_aligned_alloc((size_t)size);
+    uint8_t *buf = tl_aligned_alloc_uninit((size_t)size); /* every byte is read into */
     if (!buf) return tl_fail(err, TERNLM_ERR_NOMEM, "%s: cannot allocate %llu bytes", path, (unsigned long long)size);
     uint64_t done = 0;
     while (done < size) {

@@ -19,7 +19,7 @@ static int ternary_repackable(const tl_weight *w, const tl_kernels *k) {
 static ternlm_status repack_ternary(ternlm_model *m, tl_weight *w, ternlm_error *err) {
     const uint64_t code_bytes = tl_r16_bytes_2bit(w->ne0, w->ne1);
     const uint64_t scale_bytes = w->type == TL_I2_S ? 0 : (uint64_t)w->ne1 * (uint64_t)(w->ne0 / 256) * 2;
-    uint8_t *mem = tl_aligned_alloc((size_t)(code_bytes + scale_bytes));
+    uint8_t *mem = tl_aligned_alloc_uninit((size_t)(code_bytes + scale_bytes)); /* fully written */
     if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes to repack a weight",
                              (unsigned long long)(code_bytes + scale_bytes));
     uint16_t *dw = w->type == TL_I2_S ? NULL : (uint16_t *)(void *)(mem + code_bytes);
@@ -40,7 +40,7 @@ static ternlm_status repack_head_i8(ternlm_model *m, tl_weight *w, ternlm_error 
         return TERNLM_OK;
     }
     const uint64_t bytes = tl_r16_bytes_i8(w->ne0, w->ne1), scale_bytes = (uint64_t)w->ne1 * 4;
-    uint8_t *mem = tl_aligned_alloc((size_t)(bytes + scale_bytes));
+    uint8_t *mem = tl_aligned_alloc_uninit((size_t)(bytes + scale_bytes)); /* fully written */
     if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes for the int8 head", (unsigned long long)bytes);
     float *drow = (float *)(void *)(mem + bytes);
     /* in slices whose file pages are released as soon as they are converted, so the F16 table is never resident

@@ -360,6 +360,188 @@ void tl_wasm128_attn_pv(float *out, const float *prob, const uint16_t *v, int64_
     }
 }
 
+/* ---- GEMMs on 16-row groups (repack.h) ----
+ * A v128 of a group's 64-byte chunk holds 4 rows x 4 bytes. Widened to u16 (8 lanes: 2 rows x 4 inputs), it meets
+ * the token's 4 activations splat twice (`load64_splat` of i16), and i32x4.dot_i16x8_s leaves 2 lanes per row: 8
+ * products per instruction, with no horizontal sum until a tile is finished. Each code load serves every token of a
+ * tile (up to R16_TT) and each activation load 8 rows. Activations are widened to i16 once per 128-input block,
+ * scaled so that codes are masked in place: no shifts in the loop. Rows are taken in halves of 8 so that a tile's
+ * accumulators stay in registers (SIMD128 engines on x86 have 16 vector registers). */
+
+#define AI __attribute__((always_inline)) static inline
+#define R16_TT 4      /* tokens per tile */
+#define R16_BLOCK 128 /* inputs per prepared activation block */
+
+/* 2-bit codes: input 16c + 4s + j (code in bits 2s of its byte) times 4^(3-s), so (v & 3 << 2s) · x = 64·code·x. */
+AI void prep_codes(const int8_t *x, int16_t *xs) {
+    /* uniform shifts and a blend: a multiply by the lane constants would be turned into a per-lane shift, which
+     * wasm lacks, and clang then scalarizes it */
+    for (int i = 0; i < R16_BLOCK; i += 16) {
+        const v128_t a = wasm_i16x8_load8x8(x + i), b = wasm_i16x8_load8x8(x + i + 8);
+        wasm_v128_store(xs + i, wasm_i16x8_shuffle(wasm_i16x8_shl(a, 6), wasm_i16x8_shl(a, 4), 0, 1, 2, 3, 12, 13, 14, 15));
+        wasm_v128_store(xs + i + 8, wasm_i16x8_shuffle(wasm_i16x8_shl(b, 2), b, 0, 1, 2, 3, 12, 13, 14, 15));
+    }
+}
+
+/* Rows 8h..8h+7 of a group (g: the half's first chunk), nch chunks, TT tokens (xs: prepared, R16_BLOCK apart):
+ * acc[4t + i] += per-row lane pairs of 64·Σ code·x, i = 0..3 for rows (0,1), (2,3), (4,5), (6,7) of the half.
+ * Every product is at most 64·3·128, a lane pair's sum fits i32 for n < 87000. */
+AI void codes_half(const uint8_t *g, const int16_t *xs, int TT, int nch, v128_t *acc) {
+    v128_t a[4 * R16_TT];
+    for (int i = 0; i < 4 * TT; i++) a[i] = acc[i];
+    for (int c = 0; c < nch; c++) {
+        const v128_t v0 = wasm_v128_load(g + 64 * c), v1 = wasm_v128_load(g + 64 * c + 16);
+        const v128_t w[4] = {wasm_u16x8_extend_low_u8x16(v0), wasm_u16x8_extend_high_u8x16(v0),
+                             wasm_u16x8_extend_low_u8x16(v1), wasm_u16x8_extend_high_u8x16(v1)};
+        for (int s = 0; s < 4; s++) {
+            const v128_t m = wasm_i16x8_splat((int16_t)(3 << 2 * s));
+            v128_t code[4];
+            for (int i = 0; i < 4; i++) code[i] = wasm_v128_and(w[i], m);
+            for (int t = 0; t < TT; t++) {
+                const v128_t b = wasm_v128_load64_splat(xs + t * R16_BLOCK + 16 * c + 4 * s);
+                for (int i = 0; i < 4; i++) a[4 * t + i] = wasm_i32x4_add(a[4 * t + i], wasm_i32x4_dot_i16x8(code[i], b));
+            }
+        }
+    }
+    for (int i = 0; i < 4 * TT; i++) acc[i] = a[i];
+}
+
+/* [row 0, 1, 2, 3] from lane pairs A = (row 0, row 1), B = (row 2, row 3). */
+AI v128_t rows4(v128_t A, v128_t B) {
+    return wasm_i32x4_add(wasm_i32x4_shuffle(A, B, 0, 2, 4, 6), wasm_i32x4_shuffle(A, B, 1, 3, 5, 7));
+}
+
+/* The exact 64·Σ code·x of 16 rows x TT tokens into sums[t][4] (4 rows per vector), over inputs [k0, k1);
+ * x[t] points at token t's activation of input k0. */
+AI void codes_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0, int64_t k1, v128_t sums[][4]) {
+    v128_t acc[2][4 * R16_TT];
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4 * TT; i++) acc[h][i] = wasm_i32x4_splat(0);
+    int16_t xs[R16_TT * R16_BLOCK];
+    for (int64_t k = k0; k < k1; k += R16_BLOCK) {
+        for (int t = 0; t < TT; t++) prep_codes(x[t] + (k - k0), xs + t * R16_BLOCK);
+        for (int h = 0; h < 2; h++) codes_half(g + 4 * k + 32 * h, xs, TT, R16_BLOCK / 16, acc[h]);
+    }
+    for (int t = 0; t < TT; t++)
+        for (int h = 0; h < 2; h++)
+            for (int p = 0; p < 2; p++)
+                sums[t][2 * h + p] = wasm_i32x4_shr(rows4(acc[h][4 * t + 2 * p], acc[h][4 * t + 2 * p + 1]), 6);
+}
+
+/* I2_S: y = (((float)Σ code·q − (float)Σq) / scale_t) · tensor_scale, lane by lane as the scalar reference. */
+AI void i2s_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0;
+    const int8_t *x[R16_TT];
+    for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
+    v128_t sums[R16_TT][4];
+    codes_group(w->data + (r / 16) * n * 4, x, TT, 0, n, sums);
+    for (int t = 0; t < TT; t++) {
+        const v128_t sq = wasm_f32x4_splat((float)a->sum[t0 + t]), sc = wasm_f32x4_splat(a->scale[t0 + t]);
+        for (int i = 0; i < 4; i++) {
+            const v128_t f = wasm_f32x4_div(wasm_f32x4_sub(wasm_f32x4_convert_i32x4(sums[t][i]), sq), sc);
+            wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, wasm_f32x4_mul(f, wasm_f32x4_splat(w->scale)));
+        }
+    }
+}
+
+/* TQ2_0 / TQ1_0 codes: per 256-block the exact Σ (code − 1)·q of 16 rows, then per row lane
+ * sum += (float)sumi · (d_act · d_w) in block order, as the scalar reference. */
+AI void tq_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 256;
+    const uint8_t *g = w->data + (r / 16) * n * 4;
+    v128_t fsum[R16_TT][4];
+    for (int t = 0; t < TT; t++)
+        for (int i = 0; i < 4; i++) fsum[t][i] = wasm_f32x4_splat(0);
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *x[R16_TT];
+        for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;
+        v128_t sums[R16_TT][4];
+        codes_group(g, x, TT, 256 * b, 256 * b + 256, sums);
+        const uint16_t *dw = w->dw + ((r / 16) * nb + b) * 16;
+        for (int t = 0; t < TT; t++) {
+            const tl_block_q8k *xb = &a->q8k[(int64_t)(t0 + t) * nb + b];
+            const v128_t bsum = wasm_i32x4_splat(hsum_i32(bsum_part(xb))), da = wasm_f32x4_splat(xb->d);
+            for (int i = 0; i < 4; i++) {
+                const v128_t sumi = wasm_i32x4_sub(sums[t][i], bsum);
+                const v128_t d = wasm_f32x4_mul(da, f16x4_to_f32(dw + 4 * i));
+                fsum[t][i] = wasm_f32x4_add(fsum[t][i], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(sumi), d));
+            }
+        }
+    }
+    for (int t = 0; t < TT; t++)
+        for (int i = 0; i < 4; i++) wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, fsum[t][i]);
+}
+
+/* int8 rows (w + 128 stored unsigned): chunk c holds inputs 4c..4c+3, the activations are plain i16. */
+AI void i8_half(const uint8_t *g, const int16_t *xs, int TT, int nch, v128_t *acc) {
+    v128_t a[4 * R16_TT];
+    for (int i = 0; i < 4 * TT; i++) a[i] = acc[i];
+    for (int c = 0; c < nch; c++) {
+        const v128_t v0 = wasm_v128_load(g + 64 * c), v1 = wasm_v128_load(g + 64 * c + 16);
+        const v128_t w[4] = {wasm_u16x8_extend_low_u8x16(v0), wasm_u16x8_extend_high_u8x16(v0),
+                             wasm_u16x8_extend_low_u8x16(v1), wasm_u16x8_extend_high_u8x16(v1)};
+        for (int t = 0; t < TT; t++) {
+            const v128_t b = wasm_v128_load64_splat(xs + t * R16_BLOCK + 4 * c);
+            for (int i = 0; i < 4; i++) a[4 * t + i] = wasm_i32x4_add(a[4 * t + i], wasm_i32x4_dot_i16x8(w[i], b));
+        }
+    }
+    for (int i = 0; i < 4 * TT; i++) acc[i] = a[i];
+}
+
+/* Activations [k, k + len) of one token as i16 (len % 4 == 0, never read past it). */
+AI void prep_i8(const int8_t *x, int64_t len, int16_t *xs) {
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8) wasm_v128_store(xs + i, wasm_i16x8_load8x8(x + i));
+    for (; i < len; i++) xs[i] = x[i];
+}
+
+/* y = ((float)Σ w·q / scale_t) · d_row; Σ (w + 128)·q − 128·Σq is exact (|(w + 128)·q| <= 255·128). */
+AI void i8_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0;
+    const uint8_t *g = w->data + (r / 16) * n * 16;
+    v128_t acc[2][4 * R16_TT];
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4 * TT; i++) acc[h][i] = wasm_i32x4_splat(0);
+    int16_t xs[R16_TT * R16_BLOCK];
+    for (int64_t k = 0; k < n; k += R16_BLOCK) {
+        const int64_t len = n - k < R16_BLOCK ? n - k : R16_BLOCK;
+        for (int t = 0; t < TT; t++) prep_i8(a->q + (int64_t)(t0 + t) * n + k, len, xs + t * R16_BLOCK);
+        for (int h = 0; h < 2; h++) i8_half(g + 16 * k + 32 * h, xs, TT, (int)(len / 4), acc[h]);
+    }
+    for (int t = 0; t < TT; t++) {
+        const v128_t bias = wasm_i32x4_splat(128 * a->sum[t0 + t]), sc = wasm_f32x4_splat(a->scale[t0 + t]);
+        for (int h = 0; h < 2; h++)
+            for (int p = 0; p < 2; p++) {
+                const v128_t exact = wasm_i32x4_sub(rows4(acc[h][4 * t + 2 * p], acc[h][4 * t + 2 * p + 1]), bias);
+                const int64_t row = r + 8 * h + 4 * p;
+                const v128_t f = wasm_f32x4_div(wasm_f32x4_convert_i32x4(exact), sc);
+                wasm_v128_store(y + (int64_t)(t0 + t) * ys + row, wasm_f32x4_mul(f, wasm_v128_load(w->drow + row)));
+            }
+    }
+}
+
+/* A tile function for tt = 1..R16_TT tokens, each with its token count known at compile time. */
+#define R16_TILES(fn, w, r, a, t0, tt, y, ys)                                                                          \
+    switch (tt) {                                                                                                      \
+    case 1: fn(w, r, a, t0, 1, y, ys); break;                                                                          \
+    case 2: fn(w, r, a, t0, 2, y, ys); break;                                                                          \
+    case 3: fn(w, r, a, t0, 3, y, ys); break;                                                                          \
+    default: fn(w, r, a, t0, 4, y, ys); break;                                                                         \
+    }
+
+#define R16_GEMM(name, tile)                                                                                           \
+    void name(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {                      \
+        for (int64_t r = r0; r < r1; r += 16)                                                                          \
+            for (int t0 = 0; t0 < a->T; t0 += R16_TT) {                                                                \
+                const int tt = a->T - t0 < R16_TT ? a->T - t0 : R16_TT;                                                \
+                R16_TILES(tile, w, r, a, t0, tt, y, ys)                                                                \
+            }                                                                                                          \
+    }
+
+static R16_GEMM(gemm_i2s_r16, i2s_tile)
+static R16_GEMM(gemm_tq_r16, tq_tile)
+R16_GEMM(tl_wasm128_gemm_i8_r16, i8_tile)
+
 /* Designated: entries other paths add later stay NULL here (the forward pass then takes the generic one). */
 static const tl_kernels k_wasm128 = {
     .name = "wasm128",
@@ -374,6 +556,9 @@ static const tl_kernels k_wasm128 = {
     .attn_pv = tl_wasm128_attn_pv,
     .dot_q1_0 = tl_wasm128_dot_q1_0,
     .dot_q2_0 = tl_wasm128_dot_q2_0,
+    .gemm_i2s_r16 = gemm_i2s_r16,
+    .gemm_tq_r16 = gemm_tq_r16,
+    .gemm_i8_r16 = tl_wasm128_gemm_i8_r16,
 };
 
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }

@@ -371,6 +371,8 @@ void tl_wasm128_attn_pv(float *out, const float *prob, const uint16_t *v, int64_
 #define AI __attribute__((always_inline)) static inline
 #define R16_TT 4      /* tokens per tile */
 #define R16_BLOCK 128 /* inputs per prepared activation block */
+/* Quarters of a group per pass: two for one token, one for a tile of several (its accumulators then fit). */
+#define R16_NV(TT) ((TT) == 1 ? 2 : 1)
 
 /* 2-bit codes: input 16c + 4s + j (code in bits 2s of its byte) times 4^(3-s), so (v & 3 << 2s) · x = 64·code·x. */
 AI void prep_codes(const int8_t *x, int16_t *xs) {
@@ -383,27 +385,30 @@ AI void prep_codes(const int8_t *x, int16_t *xs) {
     }
 }
 
-/* Rows 8h..8h+7 of a group (g: the half's first chunk), nch chunks, TT tokens (xs: prepared, R16_BLOCK apart):
- * acc[4t + i] += per-row lane pairs of 64·Σ code·x, i = 0..3 for rows (0,1), (2,3), (4,5), (6,7) of the half.
- * Every product is at most 64·3·128, a lane pair's sum fits i32 for n < 87000. */
-AI void codes_half(const uint8_t *g, const int16_t *xs, int TT, int nch, v128_t *acc) {
+/* NV (1 or 2) quarters of a group (g: the first one's first chunk; 4 rows each), nch chunks, TT tokens (xs:
+ * prepared, R16_BLOCK apart): acc[2·NV·t + i] += per-row lane pairs of 64·Σ code·x, i for rows (0,1), (2,3) of the
+ * first quarter, then of the second. Every product is at most 64·3·128; a lane pair's sum fits i32 for n < 87000. */
+AI void codes_part(const uint8_t *g, int NV, const int16_t *xs, int TT, int nch, v128_t *acc) {
     v128_t a[4 * R16_TT];
-    for (int i = 0; i < 4 * TT; i++) a[i] = acc[i];
+    for (int i = 0; i < 2 * NV * TT; i++) a[i] = acc[i];
     for (int c = 0; c < nch; c++) {
-        const v128_t v0 = wasm_v128_load(g + 64 * c), v1 = wasm_v128_load(g + 64 * c + 16);
-        const v128_t w[4] = {wasm_u16x8_extend_low_u8x16(v0), wasm_u16x8_extend_high_u8x16(v0),
-                             wasm_u16x8_extend_low_u8x16(v1), wasm_u16x8_extend_high_u8x16(v1)};
+        v128_t w[4];
+        for (int q = 0; q < NV; q++) {
+            const v128_t v = wasm_v128_load(g + 64 * c + 16 * q);
+            w[2 * q] = wasm_u16x8_extend_low_u8x16(v), w[2 * q + 1] = wasm_u16x8_extend_high_u8x16(v);
+        }
         for (int s = 0; s < 4; s++) {
             const v128_t m = wasm_i16x8_splat((int16_t)(3 << 2 * s));
             v128_t code[4];
-            for (int i = 0; i < 4; i++) code[i] = wasm_v128_and(w[i], m);
+            for (int i = 0; i < 2 * NV; i++) code[i] = wasm_v128_and(w[i], m);
             for (int t = 0; t < TT; t++) {
                 const v128_t b = wasm_v128_load64_splat(xs + t * R16_BLOCK + 16 * c + 4 * s);
-                for (int i = 0; i < 4; i++) a[4 * t + i] = wasm_i32x4_add(a[4 * t + i], wasm_i32x4_dot_i16x8(code[i], b));
+                for (int i = 0; i < 2 * NV; i++)
+                    a[2 * NV * t + i] = wasm_i32x4_add(a[2 * NV * t + i], wasm_i32x4_dot_i16x8(code[i], b));
             }
         }
     }
-    for (int i = 0; i < 4 * TT; i++) acc[i] = a[i];
+    for (int i = 0; i < 2 * NV * TT; i++) acc[i] = a[i];
 }
 
 /* [row 0, 1, 2, 3] from lane pairs A = (row 0, row 1), B = (row 2, row 3). */
@@ -414,18 +419,20 @@ AI v128_t rows4(v128_t A, v128_t B) {
 /* The exact 64·Σ code·x of 16 rows x TT tokens into sums[t][4] (4 rows per vector), over inputs [k0, k1);
  * x[t] points at token t's activation of input k0. */
 AI void codes_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0, int64_t k1, v128_t sums[][4]) {
-    v128_t acc[2][4 * R16_TT];
-    for (int h = 0; h < 2; h++)
-        for (int i = 0; i < 4 * TT; i++) acc[h][i] = wasm_i32x4_splat(0);
+    const int NV = R16_NV(TT), NP = 4 / NV; /* quarters per pass, passes */
+    v128_t acc[4][4 * R16_TT];
+    for (int h = 0; h < NP; h++)
+        for (int i = 0; i < 2 * NV * TT; i++) acc[h][i] = wasm_i32x4_splat(0);
     int16_t xs[R16_TT * R16_BLOCK];
     for (int64_t k = k0; k < k1; k += R16_BLOCK) {
         for (int t = 0; t < TT; t++) prep_codes(x[t] + (k - k0), xs + t * R16_BLOCK);
-        for (int h = 0; h < 2; h++) codes_half(g + 4 * k + 32 * h, xs, TT, R16_BLOCK / 16, acc[h]);
+        for (int h = 0; h < NP; h++) codes_part(g + 4 * k + 16 * NV * h, NV, xs, TT, R16_BLOCK / 16, acc[h]);
     }
     for (int t = 0; t < TT; t++)
-        for (int h = 0; h < 2; h++)
-            for (int p = 0; p < 2; p++)
-                sums[t][2 * h + p] = wasm_i32x4_shr(rows4(acc[h][4 * t + 2 * p], acc[h][4 * t + 2 * p + 1]), 6);
+        for (int q = 0; q < 4; q++) {
+            const v128_t *A = &acc[q / NV][2 * NV * t + 2 * (q % NV)];
+            sums[t][q] = wasm_i32x4_shr(rows4(A[0], A[1]), 6);
+        }
 }
 
 /* I2_S: y = (((float)Σ code·q − (float)Σq) / scale_t) · tensor_scale, lane by lane as the scalar reference. */

@@ -368,8 +368,6 @@ void tl_wasm128_attn_pv(float *out, const float *prob, const uint16_t *v, int64_
  * scaled so that codes are masked in place: no shifts in the loop. Rows are taken in halves of 8 so that a tile's
  * accumulators stay in registers (SIMD128 engines on x86 have 16 vector registers). */
 
-#define AI __attribute__((always_inline)) static inline
-#define R16_TT 4      /* tokens per tile */
 #define R16_BLOCK 128 /* inputs per prepared activation block */
 /* Quarters of a group per pass: two for one token, one for a tile of several (its accumulators then fit). */
 #define R16_NV(TT) ((TT) == 1 ? 2 : 1)
@@ -435,24 +433,15 @@ AI void codes_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0
         }
 }
 
-/* I2_S: y = (((float)Σ code·q − (float)Σq) / scale_t) · tensor_scale, lane by lane as the scalar reference. */
 AI void i2s_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
     const int64_t n = w->ne0;
     const int8_t *x[R16_TT];
     for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
     v128_t sums[R16_TT][4];
     codes_group(w->data + (r / 16) * n * 4, x, TT, 0, n, sums);
-    for (int t = 0; t < TT; t++) {
-        const v128_t sq = wasm_f32x4_splat((float)a->sum[t0 + t]), sc = wasm_f32x4_splat(a->scale[t0 + t]);
-        for (int i = 0; i < 4; i++) {
-            const v128_t f = wasm_f32x4_div(wasm_f32x4_sub(wasm_f32x4_convert_i32x4(sums[t][i]), sq), sc);
-            wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, wasm_f32x4_mul(f, wasm_f32x4_splat(w->scale)));
-        }
-    }
+    for (int t = 0; t < TT; t++) r16_i2s_store(sums[t], a, t0 + t, w->scale, y + (int64_t)(t0 + t) * ys + r);
 }
 
-/* TQ2_0 / TQ1_0 codes: per 256-block the exact Σ (code − 1)·q of 16 rows, then per row lane
- * sum += (float)sumi · (d_act · d_w) in block order, as the scalar reference. */
 AI void tq_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
     const int64_t n = w->ne0, nb = n / 256;
     const uint8_t *g = w->data + (r / 16) * n * 4;
@@ -464,16 +453,8 @@ AI void tq_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, fl
         for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;
         v128_t sums[R16_TT][4];
         codes_group(g, x, TT, 256 * b, 256 * b + 256, sums);
-        const uint16_t *dw = w->dw + ((r / 16) * nb + b) * 16;
-        for (int t = 0; t < TT; t++) {
-            const tl_block_q8k *xb = &a->q8k[(int64_t)(t0 + t) * nb + b];
-            const v128_t bsum = wasm_i32x4_splat(hsum_i32(bsum_part(xb))), da = wasm_f32x4_splat(xb->d);
-            for (int i = 0; i < 4; i++) {
-                const v128_t sumi = wasm_i32x4_sub(sums[t][i], bsum);
-                const v128_t d = wasm_f32x4_mul(da, f16x4_to_f32(dw + 4 * i));
-                fsum[t][i] = wasm_f32x4_add(fsum[t][i], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(sumi), d));
-            }
-        }
+        for (int t = 0; t < TT; t++)
+            r16_tq_step(fsum[t], sums[t], &a->q8k[(int64_t)(t0 + t) * nb + b], w->dw + ((r / 16) * nb + b) * 16);
     }
     for (int t = 0; t < TT; t++)
         for (int i = 0; i < 4; i++) wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, fsum[t][i]);
@@ -526,24 +507,6 @@ AI void i8_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, fl
             }
     }
 }
-
-/* A tile function for tt = 1..R16_TT tokens, each with its token count known at compile time. */
-#define R16_TILES(fn, w, r, a, t0, tt, y, ys)                                                                          \
-    switch (tt) {                                                                                                      \
-    case 1: fn(w, r, a, t0, 1, y, ys); break;                                                                          \
-    case 2: fn(w, r, a, t0, 2, y, ys); break;                                                                          \
-    case 3: fn(w, r, a, t0, 3, y, ys); break;                                                                          \
-    default: fn(w, r, a, t0, 4, y, ys); break;                                                                         \
-    }
-
-#define R16_GEMM(name, tile)                                                                                           \
-    void name(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {                      \
-        for (int64_t r = r0; r < r1; r += 16)                                                                          \
-            for (int t0 = 0; t0 < a->T; t0 += R16_TT) {                                                                \
-                const int tt = a->T - t0 < R16_TT ? a->T - t0 : R16_TT;                                                \
-                R16_TILES(tile, w, r, a, t0, tt, y, ys)                                                                \
-            }                                                                                                          \
-    }
 
 static R16_GEMM(gemm_i2s_r16, i2s_tile)
 static R16_GEMM(gemm_tq_r16, tq_tile)

@@ -122,6 +122,74 @@ static float dot_tq2(const uint8_t *row, const tl_block_q8k *a, int64_t n) {
     return sum;
 }
 
+/* ---- GEMMs on 16-row groups (repack.h): a v128 of a chunk is 4 rows x 4 codes of one shift, so the relaxed dot
+ * with the token's 4 activations splat (`load32_splat`, no preparation) leaves each row's exact sum in its own
+ * lane: no horizontal sums at all. One token takes the whole group per pass; tiles of several tokens take half a
+ * group, so that their accumulators stay in registers. ---- */
+
+#define RX_NV(TT) ((TT) == 1 ? 4 : 2) /* quarters (4 rows) per pass */
+
+/* NV quarters from g (the first one's chunk 0), nch chunks: acc[NV·t + q] += Σ code·x, lane r = row 4q + r. */
+AI void rx_part(const uint8_t *g, int NV, const int8_t *const *x, int TT, int64_t nch, v128_t *acc) {
+    v128_t a[4 * R16_TT];
+    for (int i = 0; i < NV * TT; i++) a[i] = acc[i];
+    for (int64_t c = 0; c < nch; c++) {
+        v128_t v[4];
+        for (int q = 0; q < NV; q++) v[q] = wasm_v128_load(g + 64 * c + 16 * q);
+        for (int s = 0; s < 4; s++) {
+            v128_t code[4];
+            for (int q = 0; q < NV; q++) code[q] = codes_at(v[q], 2 * s);
+            for (int t = 0; t < TT; t++) {
+                const v128_t b = wasm_v128_load32_splat(x[t] + 16 * c + 4 * s);
+                for (int q = 0; q < NV; q++) a[NV * t + q] = rdot(a[NV * t + q], b, code[q]);
+            }
+        }
+    }
+    for (int i = 0; i < NV * TT; i++) acc[i] = a[i];
+}
+
+/* The exact Σ code·x of 16 rows x TT tokens over nch chunks from g into sums[t][4] (x[t]: chunk 0's activations). */
+AI void rx_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t nch, v128_t sums[][4]) {
+    const int NV = RX_NV(TT);
+    v128_t acc[4 * R16_TT];
+    for (int h = 0; h < 4 / NV; h++) {
+        for (int i = 0; i < NV * TT; i++) acc[i] = wasm_i32x4_splat(0);
+        rx_part(g + 16 * NV * h, NV, x, TT, nch, acc);
+        for (int t = 0; t < TT; t++)
+            for (int q = 0; q < NV; q++) sums[t][NV * h + q] = acc[NV * t + q];
+    }
+}
+
+AI void i2s_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0;
+    const int8_t *x[R16_TT];
+    for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
+    v128_t sums[R16_TT][4];
+    rx_group(w->data + (r / 16) * n * 4, x, TT, n / 16, sums);
+    for (int t = 0; t < TT; t++) r16_i2s_store(sums[t], a, t0 + t, w->scale, y + (int64_t)(t0 + t) * ys + r);
+}
+
+AI void tq_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 256;
+    const uint8_t *g = w->data + (r / 16) * n * 4;
+    v128_t fsum[R16_TT][4];
+    for (int t = 0; t < TT; t++)
+        for (int i = 0; i < 4; i++) fsum[t][i] = wasm_f32x4_splat(0);
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *x[R16_TT];
+        for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;
+        v128_t sums[R16_TT][4];
+        rx_group(g + 1024 * b, x, TT, 16, sums);
+        for (int t = 0; t < TT; t++)
+            r16_tq_step(fsum[t], sums[t], &a->q8k[(int64_t)(t0 + t) * nb + b], w->dw + ((r / 16) * nb + b) * 16);
+    }
+    for (int t = 0; t < TT; t++)
+        for (int i = 0; i < 4; i++) wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, fsum[t][i]);
+}
+
+static R16_GEMM(gemm_i2s_r16, i2s_tile)
+static R16_GEMM(gemm_tq_r16, tq_tile)
+
 static const tl_kernels k_wasm_relaxed = {
     .name = "wasm_relaxed",
     .quantize_i8 = tl_wasm128_quantize_i8,
@@ -135,6 +203,9 @@ static const tl_kernels k_wasm_relaxed = {
     .attn_pv = tl_wasm128_attn_pv,
     .dot_q1_0 = tl_wasm128_dot_q1_0, /* Bonsai: the SIMD128 dots (a NULL entry would crash on a Q1_0/Q2_0 model) */
     .dot_q2_0 = tl_wasm128_dot_q2_0,
+    .gemm_i2s_r16 = gemm_i2s_r16,
+    .gemm_tq_r16 = gemm_tq_r16,
+    .gemm_i8_r16 = tl_wasm128_gemm_i8_r16, /* int8 weights use all 8 bits: no exact relaxed dot; SIMD128's */
 };
 
 const tl_kernels *tl_kernels_wasm_relaxed_table(void) { return &k_wasm_relaxed; }

@@ -51,6 +51,50 @@ static inline v128_t bsum_part(const tl_block_q8k *a) {
                           wasm_i32x4_extadd_pairwise_i16x8(wasm_v128_load(a->bsums + 8)));
 }
 
+
+/* ---- shared by the 16-row group GEMMs (repack.h) of both modules ---- */
+
+#define AI __attribute__((always_inline)) static inline
+#define R16_TT 4 /* tokens per tile */
+
+/* I2_S epilogue of 16 rows of one token (sums: the exact Σ code·q, 4 rows per vector):
+ * y = (((float)Σ code·q − (float)Σq) / scale_t) · tensor_scale, lane by lane as the scalar reference. */
+AI void r16_i2s_store(const v128_t sums[4], const tl_acts *a, int t, float wscale, float *dst) {
+    const v128_t sq = wasm_f32x4_splat((float)a->sum[t]), sc = wasm_f32x4_splat(a->scale[t]);
+    for (int i = 0; i < 4; i++) {
+        const v128_t f = wasm_f32x4_div(wasm_f32x4_sub(wasm_f32x4_convert_i32x4(sums[i]), sq), sc);
+        wasm_v128_store(dst + 4 * i, wasm_f32x4_mul(f, wasm_f32x4_splat(wscale)));
+    }
+}
+
+/* TQ2_0 / TQ1_0 block step of 16 rows of one token (sums: the exact Σ code·q of the block; dw: the rows' f16
+ * scales): sum += (float)(Σ code·q − Σq) · (d_act · d_w), in block order as the scalar reference. */
+AI void r16_tq_step(v128_t fsum[4], const v128_t sums[4], const tl_block_q8k *xb, const uint16_t *dw) {
+    const v128_t bsum = wasm_i32x4_splat(hsum_i32(bsum_part(xb))), da = wasm_f32x4_splat(xb->d);
+    for (int i = 0; i < 4; i++) {
+        const v128_t d = wasm_f32x4_mul(da, f16x4_to_f32(dw + 4 * i));
+        fsum[i] = wasm_f32x4_add(fsum[i], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_sub(sums[i], bsum)), d));
+    }
+}
+
+/* A tile function for tt = 1..R16_TT tokens, each with its token count known at compile time. */
+#define R16_TILES(fn, w, r, a, t0, tt, y, ys)                                                                          \
+    switch (tt) {                                                                                                      \
+    case 1: fn(w, r, a, t0, 1, y, ys); break;                                                                          \
+    case 2: fn(w, r, a, t0, 2, y, ys); break;                                                                          \
+    case 3: fn(w, r, a, t0, 3, y, ys); break;                                                                          \
+    default: fn(w, r, a, t0, 4, y, ys); break;                                                                         \
+    }
+
+#define R16_GEMM(name, tile)                                                                                           \
+    void name(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {                      \
+        for (int64_t r = r0; r < r1; r += 16)                                                                          \
+            for (int t0 = 0; t0 < a->T; t0 += R16_TT) {                                                                \
+                const int tt = a->T - t0 < R16_TT ? a->T - t0 : R16_TT;                                                \
+                R16_TILES(tile, w, r, a, t0, tt, y, ys)                                                                \
+            }                                                                                                          \
+    }
+
 /* The SIMD128 entries the relaxed table reuses (no relaxed instruction would be exact or faster there). */
 void tl_wasm128_quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum);
 float tl_wasm128_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n);

@@ -369,6 +369,56 @@ static void test_r16_i8(const tl_kernels *k) {
             }
 }
 
+/* Every one of the 65536 halves through the int8 repack (its inlined f16 conversion, issue 12) against the same
+ * quantization written with tl_f16_to_f32: the same int8 values and row scales, bit for bit. Rows 0-15 hold them
+ * all, row 0 the specials (inf, NaN); rows 16-31 only subnormals and zeros, so that those quantize to nonzero. */
+static void test_repack_i8_all_halves(void) {
+    enum { R = 32, N = 4096 };
+    uint16_t *wh = malloc((size_t)R * N * 2);
+    for (uint32_t i = 0; i < 16 * N; i++) wh[i] = (uint16_t)(i * 40503u); /* odd multiplier: a permutation */
+    for (uint32_t i = 16 * N; i < R * N; i++) wh[i] = (uint16_t)((i * 7u) % 0x400 | (i & 1) << 15);
+    for (uint32_t i = 0, j = 0; i < 16 * N; i++) /* move the inf/NaN halves to the front (row 0) */
+        if ((wh[i] & 0x7C00) == 0x7C00) {
+            const uint16_t t = wh[j];
+            wh[j++] = wh[i], wh[i] = t;
+        }
+    uint8_t *rp = malloc((size_t)R * N);
+    float drow[R];
+    tl_repack_i8_from_f16(wh, N, 0, R, rp, drow);
+    int bad = 0;
+    for (int r = 0; r < R; r++) {
+        float amax = 0;
+        for (int k = 0; k < N; k++) {
+            const float a = fabsf(tl_f16_to_f32(wh[r * N + k]));
+            if (a > amax) amax = a;
+        }
+        const float id = amax > 0 ? 127.0f / amax : 0.0f;
+        bad += memcmp(&drow[r], &(float){amax / 127.0f}, 4) != 0;
+        for (int k = 0; k < N && r > 0; k++) { /* row 0's scale is inf: its values are not meaningful, only its scale */
+            const float v = tl_f16_to_f32(wh[r * N + k]) * id;
+            int32_t q = (int32_t)lrintf(v);
+            q = q < -127 ? -127 : q > 127 ? 127 : q;
+            bad += tl_r16_i8(rp, N, r, k) != q;
+        }
+    }
+    CHECK(bad == 0, "repack_i8 over all halves: %d values or scales differ from tl_f16_to_f32's", bad);
+    free(wh), free(rp);
+    /* each half alone in a row of 4, so it is the row's maximum and its conversion shows in the row scale */
+    enum { RA = 65536 };
+    uint16_t *one = calloc((size_t)RA * 4, 2);
+    uint8_t *rq = malloc((size_t)RA * 4);
+    float *ds = malloc((size_t)RA * 4);
+    for (uint32_t r = 0; r < RA; r++) one[4 * r] = (uint16_t)r;
+    tl_repack_i8_from_f16(one, 4, 0, RA, rq, ds);
+    int bad_d = 0;
+    for (uint32_t r = 0; r < RA; r++) {
+        const float a = fabsf(tl_f16_to_f32((uint16_t)r)), amax = a > 0 ? a : 0.0f; /* NaN is never a maximum */
+        bad_d += memcmp(&ds[r], &(float){amax / 127.0f}, 4) != 0;
+    }
+    CHECK(bad_d == 0, "repack_i8: %d halves convert differently from tl_f16_to_f32 (row scales)", bad_d);
+    free(one), free(rq), free(ds);
+}
+
 /* ---- the int8 head (--head-quant i8) on the fixtures: its effect on the logits, measured against the F16 head and
  * against the reference logits, which it must still meet within the fixture's own tolerance ---- */
 
@@ -487,5 +537,6 @@ int main(void) {
         printf("int8 head effect on the fixtures: skipped (path %s has no int8 GEMM of its own)\n", tl_kernels_best()->name);
     }
     test_bonsai_reference();
+    test_repack_i8_all_halves();
     return check_summary();
 }

@@ -44,5 +44,21 @@ for (const threads of [1, 2]) {
   }, { threads, tokens });
   console.log(JSON.stringify({ threads, crossOriginIsolated: true, ...r }));
 }
+// A cached model (OPFS, else the Cache API): load() once to fill the cache, then time load() -> first generated token.
+const cached = await page.evaluate(async () => {
+  const { load, listCache } = await import('/web/src/index.js');
+  const url = '/tests/browser/tmp/bench.gguf';
+  await (await load(url, { threads: 2 })).unload();
+  const inCache = (await listCache()).some((c) => c.url.endsWith(url));
+  const t0 = performance.now();
+  const m = await load(url, { threads: 2 });
+  const loadedMs = performance.now() - t0;
+  let firstMs = 0;
+  for await (const _ of m.generate('Once upon a time', { maxTokens: 1, ignoreEos: true, temperature: 0 })) firstMs = performance.now() - t0;
+  const { threadsVariant } = m.info;
+  await m.unload();
+  return { inCache, opfs: !!navigator.storage?.getDirectory, variant: threadsVariant, loadMs: Math.round(loadedMs), firstTokenMs: Math.round(firstMs) };
+});
+console.log(JSON.stringify({ test: 'cached load() -> first token', ...cached }));
 await ctx.close();
 server.close();

@@ -7,7 +7,9 @@
 // (k_prep, or the producing kernel's last block with TERNLM_CUDA_PREP=1), float linears prepare their own. Float-like
 // weights stay F16 or become F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose
 // kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
-// the tensor-core GEMM and, for grouped-query models, one attention block per KV group and token.
+// the tensor-core GEMM and, for grouped-query models, one attention block per KV group and token. Bonsai's Q1_0 and
+// Q2_0 ride the ternary layout (upload_linear), qwen3 adds k_head_norm. A session may hold n_seq KV slots for
+// multi-sequence batches (tl_gpu_eval_ubatch: each token's slot and position, the prompt path's kernels).
 #include <cuda_runtime.h>
 
 #include <stdio.h>

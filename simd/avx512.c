@@ -287,6 +287,62 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
+/* One F16 row times TT (<= 8) tokens, each token's 32 canonical lanes in two zmm: every 16 weights are converted
+ * once and multiplied into every token's lanes (16 accumulators). */
+AI void f16_row_tile(const uint16_t *w, const float *const *x, int TT, int64_t n, float *out) {
+    __m512 a[8][2];
+    for (int t = 0; t < TT; t++) a[t][0] = a[t][1] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(w + i + 4096), _MM_HINT_T1);
+        const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + i)));
+        const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + i + 16)));
+        for (int t = 0; t < TT; t++) {
+            a[t][0] = _mm512_add_ps(a[t][0], _mm512_mul_ps(w0, _mm512_loadu_ps(x[t] + i)));
+            a[t][1] = _mm512_add_ps(a[t][1], _mm512_mul_ps(w1, _mm512_loadu_ps(x[t] + i + 16)));
+        }
+    }
+    for (int t = 0; t < TT; t++) {
+        if (i == n) {
+            out[t] = fold32(a[t][0], a[t][1]);
+            continue;
+        }
+        float l[TL_LANES];
+        _mm512_storeu_ps(l, a[t][0]);
+        _mm512_storeu_ps(l + 16, a[t][1]);
+        for (int64_t j = i; j < n; j++) l[j % TL_LANES] += tl_f16_to_f32(w[j]) * x[t][j];
+        out[t] = tl_lanes_fold(l);
+    }
+}
+
+/* F16 rows in file layout times T tokens: a row is read from memory once (later token tiles find it in L1). */
+static void gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys) {
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *row = w + r * n;
+        if (T == 1) {
+            y[r] = dot_f16(row, x, n);
+            continue;
+        }
+        for (int t0 = 0; t0 < T; t0 += 8) {
+            const int tt = T - t0 < 8 ? T - t0 : 8;
+            const float *xs[8];
+            float out[8];
+            for (int t = 0; t < tt; t++) xs[t] = x + (int64_t)(t0 + t) * n;
+            switch (tt) {
+            case 1: f16_row_tile(row, xs, 1, n, out); break;
+            case 2: f16_row_tile(row, xs, 2, n, out); break;
+            case 3: f16_row_tile(row, xs, 3, n, out); break;
+            case 4: f16_row_tile(row, xs, 4, n, out); break;
+            case 5: f16_row_tile(row, xs, 5, n, out); break;
+            case 6: f16_row_tile(row, xs, 6, n, out); break;
+            case 7: f16_row_tile(row, xs, 7, n, out); break;
+            default: f16_row_tile(row, xs, 8, n, out); break;
+            }
+            for (int t = 0; t < tt; t++) y[(int64_t)(t0 + t) * ys + r] = out[t];
+        }
+    }
+}
+
 static float dot_f32(const float *w, const float *x, int64_t n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
     int64_t i = 0;
@@ -411,6 +467,7 @@ static const tl_kernels k_avx512 = {
     .gemm_i2s_r16 = gemm_i2s_r16,
     .gemm_tq_r16 = gemm_tq_r16,
     .gemm_i8_r16 = gemm_i8_r16,
+    .gemm_f16 = gemm_f16,
 };
 
 const tl_kernels *tl_kernels_avx512_table(void) { return &k_avx512; }

@@ -161,13 +161,14 @@ static inline float fold32(const __m256 *a) {
 }
 
 /* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. 128 weights
- * per pass (each step one convert, one multiply and one add, with the loads folded in) and one prefetch per cache
- * line: the F16 head is most of a token's float work. */
+ * per pass (each step one convert, one multiply and one add, with the loads folded in) and a prefetch every other
+ * cache line, 8 KB ahead (one per line against none measured 20-25 against 16-24 GB/s on one core, within this
+ * machine's noise; every other line keeps the instruction count low): the F16 head is most of a token's float work. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
     for (; i + 128 <= n; i += 128) {
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + i + 4096 + 32 * l), _MM_HINT_T1);
+        for (int l = 0; l < 2; l++) _mm_prefetch((const char *)(w + i + 4096 + 64 * l), _MM_HINT_T1);
         for (int k = 0; k < 16; k++)
             a[k % 4] = _mm256_add_ps(a[k % 4], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + i + 8 * k))),
                                                              _mm256_loadu_ps(x + i + 8 * k)));
@@ -364,40 +365,41 @@ AI __m256i bc4(const int8_t *p) {
     return _mm256_set1_epi32(v);
 }
 
-/* The activations of quad k (inputs 4k..4k+3 from x) for every lane: a broadcast, or with `expanded` a load from a
- * buffer holding each quad already repeated over 8 lanes (32 bytes per quad), which maddubs takes as its memory
- * operand, so the broadcast instruction disappears from the inner loop. */
-AI __m256i act_quad(const int8_t *x, int expanded, int64_t k) {
-    return expanded ? _mm256_load_si256((const __m256i *)(const void *)(x + 32 * k)) : bc4(x + 4 * k);
+/* One token, one group, chunks [c0, c1) ((c1 - c0) % 8 == 0; x = the activations of chunk c0). Codes are masked in
+ * place after one shift: v & 3 and (v >> 4) & 3 are codes 0 and 2, v & 12 and (v >> 4) & 12 are 4 × codes 1 and 3.
+ * Over 4 chunks an i16 lane of b (the 4× kind) takes 8 pair sums of at most 2·12·128 = 3072 (24576), then joins a
+ * as b >> 2 (exact: every term is a multiple of 4); over 8 chunks a lane of a takes 16 pair sums of at most 768 and
+ * two such quarters (24576 in all) before one madd widens it: every bound below 32767, for any code 0..3 and any
+ * int8 activation. (An expanded copy of the activations, 4 bytes repeated over the 8 lanes so maddubs could take
+ * them as its memory operand, ran 2 fewer instructions per 32 weight bytes but half as fast: 20 KB of activations
+ * for n = 2560 fight the weight stream for L1; measured 9-11 GB/s against 16-23 GB/s with broadcasts.) */
+AI void codes_dot1_unit4(const uint8_t *g, const int8_t *x, __m256i *a) {
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+    __m256i b[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int u = 0; u < 4; u++) {
+        const int8_t *xp = x + 16 * u;
+        const __m256i b0 = bc4(xp), b1 = bc4(xp + 4), b2 = bc4(xp + 8), b3 = bc4(xp + 12);
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + 64 * u + 32 * h));
+            const __m256i v4 = _mm256_srli_epi16(v, 4);
+            a[h] = _mm256_add_epi16(a[h], _mm256_maddubs_epi16(_mm256_and_si256(v, m3), b0));
+            b[h] = _mm256_add_epi16(b[h], _mm256_maddubs_epi16(_mm256_and_si256(v, m12), b1));
+            a[h] = _mm256_add_epi16(a[h], _mm256_maddubs_epi16(_mm256_and_si256(v4, m3), b2));
+            b[h] = _mm256_add_epi16(b[h], _mm256_maddubs_epi16(_mm256_and_si256(v4, m12), b3));
+            KEEP_CHAIN(a[h]);
+            KEEP_CHAIN(b[h]);
+        }
+    }
+    for (int h = 0; h < 2; h++) a[h] = _mm256_add_epi16(a[h], _mm256_srai_epi16(b[h], 2));
 }
 
-/* One token, one group, chunks [c0, c1) ((c1 - c0) % 4 == 0; x = the activations of chunk c0). Codes are masked in
- * place after one shift: v & 3 and (v >> 4) & 3 are codes 0 and 2, v & 12 and (v >> 4) & 12 are 4 × codes 1 and 3.
- * lo[h] gathers the first kind, hi[h] the second (4 × its true sum). Over 4 chunks an i16 lane of lo takes at most
- * 8 pair sums of 2·3·128 = 768, of hi 8 of 3072 = 24576: both below 32767. */
-AI void codes_dot1_avx2(const uint8_t *g, const int8_t *x, int expanded, int64_t c0, int64_t c1, __m256i *lo, __m256i *hi) {
-    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12), ones = _mm256_set1_epi16(1);
-    for (int64_t c = c0; c < c1; c += 4) {
-        __m256i a[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, b[2] = {a[0], a[0]};
-        for (int u = 0; u < 4; u++) {
-            const int64_t k = 4 * (c + u - c0);
-            const __m256i b0 = act_quad(x, expanded, k), b1 = act_quad(x, expanded, k + 1);
-            const __m256i b2 = act_quad(x, expanded, k + 2), b3 = act_quad(x, expanded, k + 3);
-            for (int h = 0; h < 2; h++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + 64 * (c + u) + 32 * h));
-                const __m256i v4 = _mm256_srli_epi16(v, 4);
-                a[h] = _mm256_add_epi16(a[h], _mm256_maddubs_epi16(_mm256_and_si256(v, m3), b0));
-                b[h] = _mm256_add_epi16(b[h], _mm256_maddubs_epi16(_mm256_and_si256(v, m12), b1));
-                a[h] = _mm256_add_epi16(a[h], _mm256_maddubs_epi16(_mm256_and_si256(v4, m3), b2));
-                b[h] = _mm256_add_epi16(b[h], _mm256_maddubs_epi16(_mm256_and_si256(v4, m12), b3));
-                KEEP_CHAIN(a[h]);
-                KEEP_CHAIN(b[h]);
-            }
-        }
-        for (int h = 0; h < 2; h++) {
-            lo[h] = _mm256_add_epi32(lo[h], _mm256_madd_epi16(a[h], ones));
-            hi[h] = _mm256_add_epi32(hi[h], _mm256_madd_epi16(b[h], ones));
-        }
+AI void codes_dot1_avx2(const uint8_t *g, const int8_t *x, int64_t c0, int64_t c1, __m256i *acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t c = c0; c < c1; c += 8) {
+        __m256i a[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        codes_dot1_unit4(g + 64 * c, x + 16 * (c - c0), a);
+        codes_dot1_unit4(g + 64 * (c + 4), x + 16 * (c + 4 - c0), a);
+        for (int h = 0; h < 2; h++) acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(a[h], ones));
     }
 }
 
@@ -459,29 +461,13 @@ AI void i2s_tile_avx2(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int 
     default: fn(__VA_ARGS__, 8, y, ys); break;                                                                         \
     }
 
-/* One token: the groups in order (one sequential stream), with the lo/hi decode of codes_dot1_avx2 on expanded
- * activations. The expanded copy of a row of n inputs is 8n bytes, so long rows go in panels of at most XP_INPUTS
- * inputs (24 KB on the stack): every group's sum over one panel, kept in y as an int32 until the last panel. */
-#define XP_INPUTS 3072
-
+/* One token: the groups in order (one sequential stream), with the decode of codes_dot1_avx2. */
 static void i2s_dot1_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y) {
-    const int64_t n = w->ne0, units = n / 64, np = (n + XP_INPUTS - 1) / XP_INPUTS; /* units of 4 chunks */
-    _Alignas(32) int8_t xe[XP_INPUTS * 8];
-    for (int64_t p = 0; p < np; p++) {
-        const int64_t u0 = units * p / np, u1 = units * (p + 1) / np; /* inputs [64·u0, 64·u1) */
-        for (int64_t k = 0; k < 16 * (u1 - u0); k++)
-            _mm256_store_si256((__m256i *)(void *)(xe + 32 * k), bc4(a->q + 64 * u0 + 4 * k));
-        for (int64_t r = r0; r < r1; r += 16) {
-            __m256i lo[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, hi[2] = {lo[0], lo[0]};
-            codes_dot1_avx2(w->data + (r / 16) * n * 4, xe, 1, 4 * u0, 4 * u1, lo, hi);
-            for (int h = 0; h < 2; h++) {
-                __m256i v = _mm256_add_epi32(lo[h], _mm256_srai_epi32(hi[h], 2));
-                __m256i *part = (__m256i *)(void *)(y + r + 8 * h); /* the partial sum of the panels so far */
-                if (p > 0) v = _mm256_add_epi32(v, _mm256_loadu_si256(part));
-                if (p + 1 < np) _mm256_storeu_si256(part, v);
-                else i2s_store8(v, a, 0, w->scale, y + r + 8 * h);
-            }
-        }
+    const int64_t n = w->ne0;
+    for (int64_t r = r0; r < r1; r += 16) {
+        __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        codes_dot1_avx2(w->data + (r / 16) * n * 4, a->q, 0, n / 16, acc);
+        for (int h = 0; h < 2; h++) i2s_store8(acc[h], a, 0, w->scale, y + r + 8 * h);
     }
 }
 
@@ -520,9 +506,8 @@ AI void tq_tile_avx2(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int T
                               _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dwp + 8)))};
         __m256i acc[16];
         if (TT == 1) {
-            __m256i lo[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, hi[2] = {lo[0], lo[0]};
-            codes_dot1_avx2(g, a->q8k[(int64_t)t0 * nb + b].qs, 0, 16 * b, 16 * b + 16, lo, hi);
-            for (int h = 0; h < 2; h++) acc[h] = _mm256_add_epi32(lo[h], _mm256_srai_epi32(hi[h], 2));
+            acc[0] = acc[1] = _mm256_setzero_si256();
+            codes_dot1_avx2(g, a->q8k[(int64_t)t0 * nb + b].qs, 16 * b, 16 * b + 16, acc);
         } else {
             const int8_t *x[8];
             for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;

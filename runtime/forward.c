@@ -169,6 +169,11 @@ static void linear_rows_other(const linear_job *j, int64_t r0, int64_t r1, float
     const tl_weight *w = j->w;
     const act *a = j->a;
     const int64_t n = w->ne0;
+    if (w->type == TL_F16 && k->gemm_f16) { /* rows × tokens: the head is read once per step, not once per token */
+        k->gemm_f16((const uint16_t *)(const void *)w->data, n, r0, r1, a->have_f16r ? s->f16r : a->x, a->T, j->y,
+                    j->y_stride);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
         if (w->type != TL_F32 && w->type != TL_F16 && w->type != TL_TQ1_0 && w->type != TL_TQ2_0 && w->type != TL_Q8_0 &&

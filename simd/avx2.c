@@ -160,21 +160,75 @@ static inline float fold32(const __m256 *a) {
     return _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
 }
 
-/* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. */
+/* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. 128 weights
+ * per pass (each step one convert, one multiply and one add, with the loads folded in) and a prefetch every other
+ * cache line, 8 KB ahead (one per line against none measured 20-25 against 16-24 GB/s on one core, within this
+ * machine's noise; every other line keeps the instruction count low): the F16 head is most of a token's float work. */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        _mm_prefetch((const char *)(w + i + 4096), _MM_HINT_T1);
-        for (int k = 0; k < 4; k++)
-            a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * k))),
-                                                     _mm256_loadu_ps(x + i + 8 * k)));
+    for (; i + 128 <= n; i += 128) {
+        for (int l = 0; l < 2; l++) _mm_prefetch((const char *)(w + i + 4096 + 64 * l), _MM_HINT_T1);
+        for (int k = 0; k < 16; k++)
+            a[k % 4] = _mm256_add_ps(a[k % 4], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + i + 8 * k))),
+                                                             _mm256_loadu_ps(x + i + 8 * k)));
     }
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + i + 8 * k))),
+                                                     _mm256_loadu_ps(x + i + 8 * k)));
     if (i == n) return fold32(a);
     float l[TL_LANES];
     for (int k = 0; k < 4; k++) _mm256_storeu_ps(l + 8 * k, a[k]);
     for (; i < n; i++) l[i % TL_LANES] += tl_f16_to_f32(w[i]) * x[i];
     return tl_lanes_fold(l);
+}
+
+/* One F16 row times TT (<= 3) tokens, each token's 32 canonical lanes in four ymm: every 8 weights are converted once
+ * and multiplied into every token's lanes (12 accumulators, the weight and a temporary: 14 of 16 registers). */
+__attribute__((always_inline)) static inline void f16_row_tile(const uint16_t *w, const float *const *x, int TT, int64_t n,
+                                                               float *out) {
+    __m256 a[3][4];
+    for (int t = 0; t < TT; t++)
+        for (int k = 0; k < 4; k++) a[t][k] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(w + i + 4096), _MM_HINT_T1);
+        for (int k = 0; k < 4; k++) {
+            const __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + i + 8 * k)));
+            for (int t = 0; t < TT; t++) a[t][k] = _mm256_add_ps(a[t][k], _mm256_mul_ps(wv, _mm256_loadu_ps(x[t] + i + 8 * k)));
+        }
+    }
+    for (int t = 0; t < TT; t++) {
+        if (i == n) {
+            out[t] = fold32(a[t]);
+            continue;
+        }
+        float l[TL_LANES];
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(l + 8 * k, a[t][k]);
+        for (int64_t j = i; j < n; j++) l[j % TL_LANES] += tl_f16_to_f32(w[j]) * x[t][j];
+        out[t] = tl_lanes_fold(l);
+    }
+}
+
+/* F16 rows in file layout times T tokens: a row is read from memory once (the later token tiles find it in L1). */
+static void gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys) {
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *row = w + r * n;
+        if (T == 1) {
+            y[r] = dot_f16(row, x, n);
+            continue;
+        }
+        for (int t0 = 0; t0 < T; t0 += 3) {
+            const float *xs[3] = {x + (int64_t)t0 * n, x + (int64_t)(t0 + 1) * n, x + (int64_t)(t0 + 2) * n};
+            float out[3];
+            const int tt = T - t0 < 3 ? T - t0 : 3;
+            if (tt == 3) f16_row_tile(row, xs, 3, n, out);
+            else if (tt == 2) f16_row_tile(row, xs, 2, n, out);
+            else f16_row_tile(row, xs, 1, n, out);
+            for (int t = 0; t < tt; t++) y[(int64_t)(t0 + t) * ys + r] = out[t];
+        }
+    }
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
@@ -294,6 +348,243 @@ float tl_avx2_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
     return sum;
 }
 
+/* ---- GEMMs on 16-row groups (repack.h). A 64-byte chunk is two ymm: rows 0-7 and rows 8-15 of the group, each
+ * lane 4 inputs of its row. maddubs (u8 codes × s8 activations broadcast to every lane) gives per lane two i16 pair
+ * sums, which add up in i16 for a few chunks (bounds below) before one madd widens them to i32: every sum is exact,
+ * for any code 0..3 and any int8 activation. ---- */
+
+#define AI __attribute__((always_inline)) static inline
+/* An empty asm on an accumulator keeps it a serial chain: otherwise GCC re-associates the integer adds of a whole
+ * unrolled block into a tree, which holds every product at once and spills them to the stack. */
+#define KEEP_CHAIN(v) __asm__("" : "+x"(v))
+
+/* The 4 int8 activations at p, broadcast to 8 lanes. */
+AI __m256i bc4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* One token, one group, chunks [c0, c1) ((c1 - c0) % 8 == 0; x = the activations of chunk c0). Codes are masked in
+ * place after one shift: v & 3 and (v >> 4) & 3 are codes 0 and 2, v & 12 and (v >> 4) & 12 are 4 × codes 1 and 3.
+ * Over 4 chunks an i16 lane of b (the 4× kind) takes 8 pair sums of at most 2·12·128 = 3072 (24576), then joins a
+ * as b >> 2 (exact: every term is a multiple of 4); over 8 chunks a lane of a takes 16 pair sums of at most 768 and
+ * two such quarters (24576 in all) before one madd widens it: every bound below 32767, for any code 0..3 and any
+ * int8 activation. (An expanded copy of the activations, 4 bytes repeated over the 8 lanes so maddubs could take
+ * them as its memory operand, ran 2 fewer instructions per 32 weight bytes but half as fast: 20 KB of activations
+ * for n = 2560 fight the weight stream for L1; measured 9-11 GB/s against 16-23 GB/s with broadcasts.) */
+AI void codes_dot1_unit4(const uint8_t *g, const int8_t *x, __m256i *a) {
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+    __m256i b[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int u = 0; u < 4; u++) {
+        const int8_t *xp = x + 16 * u;
+        const __m256i b0 = bc4(xp), b1 = bc4(xp + 4), b2 = bc4(xp + 8), b3 = bc4(xp + 12);
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + 64 * u + 32 * h));
+            const __m256i v4 = _mm256_srli_epi16(v, 4);
+            a[h] = _mm256_add_epi16(a[h], _mm256_maddubs_epi16(_mm256_and_si256(v, m3), b0));
+            b[h] = _mm256_add_epi16(b[h], _mm256_maddubs_epi16(_mm256_and_si256(v, m12), b1));
+            a[h] = _mm256_add_epi16(a[h], _mm256_maddubs_epi16(_mm256_and_si256(v4, m3), b2));
+            b[h] = _mm256_add_epi16(b[h], _mm256_maddubs_epi16(_mm256_and_si256(v4, m12), b3));
+            KEEP_CHAIN(a[h]);
+            KEEP_CHAIN(b[h]);
+        }
+    }
+    for (int h = 0; h < 2; h++) a[h] = _mm256_add_epi16(a[h], _mm256_srai_epi16(b[h], 2));
+}
+
+AI void codes_dot1_avx2(const uint8_t *g, const int8_t *x, int64_t c0, int64_t c1, __m256i *acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t c = c0; c < c1; c += 8) {
+        __m256i a[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        codes_dot1_unit4(g + 64 * c, x + 16 * (c - c0), a);
+        codes_dot1_unit4(g + 64 * (c + 4), x + 16 * (c + 4 - c0), a);
+        for (int h = 0; h < 2; h++) acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(a[h], ones));
+    }
+}
+
+/* TT tokens (<= 8), one group, chunks [c0, c1) ((c1 - c0) % 4 == 0; x[t] = token t's activations of chunk c0): each
+ * half-chunk is decoded once (shift, mask) and feeds every token. Half by half, so TT i16 accumulators live at once;
+ * over 4 chunks a lane takes 16 pair sums of at most 768 (12288). acc[2t + h] gathers token t, half h. */
+AI void codes_tile_avx2(const uint8_t *g, const int8_t *const *x, int TT, int64_t c0, int64_t c1, __m256i *acc) {
+    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    for (int64_t c = c0; c < c1; c += 4)
+        for (int h = 0; h < 2; h++) {
+            __m256i s[8];
+            for (int t = 0; t < TT; t++) s[t] = _mm256_setzero_si256();
+            for (int u = 0; u < 4; u++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + 64 * (c + u) + 32 * h));
+                __m256i code[4];
+                for (int k = 0; k < 4; k++) code[k] = _mm256_and_si256(k ? _mm256_srli_epi16(v, 2 * k) : v, m3);
+                for (int t = 0; t < TT; t++) {
+                    const int8_t *xp = x[t] + 16 * (c + u - c0);
+                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(code[0], bc4(xp)),
+                                                         _mm256_maddubs_epi16(code[1], bc4(xp + 4)));
+                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(code[2], bc4(xp + 8)),
+                                                         _mm256_maddubs_epi16(code[3], bc4(xp + 12)));
+                    s[t] = _mm256_add_epi16(s[t], _mm256_add_epi16(p01, p23));
+                }
+            }
+            for (int t = 0; t < TT; t++) acc[2 * t + h] = _mm256_add_epi32(acc[2 * t + h], _mm256_madd_epi16(s[t], ones));
+        }
+}
+
+/* I2_S epilogue for 8 rows of one token: the scalar formula, lane by lane. */
+AI void i2s_store8(__m256i acc, const tl_acts *a, int t, float wscale, float *dst) {
+    __m256 f = _mm256_sub_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps((float)a->sum[t]));
+    f = _mm256_mul_ps(_mm256_div_ps(f, _mm256_set1_ps(a->scale[t])), _mm256_set1_ps(wscale));
+    _mm256_storeu_ps(dst, f);
+}
+
+AI void i2s_tile_avx2(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0;
+    const uint8_t *g = w->data + (r / 16) * n * 4;
+    const int8_t *x[8];
+    __m256i acc[16];
+    for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
+    for (int i = 0; i < 2 * TT; i++) acc[i] = _mm256_setzero_si256();
+    codes_tile_avx2(g, x, TT, 0, n / 16, acc);
+    for (int t = 0; t < TT; t++)
+        for (int h = 0; h < 2; h++) i2s_store8(acc[2 * t + h], a, t0 + t, w->scale, y + (int64_t)(t0 + t) * ys + r + 8 * h);
+}
+
+/* Calls fn(..., TT) with TT a constant 1..8, so each tile is compiled for its token count. */
+#define TILE_SWITCH8(fn, tt, ...)                                                                                      \
+    switch (tt) {                                                                                                      \
+    case 1: fn(__VA_ARGS__, 1, y, ys); break;                                                                          \
+    case 2: fn(__VA_ARGS__, 2, y, ys); break;                                                                          \
+    case 3: fn(__VA_ARGS__, 3, y, ys); break;                                                                          \
+    case 4: fn(__VA_ARGS__, 4, y, ys); break;                                                                          \
+    case 5: fn(__VA_ARGS__, 5, y, ys); break;                                                                          \
+    case 6: fn(__VA_ARGS__, 6, y, ys); break;                                                                          \
+    case 7: fn(__VA_ARGS__, 7, y, ys); break;                                                                          \
+    default: fn(__VA_ARGS__, 8, y, ys); break;                                                                         \
+    }
+
+/* One token: the groups in order (one sequential stream), with the decode of codes_dot1_avx2. */
+static void i2s_dot1_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y) {
+    const int64_t n = w->ne0;
+    for (int64_t r = r0; r < r1; r += 16) {
+        __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        codes_dot1_avx2(w->data + (r / 16) * n * 4, a->q, 0, n / 16, acc);
+        for (int h = 0; h < 2; h++) i2s_store8(acc[h], a, 0, w->scale, y + r + 8 * h);
+    }
+}
+
+static void gemm_i2s_r16_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    if (a->T == 1) {
+        i2s_dot1_avx2(w, r0, r1, a, y);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r += 16)
+        for (int t0 = 0; t0 < a->T; t0 += 8) {
+            const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
+            TILE_SWITCH8(i2s_tile_avx2, tt, w, r, a, t0)
+        }
+}
+
+/* ---- TQ2_0 / TQ1_0 on 2-bit groups: per 256-block (16 chunks) the exact integer sums of 16 rows, then the block's
+ * float step sum += (float)(Σ code·q − Σq) · (d_act · d_w) per row lane, in block order (the scalar order). ---- */
+
+AI int32_t bsum_total8(const tl_block_q8k *b) {
+    return hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)b->bsums), _mm256_set1_epi16(1)));
+}
+
+AI __m256 tq_step8(__m256 sum, __m256i acc, const tl_block_q8k *xb, __m256 dw) {
+    const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, _mm256_set1_epi32(bsum_total8(xb))));
+    return _mm256_add_ps(sum, _mm256_mul_ps(f, _mm256_mul_ps(_mm256_set1_ps(xb->d), dw)));
+}
+
+AI void tq_tile_avx2(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 256;
+    const uint8_t *g = w->data + (r / 16) * n * 4;
+    __m256 sum[16];
+    for (int i = 0; i < 2 * TT; i++) sum[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint16_t *dwp = w->dw + ((r / 16) * nb + b) * 16;
+        const __m256 dw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)dwp)),
+                              _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dwp + 8)))};
+        __m256i acc[16];
+        if (TT == 1) {
+            acc[0] = acc[1] = _mm256_setzero_si256();
+            codes_dot1_avx2(g, a->q8k[(int64_t)t0 * nb + b].qs, 16 * b, 16 * b + 16, acc);
+        } else {
+            const int8_t *x[8];
+            for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;
+            for (int i = 0; i < 2 * TT; i++) acc[i] = _mm256_setzero_si256();
+            codes_tile_avx2(g, x, TT, 16 * b, 16 * b + 16, acc);
+        }
+        for (int t = 0; t < TT; t++)
+            for (int h = 0; h < 2; h++)
+                sum[2 * t + h] = tq_step8(sum[2 * t + h], acc[2 * t + h], &a->q8k[(int64_t)(t0 + t) * nb + b], dw[h]);
+    }
+    for (int t = 0; t < TT; t++)
+        for (int h = 0; h < 2; h++) _mm256_storeu_ps(y + (int64_t)(t0 + t) * ys + r + 8 * h, sum[2 * t + h]);
+}
+
+static void gemm_tq_r16_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    for (int64_t r = r0; r < r1; r += 16)
+        for (int t0 = 0; t0 < a->T; t0 += 8) {
+            const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
+            TILE_SWITCH8(tq_tile_avx2, tt, w, r, a, t0)
+        }
+}
+
+/* ---- int8 rows (the re-quantized head), stored as w + 128 in 0..255: maddubs would saturate on such bytes, so each
+ * byte is split into nibbles (u = 16·hi + lo, both 0..15) and Σ u·q = 16·Σ hi·q + Σ lo·q, exact; Σ w·q is that minus
+ * 128·Σq. A pair sum is at most 2·15·128 = 3840, so 8 chunks add up in i16 (30720) before they are widened. ---- */
+
+AI void i8_store8(__m256i hi, __m256i lo, const tl_acts *a, int t, const float *drow, float *dst) {
+    const __m256i u = _mm256_add_epi32(_mm256_slli_epi32(hi, 4), lo);
+    const __m256i exact = _mm256_sub_epi32(u, _mm256_set1_epi32(128 * a->sum[t]));
+    const __m256 f = _mm256_div_ps(_mm256_cvtepi32_ps(exact), _mm256_set1_ps(a->scale[t]));
+    _mm256_storeu_ps(dst, _mm256_mul_ps(f, _mm256_loadu_ps(drow)));
+}
+
+/* TT tokens, one group, one half (8 rows): chunk c (64 bytes) holds inputs 4c..4c+3 of the group's 16 rows. */
+AI void i8_tile_avx2(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nc = n / 4;
+    const uint8_t *g = w->data + (r / 16) * n * 16;
+    const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++) {
+        __m256i hi32[8], lo32[8];
+        for (int t = 0; t < TT; t++) hi32[t] = lo32[t] = _mm256_setzero_si256();
+        for (int64_t c = 0; c < nc; c += 8) {
+            const int64_t ce = c + 8 < nc ? c + 8 : nc;
+            __m256i hs[8], ls[8];
+            for (int t = 0; t < TT; t++) hs[t] = ls[t] = _mm256_setzero_si256();
+            for (int64_t k = c; k < ce; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + 64 * k + 32 * h));
+                const __m256i vl = _mm256_and_si256(v, m15), vh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
+                for (int t = 0; t < TT; t++) {
+                    const __m256i b = bc4(a->q + (int64_t)(t0 + t) * n + 4 * k);
+                    hs[t] = _mm256_add_epi16(hs[t], _mm256_maddubs_epi16(vh, b));
+                    ls[t] = _mm256_add_epi16(ls[t], _mm256_maddubs_epi16(vl, b));
+                }
+            }
+            for (int t = 0; t < TT; t++) {
+                hi32[t] = _mm256_add_epi32(hi32[t], _mm256_madd_epi16(hs[t], ones));
+                lo32[t] = _mm256_add_epi32(lo32[t], _mm256_madd_epi16(ls[t], ones));
+            }
+        }
+        for (int t = 0; t < TT; t++)
+            i8_store8(hi32[t], lo32[t], a, t0 + t, w->drow + r + 8 * h, y + (int64_t)(t0 + t) * ys + r + 8 * h);
+    }
+}
+
+static void gemm_i8_r16_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    for (int64_t r = r0; r < r1; r += 16)
+        for (int t0 = 0; t0 < a->T; t0 += 4) {
+            const int tt = a->T - t0 < 4 ? a->T - t0 : 4;
+            switch (tt) {
+            case 1: i8_tile_avx2(w, r, a, t0, 1, y, ys); break;
+            case 2: i8_tile_avx2(w, r, a, t0, 2, y, ys); break;
+            case 3: i8_tile_avx2(w, r, a, t0, 3, y, ys); break;
+            default: i8_tile_avx2(w, r, a, t0, 4, y, ys); break;
+            }
+        }
+}
+
 static const tl_kernels k_avx2 = {
     .name = "avx2",
     .quantize_i8 = tl_avx2_quantize_i8,
@@ -307,6 +598,10 @@ static const tl_kernels k_avx2 = {
     .attn_pv = tl_avx2_attn_pv,
     .dot_q1_0 = tl_avx2_dot_q1_0,
     .dot_q2_0 = tl_avx2_dot_q2_0,
+    .gemm_i2s_r16 = gemm_i2s_r16_avx2,
+    .gemm_tq_r16 = gemm_tq_r16_avx2,
+    .gemm_i8_r16 = gemm_i8_r16_avx2,
+    .gemm_f16 = gemm_f16,
 };
 
 const tl_kernels *tl_kernels_avx2_table(void) { return &k_avx2; }

@@ -75,6 +75,10 @@ typedef struct tl_kernels {
     void (*gemm_tq_r16)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
     /* int8 rows (the re-quantized head): y = ((float)Σ w·q / scale_t) · d_row. */
     void (*gemm_i8_r16)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
+    /* F16 rows in file layout (the head): rows [r0, r1) of n values (row r at w + r·n) times T f32 token rows (x + t·n),
+     * y[t*y_stride + r] = dot_f16(row r, token t) bit for bit, each row read from memory once for all T tokens (so a
+     * step of several streams does not read the head T times). NULL: the caller runs dot_f16 per row and token. */
+    void (*gemm_f16)(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t y_stride);
 } tl_kernels;
 
 /* The table for this CPU, honouring TERNLM_KERNELS. Never NULL (falls back to scalar). */

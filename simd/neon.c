@@ -94,6 +94,38 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
+/* One F16 row times TT (<= 2) tokens: every 4 weights are converted once for both tokens (16 accumulators). */
+__attribute__((always_inline)) static inline void f16_row_tile(const uint16_t *w, const float *const *x, int TT, int64_t n,
+                                                               float *out) {
+    float32x4_t a[2][8];
+    for (int t = 0; t < TT; t++)
+        for (int k = 0; k < 8; k++) a[t][k] = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 8; k++) {
+            const float32x4_t wv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w + i + 4 * k)));
+            for (int t = 0; t < TT; t++) a[t][k] = vaddq_f32(a[t][k], vmulq_f32(wv, vld1q_f32(x[t] + i + 4 * k)));
+        }
+    for (int t = 0; t < TT; t++) {
+        float l[TL_LANES];
+        for (int k = 0; k < 8; k++) vst1q_f32(l + 4 * k, a[t][k]);
+        for (int64_t j = i; j < n; j++) l[j % TL_LANES] += tl_f16_to_f32(w[j]) * x[t][j];
+        out[t] = tl_lanes_fold(l);
+    }
+}
+
+/* F16 rows in file layout times T tokens: a row is read from memory once (the later token pairs find it in L1). */
+static void gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys) {
+    for (int64_t r = r0; r < r1; r++)
+        for (int t0 = 0; t0 < T; t0 += 2) {
+            const float *xs[2] = {x + (int64_t)t0 * n, x + (int64_t)(t0 + 1) * n};
+            float out[2];
+            if (T - t0 >= 2) f16_row_tile(w + r * n, xs, 2, n, out);
+            else f16_row_tile(w + r * n, xs, 1, n, out);
+            for (int t = 0; t < 2 && t0 + t < T; t++) y[(int64_t)(t0 + t) * ys + r] = out[t];
+        }
+}
+
 static float dot_f32(const float *w, const float *x, int64_t n) {
     float32x4_t a[8];
     for (int k = 0; k < 8; k++) a[k] = vdupq_n_f32(0);
@@ -203,6 +235,7 @@ static const tl_kernels k_neon_dot = {
     .gemm_i2s_r16 = tl_neon_gemm_i2s_r16,
     .gemm_tq_r16 = tl_neon_gemm_tq_r16,
     .gemm_i8_r16 = tl_neon_gemm_i8_r16,
+    .gemm_f16 = gemm_f16,
 };
 static const tl_kernels k_neon_plain = {
     .name = "neon",
@@ -217,6 +250,7 @@ static const tl_kernels k_neon_plain = {
     .attn_pv = attn_pv,
     .dot_q1_0 = dot_q1_0,
     .dot_q2_0 = dot_q2_0,
+    .gemm_f16 = gemm_f16,
 };
 
 const tl_kernels *tl_kernels_neon_table(void) {

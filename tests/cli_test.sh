@@ -122,6 +122,12 @@ expect_rc 0 "bench int8 head" -- "$T" bench -m "$tmp/tiny-tq1_0.gguf" -p 8 -n 2 
 contains "$tmp/out" '"head":"I8 (from F16)"' "bench reports the int8 head"
 expect_rc 0 "bench no repack" -- "$T" bench -m "$tmp/tiny.gguf" -p 8 -n 2 -r 1 --no-repack
 contains "$tmp/out" "repack off" "bench reports repacking off"
+# bench --streams: batched steps of S streams (issue 17), one JSON line per stream count; a bad list is a usage error
+expect_rc 0 "bench --streams" -- "$T" bench -m "$tmp/tiny.gguf" --streams 1,3 -n 3 -r 1 --json
+contains "$tmp/out" '"test":"streams","streams":3,"steps":3' "bench streams line"
+contains "$tmp/out" '"median_step_ms":' "bench streams step time"
+expect_rc 2 "bench bad --streams" -- "$T" bench -m "$tmp/tiny.gguf" --streams 2,x
+contains "$tmp/err" "--streams takes a list" "bench bad --streams message"
 
 # the embedded default model: the README's command writes at least 100 tokens, and every kernel path this
 # machine runs gives the same greedy text (tests/expected/default-greedy-150.txt, also checked on WASI and wasm)

@@ -256,11 +256,11 @@ static int count_diff(const float *a, const float *b, int64_t n) {
 }
 
 static void test_r16_i2s(const tl_kernels *k) {
-    static const int64_t ns[] = {128, 384, 2560};
+    static const int64_t ns[] = {128, 384, 2560, 6912}; /* 6912: more than one activation panel in the AVX2 path */
     static const int Ts[] = {1, 2, 3, 7, 8, 9, 17};
     static const int64_t rows[] = {16, 48, 64};
     const tl_kernels *ref = tl_kernels_scalar();
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
         for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)
             for (size_t c = 0; c < 3; c++) {
                 const int64_t n = ns[a], R = rows[c], ys = R + 5;
@@ -419,6 +419,75 @@ static void test_repack_i8_all_halves(void) {
     free(one), free(rq), free(ds);
 }
 
+/* Codes 0..3 (3 is not ternary, but a file may hold it) and int8 activations over the whole range -128..127: the
+ * bounds that let the SIMD paths add products in 16-bit lanes must hold for any byte, not only for ternary weights. */
+static void test_r16_hostile(const tl_kernels *k) {
+    static const int Ts[] = {1, 2, 4, 8, 9};
+    const tl_kernels *ref = tl_kernels_scalar();
+    const int64_t n = 2560, R = 48, ys = R + 2;
+    uint8_t *w = malloc((size_t)(R * n)), *rp = malloc((size_t)(R * n));
+    int8_t *q = malloc((size_t)(9 * n));
+    float sc[9], *want = malloc((size_t)(9 * ys) * 4), *got = malloc((size_t)(9 * ys) * 4);
+    int32_t su[9];
+    for (int64_t i = 0; i < R * n; i++) w[i] = (uint8_t)rnd();
+    for (int t = 0; t < 9; t++) {
+        su[t] = 0;
+        sc[t] = 0.5f + (float)t;
+        for (int64_t i = 0; i < n; i++) {
+            /* runs of extreme values (all -128 or all 127 in a stretch) reach the worst case of every lane */
+            const int8_t v = (i / 64) % 3 == 0 ? -128 : (i / 64) % 3 == 1 ? 127 : (int8_t)rnd();
+            q[t * n + i] = v;
+            su[t] += v;
+        }
+    }
+    const tl_acts acts = {0, n, q, sc, su, NULL};
+    for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++) {
+        tl_acts at = acts;
+        at.T = Ts[b];
+        /* I2_S codes: every byte value, all-3 bytes included */
+        for (int64_t i = 0; i < R * n / 4; i += 97) w[i] = 0xFF;
+        tl_repack_i2s(w, n, 0, R, rp);
+        const tl_r16 wi = {rp, NULL, NULL, 0.25f, n, R};
+        memset(want, 0, (size_t)(9 * ys) * 4), memset(got, 0, (size_t)(9 * ys) * 4);
+        ref->gemm_i2s_r16(&wi, 0, R, &at, want, ys);
+        run_split(k->gemm_i2s_r16, &wi, &at, got, ys);
+        CHECK(count_diff(want, got, at.T * ys) == 0, "%s gemm_i2s_r16 codes 0..3, q -128..127, T=%d: %d differ", k->name,
+              at.T, count_diff(want, got, at.T * ys));
+        /* int8 rows: stored bytes 0..255 (the repacker writes 1..255; any byte must still give the exact sum) */
+        float drow[48];
+        for (int64_t r = 0; r < R; r++) drow[r] = 0.01f * (float)(r + 1);
+        const tl_r16 w8 = {w, NULL, drow, 1.0f, n, R};
+        memset(want, 0, (size_t)(9 * ys) * 4), memset(got, 0, (size_t)(9 * ys) * 4);
+        ref->gemm_i8_r16(&w8, 0, R, &at, want, ys);
+        run_split(k->gemm_i8_r16, &w8, &at, got, ys);
+        CHECK(count_diff(want, got, at.T * ys) == 0, "%s gemm_i8_r16 bytes 0..255, q -128..127, T=%d: %d differ", k->name,
+              at.T, count_diff(want, got, at.T * ys));
+    }
+    free(w), free(rp), free(q), free(want), free(got);
+}
+
+/* The tokens-tiled F16 entry against dot_f16 of the reference, per row and token: T = 1..9 (every tile width and
+ * remainder), rows split as the pool splits them, n with and without a tail past the last 32 values. */
+static void test_gemm_f16(const tl_kernels *k) {
+    static const int64_t ns[] = {32, 100, 2560, 2563};
+    const tl_kernels *ref = tl_kernels_scalar();
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (int T = 1; T <= 9; T++) {
+            const int64_t n = ns[a], R = 21, ys = R + 3;
+            uint16_t *w = malloc((size_t)(R * n) * 2);
+            float *x = malloc((size_t)(T * n) * 4), *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+            for (int64_t i = 0; i < R * n; i++) w[i] = tl_f32_to_f16(frand());
+            for (int t = 0; t < T; t++) fill_act(x + t * n, n, t % 2);
+            for (int t = 0; t < T; t++)
+                for (int64_t r = 0; r < R; r++) want[t * ys + r] = ref->dot_f16(w + r * n, x + t * n, n);
+            k->gemm_f16(w, n, 0, 7, x, T, got, ys);
+            k->gemm_f16(w, n, 7, R, x, T, got, ys);
+            CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_f16 n=%lld T=%d: %d outputs differ from dot_f16", k->name,
+                  (long long)n, T, count_diff(want, got, T * ys));
+            free(w), free(x), free(want), free(got);
+        }
+}
+
 /* ---- the int8 head (--head-quant i8) on the fixtures: its effect on the logits, measured against the F16 head and
  * against the reference logits, which it must still meet within the fixture's own tolerance ---- */
 
@@ -522,6 +591,9 @@ int main(void) {
         if (all[i]->gemm_i2s_r16) test_r16_i2s(all[i]);
         if (all[i]->gemm_tq_r16) test_r16_tq(all[i]);
         if (all[i]->gemm_i8_r16) test_r16_i8(all[i]);
+        if (all[i]->gemm_i2s_r16 && all[i]->gemm_i8_r16) test_r16_hostile(all[i]);
+        if (all[i]->gemm_f16) test_gemm_f16(all[i]);
+        printf("%s: tokens-tiled F16 GEMM %s\n", all[i]->name, all[i]->gemm_f16 ? "tested" : "not in this path");
         printf("%s: 16-row group GEMMs %s\n", all[i]->name, all[i]->gemm_i2s_r16 ? "tested" : "not in this path");
     }
     /* the fixtures with an F16 head (the I2_S, TQ2_0 and TQ1_0 models), where this machine's best path has its own

@@ -241,6 +241,77 @@ static int bench_model(ternlm_model *m, bench_cfg *c) {
     return rc ? EXIT_RUNTIME : 0;
 }
 
+/* ---- multi-stream steps (what the server runs for S concurrent streams): S slots of one ternlm_batch each get one
+ * new token per step, evaluated together, so the weights are read once per step for all S tokens ---- */
+
+static int run_steps(ternlm_batch *b, int S, const int32_t *toks, int steps, double *step_ms, ternlm_error *err) {
+    for (int q = 0; q < S; q++)
+        if (ternlm_batch_seq_rewind(b, (uint32_t)q, 0, err)) return 1;
+    const double t0 = now();
+    for (int i = 0; i < steps; i++) {
+        for (int q = 0; q < S; q++)
+            if (ternlm_batch_add(b, (uint32_t)q, &toks[(i + 7 * q) % steps], 1, 1, err)) return 1;
+        if (ternlm_batch_eval(b, err)) return 1;
+    }
+    *step_ms = (now() - t0) * 1e3 / steps;
+    return 0;
+}
+
+static int bench_streams(ternlm_model *m, const bench_cfg *c, int S) {
+    ternlm_batch_params bp = ternlm_batch_params_default();
+    bp.n_ctx = (uint32_t)c->tg + 8;
+    bp.n_threads = (uint32_t)c->threads;
+    bp.n_seq = (uint32_t)S;
+    ternlm_batch *b = NULL;
+    ternlm_error err = {0};
+    if (ternlm_batch_new(m, &bp, &b, &err)) {
+        fprintf(stderr, "ternlm: %s\n", err.message);
+        return EXIT_RUNTIME;
+    }
+    const uint32_t nv = ternlm_model_get_info(m)->n_vocab;
+    int32_t *toks = malloc((size_t)c->tg * sizeof *toks);
+    uint64_t r = 42;
+    for (int i = 0; i < c->tg; i++) r = r * 6364136223846793005ull + 1, toks[i] = (int32_t)((r >> 33) % nv);
+    double *ms = malloc((size_t)c->reps * sizeof *ms), tmp;
+    int rc = run_steps(b, S, toks, c->tg < 4 ? c->tg : 4, &tmp, &err); /* warm-up: page in the weights */
+    for (int i = 0; i < c->reps && !rc; i++) rc = run_steps(b, S, toks, c->tg, &ms[i], &err);
+    if (!rc) {
+        const double med = median(ms, c->reps);
+        const int threads = (int)ternlm_batch_threads(b);
+        if (c->json) {
+            printf("{\"test\":\"streams\",\"streams\":%d,\"steps\":%d,\"threads\":%d,\"kernels\":\"%s\",\"head\":\"%s\","
+                   "\"repack\":%s,\"median_step_ms\":%.3f,\"tokens_per_s\":%.3f,\"samples_step_ms\":[",
+                   S, c->tg, threads, ternlm_batch_backend(b), c->head_type, c->repacked_mb > 0 ? "true" : "false", med,
+                   S * 1e3 / med);
+            for (int i = 0; i < c->reps; i++) printf("%s%.3f", i ? "," : "", ms[i]);
+            printf("]}\n");
+        } else {
+            printf("streams %2d  %3d threads  %-7s  step median %8.2f ms  (%d steps, %d runs)  %8.2f tokens/s in all\n", S,
+                   threads, ternlm_batch_backend(b), med, c->tg, c->reps, S * 1e3 / med);
+        }
+        fflush(stdout);
+    } else {
+        fprintf(stderr, "ternlm: %s\n", err.message);
+    }
+    free(ms);
+    free(toks);
+    ternlm_batch_free(b);
+    return rc ? EXIT_RUNTIME : 0;
+}
+
+/* "1,2,4,8" -> counts (1..256 each); 0 on a malformed list. */
+static int parse_streams(const char *list, int *out, int cap) {
+    int n = 0;
+    for (const char *p = list; *p && n < cap;) {
+        char *end;
+        const long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 256 || (*end && *end != ',')) return 0;
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return n;
+}
+
 static void log_warnings(void *user, const char *msg) {
     (void)user;
     if (strncmp(msg, "warning", 7) == 0) fprintf(stderr, "ternlm: %s\n", msg);
@@ -261,8 +332,8 @@ static int open_bench_model(const char *path, const bench_cfg *c, ternlm_model *
 
 int cmd_bench(int argc, char **argv) {
     bench_cfg c = {512, 128, 0, 5, 0, 0, 0, 0, 0, 0, "", 0};
-    const char *model = NULL, *head_quant = NULL;
-    int tokenizer = 0;
+    const char *model = NULL, *head_quant = NULL, *streams = NULL;
+    int tokenizer = 0, n_streams = 0, stream_counts[16];
     const opt opts[] = {
         {"--model", "-m", OPT_STR, &model, "GGUF model file"},
         {"--n-prompt", "-p", OPT_INT, &c.pp, "prompt tokens, evaluated as one batch (default 512; 0 skips)"},
@@ -275,6 +346,8 @@ int cmd_bench(int argc, char **argv) {
         {"--no-repack", NULL, OPT_FLAG, &c.no_repack, "keep weights in file layout (no 16-row group repacking)"},
         {"--gpu", NULL, OPT_FLAG, &c.gpu, "benchmark the GPU backend"},
         {"--tokenizer", NULL, OPT_FLAG, &tokenizer, "measure tokenizer MB/s on TEXT_FILE (1 MB) instead"},
+        {"--streams", NULL, OPT_STR, &streams,
+         "LIST (e.g. 1,2,4,8): instead, time steps of S streams (one new token each, batched) for each S, -n steps"},
         {0},
     };
     const cmd_spec spec = {"bench", "-m FILE [-p 512] [-n 128] [-t N] [-r REPS] [--json] [--membw] | --tokenizer -m FILE [TEXT_FILE]",
@@ -291,6 +364,14 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "ternlm bench: -p/-n must be >= 0, -r >= 1, --head-quant q8_0 or i8\n");
         return EXIT_USAGE;
     }
+    if (streams && !(n_streams = parse_streams(streams, stream_counts, 16))) {
+        fprintf(stderr, "ternlm bench: --streams takes a list of stream counts 1..256, e.g. 1,2,4,8\n");
+        return EXIT_USAGE;
+    }
+    if (streams && c.tg < 1) {
+        fprintf(stderr, "ternlm bench: --streams needs -n >= 1 (the steps per run)\n");
+        return EXIT_USAGE;
+    }
     c.head_q8 = head_quant && !strcmp(head_quant, "q8_0");
     c.head_i8 = head_quant && !strcmp(head_quant, "i8");
     ternlm_model *m = NULL;
@@ -302,7 +383,10 @@ int cmd_bench(int argc, char **argv) {
         printf("model %s: %s, %u layers, %s linears, %s head%s; CPU kernels %s\n", model, i->arch, i->n_layer,
                i->weight_type, i->head_type, c.head_q8 ? " (re-quantized)" : "", ternlm_cpu_kernels());
     }
-    rc = tokenizer ? bench_tokenizer(m, n_pos ? pos[0] : NULL, c.reps, c.json) : bench_model(m, &c);
+    if (tokenizer) rc = bench_tokenizer(m, n_pos ? pos[0] : NULL, c.reps, c.json);
+    else if (n_streams)
+        for (int i = 0; i < n_streams && !rc; i++) rc = bench_streams(m, &c, stream_counts[i]);
+    else rc = bench_model(m, &c);
     ternlm_model_free(m);
     return rc;
 }

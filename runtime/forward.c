@@ -106,8 +106,13 @@ static void per_head_rmsnorm(float *v, int64_t n_vecs, const float *w, const tl_
 static void ffn_activation(float *g, const float *u, int64_t n, enum tl_act act) {
     if (act == TL_ACT_RELU2)
         for (int64_t i = 0; i < n; i++) {
-            const float x = g[i];
-            g[i] = (x > 0 ? x * x : 0.0f) * u[i];
+            /* max(x, 0) by its bits (x > 0 is 0 < bits <= +inf as an int), so that the loop has no branch */
+            uint32_t b;
+            memcpy(&b, &g[i], 4);
+            b &= 0u - ((uint32_t)((int32_t)b > 0) & (uint32_t)(b <= 0x7F800000u));
+            float r;
+            memcpy(&r, &b, 4);
+            g[i] = (r * r) * u[i];
         }
     else
         for (int64_t i = 0; i < n; i++) {

@@ -40,6 +40,7 @@ struct srv_engine {
     uint32_t processing;
     /* metrics */
     uint64_t prompt_tokens, predicted_tokens, n_decode, busy_slot_sum, requests_total, requests_rejected, kv_tokens;
+    uint64_t prompt_tokens_copied; /* prompt tokens taken from another slot's KV cache (adopt_prefix) */
     double prompt_seconds, predicted_seconds;
 };
 
@@ -332,6 +333,47 @@ static uint32_t prompt_order(srv_engine *e, uint32_t *order) {
     return n;
 }
 
+/* A pending prompt copies the longest prefix another slot holds (busy or free: chat templates and system prompts
+ * give requests the same head), so only the rest is evaluated. Called before the slot queues anything this step,
+ * when its fed tokens are exactly its slot's position. */
+static void adopt_prefix(srv_engine *e, uint32_t i) {
+    slot *s = &e->slots[i];
+    srv_request *r = s->req;
+    uint32_t best = (uint32_t)s->fed, donor = UINT32_MAX;
+    for (uint32_t j = 0; j < e->n_slots; j++) {
+        if (j == i) continue;
+        const uint32_t k = ternlm_batch_seq_prefix(e->batch, j, r->prompt, r->n_prompt);
+        if (k > best) best = k, donor = j;
+    }
+    ternlm_error err = {0};
+    if (donor == UINT32_MAX || ternlm_batch_seq_copy(e->batch, i, donor, best, &err)) return; /* else: evaluate it */
+    s->fed = best;
+    pthread_mutex_lock(&r->mu);
+    r->n_cached = best;
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&e->mu);
+    e->prompt_tokens_copied += best;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Prompts that arrive together with the same head: the later ones wait while an earlier pending prompt evaluates
+ * at least SHARE_MIN more of the head they share, then copy it (adopt_prefix) instead of evaluating it too. Only
+ * earlier prompts are waited for, so the first always proceeds. */
+#define SHARE_MIN 8
+
+static int waits_for_shared(srv_engine *e, const uint32_t *order, uint32_t k) {
+    const slot *s = &e->slots[order[k]];
+    const srv_request *r = s->req;
+    for (uint32_t a = 0; a < k; a++) {
+        const srv_request *o = e->slots[order[a]].req;
+        const size_t limit = (o->n_prompt < r->n_prompt ? o->n_prompt : r->n_prompt - 1);
+        size_t common = 0;
+        while (common < limit && o->prompt[common] == r->prompt[common]) common++;
+        if (common >= s->fed + SHARE_MIN && ternlm_batch_seq_pos(e->batch, order[a]) < common) return 1;
+    }
+    return 0;
+}
+
 static void step(srv_engine *e) {
     ternlm_error err = {0};
     const double now = srv_now();
@@ -360,6 +402,8 @@ static void step(srv_engine *e) {
     const uint32_t n_pending = prompt_order(e, order);
     for (uint32_t k = 0; k < n_pending && budget; k++) {
         slot *s = &e->slots[order[k]];
+        adopt_prefix(e, order[k]);
+        if (waits_for_shared(e, order, k)) continue;
         const size_t left = s->req->n_prompt - s->fed, n = left < budget ? left : budget;
         if (ternlm_batch_add(e->batch, order[k], s->req->prompt + s->fed, n, n == left, &err)) {
             request_fail(s->req, 500, err.message);
@@ -549,8 +593,8 @@ char *engine_metrics(srv_engine *e, size_t *len) {
     const double pps = e->prompt_seconds > 0 ? (double)e->prompt_tokens / e->prompt_seconds : 0;
     const double tps = e->predicted_seconds > 0 ? (double)e->predicted_tokens / e->predicted_seconds : 0;
     const double busy = e->n_decode ? (double)e->busy_slot_sum / (double)e->n_decode : 0;
-    char *out = malloc(4096);
-    int n = out ? snprintf(out, 4096,
+    char *out = malloc(8192);
+    int n = out ? snprintf(out, 8192,
         "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n# TYPE llamacpp:prompt_tokens_total counter\n"
         "llamacpp:prompt_tokens_total %llu\n"
         "# HELP llamacpp:prompt_seconds_total Prompt process time.\n# TYPE llamacpp:prompt_seconds_total counter\n"
@@ -580,13 +624,16 @@ char *engine_metrics(srv_engine *e, size_t *len) {
         "# HELP ternlm:requests_rejected_total Requests refused with 503 (queue full or draining).\n# TYPE ternlm:requests_rejected_total counter\n"
         "ternlm:requests_rejected_total %llu\n"
         "# HELP ternlm:slots Sequence slots in the batch.\n# TYPE ternlm:slots gauge\n"
-        "ternlm:slots %u\n",
+        "ternlm:slots %u\n"
+        "# HELP ternlm:prompt_tokens_copied_total Prompt tokens copied from another slot's KV cache instead of evaluated.\n"
+        "# TYPE ternlm:prompt_tokens_copied_total counter\n"
+        "ternlm:prompt_tokens_copied_total %llu\n",
         (unsigned long long)e->prompt_tokens, e->prompt_seconds, (unsigned long long)e->predicted_tokens,
         e->predicted_seconds, (unsigned long long)e->n_decode, busy, pps, tps, cap > 0 ? (double)e->kv_tokens / cap : 0,
         (unsigned long long)e->kv_tokens, e->processing, e->q_len, (unsigned long long)e->requests_total,
-        (unsigned long long)e->requests_rejected, e->n_slots) : 0;
+        (unsigned long long)e->requests_rejected, e->n_slots, (unsigned long long)e->prompt_tokens_copied) : 0;
     pthread_mutex_unlock(&e->mu);
-    if (out && (n < 0 || n >= 4096)) n = 4095;
+    if (out && (n < 0 || n >= 8192)) n = 8191;
     *len = out ? (size_t)n : 0;
     return out;
 }

@@ -1,8 +1,9 @@
 /* The scheduler: one thread owns the batch. Each step it admits queued requests into free slots (the
  * slot whose cached tokens share the longest prefix with the prompt, so only the rest is evaluated),
- * queues one decode token for every generating slot and chunks of pending prompts in the step's
- * remaining token budget, evaluates them in one ternlm_batch_eval, then samples for every slot that got
- * logits and releases its new text to the waiting HTTP thread. */
+ * lets a pending prompt copy a longer prefix from any other slot (adopt_prefix), queues one decode token
+ * for every generating slot and the oldest pending prompts in the step's remaining token budget,
+ * evaluates them in one ternlm_batch_eval, then samples for every slot that got logits and releases its
+ * new text to the waiting HTTP thread. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,7 +396,12 @@ static void step(srv_engine *e) {
         s->has_next = 0;
         n_decode++;
     }
-    /* pending prompts share what the decode tokens leave of the step's budget (at least a quarter of it) */
+    /* Pending prompts, oldest first, get what the decode tokens leave of the step's budget (at least a quarter of
+     * it). Prompt evaluation is compute-bound, so two prompts sharing a step finish no sooner than one after the
+     * other would, and the older one finishes later: the oldest takes the budget (in chunks when it is longer), and
+     * a later prompt joins only whole and only while the step is still small (under half the budget, where the
+     * pass over the weights serves few tokens). */
+    const uint32_t small_step = (uint32_t)e->cfg.step_tokens / 2;
     uint32_t budget = (uint32_t)e->cfg.step_tokens > n_decode ? (uint32_t)e->cfg.step_tokens - n_decode : 0;
     if (budget < (uint32_t)e->cfg.step_tokens / 4 + 1) budget = (uint32_t)e->cfg.step_tokens / 4 + 1;
     uint32_t order[256];
@@ -405,6 +411,7 @@ static void step(srv_engine *e) {
         adopt_prefix(e, order[k]);
         if (waits_for_shared(e, order, k)) continue;
         const size_t left = s->req->n_prompt - s->fed, n = left < budget ? left : budget;
+        if (n_prompt && (n < left || n_decode + n_prompt >= small_step)) continue;
         if (ternlm_batch_add(e->batch, order[k], s->req->prompt + s->fed, n, n == left, &err)) {
             request_fail(s->req, 500, err.message);
             finish_slot(e, s, FINISH_NONE);

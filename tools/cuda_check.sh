@@ -3,8 +3,8 @@
 #   TERNLM_SHARED_DIR=../shared tools/cuda_check.sh [BUILD_DIR]
 # Environment: TERNLM_FIXTURES (a subset of the conformance fixtures, e.g. "b158,stories"), CHECK_SKIP (words among
 # "match conformance memcheck bench torch" to leave out).
-# 1. GPU logits bit-identical to the CPU's (tests/test_gpu_match: prompts, chunks, 100 greedy steps) on every model
-#    present; 2. conformance through --gpu against the reference logits; 3. compute-sanitizer memcheck; 4. `ternlm
+# 1. GPU logits bit-identical to the CPU's (tests/test_gpu_match: prompts, chunks, 100 greedy steps, a 4-sequence
+#    batch) on every model present; 2. conformance through --gpu against the reference logits; 3. compute-sanitizer memcheck; 4. `ternlm
 #    bench --gpu` on the synthetic 2B4T model, with and without programmatic dependent launch; 5. the same shapes as
 #    bf16 matmuls in PyTorch (tools/cuda_torch_compare.py).
 set -u

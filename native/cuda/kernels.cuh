@@ -13,15 +13,19 @@
 #define CHUNK(j, g) (((j) >> 1) * 8 + 2 * (g) + ((j) & 1))
 #define CODE_MASK 0x03030303u
 
-enum { ACT_TOKEN, ACT_Q8K };                        // per-token int8 (I2_S) or per-256 Q8_K (TQ1_0, TQ2_0)
-enum { PREP_FLOAT, PREP_FLOAT_F16, PREP_TOKEN, PREP_Q8K };
+// per-token int8 (I2_S), per-256 Q8_K (TQ1_0, TQ2_0), or per-32 Q8_0 by the x86 rule (Q1_0, Q2_0: Bonsai)
+enum { ACT_TOKEN, ACT_Q8K, ACT_Q80 };
+enum { PREP_FLOAT, PREP_FLOAT_F16, PREP_TOKEN, PREP_Q8K, PREP_Q80 };
+#define Q80_PER_STEP 8 // Q8_0 blocks of 32 in a 256-code step: a token's qd / qsum hold 8 per step
 enum { EPI_STORE, EPI_ADD, EPI_GLU };               // y = v; y += v (residual); y[i] = act(v[2i]) * v[2i+1]
 enum { GLU_RELU2, GLU_SILU };
 
+// Q1_0 (+-d per 128) and Q2_0 (codes 0..3 = -1..+2, times d per 64) use the same 2-bit layout: Q1_0's sign bit b is
+// code 2b, so sum(code * q) - sum(q) is the CPU's integer sum of every 32-block for both.
 struct tern_w { // a ternary linear, or several with one input fused into one (rows concatenated or interleaved)
     const uint4 *codes;
-    int rows, n, steps, act;
-    const float *row_scale, *blk_scale, *out_scale, *bias; // per row; blk_scale rows x steps (TQ)
+    int rows, n, steps, act, bps; // bps: weight scale blocks per step (TQ: 1, Q1_0: 2, Q2_0: 4)
+    const float *row_scale, *blk_scale, *out_scale, *bias; // per row; blk_scale rows x steps x bps (TQ, Q1_0, Q2_0)
 };
 
 struct float_w { // an F16 or F32 linear (other float-like types are dequantized to F32 at upload)
@@ -173,6 +177,20 @@ __device__ void prep_vector(const float *x, int n, int n_pad, const float *norm_
             for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(FULL_MASK, s, o);
             if (lane == 0) qd[b] = amax == 0.0f ? 0.0f : 1.0f / is, qsum[b] = s;
         }
+    } else if (mode == PREP_Q80) { // scalar.c's tl_quantize_q8_0_x86, a warp per 32-block, lane i element i
+        __syncthreads();
+        for (int b = warp; b < n_pad / 32; b += NORM_THREADS / 32) {
+            const int i = 32 * b + lane;
+            const float xv = i < n ? xs[i] : 0.0f;
+            float amax = fabsf(xv); // the maximum is exact in any order
+            for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(FULL_MASK, amax, o));
+            const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            const int r = __float2int_rn(xv * id); // |x id| <= 127; rne, as the CPU's magic-number rounding
+            q[i] = (int8_t)r;
+            int s = r;
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(FULL_MASK, s, o);
+            if (lane == 0) qd[b] = __half2float(__float2half_rn(amax / 127.0f)), qsum[b] = s; // the f16 scale
+        }
     }
     __syncthreads();
 }
@@ -184,7 +202,8 @@ __device__ __forceinline__ int token_sum(const prep_scratch *sc) {
 }
 
 // Where a linear's prepared input lives (k_prep or a producer's last block writes it): token t's codes at
-// q + t * n_pad, its scale(s) at qd + t * steps and its sum(s) at qsum + t * steps.
+// q + t * n_pad, its scale(s) at qd + t * qstride and its sum(s) at qsum + t * qstride (qstride: steps, or
+// Q80_PER_STEP * steps for Q8_0).
 struct prep_out {
     int8_t *q;
     float *qd;
@@ -197,7 +216,7 @@ struct prep_out {
 // on the critical path. Dynamic shared memory: 2 n floats.
 __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_stride, int n, int n_pad,
                                                         const float *norm_w, float eps, int mode, prep_out o,
-                                                        int steps) {
+                                                        int qstride) {
     extern __shared__ float xs_prep[];
     __shared__ prep_scratch sc;
     float *nw = xs_prep + n;
@@ -214,8 +233,10 @@ __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_st
     dep_wait();
     const int t = blockIdx.x;
     prep_vector(x + (long)t * x_stride, n, n_pad, norm_w ? nw : NULL, eps, mode, xs_prep, o.q + (long)t * n_pad,
-                o.qd + (long)t * steps, o.qsum + (long)t * steps, &sc);
-    if (mode == PREP_TOKEN && threadIdx.x == 0) o.qsum[(long)t * steps] = token_sum(&sc);
+                o.qd + (long)t * qstride, o.qsum + (long)t * qstride, &sc);
+    if (mode == PREP_TOKEN && threadIdx.x == 0) o.qsum[(long)t * qstride] = token_sum(&sc);
+    if (mode == PREP_FLOAT || mode == PREP_FLOAT_F16) // for k_float_gemv_tok: the normed row, n floats per token
+        for (int i = threadIdx.x; i < n; i += NORM_THREADS) o.xs[(long)t * n + i] = xs_prep[i];
 }
 
 // The next ternary linear's input preparation for one token, done once per step by the last block of the kernel
@@ -260,9 +281,11 @@ __device__ void finish_and_prep(const prep_args &p, float *xs) {
 
 #define TG_PF 8 // steps per thread loaded before the input is ready (more are loaded on the way)
 
-// k_tern_gemv's dynamic shared memory: Q8_K's per-step sums (64 / S rows), then the next input's preparation.
-__host__ __device__ inline size_t tern_gemv_smem(int act, int lS, int steps, int next_n) {
-    const size_t part = act == ACT_Q8K ? (size_t)(64 >> lS) * steps * 4 : 0, prep = (size_t)next_n * 4;
+// k_tern_gemv's dynamic shared memory: Q8_K's per-step sums or Q8_0's per-weight-block values (64 / S rows), then
+// the next input's preparation.
+__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n) {
+    const size_t part = act == ACT_TOKEN ? 0 : (size_t)(64 >> lS) * steps * (act == ACT_Q80 ? bps : 1) * 4;
+    const size_t prep = (size_t)next_n * 4;
     return part > prep ? part : prep;
 }
 
@@ -276,11 +299,42 @@ __device__ __forceinline__ int tern_step(uint4 w, const int8_t *q, int s, int g)
     return dot16(w.w, a[CHUNK(3, g)], acc);
 }
 
+// Q1_0 / Q2_0: step s of a row by thread g of its row group. Thread g holds 32-blocks g and g + 4 of the step
+// (chunks 2g, 2g + 1 and 8 + 2g, 9 + 2g); each block's integer sum becomes d_act * (float)sum as in scalar.c's
+// dot_q1_0 / dot_q2_0, the row group adds them per weight block in the CPU's order (shuffles), times the block's d,
+// and stores one float per weight block into part (bps per step), which the row's output lane adds in order.
+__device__ __forceinline__ void q80_step(uint4 w, const int8_t *q, const float *qd, const int *qs, int s, int g,
+                                         unsigned quad, int lane, int bps, const float *dw, float *part) {
+    const int4 *a = (const int4 *)(q + 256 * s);
+    const int lo = dot16(w.y, a[CHUNK(1, g)], dot16(w.x, a[CHUNK(0, g)], 0));
+    const int hi = dot16(w.w, a[CHUNK(3, g)], dot16(w.z, a[CHUNK(2, g)], 0));
+    const int b0 = Q80_PER_STEP * s + g, b1 = b0 + 4;
+    const float pa = qd[b0] * (float)(lo - qs[b0]), pb = qd[b1] * (float)(hi - qs[b1]);
+    if (bps == 2) { // Q1_0: weight blocks of 128 = act blocks 0..3 (the group's pa) and 4..7 (pb)
+        const int base = lane & ~3;
+        const float a1 = __shfl_sync(quad, pa, base + 1), a2 = __shfl_sync(quad, pa, base + 2), a3 = __shfl_sync(quad, pa, base + 3);
+        const float c1 = __shfl_sync(quad, pb, base + 1), c2 = __shfl_sync(quad, pb, base + 2), c3 = __shfl_sync(quad, pb, base + 3);
+        if (g == 0) {
+            part[2 * s] = dw[2 * s] * (((pa + a1) + a2) + a3);
+            part[2 * s + 1] = dw[2 * s + 1] * (((pb + c1) + c2) + c3);
+        }
+    } else { // Q2_0: weight blocks of 64 = act blocks (0, 1), (2, 3) from pa and (4, 5), (6, 7) from pb
+        const float oa = __shfl_xor_sync(quad, pa, 1), ob = __shfl_xor_sync(quad, pb, 1);
+        if ((g & 1) == 0) {
+            const int m = g >> 1;
+            part[4 * s + m] = dw[4 * s + m] * (pa + oa);
+            part[4 * s + 2 + m] = dw[4 * s + 2 + m] * (pb + ob);
+        }
+    }
+}
+
 // y = W x for one token per blockIdx.y, W ternary, x prepared (prep_out). A warp owns 8 / S rows: each row has 4
 // threads g in each of S K-slices (S = 1, 2, 4, 8; slice k takes steps k, k + S, ...), all in one warp, so partial
 // sums meet through shuffles: no shared memory and no barrier (Q8_K keeps its per-step sums in the warp's shared
 // memory, 8 / S rows x steps ints, to add them in block order). Up to TG_PF steps per thread are loaded before the
 // previous kernel has finished (programmatic dependent launch). Dynamic shared memory: tern_gemv_smem.
+// One instance per activation kind (ACT == w.act), so each has only its own code in its registers.
+template <int ACT>
 __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, prep_args next) {
     extern __shared__ int part_all[];
     const int S = 1 << lS, RW = 8 >> lS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = blockIdx.y;
@@ -297,18 +351,25 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     prep_prefetch(next);
     dep_launch_next();
     dep_wait();
+    constexpr bool q80 = ACT == ACT_Q80;
+    const int per_step = q80 ? w.bps : 1, qstride = q80 ? Q80_PER_STEP * w.steps : w.steps;
     const int8_t *q = in.q + (long)t * w.steps * 256;
-    const float *qd = in.qd + (long)t * w.steps;
-    const int *qs = in.qsum + (long)t * w.steps;
-    int *part = part_all + warp * RW * w.steps + rr * w.steps;
+    const float *qd = in.qd + (long)t * qstride;
+    const int *qs = in.qsum + (long)t * qstride;
+    int *part = part_all + (warp * RW + rr) * w.steps * per_step;
+    const float *dw = q80 ? w.blk_scale + (size_t)r * w.steps * w.bps : NULL;
     const float resid = io.epi == EPI_ADD && out_lane && row < w.rows ? __ldcg(io.y + (long)t * io.y_stride + row) : 0.0f;
     int acc = 0;
 #pragma unroll
     for (int i = 0; i < TG_PF; i++) {
         const int s = slice + S * i;
         if (s >= w.steps) break;
+        if (q80) {
+            q80_step(pf[i], q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
+            continue;
+        }
         const int d = tern_step(pf[i], q, s, g);
-        if (w.act == ACT_Q8K) {
+        if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
             if (g == 0) part[s] = d4;
@@ -317,8 +378,12 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
         }
     }
     for (int s = slice + S * TG_PF; s < w.steps; s += S) { // rows longer than TG_PF * S steps
+        if (q80) {
+            q80_step(__ldg(wr + s * 4), q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
+            continue;
+        }
         const int d = tern_step(__ldg(wr + s * 4), q, s, g);
-        if (w.act == ACT_Q8K) {
+        if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
             if (g == 0) part[s] = d4;
@@ -327,9 +392,14 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
         }
     }
     float v = 0.0f;
-    if (w.act == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
+    if (ACT == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
         for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
         v = (((float)acc - (float)qs[0]) / qd[0]) * rscale;
+    } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
+        __syncwarp();
+        const float *pv = (const float *)part;
+        if (out_lane)
+            for (int b = 0; b < w.n / (256 / w.bps); b++) v = v + pv[b];
     } else { // dot_tq: per-block integer sums, added in block order in f32
         __syncwarp();
         if (out_lane)
@@ -437,6 +507,106 @@ __global__ void __launch_bounds__(NORM_THREADS) k_float_gemv(float_w w, io_args 
     }
 }
 
+// Several tokens (prompts with every row's logits, multi-sequence batches): k_float_gemv's arithmetic, but each
+// thread computes two rows for FT_TB tokens, so every weight load serves FT_TB tokens and every input load two rows
+// (with one row per thread, shared-memory reads of the inputs bounded it). The inputs were normed by k_prep (xn: n
+// floats per token). Token groups are blockIdx.x, so the groups of one row tile run side by side and share it
+// through L2. Needs n % 8 == 0. Dynamic shared memory: FT_TB * n floats.
+#define FT_TB 4
+#define FT_LOADS 2 // 32-element chunks loaded before the arithmetic
+#define FT_ROWS 128 // rows per tile (64 pairs)
+
+__device__ __forceinline__ void ft_load(const float_w &w, int rc, int e0, float *wv) {
+    if (w.wh) {
+        const uint4 raw = __ldg((const uint4 *)(w.wh + (size_t)rc * w.n + e0));
+        const __half2 *h2 = (const __half2 *)&raw;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const float2 f = __half22float2(h2[j]);
+            wv[2 * j] = f.x, wv[2 * j + 1] = f.y;
+        }
+    } else {
+        const float4 a = __ldg((const float4 *)(w.wf + (size_t)rc * w.n + e0));
+        const float4 b = __ldg((const float4 *)(w.wf + (size_t)rc * w.n + e0 + 4));
+        wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
+    }
+}
+
+// k_float_gemv's fold of one row's 32 lanes (8 per thread of the quad); thread g == 0 returns the sum.
+__device__ __forceinline__ float ft_fold(float *l, int g) {
+#pragma unroll
+    for (int j = 0; j < 8; j++) { // + 16 (threads g + 2), + 8 (thread g + 1), then in registers
+        const float o16 = __shfl_down_sync(FULL_MASK, l[j], 2);
+        if (g < 2) l[j] += o16;
+        const float o8 = __shfl_down_sync(FULL_MASK, l[j], 1);
+        if (g == 0) l[j] += o8;
+    }
+#pragma unroll
+    for (int wdt = 4; wdt >= 1; wdt >>= 1)
+#pragma unroll
+        for (int i = 0; i < wdt; i++) l[i] += l[i + wdt];
+    return l[0];
+}
+
+__global__ void __launch_bounds__(NORM_THREADS) k_float_gemv_tok(float_w w, io_args io, const float *xn, int T) {
+    extern __shared__ __align__(16) float xt[];
+    const int tid = threadIdx.x, g = tid & 3, t0 = blockIdx.x * FT_TB, nt = min(FT_TB, T - t0);
+    const int tiles = (w.rows + FT_ROWS - 1) / FT_ROWS;
+    dep_launch_next();
+    dep_wait();
+    for (int i = tid; i < nt * w.n; i += NORM_THREADS) xt[i] = xn[(long)t0 * w.n + i];
+    __syncthreads();
+    for (int tile = blockIdx.y; tile < tiles; tile += gridDim.y) {
+        const int row0 = tile * FT_ROWS + 2 * (tid >> 2);
+        const int rc[2] = {min(row0, w.rows - 1), min(row0 + 1, w.rows - 1)};
+        float l[2][FT_TB][8];
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+#pragma unroll
+            for (int tt = 0; tt < FT_TB; tt++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) l[r][tt][j] = 0.0f;
+        for (int k = 0; k < w.n; k += 32 * FT_LOADS) { // element e into lane e % 32 (thread g: lanes 8g .. 8g + 7), in order
+            float wv[FT_LOADS][2][8];
+#pragma unroll
+            for (int u = 0; u < FT_LOADS; u++) {
+                const int e0 = k + 32 * u + 8 * g;
+                if (e0 >= w.n) break;
+                ft_load(w, rc[0], e0, wv[u][0]);
+                ft_load(w, rc[1], e0, wv[u][1]);
+            }
+#pragma unroll
+            for (int u = 0; u < FT_LOADS; u++) {
+                const int e0 = k + 32 * u + 8 * g;
+                if (e0 >= w.n) break;
+#pragma unroll
+                for (int tt = 0; tt < FT_TB; tt++) {
+                    if (tt >= nt) break;
+                    const float4 xa = *(const float4 *)(xt + tt * w.n + e0), xb = *(const float4 *)(xt + tt * w.n + e0 + 4);
+                    const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+                    for (int r = 0; r < 2; r++)
+#pragma unroll
+                        for (int j = 0; j < 8; j++) l[r][tt][j] += wv[u][r][j] * xv[j];
+                }
+            }
+        }
+#pragma unroll
+        for (int tt = 0; tt < FT_TB; tt++) {
+            if (tt >= nt) break; // the same for the whole block
+            const float s0 = ft_fold(l[0][tt], g), s1 = ft_fold(l[1][tt], g);
+            if (g != 0 || row0 >= w.rows) continue;
+            const float v0 = finish_row(s0, rc[0], w.out_scale, w.bias), v1 = finish_row(s1, rc[1], w.out_scale, w.bias);
+            if (io.epi == EPI_GLU) {
+                io.y[(long)(t0 + tt) * io.y_stride + row0 / 2] = glu(v0, v1, io.glu); // rows 2i, 2i + 1: gate, up
+            } else {
+                emit(io, t0 + tt, row0, v0);
+                if (row0 + 1 < w.rows) emit(io, t0 + tt, row0 + 1, v1);
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ ternary GEMM
 
 // Prompts: Y[t][r] for GM_T tokens x GM_R rows per block with int8 tensor cores (mma m16n8k32; the codes are the B
@@ -446,11 +616,12 @@ __global__ void __launch_bounds__(NORM_THREADS) k_float_gemv(float_w w, io_args 
 // ldmatrix reads them without bank conflicts; B rows are padded to GM_BROW bytes for the same reason. 8 warps as
 // 4 (tokens) x 2 (rows), each 32 tokens x 32 rows. Integer sums are exact; the float epilogue is the GEMV's. For
 // Q8_K inputs the integer sums restart every 256 codes and are added in f32 in block order, as dot_tq does.
-#define GM_T 128
+#define GM_T 128 // tokens per block (MI = 2); micro-batches of <= 64 tokens take 64 (MI = 1): half the products
 #define GM_R 64
 #define GM_BROW 80
-#define GM_STAGE (GM_T * 256 + GM_R * GM_BROW)
-#define GM_SMEM (2 * GM_STAGE)
+#define GM_STAGE_MI(mi) (64 * (mi) * 256 + GM_R * GM_BROW)
+#define GM_SMEM_MI(mi) (2 * GM_STAGE_MI(mi))
+#define GM_SMEM GM_SMEM_MI(2)
 
 __device__ __forceinline__ void mma_s8(int *c, int a0, int a1, int a2, int a3, int b0, int b1) {
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -476,54 +647,57 @@ __host__ __device__ __forceinline__ int word_of_chunk(int c) { // where chunk c'
     return ((c >> 4) * 4 + ((c & 7) >> 1)) * 4 + ((c >> 3) & 1) * 2 + (c & 1);
 }
 
-// Step s of A and B into stage buffer st: 8 A chunks and 1 B chunk of 16 bytes per thread (rows past the end
+// Step s of A and B into stage buffer st: 4 MI A chunks and 1 B chunk of 16 bytes per thread (rows past the end
 // repeat the last one; their results are not stored).
+template <int MI>
 __device__ __forceinline__ void gemm_copy_step(uint8_t *st, const tern_w &w, const int8_t *qa, int t0, int r0, int T, int s) {
     const int tid = threadIdx.x, a_ch = tid & 15, b_row = tid >> 2, b_ch = tid & 3;
     const size_t n_pad = (size_t)w.steps * 256;
 #pragma unroll
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < 4 * MI; k++) {
         const int r = (tid >> 4) + 16 * k, tok = min(t0 + r, T - 1);
         cp_async16(st + r * 256 + ((a_ch ^ (r & 7)) << 4), qa + (size_t)tok * n_pad + (size_t)s * 256 + a_ch * 16);
     }
     const int row = min(r0 + b_row, w.rows - 1);
-    cp_async16(st + GM_T * 256 + b_row * GM_BROW + b_ch * 16, w.codes + ((size_t)row * w.steps + s) * 4 + b_ch);
+    cp_async16(st + 64 * MI * 256 + b_row * GM_BROW + b_ch * 16, w.codes + ((size_t)row * w.steps + s) * 4 + b_ch);
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-template <int ACT>
+// MI: 16-token fragments per warp (2: 128 tokens a block; 1: 64, for micro-batches of at most 64 tokens).
+template <int ACT, int MI>
 __global__ void __launch_bounds__(256, 2) k_tern_gemm(tern_w w, io_args io, const int8_t *qa, const float *qd,
                                                       const int *qsum, int T) {
     extern __shared__ __align__(128) uint8_t gsm[];
+    constexpr int TT = 64 * MI, STAGE = GM_STAGE_MI(MI);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2, tig = lane & 3;
-    const int wm = warp & 3, wn = warp >> 2, t0 = blockIdx.y * GM_T, r0 = blockIdx.x * GM_R;
-    const int t_base = t0 + wm * 32, r_base = r0 + wn * 32;
-    int acc[2][4][4];
-    float facc[2][4][4];
+    const int wm = warp & 3, wn = warp >> 2, t0 = blockIdx.y * TT, r0 = blockIdx.x * GM_R;
+    const int t_base = t0 + wm * 16 * MI, r_base = r0 + wn * 32;
+    int acc[MI][4][4];
+    float facc[MI][4][4];
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0, facc[i][j][e] = 0.0f;
     dep_launch_next();
     dep_wait();
-    gemm_copy_step(gsm, w, qa, t0, r0, T, 0);
+    gemm_copy_step<MI>(gsm, w, qa, t0, r0, T, 0);
     for (int s = 0; s < w.steps; s++) {
         if (s + 1 < w.steps) {
-            gemm_copy_step(gsm + ((s + 1) & 1) * GM_STAGE, w, qa, t0, r0, T, s + 1);
+            gemm_copy_step<MI>(gsm + ((s + 1) & 1) * STAGE, w, qa, t0, r0, T, s + 1);
             asm volatile("cp.async.wait_group 1;" ::: "memory");
         } else {
             asm volatile("cp.async.wait_group 0;" ::: "memory");
         }
         __syncthreads();
-        const uint8_t *As = gsm + (s & 1) * GM_STAGE, *Bs = As + GM_T * 256;
+        const uint8_t *As = gsm + (s & 1) * STAGE, *Bs = As + TT * 256;
 #pragma unroll 2
         for (int kk = 0; kk < 8; kk++) { // 32 codes: ldmatrix gives A fragments (matrix m: rows +8 (m & 1), chunk +(m >> 1))
-            int a[2][4];
+            int a[MI][4];
 #pragma unroll
-            for (int i = 0; i < 2; i++) {
-                const int r = wm * 32 + 16 * i + (lane & 7) + 8 * ((lane >> 3) & 1), c = 2 * kk + (lane >> 4);
+            for (int i = 0; i < MI; i++) {
+                const int r = wm * 16 * MI + 16 * i + (lane & 7) + 8 * ((lane >> 3) & 1), c = 2 * kk + (lane >> 4);
                 ldmatrix_x4(a[i], As + r * 256 + ((c ^ (r & 7)) << 4));
             }
             const int wo = (kk & 3) * 4 + (kk >> 2) * 2; // word_of_chunk(2 kk) within the step
@@ -532,12 +706,12 @@ __global__ void __launch_bounds__(256, 2) k_tern_gemm(tern_w w, io_args io, cons
                 const uint2 b = *(const uint2 *)(Bs + (wn * 32 + 8 * j + grp) * GM_BROW + wo * 4);
                 const int b0 = (int)((b.x >> (2 * tig)) & CODE_MASK), b1 = (int)((b.y >> (2 * tig)) & CODE_MASK);
 #pragma unroll
-                for (int i = 0; i < 2; i++) mma_s8(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
+                for (int i = 0; i < MI; i++) mma_s8(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
             }
         }
         if (ACT == ACT_Q8K) { // close this 256-block: f += (float)(sum - bsum) * (d_act * d_weight)
 #pragma unroll
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < MI; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -552,7 +726,7 @@ __global__ void __launch_bounds__(256, 2) k_tern_gemm(tern_w w, io_args io, cons
         __syncthreads(); // this stage is read; the next iteration's copy may overwrite it
     }
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -593,6 +767,23 @@ __global__ void k_glu(float *g, const float *u, long n, int fn) { // for gate/up
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) g[i] = glu(g[i], u[i], fn);
 }
 
+// qwen3: forward.c's per_head_rmsnorm of every q head (blockIdx.x < n_q) and k head of token blockIdx.y, in place,
+// before RoPE: 256 double lanes (element i in lane i, hd <= 256) folded as lanes.h does. 256 threads.
+__global__ void __launch_bounds__(NORM_THREADS) k_head_norm(float *qkv, long stride, int n_q, int k_off, int hd,
+                                                             const float *q_norm, const float *k_norm, float eps) {
+    __shared__ double lanes[NORM_THREADS];
+    dep_launch_next();
+    dep_wait();
+    const int h = blockIdx.x, i = threadIdx.x;
+    float *v = qkv + (long)blockIdx.y * stride + (h < n_q ? (long)h * hd : k_off + (long)(h - n_q) * hd);
+    const float *w = h < n_q ? q_norm : k_norm;
+    const float x = i < hd ? v[i] : 0.0f;
+    lanes[i] = i < hd ? (double)(x * x) : 0.0;
+    __syncthreads();
+    const float scale = 1.0f / sqrtf((float)(fold_256(lanes) / (double)hd) + eps);
+    if (i < hd) v[i] = (x * scale) * w[i];
+}
+
 struct attn_args {
     float *qkv;          // [T][qkv_stride]: q heads, then k heads, then v heads
     long qkv_stride;
@@ -602,7 +793,13 @@ struct attn_args {
     const int *pos0;
     float *out;          // [T][n_head * hd]
     int n_head, n_head_kv, hd, n_rot, neox, probs_f16, n_ctx;
+    const int *tok_pos, *tok_seq; // multi-sequence batches: each token's position and KV slot, else NULL
+    long slot;           // elements of one KV slot (kc and vc point into slot 0)
 };
+
+// Token t's position, and the offset of its sequence's KV slot (multi-sequence batches; else the session's one).
+__device__ __forceinline__ int tok_position(const attn_args &a, int t) { return a.tok_pos ? a.tok_pos[t] : *a.pos0 + t; }
+__device__ __forceinline__ long tok_slot(const attn_args &a, int t) { return a.tok_seq ? (long)a.tok_seq[t] * a.slot : 0; }
 
 // forward.c's rope: pairs (i, i + n_rot/2) for NEOX, (2i, 2i + 1) otherwise; x0 c - x1 s, x0 s + x1 c.
 __device__ void rope_head(float *v, const float *cs, int n_rot, int neox, int i) {
@@ -616,7 +813,8 @@ __device__ void rope_head(float *v, const float *cs, int n_rot, int neox, int i)
 __global__ void k_rope_store(attn_args a) {
     dep_launch_next();
     dep_wait();
-    const int t = blockIdx.x, pos = *a.pos0 + t, half = a.n_rot / 2, kv_dim = a.hd * a.n_head_kv;
+    const int t = blockIdx.x, pos = tok_position(a, t), half = a.n_rot / 2, kv_dim = a.hd * a.n_head_kv;
+    __half *kc = a.kc + tok_slot(a, t), *vc = a.vc + tok_slot(a, t);
     float *row = a.qkv + (long)t * a.qkv_stride;
     const float *cs = a.rope + (long)pos * a.n_rot;
     for (int idx = threadIdx.x; idx < (a.n_head + a.n_head_kv) * half; idx += blockDim.x) {
@@ -625,8 +823,8 @@ __global__ void k_rope_store(attn_args a) {
     }
     __syncthreads();
     for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-        a.kc[(long)pos * kv_dim + i] = __float2half_rn(row[a.k_off + i]);
-        a.vc[(long)pos * kv_dim + i] = __float2half_rn(row[a.v_off + i]);
+        kc[(long)pos * kv_dim + i] = __float2half_rn(row[a.k_off + i]);
+        vc[(long)pos * kv_dim + i] = __float2half_rn(row[a.v_off + i]);
     }
 }
 
@@ -692,9 +890,10 @@ __global__ void k_attention(attn_args a, int fresh, int pv_tile, prep_args next)
     __shared__ float shf[32];
     __shared__ double shd[32];
     const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, hd = a.hd;
-    const int grp = a.n_head / a.n_head_kv, kvh = h / grp, kv_dim = hd * a.n_head_kv, pos = *a.pos0 + t;
+    const int grp = a.n_head / a.n_head_kv, kvh = h / grp, kv_dim = hd * a.n_head_kv, pos = tok_position(a, t);
+    __half *const kc = a.kc + tok_slot(a, t), *const vc = a.vc + tok_slot(a, t);
     float *sc = sa, *qh = sa + a.n_ctx, *kn = qh + hd, *vn = kn + hd, *cs = vn + hd;
-    const __half *K = a.kc + kvh * hd, *V = a.vc + kvh * hd;
+    const __half *K = kc + kvh * hd, *V = vc + kvh * hd;
     const int half = a.n_rot / 2;
     if (fresh)
         for (int i = tid; i < a.n_rot; i += blockDim.x) cs[i] = a.rope[(long)pos * a.n_rot + i];
@@ -720,7 +919,7 @@ __global__ void k_attention(attn_args a, int fresh, int pv_tile, prep_args next)
                 kv = first ? kv * cc - ko * ss : ko * ss + kv * cc;
             }
             const __half kh = __float2half_rn(kv), vh = __float2half_rn(vv);
-            if (h % grp == 0) a.kc[(long)pos * kv_dim + kvh * hd + i] = kh, a.vc[(long)pos * kv_dim + kvh * hd + i] = vh;
+            if (h % grp == 0) kc[(long)pos * kv_dim + kvh * hd + i] = kh, vc[(long)pos * kv_dim + kvh * hd + i] = vh;
             qh[i] = round_f16(qv), kn[i] = __half2float(kh), vn[i] = __half2float(vh);
         }
     } else {
@@ -820,12 +1019,12 @@ __global__ void __launch_bounds__(512, 3) k_attention_group(attn_args a, int n_p
     __shared__ float shf[32];
     __shared__ double shd[8];
     const int grp = a.n_head / a.n_head_kv, kvh = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, hd = a.hd;
-    const int sg = tid >> 7, lt = tid & 127, h = kvh * grp + sg, kv_dim = hd * a.n_head_kv, pos = *a.pos0 + t;
+    const int sg = tid >> 7, lt = tid & 127, h = kvh * grp + sg, kv_dim = hd * a.n_head_kv, pos = tok_position(a, t);
     const int lane = tid & 31, wh = lt >> 5, nc = (hd + 31) / 32, tiles = pos / AG_TILE + 1;
     float *sc = sa + (size_t)sg * n_pos, *qh = sa + (size_t)grp * n_pos + sg * hd;
     __half *const buf = (__half *)(sa + attn_group_tile_offset(n_pos, hd, grp)); // 2 tiles of AG_TILE * hd
     const int tile_h = AG_TILE * hd;
-    const __half *K = a.kc + kvh * hd, *V = a.vc + kvh * hd;
+    const __half *K = a.kc + tok_slot(a, t) + kvh * hd, *V = a.vc + tok_slot(a, t) + kvh * hd;
     dep_launch_next();
     dep_wait();
     kv_tile_copy(buf, K, 0, min(AG_TILE, pos + 1), hd, kv_dim);

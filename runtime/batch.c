@@ -237,6 +237,7 @@ ternlm_status ternlm_batch_seq_copy(ternlm_batch *b, uint32_t dst, uint32_t src,
     if (n > b->pos[src])
         return tl_fail(err, TERNLM_ERR_ARG, "sequence %u holds %u tokens, %u requested", src, b->pos[src], n);
     const ternlm_session *s = b->s;
+    if (s->gpu) return tl_fail(err, TERNLM_ERR_BACKEND, "copying KV rows between slots is not implemented on the GPU backend yet");
     const size_t kv_dim = (size_t)s->m->hp.head_dim * s->m->hp.n_head_kv, layer = (size_t)b->n_ctx * kv_dim;
     for (uint32_t l = 0; l < s->m->hp.n_layer; l++) { /* per layer: rows [0, n) of K and of V */
         const size_t from = (size_t)src * s->slot_elems + l * layer, to = (size_t)dst * s->slot_elems + l * layer;

@@ -319,7 +319,8 @@ ternlm_status ternlm_batch_seq_rewind(ternlm_batch *b, uint32_t seq, uint32_t po
 /* Make slot dst hold the first n tokens of slot src (n <= src's position) by copying their KV rows, instead
  * of evaluating them again: a prompt that starts like another slot's conversation (the same chat template and
  * system prompt) then evaluates only the rest. The copied rows are the bits dst's own evaluation would give.
- * dst != src, and dst must have no queued tokens; src keeps everything. */
+ * dst != src, and dst must have no queued tokens; src keeps everything. CPU batches only for now (a GPU batch
+ * answers TERNLM_ERR_BACKEND). */
 ternlm_status ternlm_batch_seq_copy(ternlm_batch *b, uint32_t dst, uint32_t src, uint32_t n, ternlm_error *err);
 uint64_t ternlm_batch_tokens_evaluated(const ternlm_batch *b); /* all slots, since creation */
 uint32_t ternlm_batch_threads(const ternlm_batch *b);

@@ -204,18 +204,25 @@ static void finish_slot(srv_engine *e, slot *s, int finish) {
     pthread_mutex_unlock(&e->mu);
 }
 
-/* The free slot whose cached tokens share the longest prefix with the prompt; ties go to the least recently used. */
+/* Shared prefixes shorter than this are not worth a slot's cache (BOS and a word or two): they neither choose the
+ * slot a request overwrites nor make a prompt wait for another's evaluation. */
+#define SHARE_MIN 8
+
+/* The free slot whose cached tokens share the longest prefix with the prompt (counted from SHARE_MIN tokens on);
+ * ties go to the least recently used, so a short match never overwrites a long conversation another request may
+ * still copy from. */
 static uint32_t pick_slot(srv_engine *e, const srv_request *r, uint32_t *keep) {
-    uint32_t best = UINT32_MAX, best_keep = 0;
+    uint32_t best = UINT32_MAX, best_score = 0;
     for (uint32_t i = 0; i < e->n_slots; i++) {
         if (e->slots[i].req) continue;
-        const uint32_t k = ternlm_batch_seq_prefix(e->batch, i, r->prompt, r->n_prompt);
-        if (best == UINT32_MAX || k > best_keep || (k == best_keep && e->slots[i].last_used < e->slots[best].last_used)) {
+        const uint32_t k = ternlm_batch_seq_prefix(e->batch, i, r->prompt, r->n_prompt), score = k >= SHARE_MIN ? k : 0;
+        if (best == UINT32_MAX || score > best_score ||
+            (score == best_score && e->slots[i].last_used < e->slots[best].last_used)) {
             best = i;
-            best_keep = k;
+            best_score = score;
+            *keep = k;
         }
     }
-    *keep = best_keep;
     return best;
 }
 
@@ -360,7 +367,6 @@ static void adopt_prefix(srv_engine *e, uint32_t i) {
 /* Prompts that arrive together with the same head: the later ones wait while an earlier pending prompt evaluates
  * at least SHARE_MIN more of the head they share, then copy it (adopt_prefix) instead of evaluating it too. Only
  * earlier prompts are waited for, so the first always proceeds. */
-#define SHARE_MIN 8
 
 static int waits_for_shared(srv_engine *e, const uint32_t *order, uint32_t k) {
     const slot *s = &e->slots[order[k]];

@@ -83,3 +83,17 @@ test('two prompts with the same head at the same instant: one evaluates it, the 
     assert.equal((await srv.stop()).code, 0);
   }
 });
+
+test('a prompt sharing only a token or two with a cached conversation takes another slot, so the head survives', async () => {
+  const srv = await startServer(['-np', '2', '-t', '2']);
+  try {
+    const shared = await sharedTokens(srv.base);
+    await complete(srv.base, A);
+    const other = await complete(srv.base, { prompt: 'The dog', max_tokens: 4, temperature: 0 });
+    assert.ok(other.usage.prompt_tokens_details.cached_tokens < 8);
+    const b = await complete(srv.base, B);
+    assert.equal(b.usage.prompt_tokens_details.cached_tokens, shared, 'the shared head was still cached');
+  } finally {
+    assert.equal((await srv.stop()).code, 0);
+  }
+});

@@ -355,19 +355,18 @@ static void adopt_prefix(srv_engine *e, uint32_t i) {
     }
     ternlm_error err = {0};
     if (donor == UINT32_MAX || ternlm_batch_seq_copy(e->batch, i, donor, best, &err)) return; /* else: evaluate it */
+    pthread_mutex_lock(&e->mu);
+    e->prompt_tokens_copied += best - s->fed; /* the tokens this copy saved evaluating */
+    pthread_mutex_unlock(&e->mu);
     s->fed = best;
     pthread_mutex_lock(&r->mu);
     r->n_cached = best;
     pthread_mutex_unlock(&r->mu);
-    pthread_mutex_lock(&e->mu);
-    e->prompt_tokens_copied += best;
-    pthread_mutex_unlock(&e->mu);
 }
 
 /* Prompts that arrive together with the same head: the later ones wait while an earlier pending prompt evaluates
  * at least SHARE_MIN more of the head they share, then copy it (adopt_prefix) instead of evaluating it too. Only
  * earlier prompts are waited for, so the first always proceeds. */
-
 static int waits_for_shared(srv_engine *e, const uint32_t *order, uint32_t k) {
     const slot *s = &e->slots[order[k]];
     const srv_request *r = s->req;
@@ -403,10 +402,10 @@ static void step(srv_engine *e) {
         n_decode++;
     }
     /* Pending prompts, oldest first, get what the decode tokens leave of the step's budget (at least a quarter of
-     * it). Prompt evaluation is compute-bound, so two prompts sharing a step finish no sooner than one after the
-     * other would, and the older one finishes later: the oldest takes the budget (in chunks when it is longer), and
-     * a later prompt joins only whole and only while the step is still small (under half the budget, where the
-     * pass over the weights serves few tokens). */
+     * it). Prompt evaluation is compute-bound: when two prompts share a step the older one finishes later than it
+     * would alone and the other sooner only by a step's fixed cost. So the oldest takes the budget (in chunks when
+     * it is longer), and a later prompt joins only whole and only while the step is still small (under half the
+     * budget, where the pass over the weights serves few tokens). */
     const uint32_t small_step = (uint32_t)e->cfg.step_tokens / 2;
     uint32_t budget = (uint32_t)e->cfg.step_tokens > n_decode ? (uint32_t)e->cfg.step_tokens - n_decode : 0;
     if (budget < (uint32_t)e->cfg.step_tokens / 4 + 1) budget = (uint32_t)e->cfg.step_tokens / 4 + 1;

@@ -227,3 +227,25 @@ ternlm_status ternlm_batch_seq_rewind(ternlm_batch *b, uint32_t seq, uint32_t po
     b->has_logits[seq] = 0;
     return TERNLM_OK;
 }
+
+ternlm_status ternlm_batch_seq_copy(ternlm_batch *b, uint32_t dst, uint32_t src, uint32_t n, ternlm_error *err) {
+    ternlm_status st = check_seq(b, dst, err);
+    if (!st) st = check_seq(b, src, err);
+    if (st) return st;
+    if (dst == src) return tl_fail(err, TERNLM_ERR_ARG, "cannot copy sequence %u onto itself", dst);
+    if (b->queued[dst]) return tl_fail(err, TERNLM_ERR_ARG, "sequence %u has queued tokens: evaluate or clear them first", dst);
+    if (n > b->pos[src])
+        return tl_fail(err, TERNLM_ERR_ARG, "sequence %u holds %u tokens, %u requested", src, b->pos[src], n);
+    const ternlm_session *s = b->s;
+    if (s->gpu) return tl_fail(err, TERNLM_ERR_BACKEND, "copying KV rows between slots is not implemented on the GPU backend yet");
+    const size_t kv_dim = (size_t)s->m->hp.head_dim * s->m->hp.n_head_kv, layer = (size_t)b->n_ctx * kv_dim;
+    for (uint32_t l = 0; l < s->m->hp.n_layer; l++) { /* per layer: rows [0, n) of K and of V */
+        const size_t from = (size_t)src * s->slot_elems + l * layer, to = (size_t)dst * s->slot_elems + l * layer;
+        memcpy(s->k_cache + to, s->k_cache + from, (size_t)n * kv_dim * sizeof *s->k_cache);
+        memcpy(s->v_cache + to, s->v_cache + from, (size_t)n * kv_dim * sizeof *s->v_cache);
+    }
+    memcpy(b->history + (size_t)dst * b->n_ctx, b->history + (size_t)src * b->n_ctx, (size_t)n * sizeof *b->history);
+    b->pos[dst] = n;
+    b->has_logits[dst] = 0;
+    return TERNLM_OK;
+}

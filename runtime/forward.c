@@ -20,13 +20,53 @@
  * --------------------------------------------------------------------------------------------- */
 
 /* ggml's RMSNorm: sum of squares in double (over TL_NORM_LANES lanes, see lanes.h), then x * (1/sqrt(mean + eps)),
- * then times the weight. */
+ * then times the weight. The sum walks whole rows of lanes (the same additions as one element at a time) so that
+ * it vectorizes. */
 static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
     double l[TL_NORM_LANES] = {0};
-    for (int64_t i = 0; i < n; i++) l[i % TL_NORM_LANES] += (double)(x[i] * x[i]);
+    int64_t i = 0;
+    for (; i + TL_NORM_LANES <= n; i += TL_NORM_LANES)
+        for (int j = 0; j < TL_NORM_LANES; j++) l[j] += (double)(x[i + j] * x[i + j]);
+    for (; i < n; i++) l[i % TL_NORM_LANES] += (double)(x[i] * x[i]);
     const float mean = (float)(tl_lanes_fold_d(l, TL_NORM_LANES) / (double)n);
     const float scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+    for (i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+/* tl_f32_to_f16 over a row: the normal-range rule without branches (it vectorizes), then the library function for
+ * the rare values outside it (subnormal results, overflow, inf, NaN), so every value gets the same bits. */
+static void f32_to_f16_row(uint16_t *dst, const float *src, int64_t n) {
+    uint32_t outside = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t x;
+        memcpy(&x, &src[i], 4);
+        const uint32_t ax = x & 0x7FFFFFFFu;
+        uint32_t v = ((ax >> 23) - 112) << 10 | ((ax >> 13) & 0x3FF);
+        const uint32_t rem = ax & 0x1FFF;
+        v += (uint32_t)(rem > 0x1000) | ((uint32_t)(rem == 0x1000) & v);
+        dst[i] = (uint16_t)(((x >> 16) & 0x8000) | (v & 0xFFFF));
+        outside |= (uint32_t)(ax - 0x38800000u >= 0x477FF000u - 0x38800000u);
+    }
+    if (outside)
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t x;
+            memcpy(&x, &src[i], 4);
+            if ((x & 0x7FFFFFFFu) - 0x38800000u >= 0x477FF000u - 0x38800000u) dst[i] = tl_f32_to_f16(src[i]);
+        }
+}
+
+/* tl_f16_to_f32 over a row, the same split: normal halves without branches, the others through the function. */
+static void f16_to_f32_row(float *dst, const uint16_t *src, int64_t n) {
+    uint32_t outside = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t h = src[i], e = (h >> 10) & 0x1F;
+        const uint32_t b = (h & 0x8000u) << 16 | (((h >> 10) & 0x1F) + 112) << 23 | (h & 0x3FFu) << 13;
+        memcpy(&dst[i], &b, 4);
+        outside |= (uint32_t)(e - 1 >= 30);
+    }
+    if (outside)
+        for (int64_t i = 0; i < n; i++)
+            if ((uint32_t)((src[i] >> 10) & 0x1F) - 1 >= 30) dst[i] = tl_f16_to_f32(src[i]);
 }
 
 /* cos/sin of theta_i = pos * base^(-2i/n_rot), theta built by repeated f32 multiplication as ggml does. */
@@ -62,12 +102,49 @@ static void per_head_rmsnorm(float *v, int64_t n_vecs, const float *w, const tl_
     for (int64_t i = 0; i < n_vecs; i++) rmsnorm(v + i * h->head_dim, v + i * h->head_dim, w, h->head_dim, h->eps);
 }
 
+/* One loop per activation, without a branch per element (the ReLU² loop vectorizes). */
 static void ffn_activation(float *g, const float *u, int64_t n, enum tl_act act) {
-    for (int64_t i = 0; i < n; i++) {
-        const float x = g[i];
-        const float a = act == TL_ACT_RELU2 ? (x > 0 ? x * x : 0.0f) : x / (1.0f + tl_expf(-x));
-        g[i] = a * u[i];
+    if (act == TL_ACT_RELU2)
+        for (int64_t i = 0; i < n; i++) {
+            /* max(x, 0) by its bits (x > 0 is 0 < bits <= +inf as an int), so that the loop has no branch */
+            uint32_t b;
+            memcpy(&b, &g[i], 4);
+            b &= 0u - ((uint32_t)((int32_t)b > 0) & (uint32_t)(b <= 0x7F800000u));
+            float r;
+            memcpy(&r, &b, 4);
+            g[i] = (r * r) * u[i];
+        }
+    else
+        for (int64_t i = 0; i < n; i++) {
+            const float x = g[i];
+            g[i] = (x / (1.0f + tl_expf(-x))) * u[i];
+        }
+}
+
+/* Per-token steps (norms, RoPE, residuals, activations) run on the pool, each thread a contiguous range of the
+ * batch's tokens; a token's arithmetic never depends on the split, so every thread count gives the same bits.
+ * One token stays on the caller: a pool round trip costs more than its few thousand floats. */
+typedef void (*token_fn)(ternlm_session *s, const void *ctx, int t);
+
+typedef struct token_job {
+    ternlm_session *s;
+    const void *ctx;
+    token_fn fn;
+    int T;
+} token_job;
+
+static void token_task(void *c, int ith, int nth) {
+    const token_job *j = c;
+    for (int t = j->T * ith / nth; t < j->T * (ith + 1) / nth; t++) j->fn(j->s, j->ctx, t);
+}
+
+static void for_each_token(ternlm_session *s, int T, token_fn fn, const void *ctx) {
+    if (T == 1) {
+        fn(s, ctx, 0);
+        return;
     }
+    token_job job = {s, ctx, fn, T};
+    tl_pool_run(s->pool, token_task, &job);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -253,6 +330,35 @@ static uint16_t *kv_rows(const ternlm_session *s, uint16_t *cache, uint32_t seq,
     return cache + (size_t)seq * s->slot_elems + (size_t)l * s->n_ctx * kv_dim;
 }
 
+/* Σ v in double over TL_LANES lanes (lane p % TL_LANES, positions in order, then the lanes.h fold), written as whole
+ * rows of lanes so that the compiler can vectorize it; the additions are the same as one position at a time. */
+static double sum_lanes_d(const float *v, uint32_t n) {
+    double lanes[TL_LANES] = {0};
+    uint32_t p = 0;
+    for (; p + TL_LANES <= n; p += TL_LANES)
+        for (int j = 0; j < TL_LANES; j++) lanes[j] += (double)v[p + (uint32_t)j];
+    for (; p < n; p++) lanes[p % TL_LANES] += (double)v[p];
+    return tl_lanes_fold_d(lanes, TL_LANES);
+}
+
+/* v[p] = tl_expf(v[p] - max) for rows whose differences all lie in [-104, 0] (no NaN, no clamp): the same double
+ * arithmetic as mathx's tl_expf, operation for operation, without its range branches, so the loop vectorizes. */
+static void exp_minus_max_row(float *v, uint32_t n, float max) {
+    for (uint32_t p = 0; p < n; p++) {
+        const double x = (double)(v[p] - max);
+        const double kf = x * 1.44269504088896338700 + (x < 0 ? -0.5 : 0.5);
+        const int k = (int)kf;
+        const double r = (x - (double)k * 6.93147180369123816490e-01) - (double)k * 1.90821492927058770002e-10;
+        const double e = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320))))))));
+        const int k1 = k / 2, k2 = k - k1; /* times 2^k in two exact steps, as mathx's scale2 */
+        const uint64_t b1 = (uint64_t)(k1 + 1023) << 52, b2 = (uint64_t)(k2 + 1023) << 52;
+        double s1, s2;
+        memcpy(&s1, &b1, 8);
+        memcpy(&s2, &b2, 8);
+        v[p] = (float)(e * s1 * s2);
+    }
+}
+
 static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh, float *scores, float *qh) {
     const tl_hparams *h = &s->m->hp;
     /* each token attends to its own sequence's slot, up to its own position */
@@ -263,18 +369,22 @@ static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh,
     const int64_t QW = (int64_t)h->n_head * hd; /* qwen3: may differ from n_embd */
     const float *q = s->q + (int64_t)t * QW + hh * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    for (uint32_t d = 0; d < hd; d++) qh[d] = tl_round_f16(q[d]); /* Q is rounded to f16 for K·Q */
-    float max = -INFINITY;
+    uint16_t *q16 = (uint16_t *)(void *)(qh + hd); /* Q is rounded to f16 for K·Q */
+    f32_to_f16_row(q16, q, hd);
+    f16_to_f32_row(qh, q16, hd);
+    float max = -INFINITY, min = INFINITY;
+    int nan = 0;
     for (uint32_t p = 0; p <= pos; p++) {
         scores[p] = s->kern->dot_f16(K + (size_t)p * kv_dim, qh, hd) * scale;
         if (scores[p] > max) max = scores[p];
+        if (scores[p] < min) min = scores[p];
+        nan |= scores[p] != scores[p];
     }
-    double lanes[TL_LANES] = {0};
-    for (uint32_t p = 0; p <= pos; p++) {
-        scores[p] = tl_expf(scores[p] - max);
-        lanes[p % TL_LANES] += (double)scores[p];
-    }
-    const float inv = (float)(1.0 / tl_lanes_fold_d(lanes, TL_LANES));
+    /* every score minus the max inside tl_expf's plain range: the branch-free row form, else the function */
+    if (!nan && max < INFINITY && (double)(min - max) >= -104.0) exp_minus_max_row(scores, pos + 1, max);
+    else
+        for (uint32_t p = 0; p <= pos; p++) scores[p] = tl_expf(scores[p] - max);
+    const float inv = (float)(1.0 / sum_lanes_d(scores, pos + 1));
     float *out = s->att + (int64_t)t * QW + hh * hd;
     for (uint32_t p = 0; p <= pos; p++) {
         scores[p] *= inv;
@@ -288,7 +398,7 @@ static void attn_task(void *ctx, int ith, int nth) {
     ternlm_session *s = j->s;
     const uint32_t n_head = s->m->hp.n_head;
     float *scores = s->scores + (size_t)ith * s->n_ctx;
-    float *qh = s->qh + (size_t)ith * s->m->hp.head_dim;
+    float *qh = s->qh + (size_t)ith * 2 * s->m->hp.head_dim; /* head_dim floats, then head_dim halves */
     const int64_t total = (int64_t)j->T * n_head;
     for (int64_t i = ith; i < total; i += nth) attend_one(s, j, (int)(i / n_head), (uint32_t)(i % n_head), scores, qh);
 }
@@ -301,79 +411,137 @@ static void store_kv(ternlm_session *s, uint32_t l, uint32_t seq, uint32_t pos, 
     const uint32_t kv_dim = s->m->hp.head_dim * s->m->hp.n_head_kv;
     uint16_t *K = kv_rows(s, s->k_cache, seq, l) + (size_t)pos * kv_dim;
     uint16_t *V = kv_rows(s, s->v_cache, seq, l) + (size_t)pos * kv_dim;
-    for (uint32_t i = 0; i < kv_dim; i++) {
-        K[i] = tl_f32_to_f16(k[i]);
-        V[i] = tl_f32_to_f16(v[i]);
-    }
+    f32_to_f16_row(K, k, kv_dim);
+    f32_to_f16_row(V, v, kv_dim);
 }
 
+/* x[t] += proj[t] when `add` (a block's residual), then xn[t] = RMSNorm(x[t]) · w when w is set (the next block's
+ * input norm): one pass over the token's row instead of two over the batch. */
+typedef struct residual_step {
+    const float *w;
+    int add;
+} residual_step;
+
+static void residual_norm_token(ternlm_session *s, const void *ctx, int t) {
+    const residual_step *r = ctx;
+    const int64_t E = s->m->hp.n_embd;
+    float *x = s->x + t * E;
+    if (r->add) {
+        const float *p = s->proj + t * E;
+        for (int64_t i = 0; i < E; i++) x[i] += p[i];
+    }
+    if (r->w) rmsnorm(s->xn + t * E, x, r->w, E, s->m->hp.eps);
+}
+
+static void residual_norm(ternlm_session *s, int T, const float *w, int add) {
+    const residual_step r = {w, add};
+    for_each_token(s, T, residual_norm_token, &r);
+}
+
+/* After q/k/v: qwen3's per-head norms, RoPE, and the token's K and V rows into its slot's cache. */
+typedef struct layer_ref {
+    const tl_layer *L;
+    uint32_t l;
+} layer_ref;
+
+static void qk_rope_store_token(ternlm_session *s, const void *ctx, int t) {
+    const tl_layer *L = ((const layer_ref *)ctx)->L;
+    const tl_hparams *h = &s->m->hp;
+    const int64_t KV = (int64_t)h->head_dim * h->n_head_kv, QW = (int64_t)h->head_dim * h->n_head;
+    float *q = s->q + t * QW, *k = s->k + t * KV;
+    if (L->attn_q_norm) per_head_rmsnorm(q, h->n_head, L->attn_q_norm, h);
+    if (L->attn_k_norm) per_head_rmsnorm(k, h->n_head_kv, L->attn_k_norm, h);
+    const float *cs = s->rope_cs + (int64_t)t * h->n_rot;
+    rope(q, (int)h->n_head, h, cs);
+    rope(k, (int)h->n_head_kv, h, cs);
+    store_kv(s, ((const layer_ref *)ctx)->l, s->tok_seq[t], s->tok_pos[t], k, s->v + t * KV);
+}
+
+static void attn_sub_norm_token(ternlm_session *s, const void *ctx, int t) {
+    const int64_t E = s->m->hp.n_embd;
+    rmsnorm(s->att + t * E, s->att + t * E, ctx, E, s->m->hp.eps);
+}
+
+static void ffn_act_token(ternlm_session *s, const void *ctx, int t) {
+    const tl_layer *L = ctx;
+    const tl_hparams *h = &s->m->hp;
+    const int64_t F = h->n_ff;
+    float *g = s->ff_g + t * F;
+    ffn_activation(g, s->ff_u + t * F, F, h->act);
+    if (L->ffn_sub_norm) rmsnorm(g, g, L->ffn_sub_norm, F, h->eps); /* ReLU² values stay f32 */
+}
+
+/* Enters with xn = the attention norm of x; leaves proj = the attention output (the residual is added later). */
 static void attention_block(ternlm_session *s, const tl_layer *L, uint32_t l, int T) {
     const tl_hparams *h = &s->m->hp;
-    const int64_t E = h->n_embd, KV = (int64_t)h->head_dim * h->n_head_kv, QW = (int64_t)h->head_dim * h->n_head;
+    const int64_t E = h->n_embd, QW = (int64_t)h->head_dim * h->n_head;
     act a;
-    for (int t = 0; t < T; t++) rmsnorm(s->xn + t * E, s->x + t * E, L->attn_norm, E, h->eps);
     act_init(&a, s->xn, T, E);
     linear(s, &L->wq, &a, s->q);
     linear(s, &L->wk, &a, s->k);
     linear(s, &L->wv, &a, s->v);
-    if (L->attn_q_norm) per_head_rmsnorm(s->q, T * (int64_t)h->n_head, L->attn_q_norm, h);
-    if (L->attn_k_norm) per_head_rmsnorm(s->k, T * (int64_t)h->n_head_kv, L->attn_k_norm, h);
-    for (int t = 0; t < T; t++) {
-        const float *cs = s->rope_cs + (int64_t)t * h->n_rot;
-        rope(s->q + t * QW, (int)h->n_head, h, cs);
-        rope(s->k + t * KV, (int)h->n_head_kv, h, cs);
-        store_kv(s, l, s->tok_seq[t], s->tok_pos[t], s->k + t * KV, s->v + t * KV);
-    }
+    const layer_ref ref = {L, l};
+    for_each_token(s, T, qk_rope_store_token, &ref);
     attn_job job = {s, l, T};
     tl_pool_run(s->pool, attn_task, &job);
-    if (L->attn_sub_norm)
-        for (int t = 0; t < T; t++) rmsnorm(s->att + t * E, s->att + t * E, L->attn_sub_norm, E, h->eps);
+    if (L->attn_sub_norm) for_each_token(s, T, attn_sub_norm_token, L->attn_sub_norm);
     act_init(&a, s->att, T, QW);
     linear(s, &L->wo, &a, s->proj);
-    for (int64_t i = 0; i < T * E; i++) s->x[i] += s->proj[i];
 }
 
+/* Enters with xn = the FFN norm of x; leaves proj = the FFN output. */
 static void ffn_block(ternlm_session *s, const tl_layer *L, int T) {
     const tl_hparams *h = &s->m->hp;
-    const int64_t E = h->n_embd, F = h->n_ff;
     act a;
-    for (int t = 0; t < T; t++) rmsnorm(s->xn + t * E, s->x + t * E, L->ffn_norm, E, h->eps);
-    act_init(&a, s->xn, T, E);
+    act_init(&a, s->xn, T, h->n_embd);
     linear(s, &L->gate, &a, s->ff_g);
     linear(s, &L->up, &a, s->ff_u);
-    for (int t = 0; t < T; t++) {
-        float *g = s->ff_g + t * F;
-        ffn_activation(g, s->ff_u + t * F, F, h->act);
-        if (L->ffn_sub_norm) rmsnorm(g, g, L->ffn_sub_norm, F, h->eps); /* ReLU² values stay f32 */
-    }
-    act_init(&a, s->ff_g, T, F);
+    for_each_token(s, T, ffn_act_token, L);
+    act_init(&a, s->ff_g, T, h->n_ff);
     linear(s, &L->down, &a, s->proj);
-    for (int64_t i = 0; i < T * E; i++) s->x[i] += s->proj[i];
+}
+
+typedef struct head_rows {
+    const int *rows;
+} head_rows;
+
+static void head_norm_row(ternlm_session *s, const void *ctx, int i) {
+    const head_rows *hr = ctx;
+    const int64_t E = s->m->hp.n_embd;
+    rmsnorm(s->xn + i * E, s->x + hr->rows[i] * E, s->m->output_norm, E, s->m->hp.eps);
 }
 
 /* Logits for the n tokens rows[0..n) of this batch into `out` (one n_vocab row each, in that order). */
 static void lm_head(ternlm_session *s, const int *rows, int n, float *out) {
     const ternlm_model *m = s->m;
-    const int64_t E = m->hp.n_embd;
-    for (int i = 0; i < n; i++) rmsnorm(s->xn + i * E, s->x + rows[i] * E, m->output_norm, E, m->hp.eps);
+    const head_rows hr = {rows};
+    for_each_token(s, n, head_norm_row, &hr);
     act a;
-    act_init(&a, s->xn, n, E);
+    act_init(&a, s->xn, n, m->hp.n_embd);
     linear_strided(s, &m->output, &a, out, m->hp.n_vocab);
+}
+
+static void embed_token(ternlm_session *s, const void *ctx, int t) {
+    const int32_t *tokens = ctx;
+    const ternlm_model *m = s->m;
+    const tl_hparams *h = &m->hp;
+    tl_dequant_row(m->tok_embd.type, m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes,
+                   s->x + t * (int64_t)h->n_embd, h->n_embd, m->tok_embd.i2s_scale);
+    tl_rope_table(s->rope_cs + (int64_t)t * h->n_rot, s->tok_pos[t], h, m->rope_freqs);
+    if (h->n_layer) rmsnorm(s->xn + t * (int64_t)h->n_embd, s->x + t * (int64_t)h->n_embd, m->layers[0].attn_norm,
+                            h->n_embd, h->eps);
 }
 
 void tl_eval_ubatch(ternlm_session *s, const int32_t *tokens, int T, const int *logit_rows, int n_logit_rows,
                     float *logits) {
     const ternlm_model *m = s->m;
     const tl_hparams *h = &m->hp;
-    const int64_t E = h->n_embd;
-    for (int t = 0; t < T; t++) {
-        tl_dequant_row(m->tok_embd.type, m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes, s->x + t * E,
-                       E, m->tok_embd.i2s_scale);
-        tl_rope_table(s->rope_cs + (int64_t)t * h->n_rot, s->tok_pos[t], h, m->rope_freqs);
-    }
+    for_each_token(s, T, embed_token, tokens);
     for (uint32_t l = 0; l < h->n_layer; l++) {
         attention_block(s, &m->layers[l], l, T);
+        residual_norm(s, T, m->layers[l].ffn_norm, 1);
         ffn_block(s, &m->layers[l], T);
+        residual_norm(s, T, l + 1 < h->n_layer ? m->layers[l + 1].attn_norm : NULL, 1);
     }
     if (n_logit_rows) lm_head(s, logit_rows, n_logit_rows, logits);
     s->n_evaluated += (uint64_t)T;
@@ -422,7 +590,7 @@ static ternlm_status alloc_scratch(ternlm_session *s, ternlm_error *err) {
                             B * F * 4, B * wide, B * 4, B * 4, (size_t)(B * (wide / 256 + 1)) * sizeof(tl_block_q8k),
                             (size_t)(B * (wide / 32 + 1) * 34), B * wide * 4,
                             (size_t)B * (size_t)acc_rows * 4, B * h->n_rot * 4,
-                            (size_t)nth * s->n_ctx * 4, (size_t)nth * h->head_dim * 4, (size_t)(nth * wide * 4),
+                            (size_t)nth * s->n_ctx * 4, (size_t)nth * h->head_dim * 8, (size_t)(nth * wide * 4),
                             kv_elems * 2, kv_elems * 2, B * 4, B * 4};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *bufs[i] = tl_aligned_alloc(sizes[i]);

@@ -158,6 +158,58 @@ static void check_prefix_reuse(ternlm_model *m, const reference *ref, uint32_t n
     ternlm_batch_free(b);
 }
 
+/* Slot 0 evaluates prompt 1 while slot 2 has an unrelated conversation; a request that shares prompt 1's first
+ * tokens goes to slot 1, which copies those KV rows from slot 0 (not evaluated again): its logits equal a cold
+ * single-sequence evaluation of the whole request, and so do slot 0's own next logits. */
+static void check_prefix_copy(ternlm_model *m, const reference *ref, uint32_t n_vocab) {
+    ternlm_batch_params bp = ternlm_batch_params_default();
+    bp.n_ctx = 128;
+    bp.n_seq = 3;
+    bp.n_threads = 2;
+    ternlm_batch *b = NULL;
+    ternlm_error err = {0};
+    CHECK(ternlm_batch_new(m, &bp, &b, &err) == TERNLM_OK, "copy: %s", err.message);
+    if (!b) return;
+    const size_t np = k_prompt_len[1], shared = np - 5;
+    int32_t req[MAX_PROMPT + 4];
+    memcpy(req, ref->prompt[1], shared * sizeof *req);
+    req[shared] = 7, req[shared + 1] = 3, req[shared + 2] = 11;
+    const size_t nr = shared + 3;
+    CHECK(ternlm_batch_add(b, 0, ref->prompt[1], np, 1, &err) == TERNLM_OK &&
+              ternlm_batch_add(b, 2, ref->prompt[2], k_prompt_len[2], 0, &err) == TERNLM_OK &&
+              ternlm_batch_eval(b, &err) == TERNLM_OK,
+          "copy: fill: %s", err.message);
+    CHECK(ternlm_batch_seq_copy(b, 1, 1, 4, &err) == TERNLM_ERR_ARG, "copy onto itself accepted");
+    CHECK(ternlm_batch_seq_copy(b, 1, 0, (uint32_t)np + 1, &err) == TERNLM_ERR_ARG && strstr(err.message, "holds"),
+          "copy past the source's tokens: %s", err.message);
+    CHECK(ternlm_batch_seq_copy(b, 1, 9, 1, &err) == TERNLM_ERR_ARG, "copy from a missing slot accepted");
+    const uint32_t keep = ternlm_batch_seq_prefix(b, 0, req, nr);
+    CHECK(keep == shared, "copy: slot 0 shares %u tokens, want %zu", keep, shared);
+    CHECK(ternlm_batch_seq_copy(b, 1, 0, keep, &err) == TERNLM_OK, "copy: %s", err.message);
+    CHECK(ternlm_batch_seq_pos(b, 1) == keep && !memcmp(ternlm_batch_seq_tokens(b, 1), req, keep * sizeof *req),
+          "copy: slot 1 holds the prefix");
+    const uint64_t before = ternlm_batch_tokens_evaluated(b);
+    CHECK(ternlm_batch_add(b, 1, req + keep, nr - keep, 1, &err) == TERNLM_OK &&
+              ternlm_batch_add(b, 0, &ref->gen[1][0], 1, 1, &err) == TERNLM_OK && ternlm_batch_eval(b, &err) == TERNLM_OK,
+          "copy: rest: %s", err.message);
+    CHECK(ternlm_batch_tokens_evaluated(b) - before == nr - keep + 1, "copy: evaluated %llu tokens, want %zu",
+          (unsigned long long)(ternlm_batch_tokens_evaluated(b) - before), nr - keep + 1);
+    ternlm_session_params sp = ternlm_session_params_default();
+    sp.n_ctx = 128;
+    ternlm_session *s = NULL;
+    CHECK(ternlm_session_new(m, &sp, &s, &err) == TERNLM_OK &&
+              ternlm_session_eval(s, req, nr, TERNLM_LOGITS_LAST, &err) == TERNLM_OK,
+          "copy: cold session: %s", err.message);
+    const float *lg = ternlm_batch_logits(b, 1), *own = ternlm_batch_logits(b, 0);
+    CHECK(s && lg && !memcmp(lg, ternlm_session_logits(s, -1), n_vocab * sizeof(float)),
+          "copy: logits after a copied prefix differ from a cold evaluation");
+    CHECK(own && !memcmp(own, ref->rows[1] + n_vocab, n_vocab * sizeof(float)), "copy: the source slot's logits changed");
+    CHECK(ternlm_batch_add(b, 2, req, 1, 0, &err) == TERNLM_OK && ternlm_batch_seq_copy(b, 2, 0, 2, &err) == TERNLM_ERR_ARG,
+          "copy onto a slot with queued tokens accepted");
+    ternlm_session_free(s);
+    ternlm_batch_free(b);
+}
+
 static void check_errors(ternlm_model *m) {
     ternlm_batch_params bp = ternlm_batch_params_default();
     ternlm_batch *b = NULL;
@@ -204,6 +256,7 @@ static void check_model(const char *path) {
         run_batch(m, &ref, n_vocab, 1, 5, shuffled, path);
         run_batch(m, &ref, n_vocab, 2, 64, shuffled, path);
         check_prefix_reuse(m, &ref, n_vocab);
+        check_prefix_copy(m, &ref, n_vocab);
     }
     for (int p = 0; p < N_PROMPTS; p++) free(ref.rows[p]);
     check_errors(m);

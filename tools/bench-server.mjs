@@ -2,9 +2,12 @@
 // Server throughput and latency at 1, 2, 4 and 8 concurrent streams (closed loop: each stream sends its
 // next request when the last one ends; stream i starts i/N of a request's time late and lengths vary
 // between gen/2 and 3gen/2, so arrivals spread out as independent clients' would). Every prompt is unique
-// (no prefix reuse); generation ignores EOS. Then a burst: N requests sent at the same instant.
-// Prints Markdown tables.
-// usage: node tools/bench-server.mjs -m /tmp/2b4t.gguf [-t 2] [--gen 32] [--requests 3] [--levels 1,2,4,8]
+// from its first word on (completions: nothing to share but BOS); generation ignores EOS. Then a burst: N requests
+// sent at the same instant. With --chat, requests are chat completions whose messages are one system prompt
+// (the same for every request, as an application's would be) and a unique user message: the chat template and
+// the system prompt are a shared head that slots can copy from each other. Prints Markdown tables, the prompt
+// length in tokens, and how many prompt tokens were evaluated and how many copied from another slot.
+// usage: node tools/bench-server.mjs -m /tmp/2b4t.gguf [-t 2] [--gen 32] [--requests 3] [--levels 1,2,4,8] [--chat]
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +19,9 @@ const model = opt('-m', null), threads = opt('-t', '2'), GEN = Number(opt('--gen
 const REQUESTS = Number(opt('--requests', '3')), LEVELS = opt('--levels', '1,2,4,8').split(',').map(Number);
 const SERVER = process.env.TERNLM_SERVER || path.join(ROOT, 'build/ternlm-server');
 const maxLevel = Math.max(...LEVELS);
+const CHAT = args.includes('--chat');
+const SYSTEM = 'You are a helpful assistant for a small bookshop. Answer in two or three short sentences, ' +
+  'stay friendly, and never invent titles that are not in the catalogue.';
 
 const words = 'river stone lantern orchard violet harbor meadow copper falcon winter ember quiet silver maple thunder'.split(' ');
 let counter = 0;
@@ -40,10 +46,16 @@ function start() {
 let lcg = 12345;
 const nextLen = () => { lcg = (lcg * 1103515245 + 12345) >>> 0; return Math.round(GEN / 2 + ((lcg >>> 8) % (GEN + 1))); };
 
+// the route and the prompt part of a request body
+const request = () => CHAT
+  ? ['/v1/chat/completions', { messages: [{ role: 'system', content: SYSTEM }, { role: 'user', content: prompt() }] }]
+  : ['/v1/completions', { prompt: prompt() }];
+
 async function one(base, maxTokens = GEN) {
   const t0 = performance.now();
-  const r = await fetch(base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: prompt(), max_tokens: maxTokens, temperature: 0.8, seed: counter, ignore_eos: true, stream: true,
+  const [route, body] = request();
+  const r = await fetch(base + route, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, max_tokens: maxTokens, temperature: 0.8, seed: counter, ignore_eos: true, stream: true,
                           stream_options: { include_usage: true } }) });
   const dec = new TextDecoder();
   let ttft = null, buf = '', tokens = 0;
@@ -56,16 +68,24 @@ async function one(base, maxTokens = GEN) {
       if (ev === '[DONE]') continue;
       const c = JSON.parse(ev);
       if (c.usage) tokens = c.usage.completion_tokens;
-      if (ttft === null && c.choices[0]?.text) ttft = performance.now() - t0;
+      if (ttft === null && (c.choices[0]?.text || c.choices[0]?.delta?.content)) ttft = performance.now() - t0;
     }
   }
   return { ttft, tokens };
 }
 
 async function usage(base) {
-  const r = await fetch(base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: prompt(), max_tokens: 1, temperature: 0 }) });
+  const [route, body] = request();
+  const r = await fetch(base + route, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, max_tokens: 1, temperature: 0 }) });
   return (await r.json()).usage.prompt_tokens;
+}
+
+async function metrics(base) {
+  const out = {};
+  for (const line of (await (await fetch(base + '/metrics')).text()).split('\n'))
+    if (line && !line.startsWith('#')) out[line.split(' ')[0]] = Number(line.split(' ')[1]);
+  return out;
 }
 
 const pct = (a, p) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]; };
@@ -96,7 +116,9 @@ try {
     const t = rs.map((r) => r.ttft);
     console.log(`| ${n} | ${pct(t, 50).toFixed(0)} | ${pct(t, 95).toFixed(0)} | ${Math.max(...t).toFixed(0)} |`);
   }
-  console.log(`\nprompt ${promptTokens} tokens, ${GEN / 2}..${GEN * 1.5} generated per request, ${threads} threads, ${maxLevel} slots`);
+  const m = await metrics(base);
+  console.log(`\n${CHAT ? 'chat' : 'completions'}: prompt ${promptTokens} tokens, ${GEN / 2}..${GEN * 1.5} generated per request, ${threads} threads, ${maxLevel} slots`);
+  console.log(`prompt tokens over the run: ${m['llamacpp:prompt_tokens_total']} evaluated, ${m['ternlm:prompt_tokens_copied_total']} copied from another slot`);
 } finally {
   child.kill('SIGTERM');
 }

@@ -1,8 +1,9 @@
 /* The scheduler: one thread owns the batch. Each step it admits queued requests into free slots (the
  * slot whose cached tokens share the longest prefix with the prompt, so only the rest is evaluated),
- * queues one decode token for every generating slot and chunks of pending prompts in the step's
- * remaining token budget, evaluates them in one ternlm_batch_eval, then samples for every slot that got
- * logits and releases its new text to the waiting HTTP thread. */
+ * lets a pending prompt copy a longer prefix from any other slot (adopt_prefix), queues one decode token
+ * for every generating slot and the oldest pending prompts in the step's remaining token budget,
+ * evaluates them in one ternlm_batch_eval, then samples for every slot that got logits and releases its
+ * new text to the waiting HTTP thread. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ struct srv_engine {
     uint32_t processing;
     /* metrics */
     uint64_t prompt_tokens, predicted_tokens, n_decode, busy_slot_sum, requests_total, requests_rejected, kv_tokens;
+    uint64_t prompt_tokens_copied; /* prompt tokens taken from another slot's KV cache (adopt_prefix) */
     double prompt_seconds, predicted_seconds;
 };
 
@@ -202,18 +204,25 @@ static void finish_slot(srv_engine *e, slot *s, int finish) {
     pthread_mutex_unlock(&e->mu);
 }
 
-/* The free slot whose cached tokens share the longest prefix with the prompt; ties go to the least recently used. */
+/* Shared prefixes shorter than this are not worth a slot's cache (BOS and a word or two): they neither choose the
+ * slot a request overwrites nor make a prompt wait for another's evaluation. */
+#define SHARE_MIN 8
+
+/* The free slot whose cached tokens share the longest prefix with the prompt (counted from SHARE_MIN tokens on);
+ * ties go to the least recently used, so a short match never overwrites a long conversation another request may
+ * still copy from. */
 static uint32_t pick_slot(srv_engine *e, const srv_request *r, uint32_t *keep) {
-    uint32_t best = UINT32_MAX, best_keep = 0;
+    uint32_t best = UINT32_MAX, best_score = 0;
     for (uint32_t i = 0; i < e->n_slots; i++) {
         if (e->slots[i].req) continue;
-        const uint32_t k = ternlm_batch_seq_prefix(e->batch, i, r->prompt, r->n_prompt);
-        if (best == UINT32_MAX || k > best_keep || (k == best_keep && e->slots[i].last_used < e->slots[best].last_used)) {
+        const uint32_t k = ternlm_batch_seq_prefix(e->batch, i, r->prompt, r->n_prompt), score = k >= SHARE_MIN ? k : 0;
+        if (best == UINT32_MAX || score > best_score ||
+            (score == best_score && e->slots[i].last_used < e->slots[best].last_used)) {
             best = i;
-            best_keep = k;
+            best_score = score;
+            *keep = k;
         }
     }
-    *keep = best_keep;
     return best;
 }
 
@@ -332,6 +341,45 @@ static uint32_t prompt_order(srv_engine *e, uint32_t *order) {
     return n;
 }
 
+/* A pending prompt copies the longest prefix another slot holds (busy or free: chat templates and system prompts
+ * give requests the same head), so only the rest is evaluated. Called before the slot queues anything this step,
+ * when its fed tokens are exactly its slot's position. */
+static void adopt_prefix(srv_engine *e, uint32_t i) {
+    slot *s = &e->slots[i];
+    srv_request *r = s->req;
+    uint32_t best = (uint32_t)s->fed, donor = UINT32_MAX;
+    for (uint32_t j = 0; j < e->n_slots; j++) {
+        if (j == i) continue;
+        const uint32_t k = ternlm_batch_seq_prefix(e->batch, j, r->prompt, r->n_prompt);
+        if (k > best) best = k, donor = j;
+    }
+    ternlm_error err = {0};
+    if (donor == UINT32_MAX || ternlm_batch_seq_copy(e->batch, i, donor, best, &err)) return; /* else: evaluate it */
+    pthread_mutex_lock(&e->mu);
+    e->prompt_tokens_copied += best - s->fed; /* the tokens this copy saved evaluating */
+    pthread_mutex_unlock(&e->mu);
+    s->fed = best;
+    pthread_mutex_lock(&r->mu);
+    r->n_cached = best;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Prompts that arrive together with the same head: the later ones wait while an earlier pending prompt evaluates
+ * at least SHARE_MIN more of the head they share, then copy it (adopt_prefix) instead of evaluating it too. Only
+ * earlier prompts are waited for, so the first always proceeds. */
+static int waits_for_shared(srv_engine *e, const uint32_t *order, uint32_t k) {
+    const slot *s = &e->slots[order[k]];
+    const srv_request *r = s->req;
+    for (uint32_t a = 0; a < k; a++) {
+        const srv_request *o = e->slots[order[a]].req;
+        const size_t limit = (o->n_prompt < r->n_prompt ? o->n_prompt : r->n_prompt - 1);
+        size_t common = 0;
+        while (common < limit && o->prompt[common] == r->prompt[common]) common++;
+        if (common >= s->fed + SHARE_MIN && ternlm_batch_seq_pos(e->batch, order[a]) < common) return 1;
+    }
+    return 0;
+}
+
 static void step(srv_engine *e) {
     ternlm_error err = {0};
     const double now = srv_now();
@@ -353,14 +401,22 @@ static void step(srv_engine *e) {
         s->has_next = 0;
         n_decode++;
     }
-    /* pending prompts share what the decode tokens leave of the step's budget (at least a quarter of it) */
+    /* Pending prompts, oldest first, get what the decode tokens leave of the step's budget (at least a quarter of
+     * it). Prompt evaluation is compute-bound: when two prompts share a step the older one finishes later than it
+     * would alone and the other sooner only by a step's fixed cost. So the oldest takes the budget (in chunks when
+     * it is longer), and a later prompt joins only whole and only while the step is still small (under half the
+     * budget, where the pass over the weights serves few tokens). */
+    const uint32_t small_step = (uint32_t)e->cfg.step_tokens / 2;
     uint32_t budget = (uint32_t)e->cfg.step_tokens > n_decode ? (uint32_t)e->cfg.step_tokens - n_decode : 0;
     if (budget < (uint32_t)e->cfg.step_tokens / 4 + 1) budget = (uint32_t)e->cfg.step_tokens / 4 + 1;
     uint32_t order[256];
     const uint32_t n_pending = prompt_order(e, order);
     for (uint32_t k = 0; k < n_pending && budget; k++) {
         slot *s = &e->slots[order[k]];
+        adopt_prefix(e, order[k]);
+        if (waits_for_shared(e, order, k)) continue;
         const size_t left = s->req->n_prompt - s->fed, n = left < budget ? left : budget;
+        if (n_prompt && (n < left || n_decode + n_prompt >= small_step)) continue;
         if (ternlm_batch_add(e->batch, order[k], s->req->prompt + s->fed, n, n == left, &err)) {
             request_fail(s->req, 500, err.message);
             finish_slot(e, s, FINISH_NONE);
@@ -549,8 +605,8 @@ char *engine_metrics(srv_engine *e, size_t *len) {
     const double pps = e->prompt_seconds > 0 ? (double)e->prompt_tokens / e->prompt_seconds : 0;
     const double tps = e->predicted_seconds > 0 ? (double)e->predicted_tokens / e->predicted_seconds : 0;
     const double busy = e->n_decode ? (double)e->busy_slot_sum / (double)e->n_decode : 0;
-    char *out = malloc(4096);
-    int n = out ? snprintf(out, 4096,
+    char *out = malloc(8192);
+    int n = out ? snprintf(out, 8192,
         "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n# TYPE llamacpp:prompt_tokens_total counter\n"
         "llamacpp:prompt_tokens_total %llu\n"
         "# HELP llamacpp:prompt_seconds_total Prompt process time.\n# TYPE llamacpp:prompt_seconds_total counter\n"
@@ -580,13 +636,16 @@ char *engine_metrics(srv_engine *e, size_t *len) {
         "# HELP ternlm:requests_rejected_total Requests refused with 503 (queue full or draining).\n# TYPE ternlm:requests_rejected_total counter\n"
         "ternlm:requests_rejected_total %llu\n"
         "# HELP ternlm:slots Sequence slots in the batch.\n# TYPE ternlm:slots gauge\n"
-        "ternlm:slots %u\n",
+        "ternlm:slots %u\n"
+        "# HELP ternlm:prompt_tokens_copied_total Prompt tokens copied from another slot's KV cache instead of evaluated.\n"
+        "# TYPE ternlm:prompt_tokens_copied_total counter\n"
+        "ternlm:prompt_tokens_copied_total %llu\n",
         (unsigned long long)e->prompt_tokens, e->prompt_seconds, (unsigned long long)e->predicted_tokens,
         e->predicted_seconds, (unsigned long long)e->n_decode, busy, pps, tps, cap > 0 ? (double)e->kv_tokens / cap : 0,
         (unsigned long long)e->kv_tokens, e->processing, e->q_len, (unsigned long long)e->requests_total,
-        (unsigned long long)e->requests_rejected, e->n_slots) : 0;
+        (unsigned long long)e->requests_rejected, e->n_slots, (unsigned long long)e->prompt_tokens_copied) : 0;
     pthread_mutex_unlock(&e->mu);
-    if (out && (n < 0 || n >= 4096)) n = 4095;
+    if (out && (n < 0 || n >= 8192)) n = 8191;
     *len = out ? (size_t)n : 0;
     return out;
 }

@@ -276,7 +276,8 @@ uint32_t ternlm_session_threads(const ternlm_session *s);
  *         ternlm_batch_logits(b, seq)                        for each sequence that asked
  *
  * A slot keeps its tokens after a request ends: ternlm_batch_seq_prefix() says how much of a new prompt
- * a slot already holds, and ternlm_batch_seq_rewind() drops the rest, so only the new part is evaluated.
+ * a slot already holds, and ternlm_batch_seq_rewind() drops the rest, so only the new part is evaluated;
+ * ternlm_batch_seq_copy() gives one slot another slot's prefix.
  * --------------------------------------------------------------------------------------------- */
 typedef struct ternlm_batch ternlm_batch;
 
@@ -315,6 +316,12 @@ uint32_t ternlm_batch_seq_prefix(const ternlm_batch *b, uint32_t seq, const int3
 /* Forget slot seq's positions >= pos (pos <= its position; 0 empties it). Queued tokens must be evaluated
  * or cleared first. */
 ternlm_status ternlm_batch_seq_rewind(ternlm_batch *b, uint32_t seq, uint32_t pos, ternlm_error *err);
+/* Make slot dst hold the first n tokens of slot src (n <= src's position) by copying their KV rows, instead
+ * of evaluating them again: a prompt that starts like another slot's conversation (the same chat template and
+ * system prompt) then evaluates only the rest. The copied rows are the bits dst's own evaluation would give.
+ * dst != src, and dst must have no queued tokens; src keeps everything. CPU batches only for now (a GPU batch
+ * answers TERNLM_ERR_BACKEND). */
+ternlm_status ternlm_batch_seq_copy(ternlm_batch *b, uint32_t dst, uint32_t src, uint32_t n, ternlm_error *err);
 uint64_t ternlm_batch_tokens_evaluated(const ternlm_batch *b); /* all slots, since creation */
 uint32_t ternlm_batch_threads(const ternlm_batch *b);
 const char *ternlm_batch_backend(const ternlm_batch *b);

@@ -409,6 +409,17 @@ ternlm_status ternlm_chat_template_render(const ternlm_model *model, const char 
                                           size_t n_msgs, int add_generation_prompt, char *buf, size_t cap,
                                           size_t *n_out, ternlm_error *err);
 
+/* The same with options. enable_thinking sets the template variable of thinking models (Qwen3: false makes the
+ * generation prompt end with an empty <think></think> block so the model answers directly); -1 leaves it undefined,
+ * the template's default. */
+typedef struct ternlm_chat_render_options {
+    int add_generation_prompt;
+    int enable_thinking;       /* -1, 0 or 1 */
+} ternlm_chat_render_options;
+ternlm_status ternlm_chat_template_render_ex(const ternlm_model *model, const char *tmpl, const ternlm_chat_message *msgs,
+                                             size_t n_msgs, const ternlm_chat_render_options *opt, char *buf, size_t cap,
+                                             size_t *n_out, ternlm_error *err);
+
 /* A conversation bound to a session and sampler. Each ternlm_chat_send() appends the user turn, evaluates
  * only tokens the KV cache does not hold yet, and streams the reply through gp->on_token. */
 typedef struct ternlm_chat ternlm_chat;
@@ -437,6 +448,8 @@ ternlm_status ternlm_chat_set_template(ternlm_chat *c, const char *name_or_templ
  * number of turns dropped. TERNLM_ERR_CONTEXT_FULL when the message does not fit even alone. */
 ternlm_status ternlm_chat_fit(ternlm_chat *c, const char *user_text, uint32_t reserve, size_t *n_dropped,
                               ternlm_error *err);
+/* Thinking models: enable = 0 renders every turn with enable_thinking = false (see above); 1 restores the default. */
+ternlm_status ternlm_chat_set_thinking(ternlm_chat *c, int enable, ternlm_error *err);
 void ternlm_chat_free(ternlm_chat *c);
 
 /* ------------------------------------------------------------------------------------------------

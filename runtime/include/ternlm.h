@@ -453,6 +453,31 @@ ternlm_status ternlm_chat_set_thinking(ternlm_chat *c, int enable, ternlm_error 
 void ternlm_chat_free(ternlm_chat *c);
 
 /* ------------------------------------------------------------------------------------------------
+ * Reasoning (thinking models)
+ * --------------------------------------------------------------------------------------------- */
+/* Thinking models (Qwen3 and so Bonsai; DeepSeek R1) open a reply with <think>reasoning</think> and then answer.
+ * A splitter sorts a reply streamed in pieces of any size into reasoning and answer, whatever the token
+ * boundaries: a tag split across pieces is still a tag. Only a reply that opens with <think> (after optional
+ * whitespace) has reasoning; anything else is all answer, passed on unchanged. The reasoning is reported without
+ * the tags and without its leading and trailing whitespace, the answer without the whitespace after </think>
+ * (llama-server's reasoning_content and content). Text that may still be part of a tag is held back until a later
+ * piece or ternlm_reasoning_flush decides it; within one call, all reasoning comes before any answer.
+ * in_reasoning: the template already opened the think block (the reply starts inside it). Not thread-safe: one
+ * splitter per reply stream. */
+typedef struct ternlm_reasoning ternlm_reasoning;
+/* Receives decided text: is_reasoning 1 for reasoning, 0 for answer. A non-zero return is passed back by feed/flush
+ * (e.g. to stop generation); the splitter keeps working. */
+typedef int (*ternlm_reasoning_fn)(void *user, int is_reasoning, const char *text, size_t len);
+ternlm_status ternlm_reasoning_new(int in_reasoning, ternlm_reasoning **out, ternlm_error *err);
+/* Returns the first non-zero value fn returned during this call, else 0. */
+int ternlm_reasoning_feed(ternlm_reasoning *r, const char *text, size_t len, ternlm_reasoning_fn fn, void *user);
+/* End of the reply: reports what is held (an unclosed think block is reasoning). */
+int ternlm_reasoning_flush(ternlm_reasoning *r, ternlm_reasoning_fn fn, void *user);
+int ternlm_reasoning_in_answer(const ternlm_reasoning *r); /* 1 once the answer has begun */
+void ternlm_reasoning_reset(ternlm_reasoning *r);          /* for the next reply */
+void ternlm_reasoning_free(ternlm_reasoning *r);
+
+/* ------------------------------------------------------------------------------------------------
  * System
  * --------------------------------------------------------------------------------------------- */
 /* The CPU kernel path chosen for this machine (honours TERNLM_KERNELS=scalar|avx2|avx512|neon|wasm128). */

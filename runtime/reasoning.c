@@ -139,3 +139,11 @@ int ternlm_reasoning_flush(ternlm_reasoning *r, ternlm_reasoning_fn fn, void *us
     if (!r || !fn) return 0;
     return advance(r, 1, fn, user);
 }
+
+int ternlm_model_thinks(const ternlm_model *m) {
+    size_t len = 0;
+    const char *t = m ? ternlm_model_meta_string(m, "tokenizer.chat_template", &len) : NULL;
+    for (size_t i = 0; t && i + OPEN_LEN <= len; i++) /* the template need not be NUL-terminated */
+        if (t[i] == '<' && !memcmp(t + i, k_open, OPEN_LEN)) return 1;
+    return 0;
+}

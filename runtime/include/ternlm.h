@@ -476,6 +476,9 @@ int ternlm_reasoning_flush(ternlm_reasoning *r, ternlm_reasoning_fn fn, void *us
 int ternlm_reasoning_in_answer(const ternlm_reasoning *r); /* 1 once the answer has begun */
 void ternlm_reasoning_reset(ternlm_reasoning *r);          /* for the next reply */
 void ternlm_reasoning_free(ternlm_reasoning *r);
+/* 1 when the model's tokenizer.chat_template writes <think> blocks (Qwen3 and Bonsai do): hosts split replies only
+ * for such models, so other models' text reaches the client exactly as before. */
+int ternlm_model_thinks(const ternlm_model *model);
 
 /* ------------------------------------------------------------------------------------------------
  * System

@@ -464,9 +464,6 @@ ternlm_status ternlm_session_new(ternlm_model *m, const ternlm_session_params *p
         return tl_fail(err, TERNLM_ERR_MODEL, "this GGUF has no weights (a vocabulary-only file): it can tokenize but not run");
     const ternlm_session_params p = params ? *params : ternlm_session_params_default();
     ternlm_session *s = NULL;
-    if (p.use_gpu && (m->tok_embd.type == TL_Q1_0 || m->tok_embd.type == TL_Q2_0 || m->hp.qk_norm))
-        return tl_fail(err, TERNLM_ERR_UNSUPPORTED, "the CUDA backend does not run arch '%s' with %s weights yet; run it on the CPU",
-                       m->arch, m->weight_type);
     const ternlm_status st = p.use_gpu ? tl_session_new_gpu(m, &p, &s, err) : tl_session_new_cpu(m, &p, 1, &s, err);
     if (st) return st; /* *out is left as it was */
     tl_model_retain(m);

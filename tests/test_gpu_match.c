@@ -118,13 +118,15 @@ static void match_model(const char *path) {
 }
 
 int main(int argc, char **argv) {
-    char paths[5][1024];
-    const char *names[] = {"b158-llama3-i2s.gguf", "bitnet-spm-tq2_0.gguf", "bitnet-spm-tq1_0.gguf", "llama-stories260k.gguf"};
+    char paths[8][1024];
+    const char *names[] = {"b158-llama3-i2s.gguf",     "bitnet-spm-tq2_0.gguf",    "bitnet-spm-tq1_0.gguf",
+                           "qwen3-bonsai-q1_0.gguf", "qwen3-bonsai-q2_0.gguf", "llama-stories260k.gguf"};
+    const int n_names = (int)(sizeof names / sizeof names[0]);
     int n = 0;
     if (argc > 1) {
-        for (int i = 1; i < argc && n < 5; i++) snprintf(paths[n++], sizeof paths[0], "%.1000s", argv[i]);
+        for (int i = 1; i < argc && n < 8; i++) snprintf(paths[n++], sizeof paths[0], "%.1000s", argv[i]);
     } else {
-        for (int i = 0; i < 4; i++) snprintf(paths[n++], sizeof paths[0], "%.800s%.100s", fixtures_dir(), names[i]);
+        for (int i = 0; i < n_names; i++) snprintf(paths[n++], sizeof paths[0], "%.800s%.100s", fixtures_dir(), names[i]);
     }
     { /* skip cleanly without a GPU backend or device */
         ternlm_model *m = NULL;

@@ -3,11 +3,12 @@
 # previous native/cuda files, that version too), then runs tools/cuda_check.sh's checks, ternlm bench, an Nsight
 # Compute profile of one decode step and a bandwidth copy, with every log under $OUT.
 #   OUT=/tmp/out TERNLM_SHARED_DIR=.device-data/shared tools/cuda_h200.sh [steps...]
-# steps: build old match memcheck conformance bench ncu torch (default: all)
+# steps: build old match memcheck conformance bench bonsai ncu ncupp torch (default: all)
+# Environment: TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150).
 set -u
 OUT=${OUT:-/tmp/cuda-out}
 mkdir -p "$OUT"
-STEPS=" ${*:-build old match memcheck conformance bench ncu torch} "
+STEPS=" ${*:-build old match memcheck conformance bench bonsai ncu ncupp torch} "
 has() { case "$STEPS" in *" $1 "*) return 0 ;; esac; return 1; }
 export TERNLM_SHARED_DIR=${TERNLM_SHARED_DIR:-.device-data/shared}
 M=/tmp/2b4t.gguf
@@ -61,21 +62,30 @@ if has bench; then
   echo "--- new, TERNLM_CUDA_PREP=1 (the producer's last block prepares the next input)"
   TERNLM_CUDA_PREP=1 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -3
 fi
+if has bonsai; then
+  echo "=== bench --gpu, Bonsai 1.7B shapes (synthetic)"
+  for t in q1_0 q2_0; do
+    [ -f /tmp/bonsai-$t.gguf ] || $B/ternlm synth --shape bonsai-1.7b --type $t --out /tmp/bonsai-$t.gguf >/dev/null
+    $B/ternlm bench -m /tmp/bonsai-$t.gguf -p 512 -n 128 -r 3 --gpu 2>&1 | tee "$OUT/bench-bonsai-$t.log" | tail -3
+  done
+fi
 if has ncu; then
   echo "=== ncu (one decode step)"
   for v in new old; do
     bin=$B/ternlm cnt=272; [ $v = old ] && bin=/tmp/old/build/ternlm cnt=152
     [ -x $bin ] || continue
-    TERNLM_CUDA_GRAPH=0 timeout 240 ncu --csv --clock-control none --launch-skip 2000 --launch-count $cnt \
+    TERNLM_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none --launch-skip 2000 --launch-count $cnt \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
       $bin run -m $M -p hi -n 24 --gpu > "$OUT/ncu-$v.csv" 2>"$OUT/ncu-$v.err"
     echo "--- $v"; python3 tools/cuda_profile.py "$OUT/ncu-$v.csv" | tee "$OUT/prof-$v.txt"
   done
+fi
+if has ncupp; then
   for v in new old; do
     bin=$B/ternlm; [ $v = old ] && bin=/tmp/old/build/ternlm
     [ -x $bin ] || continue
     echo "=== ncu (one 512-token prompt, after bench's 16-token warm-up): $v"
-    timeout 240 ncu --csv --clock-control none --launch-skip 302 --launch-count 302 \
+    timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none --launch-skip 302 --launch-count 302 \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
       $bin bench -m $M -p 512 -n 0 -r 1 --gpu > "$OUT/ncu-pp-$v.csv" 2>"$OUT/ncu-pp-$v.err"
     python3 tools/cuda_profile.py "$OUT/ncu-pp-$v.csv" | tee "$OUT/prof-pp-$v.txt"

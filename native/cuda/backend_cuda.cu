@@ -43,6 +43,7 @@ struct dlin { // one linear on the GPU, possibly several fused (see fuse_parts)
 
 struct dlayer {
     float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+    float *q_norm, *k_norm; // qwen3's per-head norms (head_dim), else NULL
     dlin qkv[3];   // one fused, or q, k, v
     int n_qkv, qkv_col[3];
     dlin gu[2];    // one interleaved gate/up (EPI_GLU), or gate and up
@@ -72,12 +73,22 @@ struct gpu_state {
 
 // ------------------------------------------------------------------------------------------------ upload
 
-// Codes of row r of a ternary weight exactly as the CPU's kernels read them, and TQ's per-256 block scales.
+// Codes of row r of a ternary weight exactly as the CPU's kernels read them, and the block scales (TQ: per 256,
+// Q1_0: per 128, Q2_0: per 64). Q1_0's sign bit b becomes code 2b (kernels.cuh's tern_w says why).
 static void ternary_codes(const tl_weight *w, int64_t r, uint8_t *codes, float *blk) {
     const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
     const int64_t n = w->ne0;
     if (w->type == TL_I2_S) {
         for (int64_t j = 0; j < n; j++) codes[j] = (uint8_t)tl_i2s_code(row, j);
+        return;
+    }
+    if (w->type == TL_Q1_0 || w->type == TL_Q2_0) {
+        const int q1 = w->type == TL_Q1_0, bs = q1 ? 128 : 64;
+        for (int64_t b = 0; b < n / bs; b++) {
+            const uint8_t *x = row + b * 18;
+            blk[b] = tl_f16_to_f32((uint16_t)(x[0] | x[1] << 8));
+            for (int e = 0; e < bs; e++) codes[b * bs + e] = (uint8_t)(q1 ? 2 * tl_q1_bit(x + 2, e) : tl_q2_code(x + 2, e));
+        }
         return;
     }
     const int bb = w->type == TL_TQ2_0 ? 66 : 54, off = w->type == TL_TQ2_0 ? 64 : 52;
@@ -103,7 +114,11 @@ static void pack_row(const uint8_t *codes, int64_t n, int steps, uint32_t *dst) 
     }
 }
 
-static int is_ternary(uint32_t t) { return t == TL_I2_S || t == TL_TQ2_0 || t == TL_TQ1_0; }
+static int is_ternary(uint32_t t) {
+    return t == TL_I2_S || t == TL_TQ2_0 || t == TL_TQ1_0 || t == TL_Q1_0 || t == TL_Q2_0;
+}
+
+static int scale_blocks_per_step(uint32_t t) { return t == TL_Q1_0 ? 2 : t == TL_Q2_0 ? 4 : 1; }
 
 // Weights that can share one launch: same type, same input width, all with or all without bias.
 static int fusable(const tl_weight *const *p, int np) {
@@ -132,10 +147,10 @@ static ternlm_status upload_linear(const tl_weight *const *p, int np, int interl
     d->n = (int)n;
     float *row_scale = (float *)malloc(rows * 4), *out_scale = (float *)malloc(rows * 4);
     float *bias = p[0]->bias ? (float *)malloc(rows * 4) : NULL;
-    const int ternary = is_ternary(p[0]->type), steps = (int)((n + 255) / 256);
+    const int ternary = is_ternary(p[0]->type), steps = (int)((n + 255) / 256), bps = scale_blocks_per_step(p[0]->type);
     const size_t row_bytes = ternary ? (size_t)steps * 64 : (size_t)n * (p[0]->type == TL_F16 ? 2 : 4);
     uint8_t *host = (uint8_t *)malloc(row_bytes * rows);
-    float *blk = (float *)calloc((size_t)rows * steps, 4);
+    float *blk = (float *)calloc((size_t)rows * steps * bps, 4);
     uint8_t *codes = (uint8_t *)calloc((size_t)steps * 256, 1);
     if (!row_scale || !out_scale || !host || !blk || !codes || (p[0]->bias && !bias)) {
         free(row_scale), free(out_scale), free(bias), free(host), free(blk), free(codes);
@@ -152,7 +167,7 @@ static ternlm_status upload_linear(const tl_weight *const *p, int np, int interl
             uint8_t *dst = host + (size_t)dr * row_bytes;
             const uint8_t *src = w->data + (uint64_t)r * w->row_bytes;
             if (ternary) {
-                ternary_codes(w, r, codes, blk + (size_t)dr * steps);
+                ternary_codes(w, r, codes, blk + (size_t)dr * steps * bps);
                 pack_row(codes, n, steps, (uint32_t *)dst);
             } else if (w->type == TL_F16 || w->type == TL_F32) {
                 memcpy(dst, src, row_bytes);
@@ -167,10 +182,10 @@ static ternlm_status upload_linear(const tl_weight *const *p, int np, int interl
     if (!st && bias) st = to_device(&d->t.bias, bias, rows * 4, d, 2, err);
     if (!st && ternary) {
         d->kind = LIN_TERNARY;
-        d->t.rows = (int)rows, d->t.n = (int)n, d->t.steps = steps;
-        d->t.act = p[0]->type == TL_I2_S ? ACT_TOKEN : ACT_Q8K;
+        d->t.rows = (int)rows, d->t.n = (int)n, d->t.steps = steps, d->t.bps = bps;
+        d->t.act = p[0]->type == TL_I2_S ? ACT_TOKEN : bps > 1 ? ACT_Q80 : ACT_Q8K;
         st = to_device(&d->t.codes, host, row_bytes * rows, d, 3, err);
-        if (!st && d->t.act == ACT_Q8K) st = to_device(&d->t.blk_scale, blk, (size_t)rows * steps * 4, d, 4, err);
+        if (!st && d->t.act != ACT_TOKEN) st = to_device(&d->t.blk_scale, blk, (size_t)rows * steps * bps * 4, d, 4, err);
     } else if (!st) {
         d->kind = LIN_FLOAT;
         d->f.rows = (int)rows, d->f.n = (int)n, d->f.out_scale = d->t.out_scale, d->f.bias = d->t.bias;
@@ -199,6 +214,8 @@ static ternlm_status upload_layer(const tl_layer *L, const tl_hparams *h, dlayer
     if (!st) st = upload_vec(L->attn_sub_norm, h->n_embd, &D->attn_sub_norm, err);
     if (!st) st = upload_vec(L->ffn_norm, h->n_embd, &D->ffn_norm, err);
     if (!st) st = upload_vec(L->ffn_sub_norm, h->n_ff, &D->ffn_sub_norm, err);
+    if (!st) st = upload_vec(L->attn_q_norm, h->head_dim, &D->q_norm, err);
+    if (!st) st = upload_vec(L->attn_k_norm, h->head_dim, &D->k_norm, err);
     const tl_weight *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->gate, &L->up};
     if (!st && fusable(qkv, 3)) {
         D->n_qkv = 1;
@@ -248,6 +265,9 @@ static int grid_for(gpu_state *g, const void *kernel, int tiles, size_t smem) {
     return tiles < cap ? tiles : cap;
 }
 
+static int prep_mode(const tern_w &w) { return w.act == ACT_TOKEN ? PREP_TOKEN : w.act == ACT_Q8K ? PREP_Q8K : PREP_Q80; }
+static int prep_stride(const tern_w &w) { return w.act == ACT_Q80 ? Q80_PER_STEP * w.steps : w.steps; }
+
 static prep_out prep_buffers(gpu_state *g) {
     prep_out o;
     o.q = g->qa, o.qd = g->qd, o.qsum = g->qsum, o.xs = g->xs;
@@ -264,7 +284,7 @@ static prep_args prep_for(gpu_state *g, const dlin *next, const float *x, const 
     if (!next || next->kind != LIN_TERNARY || T != 1 || !g->prep_in_producer) return p;
     const tern_w &w = next->t;
     p.x = x, p.norm_w = norm, p.eps = eps, p.n = w.n, p.n_pad = w.steps * 256, p.steps = w.steps;
-    p.mode = w.act == ACT_TOKEN ? PREP_TOKEN : PREP_Q8K;
+    p.mode = prep_mode(w);
     p.o = prep_buffers(g), p.done = g->done;
     return p;
 }
@@ -277,8 +297,8 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
         const tern_w &w = d->t;
         if (!prepared)
             launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 8, io.x, io.x_stride, w.n, w.steps * 256, io.norm_w, io.eps,
-                   w.act == ACT_TOKEN ? (int)PREP_TOKEN : (int)PREP_Q8K, prep_buffers(g), w.steps);
-        if (T >= GEMM_MIN_T) {
+                   prep_mode(w), prep_buffers(g), prep_stride(w));
+        if (T >= GEMM_MIN_T && w.act != ACT_Q80) { // Q1_0 / Q2_0 prompts take the GEMV below, one token per blockIdx.y
             const dim3 grid((w.rows + GM_R - 1) / GM_R, (T + GM_T - 1) / GM_T);
             if (w.act == ACT_TOKEN) launch(g, k_tern_gemm<ACT_TOKEN>, grid, dim3(256), (size_t)GM_SMEM, w, io, (const int8_t *)g->qa, (const float *)g->qd, (const int *)g->qsum, T);
             else launch(g, k_tern_gemm<ACT_Q8K>, grid, dim3(256), (size_t)GM_SMEM, w, io, (const int8_t *)g->qa, (const float *)g->qd, (const int *)g->qsum, T);
@@ -290,8 +310,11 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
         int lS = 0;
         while (lS < max_lS && ((w.steps + (1 << lS) - 1) >> lS > TG_PF || (w.rows << lS) / 64 < 2 * g->n_sm)) lS++;
         const int R = 64 >> lS;
-        const size_t smem = tern_gemv_smem(w.act, lS, w.steps, next.mode >= 0 ? next.n : 0);
-        launch(g, k_tern_gemv, dim3((w.rows + R - 1) / R, T), dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
+        const size_t smem = tern_gemv_smem(w.act, w.bps, lS, w.steps, next.mode >= 0 ? next.n : 0);
+        const dim3 grid((w.rows + R - 1) / R, T);
+        if (w.act == ACT_TOKEN) launch(g, k_tern_gemv<ACT_TOKEN>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
+        else if (w.act == ACT_Q8K) launch(g, k_tern_gemv<ACT_Q8K>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
+        else launch(g, k_tern_gemv<ACT_Q80>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
     } else {
         const float_w &w = d->f;
         const size_t smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)w.n * 4;
@@ -333,6 +356,7 @@ static void forward(ternlm_session *s, int T, int which) {
     gpu_state *g = (gpu_state *)s->gpu;
     const tl_hparams *h = &s->m->hp;
     const int E = (int)h->n_embd, F = (int)h->n_ff, fn = h->act == TL_ACT_RELU2 ? GLU_RELU2 : GLU_SILU;
+    const int QW = (int)(h->n_head * h->head_dim); // the attention output's width (qwen3: may differ from E)
     const float eps = h->eps;
     const int first = which == TERNLM_LOGITS_ALL ? 0 : T - 1;
     g->pdl_now = g->pdl && T == 1; // measured: overlapping launches helps decode, slows the prompt's big kernels
@@ -344,6 +368,9 @@ static void forward(ternlm_session *s, int T, int which) {
             linear(g, &L->qkv[i], io_for(g->x, E, L->attn_norm, eps, g->qkv + L->qkv_col[i], g->qkv_rows, EPI_STORE, fn), T,
                    i == 0 ? ready : same_prep(&L->qkv[i], &L->qkv[i - 1]), prep_for(g, NULL, NULL, NULL, eps, T));
         const attn_args a = attn_for(g, s, l);
+        if (L->q_norm) // qwen3: q and k heads normed before RoPE (k_rope_store, or k_attention for decode)
+            launch(g, k_head_norm, dim3(h->n_head + h->n_head_kv, T), dim3(NORM_THREADS), 0, g->qkv, (long)g->qkv_rows,
+                   (int)h->n_head, a.k_off, (int)h->head_dim, (const float *)L->q_norm, (const float *)L->k_norm, eps);
         if (T > 1) launch(g, k_rope_store, dim3(T), dim3(128), 0, a);
         const prep_args to_o = prep_for(g, &L->o, g->att, L->attn_sub_norm, eps, T);
         const int grp = (int)(h->n_head / h->n_head_kv), n_pos = (int)s->pos + T;
@@ -355,7 +382,7 @@ static void forward(ternlm_session *s, int T, int which) {
                attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(T), to_o.mode >= 0 ? to_o.n : 0), a, T == 1 ? 1 : 0, attn_tile(T), to_o);
         const dlin *gu0 = &L->gu[0];
         const prep_args to_gu = prep_for(g, gu0, g->x, L->ffn_norm, eps, T);
-        linear(g, &L->o, io_for(g->att, E, L->attn_sub_norm, eps, g->x, E, EPI_ADD, fn), T, to_o.mode >= 0, to_gu);
+        linear(g, &L->o, io_for(g->att, QW, L->attn_sub_norm, eps, g->x, E, EPI_ADD, fn), T, to_o.mode >= 0, to_gu);
         const dlin *next_in = l + 1 < h->n_layer ? &g->L[l + 1].qkv[0] : which == TERNLM_LOGITS_NONE ? NULL : &g->head;
         const float *next_norm = l + 1 < h->n_layer ? g->L[l + 1].attn_norm : g->out_norm;
         const float *next_x = l + 1 < h->n_layer ? g->x : g->x + (size_t)first * E;
@@ -382,13 +409,14 @@ static void forward(ternlm_session *s, int T, int which) {
 
 static ternlm_status alloc_scratch(gpu_state *g, const ternlm_session *s, ternlm_error *err) {
     const tl_hparams *h = &s->m->hp;
-    const size_t T = T_CAP, E = h->n_embd, F = h->n_ff, wide = g->max_n;
+    const size_t T = T_CAP, E = TL_MAX((size_t)h->n_embd, (size_t)h->n_head * h->head_dim), F = h->n_ff, wide = g->max_n;
+    const size_t qblocks = (size_t)g->max_steps * Q80_PER_STEP; // per token: scales and sums (Q8_0: 8 per step)
     const size_t kv = (size_t)h->n_layer * s->n_ctx * g->kv_dim;
     struct { void **p; size_t bytes; } bufs[] = {
         {(void **)&g->x, T * E * 4}, {(void **)&g->qkv, T * g->qkv_rows * 4}, {(void **)&g->att, T * E * 4},
         {(void **)&g->h, T * F * 4}, {(void **)&g->u, T * F * 4}, {(void **)&g->xs, T * wide * 4},
         {(void **)&g->logits, T * h->n_vocab * 4}, {(void **)&g->qa, T * g->max_steps * 256},
-        {(void **)&g->qd, T * g->max_steps * 4}, {(void **)&g->qsum, T * g->max_steps * 4}, {(void **)&g->tok, T * 4},
+        {(void **)&g->qd, T * qblocks * 4}, {(void **)&g->qsum, T * qblocks * 4}, {(void **)&g->tok, T * 4},
         {(void **)&g->pos0, 4}, {(void **)&g->done, 4}, {(void **)&g->kc, kv * 2}, {(void **)&g->vc, kv * 2},
         {(void **)&g->rope, (size_t)s->n_ctx * h->n_rot * 4}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
@@ -473,7 +501,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
     if (!st) st = upload_model(g, m, err);
     if (!st) st = alloc_scratch(g, s, err);
     const size_t attn_smem = attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(1), g->max_n);
-    const size_t tern_smem = tern_gemv_smem(ACT_Q8K, 0, g->max_steps, g->max_n), prep_smem = (size_t)g->max_n * 8;
+    const size_t tern_smem = tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n), prep_smem = (size_t)g->max_n * 8;
     const size_t float_smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)g->max_n * 4, limit = (size_t)prop.sharedMemPerBlockOptin;
     if (!st && h->head_dim > 256)
         st = tl_fail(err, TERNLM_ERR_UNSUPPORTED, "--gpu: heads of %u dimensions are not supported (256 at most)", h->head_dim);
@@ -481,7 +509,9 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         st = tl_fail(err, TERNLM_ERR_UNSUPPORTED, "--gpu: a context of %u or rows of %d inputs need more shared memory "
                      "than this GPU has (%zu bytes): use a smaller --ctx-size", s->n_ctx, g->max_n, limit);
     if (!st && (cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)attn_smem) ||
-                cudaFuncSetAttribute(k_tern_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
+                cudaFuncSetAttribute(k_tern_gemv<ACT_TOKEN>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
+                cudaFuncSetAttribute(k_tern_gemv<ACT_Q8K>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
+                cudaFuncSetAttribute(k_tern_gemv<ACT_Q80>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
                 cudaFuncSetAttribute(k_prep, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem) ||
                 cudaFuncSetAttribute(k_tern_gemm<ACT_TOKEN>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
                 cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
@@ -515,6 +545,7 @@ void tl_session_free_gpu(ternlm_session *s) {
         for (uint32_t l = 0; g->L && l < s->m->hp.n_layer; l++) {
             dlayer *D = &g->L[l];
             cudaFree(D->attn_norm), cudaFree(D->attn_sub_norm), cudaFree(D->ffn_norm), cudaFree(D->ffn_sub_norm);
+            cudaFree(D->q_norm), cudaFree(D->k_norm);
             for (int i = 0; i < 3; i++) free_linear(&D->qkv[i]);
             for (int i = 0; i < 2; i++) free_linear(&D->gu[i]);
             free_linear(&D->o), free_linear(&D->down);

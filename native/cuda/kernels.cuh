@@ -13,15 +13,19 @@
 #define CHUNK(j, g) (((j) >> 1) * 8 + 2 * (g) + ((j) & 1))
 #define CODE_MASK 0x03030303u
 
-enum { ACT_TOKEN, ACT_Q8K };                        // per-token int8 (I2_S) or per-256 Q8_K (TQ1_0, TQ2_0)
-enum { PREP_FLOAT, PREP_FLOAT_F16, PREP_TOKEN, PREP_Q8K };
+// per-token int8 (I2_S), per-256 Q8_K (TQ1_0, TQ2_0), or per-32 Q8_0 by the x86 rule (Q1_0, Q2_0: Bonsai)
+enum { ACT_TOKEN, ACT_Q8K, ACT_Q80 };
+enum { PREP_FLOAT, PREP_FLOAT_F16, PREP_TOKEN, PREP_Q8K, PREP_Q80 };
+#define Q80_PER_STEP 8 // Q8_0 blocks of 32 in a 256-code step: a token's qd / qsum hold 8 per step
 enum { EPI_STORE, EPI_ADD, EPI_GLU };               // y = v; y += v (residual); y[i] = act(v[2i]) * v[2i+1]
 enum { GLU_RELU2, GLU_SILU };
 
+// Q1_0 (+-d per 128) and Q2_0 (codes 0..3 = -1..+2, times d per 64) use the same 2-bit layout: Q1_0's sign bit b is
+// code 2b, so sum(code * q) - sum(q) is the CPU's integer sum of every 32-block for both.
 struct tern_w { // a ternary linear, or several with one input fused into one (rows concatenated or interleaved)
     const uint4 *codes;
-    int rows, n, steps, act;
-    const float *row_scale, *blk_scale, *out_scale, *bias; // per row; blk_scale rows x steps (TQ)
+    int rows, n, steps, act, bps; // bps: weight scale blocks per step (TQ: 1, Q1_0: 2, Q2_0: 4)
+    const float *row_scale, *blk_scale, *out_scale, *bias; // per row; blk_scale rows x steps x bps (TQ, Q1_0, Q2_0)
 };
 
 struct float_w { // an F16 or F32 linear (other float-like types are dequantized to F32 at upload)
@@ -173,6 +177,20 @@ __device__ void prep_vector(const float *x, int n, int n_pad, const float *norm_
             for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(FULL_MASK, s, o);
             if (lane == 0) qd[b] = amax == 0.0f ? 0.0f : 1.0f / is, qsum[b] = s;
         }
+    } else if (mode == PREP_Q80) { // scalar.c's tl_quantize_q8_0_x86, a warp per 32-block, lane i element i
+        __syncthreads();
+        for (int b = warp; b < n_pad / 32; b += NORM_THREADS / 32) {
+            const int i = 32 * b + lane;
+            const float xv = i < n ? xs[i] : 0.0f;
+            float amax = fabsf(xv); // the maximum is exact in any order
+            for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(FULL_MASK, amax, o));
+            const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            const int r = __float2int_rn(xv * id); // |x id| <= 127; rne, as the CPU's magic-number rounding
+            q[i] = (int8_t)r;
+            int s = r;
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(FULL_MASK, s, o);
+            if (lane == 0) qd[b] = __half2float(__float2half_rn(amax / 127.0f)), qsum[b] = s; // the f16 scale
+        }
     }
     __syncthreads();
 }
@@ -184,7 +202,8 @@ __device__ __forceinline__ int token_sum(const prep_scratch *sc) {
 }
 
 // Where a linear's prepared input lives (k_prep or a producer's last block writes it): token t's codes at
-// q + t * n_pad, its scale(s) at qd + t * steps and its sum(s) at qsum + t * steps.
+// q + t * n_pad, its scale(s) at qd + t * qstride and its sum(s) at qsum + t * qstride (qstride: steps, or
+// Q80_PER_STEP * steps for Q8_0).
 struct prep_out {
     int8_t *q;
     float *qd;
@@ -197,7 +216,7 @@ struct prep_out {
 // on the critical path. Dynamic shared memory: 2 n floats.
 __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_stride, int n, int n_pad,
                                                         const float *norm_w, float eps, int mode, prep_out o,
-                                                        int steps) {
+                                                        int qstride) {
     extern __shared__ float xs_prep[];
     __shared__ prep_scratch sc;
     float *nw = xs_prep + n;
@@ -214,8 +233,8 @@ __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_st
     dep_wait();
     const int t = blockIdx.x;
     prep_vector(x + (long)t * x_stride, n, n_pad, norm_w ? nw : NULL, eps, mode, xs_prep, o.q + (long)t * n_pad,
-                o.qd + (long)t * steps, o.qsum + (long)t * steps, &sc);
-    if (mode == PREP_TOKEN && threadIdx.x == 0) o.qsum[(long)t * steps] = token_sum(&sc);
+                o.qd + (long)t * qstride, o.qsum + (long)t * qstride, &sc);
+    if (mode == PREP_TOKEN && threadIdx.x == 0) o.qsum[(long)t * qstride] = token_sum(&sc);
 }
 
 // The next ternary linear's input preparation for one token, done once per step by the last block of the kernel
@@ -260,9 +279,11 @@ __device__ void finish_and_prep(const prep_args &p, float *xs) {
 
 #define TG_PF 8 // steps per thread loaded before the input is ready (more are loaded on the way)
 
-// k_tern_gemv's dynamic shared memory: Q8_K's per-step sums (64 / S rows), then the next input's preparation.
-__host__ __device__ inline size_t tern_gemv_smem(int act, int lS, int steps, int next_n) {
-    const size_t part = act == ACT_Q8K ? (size_t)(64 >> lS) * steps * 4 : 0, prep = (size_t)next_n * 4;
+// k_tern_gemv's dynamic shared memory: Q8_K's per-step sums or Q8_0's per-weight-block values (64 / S rows), then
+// the next input's preparation.
+__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n) {
+    const size_t part = act == ACT_TOKEN ? 0 : (size_t)(64 >> lS) * steps * (act == ACT_Q80 ? bps : 1) * 4;
+    const size_t prep = (size_t)next_n * 4;
     return part > prep ? part : prep;
 }
 
@@ -276,11 +297,42 @@ __device__ __forceinline__ int tern_step(uint4 w, const int8_t *q, int s, int g)
     return dot16(w.w, a[CHUNK(3, g)], acc);
 }
 
+// Q1_0 / Q2_0: step s of a row by thread g of its row group. Thread g holds 32-blocks g and g + 4 of the step
+// (chunks 2g, 2g + 1 and 8 + 2g, 9 + 2g); each block's integer sum becomes d_act * (float)sum as in scalar.c's
+// dot_q1_0 / dot_q2_0, the row group adds them per weight block in the CPU's order (shuffles), times the block's d,
+// and stores one float per weight block into part (bps per step), which the row's output lane adds in order.
+__device__ __forceinline__ void q80_step(uint4 w, const int8_t *q, const float *qd, const int *qs, int s, int g,
+                                         unsigned quad, int lane, int bps, const float *dw, float *part) {
+    const int4 *a = (const int4 *)(q + 256 * s);
+    const int lo = dot16(w.y, a[CHUNK(1, g)], dot16(w.x, a[CHUNK(0, g)], 0));
+    const int hi = dot16(w.w, a[CHUNK(3, g)], dot16(w.z, a[CHUNK(2, g)], 0));
+    const int b0 = Q80_PER_STEP * s + g, b1 = b0 + 4;
+    const float pa = qd[b0] * (float)(lo - qs[b0]), pb = qd[b1] * (float)(hi - qs[b1]);
+    if (bps == 2) { // Q1_0: weight blocks of 128 = act blocks 0..3 (the group's pa) and 4..7 (pb)
+        const int base = lane & ~3;
+        const float a1 = __shfl_sync(quad, pa, base + 1), a2 = __shfl_sync(quad, pa, base + 2), a3 = __shfl_sync(quad, pa, base + 3);
+        const float c1 = __shfl_sync(quad, pb, base + 1), c2 = __shfl_sync(quad, pb, base + 2), c3 = __shfl_sync(quad, pb, base + 3);
+        if (g == 0) {
+            part[2 * s] = dw[2 * s] * (((pa + a1) + a2) + a3);
+            part[2 * s + 1] = dw[2 * s + 1] * (((pb + c1) + c2) + c3);
+        }
+    } else { // Q2_0: weight blocks of 64 = act blocks (0, 1), (2, 3) from pa and (4, 5), (6, 7) from pb
+        const float oa = __shfl_xor_sync(quad, pa, 1), ob = __shfl_xor_sync(quad, pb, 1);
+        if ((g & 1) == 0) {
+            const int m = g >> 1;
+            part[4 * s + m] = dw[4 * s + m] * (pa + oa);
+            part[4 * s + 2 + m] = dw[4 * s + 2 + m] * (pb + ob);
+        }
+    }
+}
+
 // y = W x for one token per blockIdx.y, W ternary, x prepared (prep_out). A warp owns 8 / S rows: each row has 4
 // threads g in each of S K-slices (S = 1, 2, 4, 8; slice k takes steps k, k + S, ...), all in one warp, so partial
 // sums meet through shuffles: no shared memory and no barrier (Q8_K keeps its per-step sums in the warp's shared
 // memory, 8 / S rows x steps ints, to add them in block order). Up to TG_PF steps per thread are loaded before the
 // previous kernel has finished (programmatic dependent launch). Dynamic shared memory: tern_gemv_smem.
+// One instance per activation kind (ACT == w.act), so each has only its own code in its registers.
+template <int ACT>
 __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, prep_args next) {
     extern __shared__ int part_all[];
     const int S = 1 << lS, RW = 8 >> lS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = blockIdx.y;
@@ -297,18 +349,25 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     prep_prefetch(next);
     dep_launch_next();
     dep_wait();
+    constexpr bool q80 = ACT == ACT_Q80;
+    const int per_step = q80 ? w.bps : 1, qstride = q80 ? Q80_PER_STEP * w.steps : w.steps;
     const int8_t *q = in.q + (long)t * w.steps * 256;
-    const float *qd = in.qd + (long)t * w.steps;
-    const int *qs = in.qsum + (long)t * w.steps;
-    int *part = part_all + warp * RW * w.steps + rr * w.steps;
+    const float *qd = in.qd + (long)t * qstride;
+    const int *qs = in.qsum + (long)t * qstride;
+    int *part = part_all + (warp * RW + rr) * w.steps * per_step;
+    const float *dw = q80 ? w.blk_scale + (size_t)r * w.steps * w.bps : NULL;
     const float resid = io.epi == EPI_ADD && out_lane && row < w.rows ? __ldcg(io.y + (long)t * io.y_stride + row) : 0.0f;
     int acc = 0;
 #pragma unroll
     for (int i = 0; i < TG_PF; i++) {
         const int s = slice + S * i;
         if (s >= w.steps) break;
+        if (q80) {
+            q80_step(pf[i], q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
+            continue;
+        }
         const int d = tern_step(pf[i], q, s, g);
-        if (w.act == ACT_Q8K) {
+        if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
             if (g == 0) part[s] = d4;
@@ -317,8 +376,12 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
         }
     }
     for (int s = slice + S * TG_PF; s < w.steps; s += S) { // rows longer than TG_PF * S steps
+        if (q80) {
+            q80_step(__ldg(wr + s * 4), q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
+            continue;
+        }
         const int d = tern_step(__ldg(wr + s * 4), q, s, g);
-        if (w.act == ACT_Q8K) {
+        if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
             if (g == 0) part[s] = d4;
@@ -327,9 +390,14 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
         }
     }
     float v = 0.0f;
-    if (w.act == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
+    if (ACT == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
         for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
         v = (((float)acc - (float)qs[0]) / qd[0]) * rscale;
+    } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
+        __syncwarp();
+        const float *pv = (const float *)part;
+        if (out_lane)
+            for (int b = 0; b < w.n / (256 / w.bps); b++) v = v + pv[b];
     } else { // dot_tq: per-block integer sums, added in block order in f32
         __syncwarp();
         if (out_lane)
@@ -591,6 +659,23 @@ __global__ void k_glu(float *g, const float *u, long n, int fn) { // for gate/up
     dep_launch_next();
     dep_wait();
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) g[i] = glu(g[i], u[i], fn);
+}
+
+// qwen3: forward.c's per_head_rmsnorm of every q head (blockIdx.x < n_q) and k head of token blockIdx.y, in place,
+// before RoPE: 256 double lanes (element i in lane i, hd <= 256) folded as lanes.h does. 256 threads.
+__global__ void __launch_bounds__(NORM_THREADS) k_head_norm(float *qkv, long stride, int n_q, int k_off, int hd,
+                                                             const float *q_norm, const float *k_norm, float eps) {
+    __shared__ double lanes[NORM_THREADS];
+    dep_launch_next();
+    dep_wait();
+    const int h = blockIdx.x, i = threadIdx.x;
+    float *v = qkv + (long)blockIdx.y * stride + (h < n_q ? (long)h * hd : k_off + (long)(h - n_q) * hd);
+    const float *w = h < n_q ? q_norm : k_norm;
+    const float x = i < hd ? v[i] : 0.0f;
+    lanes[i] = i < hd ? (double)(x * x) : 0.0;
+    __syncthreads();
+    const float scale = 1.0f / sqrtf((float)(fold_256(lanes) / (double)hd) + eps);
+    if (i < hd) v[i] = (x * scale) * w[i];
 }
 
 struct attn_args {

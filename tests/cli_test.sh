@@ -246,6 +246,12 @@ expect_rc 2 "--reasoning takes show or hide" -- "$T" chat -m "$Q3" --reasoning s
 contains "$tmp/err" "--reasoning must be show or hide" "--reasoning message"
 expect_rc 2 "--reasoning-budget takes -1 or 0" -- "$T" chat -m "$Q3" --reasoning-budget 100
 contains "$tmp/err" "supports -1 (unrestricted) and 0" "--reasoning-budget message"
+# --i2s-layout: 64 reads the codes in bitnet.cpp's NEON layout (tests/test_i2s_layout.c proves the logits), other values refused
+expect_rc 2 "--i2s-layout 32" -- "$T" run -m "$F/b158-llama3-i2s.gguf" -p hi -n 2 --i2s-layout 32
+contains "$tmp/err" "i2s_layout must be 0, 64 or 128" "--i2s-layout message"
+a=$("$T" run -m "$F/b158-llama3-i2s.gguf" -p hi -n 8 --temp 0 --ignore-eos 2>/dev/null)
+b=$("$T" run -m "$F/b158-llama3-i2s.gguf" -p hi -n 8 --temp 0 --ignore-eos --i2s-layout 64 2>/dev/null)
+[ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ] && ok || bad "--i2s-layout 64 reads the official fixture differently"
 # a --stop string ends the reply, and the conversation records the reply as shown (without the stop string)
 word=$(printf 'Tell me a story\n' | "$T" chat -n 30 --temp 0 2>/dev/null | tr -s ' \n' '\n\n' | grep . | sed -n 6p)
 printf 'Tell me a story\n' | "$T" chat -n 30 --temp 0 --verbose -r "$word" >"$tmp/out" 2>"$tmp/err"

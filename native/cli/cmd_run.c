@@ -83,7 +83,8 @@ void gen_defaults(gen_opts *o) {
     {"--system-prompt", NULL, OPT_STR, &(o)->system, NULL},                                                           \
     {"--chat-template", NULL, OPT_STR, &(o)->chat_template, "chat: llama3, chatml, bitnet, or a Jinja template FILE"}, \
     {"--reasoning", NULL, OPT_STR, &(o)->reasoning, "chat: show (default, as llama-cli) or hide a reply's <think> block"}, \
-    {"--reasoning-budget", NULL, OPT_INT, &(o)->reasoning_budget, "chat: -1 unrestricted (default), 0 = thinking off"}
+    {"--reasoning-budget", NULL, OPT_INT, &(o)->reasoning_budget, "chat: -1 unrestricted (default), 0 = thinking off"}, \
+    {"--i2s-layout", NULL, OPT_INT, &(o)->i2s_layout, "I2_S files quantized on ARM by bitnet.cpp: 64 (default 128)"}
 
 static int bad_range(const char *flag, double v, double lo, double hi) {
     if (v >= lo && v <= hi) return 0;
@@ -150,6 +151,7 @@ int gen_setup(gen_opts *o, ternlm_model **m, ternlm_session **s, ternlm_sampler 
     if (rc) return rc;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    cli_set_i2s_layout(o->i2s_layout);
     if ((rc = cli_open_model(o->model, o->pre, o->head_quant != NULL, o->activation, o->verbose, m))) return rc;
     const uint32_t trained = ternlm_model_get_info(*m)->n_ctx_train;
     if ((uint32_t)o->ctx > trained)

@@ -16,6 +16,7 @@ typedef struct gen_opts {
     int interactive, color, verbose_prompt;
     const char *reasoning; /* chat: "show" (default) or "hide" the <think> block */
     int reasoning_budget;  /* chat: -1 unrestricted, 0 thinking off (enable_thinking = false) */
+    int i2s_layout;        /* 0/128 official, 64: bitnet.cpp's NEON quantizer */
     float temp, top_p, min_p, repeat_penalty, freq_penalty, presence_penalty;
     uint64_t seed;
     str_list stops;

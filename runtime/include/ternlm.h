@@ -102,6 +102,11 @@ typedef struct ternlm_model_params {
     int head_quant_i8;
     /* Keep every weight in its file layout (no load-time repacking into the kernels' 16-row groups). */
     int no_repack;
+    /* I2_S code layout. 0 or 128: the official 128-element interleave (Microsoft's files, llama-quantize on x86).
+     * 64: the 64-element blocks of 16 bytes that bitnet.cpp's NEON quantizer writes (llama-quantize run on ARM since
+     * bitnet.cpp 112f853). Such files have the same type id, sizes and metadata, so nothing in a file tells the two
+     * apart: the caller says which, and 64-layout tensors are rewritten to the official layout at load (a copy). */
+    int i2s_layout;
 } ternlm_model_params;
 
 ternlm_model_params ternlm_model_params_default(void);

@@ -53,7 +53,7 @@ void ternlm_reasoning_free(ternlm_reasoning *r) {
 int ternlm_reasoning_in_answer(const ternlm_reasoning *r) { return r && (r->state == R_AFTER || r->state == R_ANSWER); }
 
 static void drop(ternlm_reasoning *r, size_t n) {
-    memmove(r->held, r->held + n, r->n_held - n);
+    if (n < r->n_held) memmove(r->held, r->held + n, r->n_held - n);
     r->n_held -= n;
 }
 
@@ -84,7 +84,7 @@ static int advance(ternlm_reasoning *r, int final, ternlm_reasoning_fn fn, void 
             if (n >= OPEN_LEN && !memcmp(r->held + ws, k_open, OPEN_LEN)) {
                 drop(r, ws + OPEN_LEN);
                 r->state = R_LEAD;
-            } else if (!final && !memcmp(r->held + ws, k_open, n)) { /* n < OPEN_LEN: it may still be <think> */
+            } else if (!final && n < OPEN_LEN && (!n || !memcmp(r->held + ws, k_open, n))) { /* it may still be <think> */
                 return stop;
             } else {
                 r->state = R_ANSWER; /* not a thinking reply: the text as it came */

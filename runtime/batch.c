@@ -23,7 +23,8 @@ struct ternlm_batch {
     uint8_t *q_want;
     size_t q_n, q_cap;
 
-    float *logits;      /* [n_seq][n_vocab] */
+    float *logits;      /* [n_seq][n_vocab]; page-locked for a GPU batch, which copies rows straight into it */
+    int logits_pinned;
     uint8_t *has_logits;
     float *ubatch_logits; /* [TL_UBATCH][n_vocab]: rows of one micro-batch before they go to their slots */
 };
@@ -44,7 +45,8 @@ void ternlm_batch_free(ternlm_batch *b) {
     free(b->q_tok);
     free(b->q_seq);
     free(b->q_want);
-    free(b->logits);
+    if (b->logits_pinned) tl_gpu_host_free(b->logits);
+    else free(b->logits);
     free(b->has_logits);
     free(b->ubatch_logits);
     free(b);
@@ -57,9 +59,6 @@ ternlm_status ternlm_batch_new(ternlm_model *m, const ternlm_batch_params *param
     const ternlm_batch_params p = params ? *params : ternlm_batch_params_default();
     const uint32_t n_seq = p.n_seq ? p.n_seq : 1;
     if (n_seq > MAX_SEQ) return tl_fail(err, TERNLM_ERR_ARG, "%u sequences requested; a batch holds at most %d", n_seq, MAX_SEQ);
-    if (p.use_gpu)
-        return tl_fail(err, TERNLM_ERR_BACKEND,
-                       "the GPU backend has no multi-sequence batches yet: run the batch on the CPU (use_gpu = 0)");
     if (!m->has_weights)
         return tl_fail(err, TERNLM_ERR_MODEL, "this GGUF has no weights (a vocabulary-only file): it can tokenize but not run");
     ternlm_batch *b = calloc(1, sizeof *b);
@@ -67,7 +66,7 @@ ternlm_status ternlm_batch_new(ternlm_model *m, const ternlm_batch_params *param
     ternlm_session_params sp = ternlm_session_params_default();
     sp.n_ctx = p.n_ctx;
     sp.n_threads = p.n_threads;
-    ternlm_status st = tl_session_new_cpu(m, &sp, n_seq, &b->s, err);
+    ternlm_status st = p.use_gpu ? tl_session_new_gpu(m, &sp, n_seq, &b->s, err) : tl_session_new_cpu(m, &sp, n_seq, &b->s, err);
     if (st) {
         ternlm_batch_free(b);
         return st;
@@ -80,7 +79,9 @@ ternlm_status ternlm_batch_new(ternlm_model *m, const ternlm_batch_params *param
     b->pos = calloc(n_seq, sizeof *b->pos);
     b->queued = calloc(n_seq, sizeof *b->queued);
     b->history = malloc((size_t)n_seq * b->n_ctx * sizeof *b->history);
-    b->logits = malloc((size_t)n_seq * b->n_vocab * sizeof *b->logits);
+    b->logits_pinned = p.use_gpu;
+    b->logits = p.use_gpu ? tl_gpu_host_alloc((size_t)n_seq * b->n_vocab * sizeof *b->logits)
+                          : malloc((size_t)n_seq * b->n_vocab * sizeof *b->logits);
     b->has_logits = calloc(n_seq, 1);
     b->ubatch_logits = malloc((size_t)TL_UBATCH * b->n_vocab * sizeof *b->ubatch_logits);
     if (!b->pos || !b->queued || !b->history || !b->logits || !b->has_logits || !b->ubatch_logits) {
@@ -144,7 +145,7 @@ void ternlm_batch_clear_queue(ternlm_batch *b) {
 }
 
 /* Queue entries [first, first + T): give each its slot position, run them, hand out the logits rows. */
-static void eval_chunk(ternlm_batch *b, size_t first, int T) {
+static ternlm_status eval_chunk(ternlm_batch *b, size_t first, int T, ternlm_error *err) {
     ternlm_session *s = b->s;
     int rows[TL_UBATCH];
     int n_rows = 0;
@@ -157,13 +158,22 @@ static void eval_chunk(ternlm_batch *b, size_t first, int T) {
         b->pos[seq]++;
         if (b->q_want[i]) rows[n_rows++] = t;
     }
-    tl_eval_ubatch(s, b->q_tok + first, T, rows, n_rows, b->ubatch_logits);
+    if (s->gpu) { /* the GPU copies each row straight to its sequence's logits */
+        float *dst[TL_UBATCH];
+        for (int r = 0; r < n_rows; r++) dst[r] = b->logits + (size_t)b->q_seq[first + (size_t)rows[r]] * b->n_vocab;
+        const ternlm_status st = tl_gpu_eval_ubatch(s, b->q_tok + first, T, rows, n_rows, dst, err);
+        if (st) return st;
+    } else {
+        tl_eval_ubatch(s, b->q_tok + first, T, rows, n_rows, b->ubatch_logits);
+    }
     for (int r = 0; r < n_rows; r++) {
         const uint32_t seq = b->q_seq[first + (size_t)rows[r]];
-        memcpy(b->logits + (size_t)seq * b->n_vocab, b->ubatch_logits + (size_t)r * b->n_vocab,
-               b->n_vocab * sizeof *b->logits);
+        if (!s->gpu)
+            memcpy(b->logits + (size_t)seq * b->n_vocab, b->ubatch_logits + (size_t)r * b->n_vocab,
+                   b->n_vocab * sizeof *b->logits);
         b->has_logits[seq] = 1;
     }
+    return TERNLM_OK;
 }
 
 ternlm_status ternlm_batch_eval(ternlm_batch *b, ternlm_error *err) {
@@ -171,7 +181,11 @@ ternlm_status ternlm_batch_eval(ternlm_batch *b, ternlm_error *err) {
     memset(b->has_logits, 0, b->n_seq);
     for (size_t done = 0; done < b->q_n;) {
         const int T = (int)TL_MIN((size_t)TL_UBATCH, b->q_n - done);
-        eval_chunk(b, done, T);
+        const ternlm_status st = eval_chunk(b, done, T, err);
+        if (st) { /* a GPU failure: the chunk's positions moved, so the caller rewinds or drops those sequences */
+            ternlm_batch_clear_queue(b);
+            return st;
+        }
         done += (size_t)T;
     }
     ternlm_batch_clear_queue(b);

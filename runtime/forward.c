@@ -464,7 +464,7 @@ ternlm_status ternlm_session_new(ternlm_model *m, const ternlm_session_params *p
         return tl_fail(err, TERNLM_ERR_MODEL, "this GGUF has no weights (a vocabulary-only file): it can tokenize but not run");
     const ternlm_session_params p = params ? *params : ternlm_session_params_default();
     ternlm_session *s = NULL;
-    const ternlm_status st = p.use_gpu ? tl_session_new_gpu(m, &p, &s, err) : tl_session_new_cpu(m, &p, 1, &s, err);
+    const ternlm_status st = p.use_gpu ? tl_session_new_gpu(m, &p, 1, &s, err) : tl_session_new_cpu(m, &p, 1, &s, err);
     if (st) return st; /* *out is left as it was */
     tl_model_retain(m);
     s->holds_model_ref = 1;

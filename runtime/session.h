@@ -52,10 +52,15 @@ void tl_eval_ubatch(ternlm_session *s, const int32_t *tokens, int T, const int *
 /* cos, sin pairs of the n_rot/2 rotation angles at position pos (the GPU backend tabulates them with this too). */
 void tl_rope_table(float *cs, uint32_t pos, const tl_hparams *h, const float *freq_factors);
 
-/* GPU backend hooks (native/cuda/ when built with TERNLM_CUDA, otherwise a stub that reports why). */
-ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, ternlm_session **out,
+/* GPU backend hooks (native/cuda/ when built with TERNLM_CUDA, otherwise a stub that reports why). A GPU session
+ * has n_seq KV slots; tl_gpu_eval_ubatch is tl_eval_ubatch's counterpart for multi-sequence batches. */
+ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, uint32_t n_seq, ternlm_session **out,
                                  ternlm_error *err);
 void tl_session_free_gpu(ternlm_session *s);
 ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, int which, ternlm_error *err);
+ternlm_status tl_gpu_eval_ubatch(ternlm_session *s, const int32_t *tokens, int T, const int *logit_rows,
+                                 int n_logit_rows, float *const *dst, ternlm_error *err); /* row r to dst[r] */
+void *tl_gpu_host_alloc(size_t bytes); /* page-locked host memory (plain malloc without a GPU backend) */
+void tl_gpu_host_free(void *p);
 
 #endif

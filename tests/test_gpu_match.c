@@ -1,6 +1,7 @@
 /* The GPU backend computes the CPU's bits: for each model, every logit of a prompt (batched, chunked past the GPU's
  * 512-token batch, and token by token) and of 100 greedy decode steps must be identical between a CPU session and a
- * --gpu session, and so must the greedy ids. Skips (77) where no GPU backend is built or no device exists.
+ * --gpu session, and so must the greedy ids; a multi-sequence batch on the GPU must give the logits of the same batch
+ * on the CPU. Skips (77) where no GPU backend is built or no device exists.
  *   test_gpu_match [MODEL.gguf ...]   (default: the conformance fixtures and the default model) */
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,65 @@ static int32_t argmax(const float *x, uint32_t n) {
     for (uint32_t i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return (int32_t)best;
+}
+
+/* Whether every sequence of two batches holds the same logits (both asked for all of them). */
+static int same_batch_logits(const ternlm_batch *a, const ternlm_batch *b, uint32_t n_seq, uint32_t nv, const char *what) {
+    for (uint32_t q = 0; q < n_seq; q++) {
+        const float *x = ternlm_batch_logits(a, q), *y = ternlm_batch_logits(b, q);
+        if (!x || !y || memcmp(x, y, nv * sizeof *x)) {
+            CHECK(0, "%s: sequence %u %s", what, q, !x || !y ? "has no logits" : "differs");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* 5. A multi-sequence batch on the GPU against the same batch on the CPU (whose bits are the single-sequence
+ * session's): four prompts of 5..95 tokens (micro-batches mixing sequences), then 20 greedy steps in lockstep, then
+ * steps where only some sequences advance (micro-batches of 2 and of 1 token). */
+static int match_batch(ternlm_model *m, const int32_t *ids, uint32_t nv, const char *name) {
+    enum { NS = 4 };
+    ternlm_batch_params bp = ternlm_batch_params_default();
+    bp.n_seq = NS;
+    bp.n_ctx = 256;
+    ternlm_batch *bc = NULL, *bg = NULL;
+    ternlm_error err = {0};
+    char what[512];
+    int ok = ternlm_batch_new(m, &bp, &bc, &err) == TERNLM_OK;
+    bp.use_gpu = 1;
+    ok = ok && ternlm_batch_new(m, &bp, &bg, &err) == TERNLM_OK;
+    CHECK(ok, "%s: batches of %d sequences on the CPU and the GPU: %s", name, NS, err.message);
+    for (uint32_t q = 0; ok && q < NS; q++)
+        ok = !ternlm_batch_add(bc, q, ids + 50 * q, 5 + 30 * q, 1, &err) && !ternlm_batch_add(bg, q, ids + 50 * q, 5 + 30 * q, 1, &err);
+    ok = ok && !ternlm_batch_eval(bc, &err) && !ternlm_batch_eval(bg, &err);
+    CHECK(ok, "%s: batch prompts: %s", name, err.message);
+    snprintf(what, sizeof what, "%.200s: GPU batch, 4 prompts of 5..95 tokens", name);
+    ok = ok && same_batch_logits(bc, bg, NS, nv, what);
+    int32_t next[NS];
+    for (uint32_t q = 0; ok && q < NS; q++) next[q] = argmax(ternlm_batch_logits(bc, q), nv);
+    int steps = 0;
+    for (; ok && steps < 22; steps++) {
+        /* 20 steps of every sequence, then sequences 0 and 2 only, then sequence 1 only */
+        const unsigned mask = steps < 20 ? 0xfu : steps == 20 ? 0x5u : 0x2u;
+        for (uint32_t q = 0; ok && q < NS; q++)
+            if (mask >> q & 1) ok = !ternlm_batch_add(bc, q, &next[q], 1, 1, &err) && !ternlm_batch_add(bg, q, &next[q], 1, 1, &err);
+        ok = ok && !ternlm_batch_eval(bc, &err) && !ternlm_batch_eval(bg, &err);
+        for (uint32_t q = 0; ok && q < NS; q++) {
+            if (!(mask >> q & 1)) continue;
+            const float *x = ternlm_batch_logits(bc, q), *y = ternlm_batch_logits(bg, q);
+            if (!x || !y || memcmp(x, y, nv * sizeof *x)) {
+                CHECK(0, "%s: GPU batch step %d: sequence %u differs (%s)", name, steps, q, err.message);
+                ok = 0;
+            } else {
+                next[q] = argmax(x, nv);
+            }
+        }
+    }
+    CHECK(ok && steps == 22, "%s: GPU batch: %d steps identical to the CPU batch (4, 2 and 1 sequences a step)", name, steps);
+    ternlm_batch_free(bc);
+    ternlm_batch_free(bg);
+    return ok;
 }
 
 static void match_model(const char *path) {
@@ -110,6 +170,7 @@ static void match_model(const char *path) {
         snprintf(what, sizeof what, "%.200s: 3 more tokens at position 600, all rows", name);
         if (ok) ok = same_rows(c, g, 3, nv, what, 0);
     }
+    if (ok) ok = match_batch(m, ids, nv, name);
     printf("%-28s %s\n", name, ok ? "GPU logits identical to the CPU's" : "MISMATCH");
     free(ids);
     ternlm_session_free(c);

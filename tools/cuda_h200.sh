@@ -3,12 +3,12 @@
 # previous native/cuda files, that version too), then runs tools/cuda_check.sh's checks, ternlm bench, an Nsight
 # Compute profile of one decode step and a bandwidth copy, with every log under $OUT.
 #   OUT=/tmp/out TERNLM_SHARED_DIR=.device-data/shared tools/cuda_h200.sh [steps...]
-# steps: build old match memcheck conformance bench bonsai ncu ncupp torch (default: all)
+# steps: build old match memcheck conformance bench bonsai batch ncubatch ncu ncupp torch (default: all)
 # Environment: TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150).
 set -u
 OUT=${OUT:-/tmp/cuda-out}
 mkdir -p "$OUT"
-STEPS=" ${*:-build old match memcheck conformance bench bonsai ncu ncupp torch} "
+STEPS=" ${*:-build old match memcheck conformance bench bonsai batch ncubatch ncu ncupp torch} "
 has() { case "$STEPS" in *" $1 "*) return 0 ;; esac; return 1; }
 export TERNLM_SHARED_DIR=${TERNLM_SHARED_DIR:-.device-data/shared}
 M=/tmp/2b4t.gguf
@@ -60,7 +60,7 @@ if has bench; then
     $bin bench -m $M -p 512 -n 128 -r 5 --gpu 2>&1 | tee "$OUT/bench-$v.log" | tail -4
   done
   echo "--- new, TERNLM_CUDA_PREP=1 (the producer's last block prepares the next input)"
-  TERNLM_CUDA_PREP=1 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -3
+  TERNLM_CUDA_PREP=1 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -1
 fi
 if has bonsai; then
   echo "=== bench --gpu, Bonsai 1.7B shapes (synthetic)"
@@ -69,10 +69,23 @@ if has bonsai; then
     $B/ternlm bench -m /tmp/bonsai-$t.gguf -p 512 -n 128 -r 3 --gpu 2>&1 | tee "$OUT/bench-bonsai-$t.log" | tail -3
   done
 fi
+if has batch; then
+  echo "=== multi-sequence batch on the GPU (tools/cuda_batch_bench.c), 2B4T shape"
+  gcc -std=c11 -O2 -Iruntime/include tools/cuda_batch_bench.c $B/libternlm.a -L/usr/local/cuda/lib64 -lcudart_static \
+    -lstdc++ -lm -lpthread -ldl -lrt -o /tmp/cuda_batch_bench || fails=$((fails + 1))
+  for n in ${BATCH_SEQS:-1 16 64}; do /tmp/cuda_batch_bench $M $n 64 64 512 2>&1 | tee -a "$OUT/batch.log"; done
+fi
+if has ncubatch; then
+  echo "=== ncu (one 64-sequence decode step of tools/cuda_batch_bench: 303 launches after 20 micro-batches)"
+  timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none --launch-skip 6060 --launch-count 303 \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+    /tmp/cuda_batch_bench $M 64 4 8 512 > "$OUT/ncu-batch.csv" 2>"$OUT/ncu-batch.err"
+  python3 tools/cuda_profile.py "$OUT/ncu-batch.csv" | tee "$OUT/prof-batch.txt"
+fi
 if has ncu; then
   echo "=== ncu (one decode step)"
   for v in new old; do
-    bin=$B/ternlm cnt=272; [ $v = old ] && bin=/tmp/old/build/ternlm cnt=152
+    bin=$B/ternlm cnt=${NCU_COUNT:-152}; [ $v = old ] && bin=/tmp/old/build/ternlm cnt=${NCU_COUNT_OLD:-272}
     [ -x $bin ] || continue
     TERNLM_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none --launch-skip 2000 --launch-count $cnt \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \

@@ -69,6 +69,12 @@ struct gpu_state {
     size_t attn_group_smem; // the dynamic shared memory it may take
     cudaGraphExec_t graph;
     int have_graph;
+    size_t ftok_smem;     // k_float_gemv_tok's shared memory limit (0: not usable; several tokens use k_float_gemv)
+    // multi-sequence batches (tl_gpu_eval_ubatch): n_seq KV slots of `slot` elements, each token's slot and position
+    uint32_t n_seq;
+    size_t slot;
+    int *tok_seq, *tok_pos;
+    int batch_now;        // the forward pass in flight reads tok_seq / tok_pos
 };
 
 // ------------------------------------------------------------------------------------------------ upload
@@ -299,9 +305,18 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
             launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 8, io.x, io.x_stride, w.n, w.steps * 256, io.norm_w, io.eps,
                    prep_mode(w), prep_buffers(g), prep_stride(w));
         if (T >= GEMM_MIN_T && w.act != ACT_Q80) { // Q1_0 / Q2_0 prompts take the GEMV below, one token per blockIdx.y
+            const int8_t *qa = g->qa;
+            const float *qd = g->qd;
+            const int *qs = g->qsum;
+            if (T <= 64) { // 64-token tiles: a micro-batch (multi-sequence decode) computes no padding tokens
+                const dim3 grid((w.rows + GM_R - 1) / GM_R, 1);
+                if (w.act == ACT_TOKEN) launch(g, k_tern_gemm<ACT_TOKEN, 1>, grid, dim3(256), (size_t)GM_SMEM_MI(1), w, io, qa, qd, qs, T);
+                else launch(g, k_tern_gemm<ACT_Q8K, 1>, grid, dim3(256), (size_t)GM_SMEM_MI(1), w, io, qa, qd, qs, T);
+                return;
+            }
             const dim3 grid((w.rows + GM_R - 1) / GM_R, (T + GM_T - 1) / GM_T);
-            if (w.act == ACT_TOKEN) launch(g, k_tern_gemm<ACT_TOKEN>, grid, dim3(256), (size_t)GM_SMEM, w, io, (const int8_t *)g->qa, (const float *)g->qd, (const int *)g->qsum, T);
-            else launch(g, k_tern_gemm<ACT_Q8K>, grid, dim3(256), (size_t)GM_SMEM, w, io, (const int8_t *)g->qa, (const float *)g->qd, (const int *)g->qsum, T);
+            if (w.act == ACT_TOKEN) launch(g, k_tern_gemm<ACT_TOKEN, 2>, grid, dim3(256), (size_t)GM_SMEM, w, io, qa, qd, qs, T);
+            else launch(g, k_tern_gemm<ACT_Q8K, 2>, grid, dim3(256), (size_t)GM_SMEM, w, io, qa, qd, qs, T);
             return;
         }
         // K-slices: at most TG_PF steps per thread, and enough blocks to fill the GPU; a GLU's row pairs stay in
@@ -320,6 +335,15 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
         const size_t smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)w.n * 4;
         const int tiles = (w.rows + NORM_THREADS / 4 - 1) / (NORM_THREADS / 4);
         const int round_in = w.wh && g->head_input_f16; // llama.cpp's f16 copy of the input
+        const size_t tok_smem = (size_t)FT_TB * w.n * 4;
+        if (T >= 2 && w.n % 8 == 0 && tok_smem <= g->ftok_smem) { // inputs normed once, weights read once per FT_TB tokens
+            launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 8, io.x, io.x_stride, w.n, w.n, io.norm_w, io.eps,
+                   round_in ? (int)PREP_FLOAT_F16 : (int)PREP_FLOAT, prep_buffers(g), 0);
+            const int groups = (T + FT_TB - 1) / FT_TB, ft_tiles = (w.rows + FT_ROWS - 1) / FT_ROWS;
+            const int per = grid_for(g, (const void *)k_float_gemv_tok, ft_tiles * groups, tok_smem);
+            launch(g, k_float_gemv_tok, dim3(groups, TL_MAX(1, per / groups)), dim3(NORM_THREADS), tok_smem, w, io, (const float *)g->xs, T);
+            return;
+        }
         launch(g, k_float_gemv, dim3(grid_for(g, (const void *)k_float_gemv, tiles, smem), T), dim3(NORM_THREADS), smem, w, io, round_in);
     }
 }
@@ -339,6 +363,7 @@ static attn_args attn_for(gpu_state *g, const ternlm_session *s, uint32_t l) {
     a.rope = g->rope, a.pos0 = g->pos0, a.out = g->att;
     a.n_head = (int)h->n_head, a.n_head_kv = (int)h->n_head_kv, a.hd = (int)h->head_dim, a.n_rot = (int)h->n_rot;
     a.neox = h->rope == TL_ROPE_NEOX, a.probs_f16 = h->probs_f16, a.n_ctx = (int)s->n_ctx;
+    a.tok_pos = g->batch_now ? g->tok_pos : NULL, a.tok_seq = g->batch_now ? g->tok_seq : NULL, a.slot = (long)g->slot;
     return a;
 }
 
@@ -350,9 +375,10 @@ static int same_prep(const dlin *b, const dlin *a) {
 static int attn_threads(int T, int hd) { return T == 1 || hd > 128 ? 256 : 128; } // decode: finish_and_prep's 256
 static int attn_tile(int T) { return T == 1 ? 128 : 64; }                             // V positions per smem tile
 
-// One batch of T tokens (already in g->tok, the first position in g->pos0), as forward.c's eval_batch. `ready`
+// One batch of T tokens (already in g->tok, the first position in g->pos0, or with g->batch_now each token's slot
+// and position in g->tok_seq / g->tok_pos), as forward.c's eval_batch; n_pos: 1 + the largest position. `ready`
 // says whether the next linear's input has been prepared by the kernel before it (prep_for).
-static void forward(ternlm_session *s, int T, int which) {
+static void forward(ternlm_session *s, int T, int which, int n_pos) {
     gpu_state *g = (gpu_state *)s->gpu;
     const tl_hparams *h = &s->m->hp;
     const int E = (int)h->n_embd, F = (int)h->n_ff, fn = h->act == TL_ACT_RELU2 ? GLU_RELU2 : GLU_SILU;
@@ -373,7 +399,7 @@ static void forward(ternlm_session *s, int T, int which) {
                    (int)h->n_head, a.k_off, (int)h->head_dim, (const float *)L->q_norm, (const float *)L->k_norm, eps);
         if (T > 1) launch(g, k_rope_store, dim3(T), dim3(128), 0, a);
         const prep_args to_o = prep_for(g, &L->o, g->att, L->attn_sub_norm, eps, T);
-        const int grp = (int)(h->n_head / h->n_head_kv), n_pos = (int)s->pos + T;
+        const int grp = (int)(h->n_head / h->n_head_kv);
         if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
             launch(g, k_attention_group, dim3(h->n_head_kv, T), dim3(128 * grp),
                    attn_group_smem_bytes(n_pos, (int)h->head_dim, grp), a, n_pos);
@@ -411,14 +437,15 @@ static ternlm_status alloc_scratch(gpu_state *g, const ternlm_session *s, ternlm
     const tl_hparams *h = &s->m->hp;
     const size_t T = T_CAP, E = TL_MAX((size_t)h->n_embd, (size_t)h->n_head * h->head_dim), F = h->n_ff, wide = g->max_n;
     const size_t qblocks = (size_t)g->max_steps * Q80_PER_STEP; // per token: scales and sums (Q8_0: 8 per step)
-    const size_t kv = (size_t)h->n_layer * s->n_ctx * g->kv_dim;
+    g->slot = (size_t)h->n_layer * s->n_ctx * g->kv_dim;
+    const size_t kv = g->slot * g->n_seq;
     struct { void **p; size_t bytes; } bufs[] = {
         {(void **)&g->x, T * E * 4}, {(void **)&g->qkv, T * g->qkv_rows * 4}, {(void **)&g->att, T * E * 4},
         {(void **)&g->h, T * F * 4}, {(void **)&g->u, T * F * 4}, {(void **)&g->xs, T * wide * 4},
         {(void **)&g->logits, T * h->n_vocab * 4}, {(void **)&g->qa, T * g->max_steps * 256},
         {(void **)&g->qd, T * qblocks * 4}, {(void **)&g->qsum, T * qblocks * 4}, {(void **)&g->tok, T * 4},
         {(void **)&g->pos0, 4}, {(void **)&g->done, 4}, {(void **)&g->kc, kv * 2}, {(void **)&g->vc, kv * 2},
-        {(void **)&g->rope, (size_t)s->n_ctx * h->n_rot * 4}};
+        {(void **)&g->rope, (size_t)s->n_ctx * h->n_rot * 4}, {(void **)&g->tok_seq, T * 4}, {(void **)&g->tok_pos, T * 4}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         const cudaError_t e = cudaMalloc(bufs[i].p, bufs[i].bytes);
         if (e != cudaSuccess)
@@ -466,7 +493,8 @@ static ternlm_status upload_model(gpu_state *g, const ternlm_model *m, ternlm_er
     return st;
 }
 
-ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, ternlm_session **out, ternlm_error *err) {
+ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, uint32_t n_seq, ternlm_session **out,
+                                 ternlm_error *err) {
     *out = NULL;
     int n_dev = 0, dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0)
@@ -479,6 +507,9 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
     }
     s->m = m;
     s->gpu = g;
+    s->n_seq = g->n_seq = n_seq ? n_seq : 1;
+    s->tok_seq = (uint32_t *)calloc(TL_UBATCH, sizeof *s->tok_seq); // batch.c writes each token's slot and position
+    s->tok_pos = (uint32_t *)calloc(TL_UBATCH, sizeof *s->tok_pos);
     s->n_ctx = p->n_ctx ? TL_MIN(p->n_ctx, m->hp.n_ctx_train) : TL_MIN(m->hp.n_ctx_train, 4096u);
     const tl_hparams *h = &m->hp;
     g->kv_dim = (int)(h->head_dim * h->n_head_kv);
@@ -498,6 +529,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         const char *prep = getenv("TERNLM_CUDA_PREP"); // 1: the producer's last block prepares (measured slower)
         g->prep_in_producer = prep && !strcmp(prep, "1");
     }
+    if (!st && (!s->tok_seq || !s->tok_pos)) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) st = upload_model(g, m, err);
     if (!st) st = alloc_scratch(g, s, err);
     const size_t attn_smem = attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(1), g->max_n);
@@ -513,10 +545,17 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
                 cudaFuncSetAttribute(k_tern_gemv<ACT_Q8K>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
                 cudaFuncSetAttribute(k_tern_gemv<ACT_Q80>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
                 cudaFuncSetAttribute(k_prep, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem) ||
-                cudaFuncSetAttribute(k_tern_gemm<ACT_TOKEN>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
-                cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
+                cudaFuncSetAttribute(k_tern_gemm<ACT_TOKEN, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
+                cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM) ||
+                cudaFuncSetAttribute(k_tern_gemm<ACT_TOKEN, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM_MI(1)) ||
+                cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM_MI(1)) ||
                 cudaFuncSetAttribute(k_float_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)float_smem)))
         st = tl_fail(err, TERNLM_ERR_BACKEND, "CUDA: cannot reserve shared memory for the kernels");
+    g->ftok_smem = TL_MIN(limit, (size_t)FT_TB * g->max_n * 4);
+    if (!st && cudaFuncSetAttribute(k_float_gemv_tok, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->ftok_smem)) {
+        g->ftok_smem = 0; // several tokens take k_float_gemv, one launch per token
+        cudaGetLastError();
+    }
     const int grp = h->n_head_kv ? (int)(h->n_head / h->n_head_kv) : 0;
     const char *group = getenv("TERNLM_CUDA_ATTN_GROUP"); // 0: a block per head for prompts too (comparisons)
     g->attn_group_smem = TL_MIN(limit, attn_group_smem_bytes((int)s->n_ctx, (int)h->head_dim, grp));
@@ -540,7 +579,7 @@ void tl_session_free_gpu(ternlm_session *s) {
     if (g) {
         if (g->have_graph) cudaGraphExecDestroy(g->graph);
         void *bufs[] = {g->x, g->qkv, g->att, g->h, g->u, g->xs, g->logits, g->qa, g->qd, g->qsum, g->tok, g->pos0, g->done,
-                        g->kc, g->vc, g->rope, g->out_norm};
+                        g->kc, g->vc, g->rope, g->out_norm, g->tok_seq, g->tok_pos};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
         for (uint32_t l = 0; g->L && l < s->m->hp.n_layer; l++) {
             dlayer *D = &g->L[l];
@@ -557,6 +596,7 @@ void tl_session_free_gpu(ternlm_session *s) {
         free(g);
     }
     free(s->logits);
+    free(s->tok_seq), free(s->tok_pos);
     free(s);
 }
 
@@ -576,7 +616,7 @@ static ternlm_status decode_graph(ternlm_session *s, ternlm_error *err) {
     if (!g->have_graph) {
         cudaGraph_t graph;
         CK(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal));
-        forward(s, 1, TERNLM_LOGITS_LAST);
+        forward(s, 1, TERNLM_LOGITS_LAST, 0); // (n_pos only sizes prompt attention)
         CK(cudaStreamEndCapture(g->st, &graph));
         CK(cudaGraphInstantiate(&g->graph, graph, 0));
         cudaGraphDestroy(graph);
@@ -604,7 +644,7 @@ ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, in
             ternlm_status st = decode_graph(s, err);
             if (st) return st;
         } else {
-            forward(s, T, mode);
+            forward(s, T, mode, pos + T);
         }
         CK(cudaGetLastError());
         const int rows = mode == TERNLM_LOGITS_ALL ? T : mode == TERNLM_LOGITS_LAST ? 1 : 0;
@@ -618,4 +658,46 @@ ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, in
         done += (size_t)T;
     }
     return TERNLM_OK;
+}
+
+// A multi-sequence micro-batch (runtime/batch.c): token t belongs to slot s->tok_seq[t] at position s->tok_pos[t];
+// the logits of token logit_rows[r] go to dst[r] (the batch's page-locked rows: one DMA each). The per-token arithmetic is the prompt
+// path's, which computes the single-sequence session's bits.
+ternlm_status tl_gpu_eval_ubatch(ternlm_session *s, const int32_t *tokens, int T, const int *logit_rows,
+                                 int n_logit_rows, float *const *dst, ternlm_error *err) {
+    gpu_state *g = (gpu_state *)s->gpu;
+    const uint32_t nv = s->m->hp.n_vocab;
+    if (T < 1 || T > T_CAP) return tl_fail(err, TERNLM_ERR_ARG, "a GPU micro-batch holds 1..%d tokens, not %d", T_CAP, T);
+    int n_pos = 0;
+    for (int t = 0; t < T; t++) {
+        if (s->tok_seq[t] >= g->n_seq || s->tok_pos[t] >= s->n_ctx)
+            return tl_fail(err, TERNLM_ERR_ARG, "token %d: slot %u position %u is outside the batch (%u slots of %u)", t,
+                           s->tok_seq[t], s->tok_pos[t], g->n_seq, s->n_ctx);
+        n_pos = TL_MAX(n_pos, (int)s->tok_pos[t] + 1);
+    }
+    CK(cudaMemcpyAsync(g->tok, tokens, T * sizeof(int), cudaMemcpyHostToDevice, g->st));
+    CK(cudaMemcpyAsync(g->tok_seq, s->tok_seq, T * sizeof(int), cudaMemcpyHostToDevice, g->st));
+    CK(cudaMemcpyAsync(g->tok_pos, s->tok_pos, T * sizeof(int), cudaMemcpyHostToDevice, g->st));
+    if (!g->embd_on_gpu) {
+        ternlm_status st = host_embed(s, tokens, T, err);
+        if (st) return st;
+    }
+    g->batch_now = 1;
+    forward(s, T, n_logit_rows ? TERNLM_LOGITS_ALL : TERNLM_LOGITS_NONE, n_pos);
+    g->batch_now = 0;
+    CK(cudaGetLastError());
+    for (int r = 0; r < n_logit_rows; r++) // in order: a later row for the same destination wins, as on the CPU
+        CK(cudaMemcpyAsync(dst[r], g->logits + (size_t)logit_rows[r] * nv, nv * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+    CK(cudaStreamSynchronize(g->st));
+    s->n_evaluated += (uint64_t)T;
+    return TERNLM_OK;
+}
+
+void *tl_gpu_host_alloc(size_t bytes) {
+    void *p = NULL;
+    return cudaMallocHost(&p, bytes) == cudaSuccess ? p : NULL;
+}
+
+void tl_gpu_host_free(void *p) {
+    if (p) cudaFreeHost(p);
 }

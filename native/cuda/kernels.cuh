@@ -235,6 +235,8 @@ __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_st
     prep_vector(x + (long)t * x_stride, n, n_pad, norm_w ? nw : NULL, eps, mode, xs_prep, o.q + (long)t * n_pad,
                 o.qd + (long)t * qstride, o.qsum + (long)t * qstride, &sc);
     if (mode == PREP_TOKEN && threadIdx.x == 0) o.qsum[(long)t * qstride] = token_sum(&sc);
+    if (mode == PREP_FLOAT || mode == PREP_FLOAT_F16) // for k_float_gemv_tok: the normed row, n floats per token
+        for (int i = threadIdx.x; i < n; i += NORM_THREADS) o.xs[(long)t * n + i] = xs_prep[i];
 }
 
 // The next ternary linear's input preparation for one token, done once per step by the last block of the kernel
@@ -505,6 +507,106 @@ __global__ void __launch_bounds__(NORM_THREADS) k_float_gemv(float_w w, io_args 
     }
 }
 
+// Several tokens (prompts with every row's logits, multi-sequence batches): k_float_gemv's arithmetic, but each
+// thread computes two rows for FT_TB tokens, so every weight load serves FT_TB tokens and every input load two rows
+// (with one row per thread, shared-memory reads of the inputs bounded it). The inputs were normed by k_prep (xn: n
+// floats per token). Token groups are blockIdx.x, so the groups of one row tile run side by side and share it
+// through L2. Needs n % 8 == 0. Dynamic shared memory: FT_TB * n floats.
+#define FT_TB 4
+#define FT_LOADS 2 // 32-element chunks loaded before the arithmetic
+#define FT_ROWS 128 // rows per tile (64 pairs)
+
+__device__ __forceinline__ void ft_load(const float_w &w, int rc, int e0, float *wv) {
+    if (w.wh) {
+        const uint4 raw = __ldg((const uint4 *)(w.wh + (size_t)rc * w.n + e0));
+        const __half2 *h2 = (const __half2 *)&raw;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const float2 f = __half22float2(h2[j]);
+            wv[2 * j] = f.x, wv[2 * j + 1] = f.y;
+        }
+    } else {
+        const float4 a = __ldg((const float4 *)(w.wf + (size_t)rc * w.n + e0));
+        const float4 b = __ldg((const float4 *)(w.wf + (size_t)rc * w.n + e0 + 4));
+        wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
+    }
+}
+
+// k_float_gemv's fold of one row's 32 lanes (8 per thread of the quad); thread g == 0 returns the sum.
+__device__ __forceinline__ float ft_fold(float *l, int g) {
+#pragma unroll
+    for (int j = 0; j < 8; j++) { // + 16 (threads g + 2), + 8 (thread g + 1), then in registers
+        const float o16 = __shfl_down_sync(FULL_MASK, l[j], 2);
+        if (g < 2) l[j] += o16;
+        const float o8 = __shfl_down_sync(FULL_MASK, l[j], 1);
+        if (g == 0) l[j] += o8;
+    }
+#pragma unroll
+    for (int wdt = 4; wdt >= 1; wdt >>= 1)
+#pragma unroll
+        for (int i = 0; i < wdt; i++) l[i] += l[i + wdt];
+    return l[0];
+}
+
+__global__ void __launch_bounds__(NORM_THREADS) k_float_gemv_tok(float_w w, io_args io, const float *xn, int T) {
+    extern __shared__ __align__(16) float xt[];
+    const int tid = threadIdx.x, g = tid & 3, t0 = blockIdx.x * FT_TB, nt = min(FT_TB, T - t0);
+    const int tiles = (w.rows + FT_ROWS - 1) / FT_ROWS;
+    dep_launch_next();
+    dep_wait();
+    for (int i = tid; i < nt * w.n; i += NORM_THREADS) xt[i] = xn[(long)t0 * w.n + i];
+    __syncthreads();
+    for (int tile = blockIdx.y; tile < tiles; tile += gridDim.y) {
+        const int row0 = tile * FT_ROWS + 2 * (tid >> 2);
+        const int rc[2] = {min(row0, w.rows - 1), min(row0 + 1, w.rows - 1)};
+        float l[2][FT_TB][8];
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+#pragma unroll
+            for (int tt = 0; tt < FT_TB; tt++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) l[r][tt][j] = 0.0f;
+        for (int k = 0; k < w.n; k += 32 * FT_LOADS) { // element e into lane e % 32 (thread g: lanes 8g .. 8g + 7), in order
+            float wv[FT_LOADS][2][8];
+#pragma unroll
+            for (int u = 0; u < FT_LOADS; u++) {
+                const int e0 = k + 32 * u + 8 * g;
+                if (e0 >= w.n) break;
+                ft_load(w, rc[0], e0, wv[u][0]);
+                ft_load(w, rc[1], e0, wv[u][1]);
+            }
+#pragma unroll
+            for (int u = 0; u < FT_LOADS; u++) {
+                const int e0 = k + 32 * u + 8 * g;
+                if (e0 >= w.n) break;
+#pragma unroll
+                for (int tt = 0; tt < FT_TB; tt++) {
+                    if (tt >= nt) break;
+                    const float4 xa = *(const float4 *)(xt + tt * w.n + e0), xb = *(const float4 *)(xt + tt * w.n + e0 + 4);
+                    const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+                    for (int r = 0; r < 2; r++)
+#pragma unroll
+                        for (int j = 0; j < 8; j++) l[r][tt][j] += wv[u][r][j] * xv[j];
+                }
+            }
+        }
+#pragma unroll
+        for (int tt = 0; tt < FT_TB; tt++) {
+            if (tt >= nt) break; // the same for the whole block
+            const float s0 = ft_fold(l[0][tt], g), s1 = ft_fold(l[1][tt], g);
+            if (g != 0 || row0 >= w.rows) continue;
+            const float v0 = finish_row(s0, rc[0], w.out_scale, w.bias), v1 = finish_row(s1, rc[1], w.out_scale, w.bias);
+            if (io.epi == EPI_GLU) {
+                io.y[(long)(t0 + tt) * io.y_stride + row0 / 2] = glu(v0, v1, io.glu); // rows 2i, 2i + 1: gate, up
+            } else {
+                emit(io, t0 + tt, row0, v0);
+                if (row0 + 1 < w.rows) emit(io, t0 + tt, row0 + 1, v1);
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ ternary GEMM
 
 // Prompts: Y[t][r] for GM_T tokens x GM_R rows per block with int8 tensor cores (mma m16n8k32; the codes are the B
@@ -514,11 +616,12 @@ __global__ void __launch_bounds__(NORM_THREADS) k_float_gemv(float_w w, io_args 
 // ldmatrix reads them without bank conflicts; B rows are padded to GM_BROW bytes for the same reason. 8 warps as
 // 4 (tokens) x 2 (rows), each 32 tokens x 32 rows. Integer sums are exact; the float epilogue is the GEMV's. For
 // Q8_K inputs the integer sums restart every 256 codes and are added in f32 in block order, as dot_tq does.
-#define GM_T 128
+#define GM_T 128 // tokens per block (MI = 2); micro-batches of <= 64 tokens take 64 (MI = 1): half the products
 #define GM_R 64
 #define GM_BROW 80
-#define GM_STAGE (GM_T * 256 + GM_R * GM_BROW)
-#define GM_SMEM (2 * GM_STAGE)
+#define GM_STAGE_MI(mi) (64 * (mi) * 256 + GM_R * GM_BROW)
+#define GM_SMEM_MI(mi) (2 * GM_STAGE_MI(mi))
+#define GM_SMEM GM_SMEM_MI(2)
 
 __device__ __forceinline__ void mma_s8(int *c, int a0, int a1, int a2, int a3, int b0, int b1) {
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -544,54 +647,57 @@ __host__ __device__ __forceinline__ int word_of_chunk(int c) { // where chunk c'
     return ((c >> 4) * 4 + ((c & 7) >> 1)) * 4 + ((c >> 3) & 1) * 2 + (c & 1);
 }
 
-// Step s of A and B into stage buffer st: 8 A chunks and 1 B chunk of 16 bytes per thread (rows past the end
+// Step s of A and B into stage buffer st: 4 MI A chunks and 1 B chunk of 16 bytes per thread (rows past the end
 // repeat the last one; their results are not stored).
+template <int MI>
 __device__ __forceinline__ void gemm_copy_step(uint8_t *st, const tern_w &w, const int8_t *qa, int t0, int r0, int T, int s) {
     const int tid = threadIdx.x, a_ch = tid & 15, b_row = tid >> 2, b_ch = tid & 3;
     const size_t n_pad = (size_t)w.steps * 256;
 #pragma unroll
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < 4 * MI; k++) {
         const int r = (tid >> 4) + 16 * k, tok = min(t0 + r, T - 1);
         cp_async16(st + r * 256 + ((a_ch ^ (r & 7)) << 4), qa + (size_t)tok * n_pad + (size_t)s * 256 + a_ch * 16);
     }
     const int row = min(r0 + b_row, w.rows - 1);
-    cp_async16(st + GM_T * 256 + b_row * GM_BROW + b_ch * 16, w.codes + ((size_t)row * w.steps + s) * 4 + b_ch);
+    cp_async16(st + 64 * MI * 256 + b_row * GM_BROW + b_ch * 16, w.codes + ((size_t)row * w.steps + s) * 4 + b_ch);
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-template <int ACT>
+// MI: 16-token fragments per warp (2: 128 tokens a block; 1: 64, for micro-batches of at most 64 tokens).
+template <int ACT, int MI>
 __global__ void __launch_bounds__(256, 2) k_tern_gemm(tern_w w, io_args io, const int8_t *qa, const float *qd,
                                                       const int *qsum, int T) {
     extern __shared__ __align__(128) uint8_t gsm[];
+    constexpr int TT = 64 * MI, STAGE = GM_STAGE_MI(MI);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2, tig = lane & 3;
-    const int wm = warp & 3, wn = warp >> 2, t0 = blockIdx.y * GM_T, r0 = blockIdx.x * GM_R;
-    const int t_base = t0 + wm * 32, r_base = r0 + wn * 32;
-    int acc[2][4][4];
-    float facc[2][4][4];
+    const int wm = warp & 3, wn = warp >> 2, t0 = blockIdx.y * TT, r0 = blockIdx.x * GM_R;
+    const int t_base = t0 + wm * 16 * MI, r_base = r0 + wn * 32;
+    int acc[MI][4][4];
+    float facc[MI][4][4];
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0, facc[i][j][e] = 0.0f;
     dep_launch_next();
     dep_wait();
-    gemm_copy_step(gsm, w, qa, t0, r0, T, 0);
+    gemm_copy_step<MI>(gsm, w, qa, t0, r0, T, 0);
     for (int s = 0; s < w.steps; s++) {
         if (s + 1 < w.steps) {
-            gemm_copy_step(gsm + ((s + 1) & 1) * GM_STAGE, w, qa, t0, r0, T, s + 1);
+            gemm_copy_step<MI>(gsm + ((s + 1) & 1) * STAGE, w, qa, t0, r0, T, s + 1);
             asm volatile("cp.async.wait_group 1;" ::: "memory");
         } else {
             asm volatile("cp.async.wait_group 0;" ::: "memory");
         }
         __syncthreads();
-        const uint8_t *As = gsm + (s & 1) * GM_STAGE, *Bs = As + GM_T * 256;
+        const uint8_t *As = gsm + (s & 1) * STAGE, *Bs = As + TT * 256;
 #pragma unroll 2
         for (int kk = 0; kk < 8; kk++) { // 32 codes: ldmatrix gives A fragments (matrix m: rows +8 (m & 1), chunk +(m >> 1))
-            int a[2][4];
+            int a[MI][4];
 #pragma unroll
-            for (int i = 0; i < 2; i++) {
-                const int r = wm * 32 + 16 * i + (lane & 7) + 8 * ((lane >> 3) & 1), c = 2 * kk + (lane >> 4);
+            for (int i = 0; i < MI; i++) {
+                const int r = wm * 16 * MI + 16 * i + (lane & 7) + 8 * ((lane >> 3) & 1), c = 2 * kk + (lane >> 4);
                 ldmatrix_x4(a[i], As + r * 256 + ((c ^ (r & 7)) << 4));
             }
             const int wo = (kk & 3) * 4 + (kk >> 2) * 2; // word_of_chunk(2 kk) within the step
@@ -600,12 +706,12 @@ __global__ void __launch_bounds__(256, 2) k_tern_gemm(tern_w w, io_args io, cons
                 const uint2 b = *(const uint2 *)(Bs + (wn * 32 + 8 * j + grp) * GM_BROW + wo * 4);
                 const int b0 = (int)((b.x >> (2 * tig)) & CODE_MASK), b1 = (int)((b.y >> (2 * tig)) & CODE_MASK);
 #pragma unroll
-                for (int i = 0; i < 2; i++) mma_s8(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
+                for (int i = 0; i < MI; i++) mma_s8(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
             }
         }
         if (ACT == ACT_Q8K) { // close this 256-block: f += (float)(sum - bsum) * (d_act * d_weight)
 #pragma unroll
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < MI; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -620,7 +726,7 @@ __global__ void __launch_bounds__(256, 2) k_tern_gemm(tern_w w, io_args io, cons
         __syncthreads(); // this stage is read; the next iteration's copy may overwrite it
     }
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -687,7 +793,13 @@ struct attn_args {
     const int *pos0;
     float *out;          // [T][n_head * hd]
     int n_head, n_head_kv, hd, n_rot, neox, probs_f16, n_ctx;
+    const int *tok_pos, *tok_seq; // multi-sequence batches: each token's position and KV slot, else NULL
+    long slot;           // elements of one KV slot (kc and vc point into slot 0)
 };
+
+// Token t's position, and the offset of its sequence's KV slot (multi-sequence batches; else the session's one).
+__device__ __forceinline__ int tok_position(const attn_args &a, int t) { return a.tok_pos ? a.tok_pos[t] : *a.pos0 + t; }
+__device__ __forceinline__ long tok_slot(const attn_args &a, int t) { return a.tok_seq ? (long)a.tok_seq[t] * a.slot : 0; }
 
 // forward.c's rope: pairs (i, i + n_rot/2) for NEOX, (2i, 2i + 1) otherwise; x0 c - x1 s, x0 s + x1 c.
 __device__ void rope_head(float *v, const float *cs, int n_rot, int neox, int i) {
@@ -701,7 +813,8 @@ __device__ void rope_head(float *v, const float *cs, int n_rot, int neox, int i)
 __global__ void k_rope_store(attn_args a) {
     dep_launch_next();
     dep_wait();
-    const int t = blockIdx.x, pos = *a.pos0 + t, half = a.n_rot / 2, kv_dim = a.hd * a.n_head_kv;
+    const int t = blockIdx.x, pos = tok_position(a, t), half = a.n_rot / 2, kv_dim = a.hd * a.n_head_kv;
+    __half *kc = a.kc + tok_slot(a, t), *vc = a.vc + tok_slot(a, t);
     float *row = a.qkv + (long)t * a.qkv_stride;
     const float *cs = a.rope + (long)pos * a.n_rot;
     for (int idx = threadIdx.x; idx < (a.n_head + a.n_head_kv) * half; idx += blockDim.x) {
@@ -710,8 +823,8 @@ __global__ void k_rope_store(attn_args a) {
     }
     __syncthreads();
     for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-        a.kc[(long)pos * kv_dim + i] = __float2half_rn(row[a.k_off + i]);
-        a.vc[(long)pos * kv_dim + i] = __float2half_rn(row[a.v_off + i]);
+        kc[(long)pos * kv_dim + i] = __float2half_rn(row[a.k_off + i]);
+        vc[(long)pos * kv_dim + i] = __float2half_rn(row[a.v_off + i]);
     }
 }
 
@@ -777,9 +890,10 @@ __global__ void k_attention(attn_args a, int fresh, int pv_tile, prep_args next)
     __shared__ float shf[32];
     __shared__ double shd[32];
     const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, hd = a.hd;
-    const int grp = a.n_head / a.n_head_kv, kvh = h / grp, kv_dim = hd * a.n_head_kv, pos = *a.pos0 + t;
+    const int grp = a.n_head / a.n_head_kv, kvh = h / grp, kv_dim = hd * a.n_head_kv, pos = tok_position(a, t);
+    __half *const kc = a.kc + tok_slot(a, t), *const vc = a.vc + tok_slot(a, t);
     float *sc = sa, *qh = sa + a.n_ctx, *kn = qh + hd, *vn = kn + hd, *cs = vn + hd;
-    const __half *K = a.kc + kvh * hd, *V = a.vc + kvh * hd;
+    const __half *K = kc + kvh * hd, *V = vc + kvh * hd;
     const int half = a.n_rot / 2;
     if (fresh)
         for (int i = tid; i < a.n_rot; i += blockDim.x) cs[i] = a.rope[(long)pos * a.n_rot + i];
@@ -805,7 +919,7 @@ __global__ void k_attention(attn_args a, int fresh, int pv_tile, prep_args next)
                 kv = first ? kv * cc - ko * ss : ko * ss + kv * cc;
             }
             const __half kh = __float2half_rn(kv), vh = __float2half_rn(vv);
-            if (h % grp == 0) a.kc[(long)pos * kv_dim + kvh * hd + i] = kh, a.vc[(long)pos * kv_dim + kvh * hd + i] = vh;
+            if (h % grp == 0) kc[(long)pos * kv_dim + kvh * hd + i] = kh, vc[(long)pos * kv_dim + kvh * hd + i] = vh;
             qh[i] = round_f16(qv), kn[i] = __half2float(kh), vn[i] = __half2float(vh);
         }
     } else {
@@ -905,12 +1019,12 @@ __global__ void __launch_bounds__(512, 3) k_attention_group(attn_args a, int n_p
     __shared__ float shf[32];
     __shared__ double shd[8];
     const int grp = a.n_head / a.n_head_kv, kvh = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, hd = a.hd;
-    const int sg = tid >> 7, lt = tid & 127, h = kvh * grp + sg, kv_dim = hd * a.n_head_kv, pos = *a.pos0 + t;
+    const int sg = tid >> 7, lt = tid & 127, h = kvh * grp + sg, kv_dim = hd * a.n_head_kv, pos = tok_position(a, t);
     const int lane = tid & 31, wh = lt >> 5, nc = (hd + 31) / 32, tiles = pos / AG_TILE + 1;
     float *sc = sa + (size_t)sg * n_pos, *qh = sa + (size_t)grp * n_pos + sg * hd;
     __half *const buf = (__half *)(sa + attn_group_tile_offset(n_pos, hd, grp)); // 2 tiles of AG_TILE * hd
     const int tile_h = AG_TILE * hd;
-    const __half *K = a.kc + kvh * hd, *V = a.vc + kvh * hd;
+    const __half *K = a.kc + tok_slot(a, t) + kvh * hd, *V = a.vc + tok_slot(a, t) + kvh * hd;
     dep_launch_next();
     dep_wait();
     kv_tile_copy(buf, K, 0, min(AG_TILE, pos + 1), hd, kv_dim);

@@ -273,7 +273,7 @@ uint32_t ternlm_session_threads(const ternlm_session *s);
  * of slots (a decode step for some, a chunk of a new prompt for others) are evaluated by one
  * ternlm_batch_eval(), which passes over the weights once per TL_UBATCH (64) tokens instead of once per
  * sequence. Every sequence gets exactly the logits the single-sequence session would give it, bit for
- * bit, whatever else is batched with it. CPU only (the CUDA backend runs one sequence per session).
+ * bit, whatever else is batched with it, on the CPU and on the CUDA backend (use_gpu).
  *
  *   ternlm_batch_new(model, {n_ctx, n_threads, n_seq})
  *   loop: ternlm_batch_add(b, seq, tokens, n, want_logits)   for each sequence with work
@@ -289,7 +289,7 @@ typedef struct ternlm_batch_params {
     uint32_t n_ctx;      /* positions per slot; 0 = the model's trained context (capped at 4096) */
     uint32_t n_threads;  /* 0 = the number of physical cores */
     uint32_t n_seq;      /* KV slots (sequences), 1..256; 0 = 1 */
-    int use_gpu;         /* refused with TERNLM_ERR_BACKEND: the GPU backend has no multi-sequence batches yet */
+    int use_gpu;         /* the CUDA backend (TERNLM_ERR_BACKEND where the build or the machine has none) */
 } ternlm_batch_params;
 
 ternlm_batch_params ternlm_batch_params_default(void);

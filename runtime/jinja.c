@@ -123,6 +123,7 @@ static void value_free(value *v) {
 #define MAX_VARS 32
 #define MAX_NAMESPACES 8
 #define MAX_NS_ATTRS 16
+#define MAX_LIST_ITEMS 65536 /* pieces of one split(): real templates make two; each costs a struct and an allocation */
 #define TL_JINJA_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 typedef struct var {
@@ -494,6 +495,10 @@ static value str_split(jctx *c, value v, const char *flat, const args *a) {
     while (!c->failed && spend(c, 64)) {
         const char *hit = find_bytes(flat + at, n - at, sep, m);
         const size_t end = hit ? (size_t)(hit - flat) : n;
+        if (r.n == MAX_LIST_ITEMS) {
+            fail_limit(c, "a split() makes too many pieces", MAX_LIST_ITEMS);
+            break;
+        }
         if (r.n == cap) {
             cap = cap ? cap * 2 : 4;
             tl_jinja_text *l = realloc(r.list, cap * sizeof *l);

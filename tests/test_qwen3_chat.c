@@ -142,6 +142,12 @@ static void constructs(const ternlm_model *m) {
                     "in messages %}{% set ns = namespace(a=1) %}{% endfor %}{% for x in messages %}{% set ns = namespace(a=1) %}{% endfor %}",
                  "namespace", "namespace() count is bounded");
     expect_error(m, "{{ 9223372036854775807 + 1 }}", "overflow", "integer overflow");
+    /* a hostile split: 2^17 separators would make 2^17 + 1 pieces; the count is bounded before memory is */
+    expect_error(m, "{% set s = ',' %}{% for i in messages %}{% endfor %}{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}"
+                    "{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}"
+                    "{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}{% set s = s + s %}"
+                    "{% set s = s + s %}{% set s = s + s %}{{ s.split(',')|length }}",
+                 "too many pieces", "split() piece count is bounded");
 }
 
 static int collect(void *user, int32_t tok, const char *text, size_t len) {

@@ -142,6 +142,7 @@ typedef struct chat_fmt {
     chat_fmt_kind kind;
     char *jinja;
     int thinking_off;  /* render with enable_thinking = false (ternlm_chat_set_thinking) */
+    int thinking_on;   /* render with enable_thinking = true (ternlm_chat_tokens_ex) */
 } chat_fmt;
 
 /* Layout flags of the built-in formats. An explicit name needs the vocabulary's header tokens. */
@@ -179,7 +180,7 @@ static ternlm_status render(const ternlm_model *m, const chat_fmt *fmt, const te
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content || !role_header(msgs[i].role))
             return tl_fail(err, TERNLM_ERR_ARG, "message %zu: role must be system, user or assistant, with content", i);
-    const int thinking = fmt && fmt->thinking_off ? 0 : -1;
+    const int thinking = fmt && fmt->thinking_off ? 0 : fmt && fmt->thinking_on ? 1 : -1;
     if (kind == FMT_JINJA) return render_jinja(m, fmt->jinja, msgs, n, add_assistant, thinking, ids, err);
     if (kind == FMT_AUTO && render_with_file_template(m, msgs, n, add_assistant, thinking, ids)) return TERNLM_OK;
     if (t->bos >= 0 && !chatml) tl_ids_push(ids, t->bos);
@@ -212,10 +213,18 @@ static ternlm_status render(const ternlm_model *m, const chat_fmt *fmt, const te
 
 ternlm_status ternlm_chat_tokens(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n, int add_assistant,
                                  int32_t *out, size_t cap, size_t *n_out, ternlm_error *err) {
-    if (!m || (!msgs && n) || !n_out) return tl_fail(err, TERNLM_ERR_ARG, "model, messages and n_out must not be NULL");
+    const ternlm_chat_render_options opt = {add_assistant, -1};
+    return ternlm_chat_tokens_ex(m, msgs, n, &opt, out, cap, n_out, err);
+}
+
+ternlm_status ternlm_chat_tokens_ex(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n,
+                                    const ternlm_chat_render_options *opt, int32_t *out, size_t cap, size_t *n_out,
+                                    ternlm_error *err) {
+    if (!m || (!msgs && n) || !n_out || !opt) return tl_fail(err, TERNLM_ERR_ARG, "model, messages, options and n_out must not be NULL");
     if (!m->tok) return tl_fail(err, TERNLM_ERR_TOKENIZER, "this model file has no tokenizer");
+    const chat_fmt fmt = {FMT_AUTO, NULL, opt->enable_thinking == 0, opt->enable_thinking > 0};
     tl_ids ids = {0};
-    ternlm_status st = render(m, NULL, msgs, n, add_assistant, &ids, err);
+    ternlm_status st = render(m, &fmt, msgs, n, opt->add_generation_prompt, &ids, err);
     if (!st && ids.too_dense) st = tl_tokenizer_too_dense(err);
     if (!st && ids.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) {
@@ -430,7 +439,7 @@ ternlm_status ternlm_chat_set_template(ternlm_chat *c, const char *name_or_templ
     if (!c) return tl_fail(err, TERNLM_ERR_ARG, "chat must not be NULL");
     static const struct { const char *name; chat_fmt_kind kind; } names[] = {
         {"auto", FMT_AUTO}, {"bitnet", FMT_BITNET}, {"llama3", FMT_LLAMA3}, {"chatml", FMT_CHATML}};
-    chat_fmt fmt = {FMT_JINJA, NULL, 0};
+    chat_fmt fmt = {FMT_JINJA, NULL, 0, 0};
     const char *spec = name_or_template && *name_or_template ? name_or_template : "auto";
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(spec, names[i].name)) fmt.kind = names[i].kind;

@@ -254,6 +254,24 @@ static char *message_text(const cJSON *content, size_t i, parse_error *pe) {
     return out;
 }
 
+/* enable_thinking for the chat template (Qwen3: false renders an empty <think></think> so the model answers
+ * directly): the request's chat_template_kwargs.enable_thinking (as vLLM and llama-server take it), else off for
+ * the whole server with --reasoning-budget 0, else the template's default (-1). Other models ignore it. */
+static int chat_thinking(const srv_http *h, const cJSON *body, int *thinking, parse_error *pe) {
+    *thinking = h->cfg.reasoning_budget == 0 ? 0 : -1;
+    const cJSON *kw = cJSON_GetObjectItemCaseSensitive(body, "chat_template_kwargs");
+    if (!kw || cJSON_IsNull(kw)) return 1;
+    if (!cJSON_IsObject(kw)) return fail(pe, 400, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    for (const cJSON *k = kw->child; k; k = k->next)
+        if (strcmp(k->string, "enable_thinking"))
+            return fail(pe, 400, "chat_template_kwargs", "chat_template_kwargs.%.100s is not supported (only enable_thinking)", k->string);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(kw, "enable_thinking");
+    if (!v || cJSON_IsNull(v)) return 1;
+    if (!cJSON_IsBool(v)) return fail(pe, 400, "chat_template_kwargs", "chat_template_kwargs.enable_thinking must be true or false");
+    *thinking = cJSON_IsTrue(v);
+    return 1;
+}
+
 static int chat_prompt(const srv_http *h, const cJSON *body, srv_request *r, parse_error *pe) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (!cJSON_IsArray(msgs)) return fail(pe, 400, "messages", "'messages' must be an array of messages");
@@ -287,11 +305,13 @@ static int chat_prompt(const srv_http *h, const cJSON *body, srv_request *r, par
     }
     size_t count = 0;
     ternlm_error err = {0};
+    ternlm_chat_render_options opt = {1, -1};
+    if (ok) ok = chat_thinking(h, body, &opt.enable_thinking, pe);
     if (ok) {
-        ternlm_chat_tokens(h->model, cm, (size_t)n, 1, NULL, 0, &count, NULL); /* size probe */
+        ternlm_chat_tokens_ex(h->model, cm, (size_t)n, &opt, NULL, 0, &count, NULL); /* size probe */
         r->prompt = malloc((count ? count : 1) * sizeof *r->prompt);
         if (!r->prompt) ok = fail(pe, 500, NULL, "out of memory");
-        else if (ternlm_chat_tokens(h->model, cm, (size_t)n, 1, r->prompt, count, &r->n_prompt, &err))
+        else if (ternlm_chat_tokens_ex(h->model, cm, (size_t)n, &opt, r->prompt, count, &r->n_prompt, &err))
             ok = fail(pe, 400, "messages", "cannot format the conversation: %s", err.message);
     }
     for (int k = 0; texts && k < n; k++) free(texts[k]);

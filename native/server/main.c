@@ -119,6 +119,7 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         {"--max-messages", F_INT, &cfg->max_messages, "most chat messages per request (default 512)"},
         {"--max-connections", F_INT, &cfg->max_connections, "simultaneous connections (default 128)"},
         {"--reasoning-format", F_STR, &cfg->reasoning_format, "auto|deepseek: thinking models' <think> to reasoning_content (default); none"},
+        {"--reasoning-budget", F_INT, &cfg->reasoning_budget, "-1: thinking models think (default); 0: enable_thinking = false"},
         {"-ngl|--n-gpu-layers|--gpu-layers", F_IGNORE_VALUE, "the server runs on the CPU", NULL},
         {"-ub|--ubatch-size", F_IGNORE_VALUE, "the micro-batch is fixed at 64 tokens", NULL},
         {"-tb|--threads-batch", F_IGNORE_VALUE, "one thread count for prompts and generation", NULL},
@@ -162,6 +163,8 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
     if (cfg->api_key && !*cfg->api_key) return fprintf(stderr, "ternlm-server: --api-key must not be empty\n"), 2;
     if (strcmp(cfg->reasoning_format, "auto") && strcmp(cfg->reasoning_format, "deepseek") && strcmp(cfg->reasoning_format, "none"))
         return fprintf(stderr, "ternlm-server: --reasoning-format must be auto, deepseek or none\n"), 2;
+    if (cfg->reasoning_budget != -1 && cfg->reasoning_budget != 0)
+        return fprintf(stderr, "ternlm-server: --reasoning-budget must be -1 (unrestricted) or 0 (no thinking)\n"), 2;
     return 0;
 }
 
@@ -180,6 +183,7 @@ static void defaults(srv_config *cfg) {
     cfg->max_messages = 512;
     cfg->max_connections = 128;
     cfg->reasoning_format = "auto";
+    cfg->reasoning_budget = -1;
     cfg->sampling = ternlm_sampler_params_default();
     cfg->sampling.seed = TERNLM_SEED_RANDOM;
 }

@@ -424,6 +424,11 @@ typedef struct ternlm_chat_render_options {
 ternlm_status ternlm_chat_template_render_ex(const ternlm_model *model, const char *tmpl, const ternlm_chat_message *msgs,
                                              size_t n_msgs, const ternlm_chat_render_options *opt, char *buf, size_t cap,
                                              size_t *n_out, ternlm_error *err);
+/* ternlm_chat_tokens with these options (as the server's chat_template_kwargs.enable_thinking): the same rendering
+ * and tokenization, message content still tokenized as plain text. */
+ternlm_status ternlm_chat_tokens_ex(const ternlm_model *model, const ternlm_chat_message *msgs, size_t n_msgs,
+                                    const ternlm_chat_render_options *opt, int32_t *out, size_t cap, size_t *n_out,
+                                    ternlm_error *err);
 
 /* A conversation bound to a session and sampler. Each ternlm_chat_send() appends the user turn, evaluates
  * only tokens the KV cache does not hold yet, and streams the reply through gp->on_token. */

@@ -65,8 +65,9 @@ static void token_text(const tl_tokenizer *t, int32_t id, char *buf, size_t cap)
     if (id >= 0) snprintf(buf, cap, "%.*s", (int)t->text[id].len, t->text[id].p);
 }
 
+/* thinking: the template's enable_thinking, -1 (undefined), 0 or 1 */
 static int render_template(const ternlm_model *m, const char *tmpl, size_t len, const ternlm_chat_message *msgs,
-                           size_t n, int add_generation_prompt, tl_jinja_text *out, char *why, size_t why_cap) {
+                           size_t n, int add_generation_prompt, int thinking, tl_jinja_text *out, char *why, size_t why_cap) {
     char bos[128], eos[128];
     token_text(m->tok, m->tok->bos, bos, sizeof bos);
     token_text(m->tok, m->tok->eos, eos, sizeof eos);
@@ -81,7 +82,8 @@ static int render_template(const ternlm_model *m, const char *tmpl, size_t len, 
         return 0;
     }
     for (size_t i = 0; i < n; i++) jm[i] = (tl_jinja_msg){msgs[i].role, msgs[i].content};
-    const int ok = tl_jinja_render(tmpl, len, jm, n, bos, eos, add_generation_prompt, out, why, why_cap);
+    const tl_jinja_env env = {bos, eos, add_generation_prompt, thinking < 0 ? -1 : thinking != 0};
+    const int ok = tl_jinja_render(tmpl, len, jm, n, &env, out, why, why_cap);
     free(jm);
     return ok;
 }
@@ -89,13 +91,13 @@ static int render_template(const ternlm_model *m, const char *tmpl, size_t len, 
 /* Models other than bitnet-b1.58 with a template in the file: render it, then tokenize the template text with
  * special tokens parsed and every message's content as plain text. */
 static int render_with_file_template(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n, int add_assistant,
-                                     tl_ids *ids) {
+                                     int thinking, tl_ids *ids) {
     size_t len;
     const char *tmpl = ternlm_model_meta_string(m, "tokenizer.chat_template", &len);
     if (!tmpl || !strncmp(m->arch, "bitnet", 6)) return 0;
     tl_jinja_text out;
     char why[256];
-    if (!render_template(m, tmpl, len, msgs, n, add_assistant, &out, why, sizeof why)) {
+    if (!render_template(m, tmpl, len, msgs, n, add_assistant, thinking, &out, why, sizeof why)) {
         tl_log(&m->log, "warning: %s; using the built-in chat format", why);
         return 0;
     }
@@ -107,13 +109,21 @@ static int render_with_file_template(const ternlm_model *m, const ternlm_chat_me
 ternlm_status ternlm_chat_template_render(const ternlm_model *m, const char *tmpl, const ternlm_chat_message *msgs,
                                           size_t n, int add_generation_prompt, char *buf, size_t cap, size_t *n_out,
                                           ternlm_error *err) {
+    const ternlm_chat_render_options opt = {add_generation_prompt, -1};
+    return ternlm_chat_template_render_ex(m, tmpl, msgs, n, &opt, buf, cap, n_out, err);
+}
+
+ternlm_status ternlm_chat_template_render_ex(const ternlm_model *m, const char *tmpl, const ternlm_chat_message *msgs,
+                                             size_t n, const ternlm_chat_render_options *opt, char *buf, size_t cap,
+                                             size_t *n_out, ternlm_error *err) {
+    if (!opt) return tl_fail(err, TERNLM_ERR_ARG, "options must not be NULL");
     if (!m || !m->tok || !n_out || (!msgs && n)) return tl_fail(err, TERNLM_ERR_ARG, "model (with a tokenizer), messages and n_out are required");
     size_t len = tmpl ? strlen(tmpl) : 0;
     if (!tmpl && !(tmpl = ternlm_model_meta_string(m, "tokenizer.chat_template", &len)))
         return tl_fail(err, TERNLM_ERR_TEMPLATE, "the model has no tokenizer.chat_template");
     tl_jinja_text out;
     char why[256];
-    if (!render_template(m, tmpl, len, msgs, n, add_generation_prompt, &out, why, sizeof why))
+    if (!render_template(m, tmpl, len, msgs, n, opt->add_generation_prompt, opt->enable_thinking, &out, why, sizeof why))
         return tl_fail(err, TERNLM_ERR_TEMPLATE, "%s", why);
     size_t o = 0;
     for (size_t i = 0; i < out.n; i++) {
@@ -131,6 +141,8 @@ typedef enum { FMT_AUTO, FMT_BITNET, FMT_LLAMA3, FMT_CHATML, FMT_JINJA } chat_fm
 typedef struct chat_fmt {
     chat_fmt_kind kind;
     char *jinja;
+    int thinking_off;  /* render with enable_thinking = false (ternlm_chat_set_thinking) */
+    int thinking_on;   /* render with enable_thinking = true (ternlm_chat_tokens_ex) */
 } chat_fmt;
 
 /* Layout flags of the built-in formats. An explicit name needs the vocabulary's header tokens. */
@@ -146,10 +158,10 @@ static int builtin_layout(const ternlm_model *m, chat_fmt_kind kind, int *llama3
 }
 
 static ternlm_status render_jinja(const ternlm_model *m, const char *tmpl, const ternlm_chat_message *msgs, size_t n,
-                                  int add_assistant, tl_ids *ids, ternlm_error *err) {
+                                  int add_assistant, int thinking, tl_ids *ids, ternlm_error *err) {
     tl_jinja_text out;
     char why[256];
-    if (!render_template(m, tmpl, strlen(tmpl), msgs, n, add_assistant, &out, why, sizeof why))
+    if (!render_template(m, tmpl, strlen(tmpl), msgs, n, add_assistant, thinking, &out, why, sizeof why))
         return tl_fail(err, TERNLM_ERR_TEMPLATE, "chat template: %s", why);
     for (size_t i = 0; i < out.n; i++) tl_tokenizer_encode(m->tok, out.seg[i].p, out.seg[i].len, !out.seg[i].user, ids);
     tl_jinja_text_free(&out);
@@ -168,8 +180,9 @@ static ternlm_status render(const ternlm_model *m, const chat_fmt *fmt, const te
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content || !role_header(msgs[i].role))
             return tl_fail(err, TERNLM_ERR_ARG, "message %zu: role must be system, user or assistant, with content", i);
-    if (kind == FMT_JINJA) return render_jinja(m, fmt->jinja, msgs, n, add_assistant, ids, err);
-    if (kind == FMT_AUTO && render_with_file_template(m, msgs, n, add_assistant, ids)) return TERNLM_OK;
+    const int thinking = fmt && fmt->thinking_off ? 0 : fmt && fmt->thinking_on ? 1 : -1;
+    if (kind == FMT_JINJA) return render_jinja(m, fmt->jinja, msgs, n, add_assistant, thinking, ids, err);
+    if (kind == FMT_AUTO && render_with_file_template(m, msgs, n, add_assistant, thinking, ids)) return TERNLM_OK;
     if (t->bos >= 0 && !chatml) tl_ids_push(ids, t->bos);
     size_t last_user = 0;
     for (size_t i = 0; i < n; i++)
@@ -200,10 +213,18 @@ static ternlm_status render(const ternlm_model *m, const chat_fmt *fmt, const te
 
 ternlm_status ternlm_chat_tokens(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n, int add_assistant,
                                  int32_t *out, size_t cap, size_t *n_out, ternlm_error *err) {
-    if (!m || (!msgs && n) || !n_out) return tl_fail(err, TERNLM_ERR_ARG, "model, messages and n_out must not be NULL");
+    const ternlm_chat_render_options opt = {add_assistant, -1};
+    return ternlm_chat_tokens_ex(m, msgs, n, &opt, out, cap, n_out, err);
+}
+
+ternlm_status ternlm_chat_tokens_ex(const ternlm_model *m, const ternlm_chat_message *msgs, size_t n,
+                                    const ternlm_chat_render_options *opt, int32_t *out, size_t cap, size_t *n_out,
+                                    ternlm_error *err) {
+    if (!m || (!msgs && n) || !n_out || !opt) return tl_fail(err, TERNLM_ERR_ARG, "model, messages, options and n_out must not be NULL");
     if (!m->tok) return tl_fail(err, TERNLM_ERR_TOKENIZER, "this model file has no tokenizer");
+    const chat_fmt fmt = {FMT_AUTO, NULL, opt->enable_thinking == 0, opt->enable_thinking > 0};
     tl_ids ids = {0};
-    ternlm_status st = render(m, NULL, msgs, n, add_assistant, &ids, err);
+    ternlm_status st = render(m, &fmt, msgs, n, opt->add_generation_prompt, &ids, err);
     if (!st && ids.too_dense) st = tl_tokenizer_too_dense(err);
     if (!st && ids.oom) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) {
@@ -289,21 +310,33 @@ static int suffix_after(const tl_ids *a, const tl_ids *b, tl_ids *out) {
     return 1;
 }
 
+/* How many leading tokens of the cache (which starts with the previous turn's rendering `prev`, up to pos) the
+ * new rendering shares. */
+static size_t shared_prefix(const tl_ids *prev, const tl_ids *now, uint32_t pos) {
+    size_t k = 0;
+    while (k < prev->n && k < now->n && k < pos && prev->v[k] == now->v[k]) k++;
+    return k;
+}
+
 ternlm_status ternlm_chat_begin_turn(ternlm_chat *c, const char *user_text, int32_t *out, size_t cap, size_t *n_out,
                                     ternlm_error *err) {
     if (!c || !user_text || !n_out) return tl_fail(err, TERNLM_ERR_ARG, "chat, user_text and n_out must not be NULL");
     const ternlm_model *m = c->s->m;
-    tl_ids before = {0}, todo = {0};
-    c->after.n = 0;
+    tl_ids before = {0}, todo = {0}, prev = c->after;
+    c->after = (tl_ids){0};
     ternlm_status st = render(m, &c->fmt, c->msgs, c->n, 0, &before, err);
     if (!st && !push_msg(c, "user", user_text, strlen(user_text))) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) st = render(m, &c->fmt, c->msgs, c->n, 1, &c->after, err);
     int fresh = 0;
+    size_t keep = 0;
     if (!st) {
         if (c->s->pos == 0 || !suffix_after(&before, &c->after, &todo)) {
-            fresh = 1; /* a fresh session (or a format that is not append-only): evaluate everything */
+            /* a fresh session, or a format that is not append-only (Qwen3 drops the reasoning of earlier turns):
+             * keep what the cache shares with the new rendering and evaluate the rest */
+            fresh = 1;
+            keep = shared_prefix(&prev, &c->after, c->s->pos);
             todo.n = 0;
-            for (size_t i = 0; i < c->after.n; i++) tl_ids_push(&todo, c->after.v[i]);
+            for (size_t i = keep; i < c->after.n; i++) tl_ids_push(&todo, c->after.v[i]);
         } else { /* close the previous reply first */
             tl_ids joined = {0};
             for (size_t i = 0; i < c->pending.n; i++) tl_ids_push(&joined, c->pending.v[i]);
@@ -321,9 +354,12 @@ ternlm_status ternlm_chat_begin_turn(ternlm_chat *c, const char *user_text, int3
     }
     if (!st) { /* commit: only now does the conversation change */
         c->pending.n = 0;
-        if (fresh) ternlm_session_rewind(c->s, 0, NULL);
-    } else if (c->n && !strcmp(c->msgs[c->n - 1].role, "user")) {
-        free((void *)c->msgs[--c->n].content);
+        if (fresh) ternlm_session_rewind(c->s, (uint32_t)keep, NULL);
+        free(prev.v);
+    } else {
+        if (c->n && !strcmp(c->msgs[c->n - 1].role, "user")) free((void *)c->msgs[--c->n].content);
+        free(c->after.v);
+        c->after = prev; /* nothing changed */
     }
     free(before.v);
     free(todo.v);
@@ -403,7 +439,7 @@ ternlm_status ternlm_chat_set_template(ternlm_chat *c, const char *name_or_templ
     if (!c) return tl_fail(err, TERNLM_ERR_ARG, "chat must not be NULL");
     static const struct { const char *name; chat_fmt_kind kind; } names[] = {
         {"auto", FMT_AUTO}, {"bitnet", FMT_BITNET}, {"llama3", FMT_LLAMA3}, {"chatml", FMT_CHATML}};
-    chat_fmt fmt = {FMT_JINJA, NULL};
+    chat_fmt fmt = {FMT_JINJA, NULL, 0, 0};
     const char *spec = name_or_template && *name_or_template ? name_or_template : "auto";
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(spec, names[i].name)) fmt.kind = names[i].kind;
@@ -417,7 +453,7 @@ ternlm_status ternlm_chat_set_template(ternlm_chat *c, const char *name_or_templ
         memcpy(fmt.jinja, spec, len + 1);
         const ternlm_chat_message sample[] = {{"system", "s"}, {"user", "u"}, {"assistant", "a"}, {"user", "u"}};
         tl_ids ids = {0};
-        const ternlm_status st = render_jinja(m, fmt.jinja, sample, 4, 1, &ids, err);
+        const ternlm_status st = render_jinja(m, fmt.jinja, sample, 4, 1, -1, &ids, err);
         free(ids.v);
         if (st) {
             free(fmt.jinja);
@@ -425,7 +461,14 @@ ternlm_status ternlm_chat_set_template(ternlm_chat *c, const char *name_or_templ
         }
     }
     free(c->fmt.jinja);
+    fmt.thinking_off = c->fmt.thinking_off;
     c->fmt = fmt;
+    return TERNLM_OK;
+}
+
+ternlm_status ternlm_chat_set_thinking(ternlm_chat *c, int enable, ternlm_error *err) {
+    if (!c) return tl_fail(err, TERNLM_ERR_ARG, "chat must not be NULL");
+    c->fmt.thinking_off = !enable;
     return TERNLM_OK;
 }
 
@@ -448,7 +491,7 @@ static ternlm_status turn_positions(ternlm_chat *c, const char *user_text, size_
     }
     free(before.v);
     free(after.v);
-    *need = (kept ? c->s->pos : 0) + n; /* a fresh evaluation (kept == 0) starts at position 0 */
+    *need = kept ? c->s->pos + n : after.n; /* otherwise the new rendering replaces the cache from its shared prefix */
     return st;
 }
 

@@ -21,6 +21,7 @@ typedef struct tl_weight {
      * (r16.data NULL: none). With r16.drow set it is the int8 re-quantized head; `type` still names the file's type. */
     tl_r16 r16;
     void *r16_mem;       /* owned allocation behind r16 */
+    void *layout_mem;    /* owned copy behind `data` when the file's layout was rewritten at load (I2_S 64), else NULL */
 } tl_weight;
 
 typedef struct tl_layer {

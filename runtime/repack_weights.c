@@ -57,9 +57,40 @@ static ternlm_status repack_head_i8(ternlm_model *m, tl_weight *w, ternlm_error 
     return TERNLM_OK;
 }
 
+/* bitnet.cpp's NEON quantizer (QK_I2_S = 64) packs flat element k in 64-element blocks of 16 bytes: byte
+ * 16*(k/64) + k%16, shift 6 - 2*((k%64)/16). The official layout (quant-formats.md §1) uses 128-element blocks of
+ * 32 bytes: byte 32*(k/128) + k%32, shift 6 - 2*((k%128)/32). Same codes, same scale after them. */
+static ternlm_status i2s_from_layout64(ternlm_model *m, tl_weight *w, ternlm_error *err) {
+    const uint64_t n = (uint64_t)w->ne0 * (uint64_t)w->ne1, bytes = n / 4 + 32;
+    if (n % 128) return tl_fail(err, TERNLM_ERR_MODEL, "an I2_S tensor of %llu elements is not whole 128-element blocks", (unsigned long long)n);
+    uint8_t *dst = tl_aligned_alloc((size_t)bytes);
+    if (!dst) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes to rewrite an I2_S tensor", (unsigned long long)bytes);
+    memset(dst, 0, (size_t)(n / 4));
+    const uint8_t *src = w->data;
+    for (uint64_t k = 0; k < n; k++) {
+        const uint8_t code = (uint8_t)((src[16 * (k / 64) + k % 16] >> (6 - 2 * ((k % 64) / 16))) & 3);
+        dst[32 * (k / 128) + k % 32] |= (uint8_t)(code << (6 - 2 * ((k % 128) / 32)));
+    }
+    memcpy(dst + n / 4, src + n / 4, 32); /* the scale (and the padding nobody reads) */
+    tl_file_release(&m->file, w->data, bytes);
+    w->data = dst;
+    w->layout_mem = dst;
+    return TERNLM_OK;
+}
+
 ternlm_status tl_model_repack(ternlm_model *m, const ternlm_model_params *p, ternlm_error *err) {
     const tl_kernels *k = tl_kernels_best();
     ternlm_status st = TERNLM_OK;
+    if (p->i2s_layout != 0 && p->i2s_layout != 64 && p->i2s_layout != 128)
+        return tl_fail(err, TERNLM_ERR_ARG, "i2s_layout must be 0, 64 or 128, not %d", p->i2s_layout);
+    if (p->i2s_layout == 64)
+        for (uint32_t l = 0; l < m->hp.n_layer && !st; l++) {
+            tl_layer *L = &m->layers[l];
+            tl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0] && !st; i++)
+                if (ws[i]->type == TL_I2_S && ws[i]->data) st = i2s_from_layout64(m, ws[i], err);
+        }
+    if (!st && p->i2s_layout == 64 && m->output.type == TL_I2_S && m->output.data) st = i2s_from_layout64(m, &m->output, err);
     if (!p->no_repack)
         for (uint32_t l = 0; l < m->hp.n_layer && !st; l++) {
             tl_layer *L = &m->layers[l];
@@ -77,7 +108,8 @@ void tl_model_free_repacked(ternlm_model *m) {
         for (uint32_t l = 0; l < m->hp.n_layer; l++) {
             tl_layer *L = &m->layers[l];
             tl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
-            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) tl_aligned_free(ws[i]->r16_mem);
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) tl_aligned_free(ws[i]->r16_mem), tl_aligned_free(ws[i]->layout_mem);
         }
     tl_aligned_free(m->output.r16_mem);
+    tl_aligned_free(m->output.layout_mem);
 }

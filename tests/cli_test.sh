@@ -238,6 +238,26 @@ expect_rc 2 "--chat-template missing file" -- "$T" chat -m "$B158" --chat-templa
 printf '{%% macro x() %%}{%% endmacro %%}' >"$tmp/bad.jinja"
 expect_rc 1 "--chat-template bad template" -- "$T" chat -m "$B158" --chat-template "$tmp/bad.jinja"
 contains "$tmp/err" "macro" "a bad template names the construct"
+# issue 16: --reasoning show|hide and --reasoning-budget 0 (Qwen3's own template, enable_thinking = false)
+Q3=$F/qwen3-bonsai-q1_0.gguf
+printf 'Hi\n' | "$T" chat -m "$Q3" -n 6 --temp 0 --ignore-eos --verbose >"$tmp/show" 2>"$tmp/err"
+n_default=$(sed -n 's/.*\[turn: \([0-9]*\) new prompt tokens.*/\1/p' "$tmp/err")
+printf 'Hi\n' | "$T" chat -m "$Q3" -n 6 --temp 0 --ignore-eos --verbose --reasoning-budget 0 >/dev/null 2>"$tmp/err"
+n_off=$(sed -n 's/.*\[turn: \([0-9]*\) new prompt tokens.*/\1/p' "$tmp/err")
+[ -n "$n_default" ] && [ "$n_off" = $((n_default + 4)) ] && ok ||
+  bad "--reasoning-budget 0 adds <think>, \\n\\n, </think>, \\n\\n to the prompt: $n_default then $n_off tokens"
+printf 'Hi\n' | "$T" chat -m "$Q3" -n 6 --temp 0 --ignore-eos --reasoning hide >"$tmp/hide" 2>/dev/null
+[ -s "$tmp/show" ] && cmp -s "$tmp/show" "$tmp/hide" && ok || bad "--reasoning hide passes a reply without <think> through unchanged"
+expect_rc 2 "--reasoning takes show or hide" -- "$T" chat -m "$Q3" --reasoning sometimes
+contains "$tmp/err" "--reasoning must be show or hide" "--reasoning message"
+expect_rc 2 "--reasoning-budget takes -1 or 0" -- "$T" chat -m "$Q3" --reasoning-budget 100
+contains "$tmp/err" "supports -1 (unrestricted) and 0" "--reasoning-budget message"
+# --i2s-layout: 64 reads the codes in bitnet.cpp's NEON layout (tests/test_i2s_layout.c proves the logits), other values refused
+expect_rc 2 "--i2s-layout 32" -- "$T" run -m "$F/b158-llama3-i2s.gguf" -p hi -n 2 --i2s-layout 32
+contains "$tmp/err" "i2s_layout must be 0, 64 or 128" "--i2s-layout message"
+a=$("$T" run -m "$F/b158-llama3-i2s.gguf" -p hi -n 8 --temp 0 --ignore-eos 2>/dev/null)
+b=$("$T" run -m "$F/b158-llama3-i2s.gguf" -p hi -n 8 --temp 0 --ignore-eos --i2s-layout 64 2>/dev/null)
+[ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ] && ok || bad "--i2s-layout 64 reads the official fixture differently"
 # a --stop string ends the reply, and the conversation records the reply as shown (without the stop string)
 word=$(printf 'Tell me a story\n' | "$T" chat -n 30 --temp 0 2>/dev/null | tr -s ' \n' '\n\n' | grep . | sed -n 6p)
 printf 'Tell me a story\n' | "$T" chat -n 30 --temp 0 --verbose -r "$word" >"$tmp/out" 2>"$tmp/err"

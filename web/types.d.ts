@@ -22,6 +22,18 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+/** chat() options: for models whose template writes <think> blocks (ModelInfo.thinking: Qwen3, Bonsai). */
+export interface ChatOptions extends GenerateOptions {
+  /** 'show' (default): the text as generated; 'hide': only the answer; 'separate': the answer as strings and the
+   * reasoning as { reasoning } parts. The split is the C core's (ternlm_reasoning_*), at any token boundary. */
+  reasoning?: 'show' | 'hide' | 'separate';
+  /** false renders the template with enable_thinking = false (Qwen3 then answers without thinking). */
+  thinking?: boolean;
+}
+
+/** A 'separate' chat's reasoning text; answer text comes as plain strings. */
+export interface ReasoningPart { reasoning: string }
+
 export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
 
 export interface TokenizeOptions { addSpecial?: boolean; parseSpecial?: boolean }
@@ -30,6 +42,8 @@ export interface ModelInfo {
   arch: string; name: string; nVocab: number; nCtxTrain: number; nEmbd: number; nLayer: number; nHead: number;
   nHeadKv: number; nFf: number; weightType: string; headType: string; tokenizer: string; pretokenizer: string;
   bos: number; eos: number; eot: number; params: number; bytes: number; kernels: string;
+  /** The chat template writes <think> blocks (ChatOptions.reasoning applies). */
+  thinking: boolean;
 }
 
 export interface Stats {
@@ -71,6 +85,11 @@ export interface ChatCompletionRequestBase {
   /** Only 1 is supported. */
   n?: 1 | null;
   context_size?: number | null;
+  /** Thinking models: 'auto' or 'deepseek' (default) put the <think> block in reasoning_content; 'none' leaves it in
+   * content (llama-server's --reasoning-format). */
+  reasoning_format?: 'auto' | 'deepseek' | 'none' | null;
+  /** Only enable_thinking is read: false turns thinking off. */
+  chat_template_kwargs?: { enable_thinking?: boolean } | null;
   signal?: AbortSignal;
 }
 export interface ChatCompletionRequestStreaming extends ChatCompletionRequestBase { stream: true }
@@ -91,7 +110,7 @@ export interface ChatCompletion {
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: { index: number; message: { role: 'assistant'; content: string }; finish_reason: FinishReason; logprobs: null }[];
+  choices: { index: number; message: { role: 'assistant'; content: string; reasoning_content?: string }; finish_reason: FinishReason; logprobs: null }[];
   usage: CompletionUsage;
 }
 
@@ -102,7 +121,7 @@ export interface ChatCompletionChunk {
   model: string;
   /** Text chunks have delta.content and finish_reason null; the last chunk has an empty delta, the finish_reason
    * and usage. */
-  choices: { index: number; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReason | null; logprobs: null }[];
+  choices: { index: number; delta: { role?: 'assistant'; content?: string; reasoning_content?: string }; finish_reason: FinishReason | null; logprobs: null }[];
   usage?: CompletionUsage;
 }
 
@@ -115,7 +134,8 @@ export interface Completions {
 /** model.chat(messages) streams a reply; model.chat.completions.create(...) is the OpenAI shape of the same. */
 export interface Chat {
   /** Continue a conversation; earlier turns stay in the KV cache when `messages` extends the previous call's. */
-  (messages: ChatMessage[], opts?: GenerateOptions): AsyncIterableIterator<string>;
+  (messages: ChatMessage[], opts: ChatOptions & { reasoning: 'separate' }): AsyncIterableIterator<string | ReasoningPart>;
+  (messages: ChatMessage[], opts?: ChatOptions): AsyncIterableIterator<string>;
   readonly completions: Completions;
 }
 

@@ -152,11 +152,15 @@ static void log_to_stderr(void *user, const char *msg) {
 extern const unsigned char ternlm_default_model[], ternlm_default_model_end[];
 #endif
 
+static int g_i2s_layout; /* --i2s-layout: a process-wide choice of the command line, read by cli_open_model */
+void cli_set_i2s_layout(int layout) { g_i2s_layout = layout; }
+
 int cli_open_model(const char *path, const char *pre, int head_q8, const char *activation, int verbose,
                    ternlm_model **out) {
     static int verbose_flag; /* lives as long as the process: the model's log callback reads it */
     verbose_flag = verbose;
     ternlm_model_params mp = ternlm_model_params_default();
+    mp.i2s_layout = g_i2s_layout;
     mp.pretokenizer = pre;
     mp.head_quant_q8_0 = head_q8;
     mp.activation = activation;

@@ -51,6 +51,8 @@ void cli_print_version(void);
 struct ternlm_model;
 /* Opens a GGUF file, or the embedded model for NULL. An hf://OWNER/REPO/FILE or http(s):// path is fetched into
  * the download cache first (cmd_pull.c). */
+/* --i2s-layout 64: the I2_S layout of bitnet.cpp's NEON quantizer (ternlm_model_params.i2s_layout), for later opens. */
+void cli_set_i2s_layout(int layout);
 int cli_open_model(const char *path, const char *pre, int head_q8, const char *activation, int verbose,
                    struct ternlm_model **out);
 int cli_parse_ids(const char *s, int32_t **ids, int *n);

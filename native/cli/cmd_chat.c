@@ -75,11 +75,33 @@ static uint32_t reply_reserve(uint32_t n_ctx, int32_t max_tokens) {
     return (uint32_t)max_tokens < half ? (uint32_t)max_tokens : half;
 }
 
+/* --reasoning hide: pieces go through the core's reasoning splitter and only the answer reaches the out_filter. */
+typedef struct hide_reasoning {
+    ternlm_reasoning *r;
+    out_filter *f;
+    size_t hidden; /* reasoning bytes not shown, for --verbose */
+} hide_reasoning;
+
+static int answer_only(void *user, int is_reasoning, const char *text, size_t len) {
+    hide_reasoning *h = user;
+    if (is_reasoning) {
+        h->hidden += len;
+        return 0;
+    }
+    return out_filter_piece(h->f, -1, text, len);
+}
+
+static int hide_reasoning_piece(void *user, int32_t tok, const char *text, size_t len) {
+    (void)tok;
+    hide_reasoning *h = user;
+    return ternlm_reasoning_feed(h->r, text, len, answer_only, h);
+}
+
 /* One turn in steps (as the browser Worker runs it), so the reply recorded is the text shown: a --stop string and
  * what followed it stay out of the conversation. */
 static ternlm_status generate_turn(ternlm_chat *chat, ternlm_session *s, ternlm_sampler *smp, const char *text,
-                                   const ternlm_generate_params *gp, out_filter *f, ternlm_generate_stats *st,
-                                   ternlm_error *err) {
+                                   const ternlm_generate_params *gp, out_filter *f, hide_reasoning *hide,
+                                   ternlm_generate_stats *st, ternlm_error *err) {
     size_t n = 0;
     ternlm_status cs = ternlm_chat_begin_turn(chat, text, NULL, 0, &n, err); /* a count: nothing changes */
     if (cs != TERNLM_ERR_ARG || !n) return cs ? cs : TERNLM_ERR_ARG;
@@ -91,6 +113,7 @@ static ternlm_status generate_turn(ternlm_chat *chat, ternlm_session *s, ternlm_
     if (!(cs = ternlm_chat_begin_turn(chat, text, todo, n, &n, err))) {
         g_cli_interrupt = 0;
         cs = ternlm_generate(s, smp, todo, n, gp, st, err);
+        if (hide) ternlm_reasoning_flush(hide->r, answer_only, hide);
         out_filter_flush(f);
         ternlm_error end_err = {0};
         const ternlm_status es = ternlm_chat_end_turn(chat, f->shown ? f->shown : "", f->shown ? f->n_shown : 0, &end_err);
@@ -100,7 +123,8 @@ static ternlm_status generate_turn(ternlm_chat *chat, ternlm_session *s, ternlm_
     return cs;
 }
 
-static int send_turn(const gen_opts *o, ternlm_chat *chat, ternlm_session *s, ternlm_sampler *smp, const char *text) {
+static int send_turn(const gen_opts *o, ternlm_chat *chat, ternlm_session *s, ternlm_sampler *smp, ternlm_reasoning *splitter,
+                     const char *text) {
     ternlm_error err = {0};
     const int32_t max_tokens = o->n_predict == N_PREDICT_UNSET ? 512 : o->n_predict;
     size_t dropped = 0;
@@ -124,9 +148,16 @@ static int send_turn(const gen_opts *o, ternlm_chat *chat, ternlm_session *s, te
     gp.abort_flag = &g_cli_interrupt;
     gp.on_token = out_filter_piece;
     gp.user = &f;
+    hide_reasoning hide = {splitter, &f, 0};
+    if (splitter) {
+        ternlm_reasoning_reset(splitter);
+        gp.on_token = hide_reasoning_piece;
+        gp.user = &hide;
+    }
     ternlm_generate_stats st = {0};
     const uint64_t before = ternlm_session_tokens_evaluated(s);
-    cs = generate_turn(chat, s, smp, text, &gp, &f, &st, &err);
+    cs = generate_turn(chat, s, smp, text, &gp, &f, splitter ? &hide : NULL, &st, &err);
+    if (o->verbose && splitter) fprintf(stderr, "[reasoning: %zu bytes hidden]\n", hide.hidden);
     const size_t reply_bytes = f.n_shown;
     out_filter_free(&f);
     printf("\n");
@@ -184,9 +215,17 @@ int chat_loop(const gen_opts *o, ternlm_session *s, ternlm_sampler *smp, const c
             return rc;
         }
     }
+    if (o->reasoning_budget == 0) ternlm_chat_set_thinking(chat, 0, NULL); /* as llama.cpp: enable_thinking = false */
+    ternlm_reasoning *splitter = NULL;
+    if (o->reasoning && !strcmp(o->reasoning, "hide") && ternlm_reasoning_new(0, &splitter, &err)) {
+        fprintf(stderr, "ternlm: %s\n", err.message);
+        ternlm_chat_free(chat);
+        return EXIT_RUNTIME;
+    }
     cli_catch_interrupt(0); /* Ctrl-C stops a reply or ends a read; the loop decides */
     line_input *li = line_input_open(o->color, &g_cli_interrupt);
     if (!li) {
+        ternlm_reasoning_free(splitter);
         ternlm_chat_free(chat);
         return EXIT_RUNTIME;
     }
@@ -195,7 +234,7 @@ int chat_loop(const gen_opts *o, ternlm_session *s, ternlm_sampler *smp, const c
     text_buf msg = {0};
     if (first_message && *first_message) {
         fprintf(stderr, "> %s\n", first_message);
-        rc = send_turn(o, chat, s, smp, first_message);
+        rc = send_turn(o, chat, s, smp, splitter, first_message);
     }
     while (!rc) {
         const msg_status ms = read_message(li, &msg, o->color);
@@ -214,10 +253,11 @@ int chat_loop(const gen_opts *o, ternlm_session *s, ternlm_sampler *smp, const c
             continue;
         }
         if (o->verbose_prompt) print_message(msg.p, msg.n);
-        rc = send_turn(o, chat, s, smp, msg.p);
+        rc = send_turn(o, chat, s, smp, splitter, msg.p);
     }
     free(msg.p);
     line_input_close(li);
+    ternlm_reasoning_free(splitter);
     ternlm_chat_free(chat);
     return rc;
 }

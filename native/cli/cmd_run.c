@@ -47,6 +47,7 @@ void gen_defaults(gen_opts *o) {
     o->repeat_last_n = sp.penalty_last_n;
     o->seed = TERNLM_SEED_RANDOM;
     o->ngl = -1;
+    o->reasoning_budget = -1;
 }
 
 /* Every generation option, for run and chat alike (llama-cli and bitnet.cpp spellings included). */
@@ -80,7 +81,10 @@ void gen_defaults(gen_opts *o) {
     {"--verbose", NULL, OPT_FLAG, &(o)->verbose, "print loader notes, the seed and the kernel path"},               \
     {"--system", "-sys", OPT_STR, &(o)->system, "chat: the system prompt"},                                            \
     {"--system-prompt", NULL, OPT_STR, &(o)->system, NULL},                                                           \
-    {"--chat-template", NULL, OPT_STR, &(o)->chat_template, "chat: llama3, chatml, bitnet, or a Jinja template FILE"}
+    {"--chat-template", NULL, OPT_STR, &(o)->chat_template, "chat: llama3, chatml, bitnet, or a Jinja template FILE"}, \
+    {"--reasoning", NULL, OPT_STR, &(o)->reasoning, "chat: show (default, as llama-cli) or hide a reply's <think> block"}, \
+    {"--reasoning-budget", NULL, OPT_INT, &(o)->reasoning_budget, "chat: -1 unrestricted (default), 0 = thinking off"}, \
+    {"--i2s-layout", NULL, OPT_INT, &(o)->i2s_layout, "I2_S files quantized on ARM by bitnet.cpp: 64 (default 128)"}
 
 static int bad_range(const char *flag, double v, double lo, double hi) {
     if (v >= lo && v <= hi) return 0;
@@ -103,6 +107,14 @@ static int check_opts(gen_opts *o) {
     for (size_t i = 0; !pre_known && i < sizeof pre_names / sizeof pre_names[0]; i++) pre_known = !strcmp(o->pre, pre_names[i]);
     if (!pre_known) { /* checked here too: a SentencePiece vocabulary would ignore it */
         fprintf(stderr, "ternlm: unknown pre-tokenizer '%s' (llama3, gpt2 or default)\n", o->pre);
+        return EXIT_USAGE;
+    }
+    if (o->reasoning && strcmp(o->reasoning, "show") && strcmp(o->reasoning, "hide")) {
+        fprintf(stderr, "ternlm: --reasoning must be show or hide, not '%s'\n", o->reasoning);
+        return EXIT_USAGE;
+    }
+    if (o->reasoning_budget != -1 && o->reasoning_budget != 0) {
+        fprintf(stderr, "ternlm: --reasoning-budget supports -1 (unrestricted) and 0 (thinking off), not %d\n", o->reasoning_budget);
         return EXIT_USAGE;
     }
     if (o->threads < 0 || o->ctx < 0) {
@@ -139,6 +151,7 @@ int gen_setup(gen_opts *o, ternlm_model **m, ternlm_session **s, ternlm_sampler 
     if (rc) return rc;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    cli_set_i2s_layout(o->i2s_layout);
     if ((rc = cli_open_model(o->model, o->pre, o->head_quant != NULL, o->activation, o->verbose, m))) return rc;
     const uint32_t trained = ternlm_model_get_info(*m)->n_ctx_train;
     if ((uint32_t)o->ctx > trained)

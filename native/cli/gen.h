@@ -14,6 +14,9 @@ typedef struct gen_opts {
     const char *model, *prompt, *prompt_file, *pre, *activation, *head_quant, *system, *chat_template;
     int n_predict, top_k, repeat_last_n, threads, ctx, verbose, gpu, ngl, ignore_eos, no_display_prompt, no_special;
     int interactive, color, verbose_prompt;
+    const char *reasoning; /* chat: "show" (default) or "hide" the <think> block */
+    int reasoning_budget;  /* chat: -1 unrestricted, 0 thinking off (enable_thinking = false) */
+    int i2s_layout;        /* 0/128 official, 64: bitnet.cpp's NEON quantizer */
     float temp, top_p, min_p, repeat_penalty, freq_penalty, presence_penalty;
     uint64_t seed;
     str_list stops;

@@ -254,6 +254,24 @@ static char *message_text(const cJSON *content, size_t i, parse_error *pe) {
     return out;
 }
 
+/* enable_thinking for the chat template (Qwen3: false renders an empty <think></think> so the model answers
+ * directly): the request's chat_template_kwargs.enable_thinking (as vLLM and llama-server take it), else off for
+ * the whole server with --reasoning-budget 0, else the template's default (-1). Other models ignore it. */
+static int chat_thinking(const srv_http *h, const cJSON *body, int *thinking, parse_error *pe) {
+    *thinking = h->cfg.reasoning_budget == 0 ? 0 : -1;
+    const cJSON *kw = cJSON_GetObjectItemCaseSensitive(body, "chat_template_kwargs");
+    if (!kw || cJSON_IsNull(kw)) return 1;
+    if (!cJSON_IsObject(kw)) return fail(pe, 400, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    for (const cJSON *k = kw->child; k; k = k->next)
+        if (strcmp(k->string, "enable_thinking"))
+            return fail(pe, 400, "chat_template_kwargs", "chat_template_kwargs.%.100s is not supported (only enable_thinking)", k->string);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(kw, "enable_thinking");
+    if (!v || cJSON_IsNull(v)) return 1;
+    if (!cJSON_IsBool(v)) return fail(pe, 400, "chat_template_kwargs", "chat_template_kwargs.enable_thinking must be true or false");
+    *thinking = cJSON_IsTrue(v);
+    return 1;
+}
+
 static int chat_prompt(const srv_http *h, const cJSON *body, srv_request *r, parse_error *pe) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (!cJSON_IsArray(msgs)) return fail(pe, 400, "messages", "'messages' must be an array of messages");
@@ -287,11 +305,13 @@ static int chat_prompt(const srv_http *h, const cJSON *body, srv_request *r, par
     }
     size_t count = 0;
     ternlm_error err = {0};
+    ternlm_chat_render_options opt = {1, -1};
+    if (ok) ok = chat_thinking(h, body, &opt.enable_thinking, pe);
     if (ok) {
-        ternlm_chat_tokens(h->model, cm, (size_t)n, 1, NULL, 0, &count, NULL); /* size probe */
+        ternlm_chat_tokens_ex(h->model, cm, (size_t)n, &opt, NULL, 0, &count, NULL); /* size probe */
         r->prompt = malloc((count ? count : 1) * sizeof *r->prompt);
         if (!r->prompt) ok = fail(pe, 500, NULL, "out of memory");
-        else if (ternlm_chat_tokens(h->model, cm, (size_t)n, 1, r->prompt, count, &r->n_prompt, &err))
+        else if (ternlm_chat_tokens_ex(h->model, cm, (size_t)n, &opt, r->prompt, count, &r->n_prompt, &err))
             ok = fail(pe, 400, "messages", "cannot format the conversation: %s", err.message);
     }
     for (int k = 0; texts && k < n; k++) free(texts[k]);
@@ -448,6 +468,8 @@ typedef struct stream_ctx {
     size_t seen;   /* bytes of r->text already sent */
     char *buf;
     size_t len, off;
+    ternlm_reasoning *split; /* thinking models: <think> text goes out as delta.reasoning_content (NULL: off) */
+    int split_ok;            /* 0 once an event could not be built */
 } stream_ctx;
 
 static int buf_add(stream_ctx *s, const char *text, size_t n) {
@@ -492,6 +514,42 @@ static cJSON *chunk(const stream_ctx *s, const char *role, const char *text, siz
     return o;
 }
 
+/* The reasoning splitter's output as chunks: delta.reasoning_content or delta.content (llama-server's shape). */
+static int split_event(void *user, int is_reasoning, const char *text, size_t len) {
+    stream_ctx *s = user;
+    cJSON *o = chunk(s, NULL, is_reasoning ? NULL : text, len, NULL);
+    char *copy = is_reasoning ? malloc(len + 1) : NULL;
+    if (copy) {
+        memcpy(copy, text, len);
+        copy[len] = 0;
+        cJSON *delta = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0), "delta");
+        cJSON_AddStringToObject(delta, "reasoning_content", copy);
+        free(copy);
+    }
+    if ((is_reasoning && !copy) || !add_event(s, o)) s->split_ok = 0;
+    return 0;
+}
+
+static int text_events(stream_ctx *s, const char *text, size_t n, int final) {
+    if (!s->split) return !n || add_event(s, chunk(s, NULL, text, n, NULL));
+    ternlm_reasoning_feed(s->split, text, n, split_event, s);
+    if (final) ternlm_reasoning_flush(s->split, split_event, s);
+    return s->split_ok;
+}
+
+/* Whether a chat request's reply is split: the request's reasoning_format, else the server's; only for models whose
+ * template writes <think> blocks. -1 (and pe set) for a bad value. */
+static int split_reasoning(const srv_http *h, const cJSON *body, int kind, parse_error *pe) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(body, "reasoning_format");
+    const char *fmt = h->cfg.reasoning_format;
+    if (f && !cJSON_IsNull(f)) {
+        if (!cJSON_IsString(f) || (strcmp(f->valuestring, "auto") && strcmp(f->valuestring, "deepseek") && strcmp(f->valuestring, "none")))
+            return fail(pe, 400, "reasoning_format", "'reasoning_format' must be \"auto\", \"deepseek\" or \"none\""), -1;
+        fmt = f->valuestring;
+    }
+    return kind == REQ_CHAT && strcmp(fmt, "none") && ternlm_model_thinks(h->model);
+}
+
 /* Fill s->buf with what happened since the last call. 0: the client left or memory ran out. */
 static int stream_refill(stream_ctx *s) {
     srv_request *r = s->r;
@@ -510,7 +568,7 @@ static int stream_refill(stream_ctx *s) {
     snprintf(msg, sizeof msg, "%s", r->error_msg);
     pthread_mutex_unlock(&r->mu);
     int ok = 1;
-    if (n) ok = text && add_event(s, chunk(s, NULL, text, n, NULL));
+    if (n || (done && s->split)) ok = (text || !n) && text_events(s, text, n, done);
     free(text);
     if (!ok || !done) return ok;
     if (status) {
@@ -551,6 +609,7 @@ static void stream_free(void *cls) {
     stream_ctx *s = cls;
     request_cancel(s->r); /* a no-op when it is done; frees the slot when the client went away */
     request_release(s->r);
+    ternlm_reasoning_free(s->split);
     free(s->buf);
     free(s);
 }
@@ -559,9 +618,35 @@ static void stream_free(void *cls) {
  * Routes
  * ------------------------------------------------------------------------------------------ */
 
+typedef struct split_text {
+    stream_ctx bufs[2]; /* only buf/len are used: [0] answer, [1] reasoning */
+} split_text;
+
+static int split_collect(void *user, int is_reasoning, const char *text, size_t len) {
+    split_text *t = user;
+    return !buf_add(&t->bufs[is_reasoning ? 1 : 0], text, len);
+}
+
+/* A whole reply as message.content plus message.reasoning_content (when the reply had any). */
+static void add_split_message(cJSON *m, const char *text, size_t len) {
+    split_text t;
+    memset(&t, 0, sizeof t);
+    ternlm_reasoning *r = NULL;
+    int ok = !ternlm_reasoning_new(0, &r, NULL);
+    if (ok) ok = !ternlm_reasoning_feed(r, text, len, split_collect, &t) && !ternlm_reasoning_flush(r, split_collect, &t);
+    ternlm_reasoning_free(r);
+    for (int i = 0; i < 2; i++) ok = buf_add(&t.bufs[i], "", 1) && ok; /* NUL-terminate */
+    cJSON_AddStringToObject(m, "content", ok ? t.bufs[0].buf : text); /* out of memory: the reply unsplit */
+    if (!ok) t.bufs[1].len = 0;
+    if (ok && t.bufs[1].buf[0]) cJSON_AddStringToObject(m, "reasoning_content", t.bufs[1].buf);
+    free(t.bufs[0].buf);
+    free(t.bufs[1].buf);
+}
+
 static enum MHD_Result generation(srv_http *h, struct MHD_Connection *c, conn_ctx *cc, const cJSON *body, int kind) {
     parse_error pe = {0};
-    srv_request *r = parse_generation(h, body, kind, &pe);
+    const int split = split_reasoning(h, body, kind, &pe);
+    srv_request *r = split < 0 ? NULL : parse_generation(h, body, kind, &pe);
     if (!r) return send_error(c, pe.status, pe.param, "%s", pe.msg);
     if (engine_submit(h->engine, r)) {
         request_release(r);
@@ -594,8 +679,12 @@ static enum MHD_Result generation(srv_http *h, struct MHD_Connection *c, conn_ct
             request_release(r);
             return MHD_NO;
         }
-        *s = (stream_ctx){h, r, fd, 0, {0}, created, 0, NULL, 0, 0};
+        *s = (stream_ctx){h, r, fd, 0, {0}, created, 0, NULL, 0, 0, NULL, 1};
         snprintf(s->id, sizeof s->id, "%s", id);
+        if (split && ternlm_reasoning_new(0, &s->split, NULL)) {
+            stream_free(s);
+            return MHD_NO;
+        }
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, s, stream_free);
         if (!resp) {
             stream_free(s);
@@ -631,7 +720,8 @@ static enum MHD_Result generation(srv_http *h, struct MHD_Connection *c, conn_ct
     if (kind == REQ_CHAT) {
         cJSON *m = cJSON_AddObjectToObject(choice, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", r->text ? r->text : "");
+        if (split) add_split_message(m, r->text ? r->text : "", r->text_len);
+        else cJSON_AddStringToObject(m, "content", r->text ? r->text : "");
     } else {
         cJSON_AddStringToObject(choice, "text", r->text ? r->text : "");
     }

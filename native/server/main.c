@@ -118,6 +118,8 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         {"--header-limit", F_SIZE, &cfg->header_limit, "memory per connection for headers, bytes (default 32768)"},
         {"--max-messages", F_INT, &cfg->max_messages, "most chat messages per request (default 512)"},
         {"--max-connections", F_INT, &cfg->max_connections, "simultaneous connections (default 128)"},
+        {"--reasoning-format", F_STR, &cfg->reasoning_format, "auto|deepseek: thinking models' <think> to reasoning_content (default); none"},
+        {"--reasoning-budget", F_INT, &cfg->reasoning_budget, "-1: thinking models think (default); 0: enable_thinking = false"},
         {"-ngl|--n-gpu-layers|--gpu-layers", F_IGNORE_VALUE, "the server runs on the CPU", NULL},
         {"-ub|--ubatch-size", F_IGNORE_VALUE, "the micro-batch is fixed at 64 tokens", NULL},
         {"-tb|--threads-batch", F_IGNORE_VALUE, "one thread count for prompts and generation", NULL},
@@ -159,6 +161,10 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         return fprintf(stderr, "ternlm-server: -c, -t must be >= 0; --timeout, --deadline, -b, --max-* >= 1; --queue >= 0\n"), 2;
     if (cfg->header_limit < 4096) return fprintf(stderr, "ternlm-server: --header-limit must be at least 4096\n"), 2;
     if (cfg->api_key && !*cfg->api_key) return fprintf(stderr, "ternlm-server: --api-key must not be empty\n"), 2;
+    if (strcmp(cfg->reasoning_format, "auto") && strcmp(cfg->reasoning_format, "deepseek") && strcmp(cfg->reasoning_format, "none"))
+        return fprintf(stderr, "ternlm-server: --reasoning-format must be auto, deepseek or none\n"), 2;
+    if (cfg->reasoning_budget != -1 && cfg->reasoning_budget != 0)
+        return fprintf(stderr, "ternlm-server: --reasoning-budget must be -1 (unrestricted) or 0 (no thinking)\n"), 2;
     return 0;
 }
 
@@ -176,6 +182,8 @@ static void defaults(srv_config *cfg) {
     cfg->header_limit = 32768;
     cfg->max_messages = 512;
     cfg->max_connections = 128;
+    cfg->reasoning_format = "auto";
+    cfg->reasoning_budget = -1;
     cfg->sampling = ternlm_sampler_params_default();
     cfg->sampling.seed = TERNLM_SEED_RANDOM;
 }

@@ -22,6 +22,8 @@ typedef struct srv_config {
     int deadline_s;       /* the longest a request may take, queue wait included */
     size_t body_limit, header_limit;
     ternlm_sampler_params sampling; /* defaults for requests that leave a parameter out */
+    const char *reasoning_format;   /* "auto"/"deepseek": <think> blocks of thinking models go to reasoning_content; "none" */
+    int reasoning_budget;           /* -1: thinking as the template says; 0: enable_thinking = false for every request */
 } srv_config;
 
 enum { REQ_COMPLETION, REQ_CHAT };

@@ -102,6 +102,11 @@ typedef struct ternlm_model_params {
     int head_quant_i8;
     /* Keep every weight in its file layout (no load-time repacking into the kernels' 16-row groups). */
     int no_repack;
+    /* I2_S code layout. 0 or 128: the official 128-element interleave (Microsoft's files, llama-quantize on x86).
+     * 64: the 64-element blocks of 16 bytes that bitnet.cpp's NEON quantizer writes (llama-quantize run on ARM since
+     * bitnet.cpp 112f853). Such files have the same type id, sizes and metadata, so nothing in a file tells the two
+     * apart: the caller says which, and 64-layout tensors are rewritten to the official layout at load (a copy). */
+    int i2s_layout;
 } ternlm_model_params;
 
 ternlm_model_params ternlm_model_params_default(void);
@@ -416,6 +421,22 @@ ternlm_status ternlm_chat_template_render(const ternlm_model *model, const char 
                                           size_t n_msgs, int add_generation_prompt, char *buf, size_t cap,
                                           size_t *n_out, ternlm_error *err);
 
+/* The same with options. enable_thinking sets the template variable of thinking models (Qwen3: false makes the
+ * generation prompt end with an empty <think></think> block so the model answers directly); -1 leaves it undefined,
+ * the template's default. */
+typedef struct ternlm_chat_render_options {
+    int add_generation_prompt;
+    int enable_thinking;       /* -1, 0 or 1 */
+} ternlm_chat_render_options;
+ternlm_status ternlm_chat_template_render_ex(const ternlm_model *model, const char *tmpl, const ternlm_chat_message *msgs,
+                                             size_t n_msgs, const ternlm_chat_render_options *opt, char *buf, size_t cap,
+                                             size_t *n_out, ternlm_error *err);
+/* ternlm_chat_tokens with these options (as the server's chat_template_kwargs.enable_thinking): the same rendering
+ * and tokenization, message content still tokenized as plain text. */
+ternlm_status ternlm_chat_tokens_ex(const ternlm_model *model, const ternlm_chat_message *msgs, size_t n_msgs,
+                                    const ternlm_chat_render_options *opt, int32_t *out, size_t cap, size_t *n_out,
+                                    ternlm_error *err);
+
 /* A conversation bound to a session and sampler. Each ternlm_chat_send() appends the user turn, evaluates
  * only tokens the KV cache does not hold yet, and streams the reply through gp->on_token. */
 typedef struct ternlm_chat ternlm_chat;
@@ -444,7 +465,37 @@ ternlm_status ternlm_chat_set_template(ternlm_chat *c, const char *name_or_templ
  * number of turns dropped. TERNLM_ERR_CONTEXT_FULL when the message does not fit even alone. */
 ternlm_status ternlm_chat_fit(ternlm_chat *c, const char *user_text, uint32_t reserve, size_t *n_dropped,
                               ternlm_error *err);
+/* Thinking models: enable = 0 renders every turn with enable_thinking = false (see above); 1 restores the default. */
+ternlm_status ternlm_chat_set_thinking(ternlm_chat *c, int enable, ternlm_error *err);
 void ternlm_chat_free(ternlm_chat *c);
+
+/* ------------------------------------------------------------------------------------------------
+ * Reasoning (thinking models)
+ * --------------------------------------------------------------------------------------------- */
+/* Thinking models (Qwen3 and so Bonsai; DeepSeek R1) open a reply with <think>reasoning</think> and then answer.
+ * A splitter sorts a reply streamed in pieces of any size into reasoning and answer, whatever the token
+ * boundaries: a tag split across pieces is still a tag. Only a reply that opens with <think> (after optional
+ * whitespace) has reasoning; anything else is all answer, passed on unchanged. The reasoning is reported without
+ * the tags and without its leading and trailing whitespace, the answer without the whitespace after </think>
+ * (llama-server's reasoning_content and content). Text that may still be part of a tag is held back until a later
+ * piece or ternlm_reasoning_flush decides it; within one call, all reasoning comes before any answer.
+ * in_reasoning: the template already opened the think block (the reply starts inside it). Not thread-safe: one
+ * splitter per reply stream. */
+typedef struct ternlm_reasoning ternlm_reasoning;
+/* Receives decided text: is_reasoning 1 for reasoning, 0 for answer. A non-zero return is passed back by feed/flush
+ * (e.g. to stop generation); the splitter keeps working. */
+typedef int (*ternlm_reasoning_fn)(void *user, int is_reasoning, const char *text, size_t len);
+ternlm_status ternlm_reasoning_new(int in_reasoning, ternlm_reasoning **out, ternlm_error *err);
+/* Returns the first non-zero value fn returned during this call, else 0. */
+int ternlm_reasoning_feed(ternlm_reasoning *r, const char *text, size_t len, ternlm_reasoning_fn fn, void *user);
+/* End of the reply: reports what is held (an unclosed think block is reasoning). */
+int ternlm_reasoning_flush(ternlm_reasoning *r, ternlm_reasoning_fn fn, void *user);
+int ternlm_reasoning_in_answer(const ternlm_reasoning *r); /* 1 once the answer has begun */
+void ternlm_reasoning_reset(ternlm_reasoning *r);          /* for the next reply */
+void ternlm_reasoning_free(ternlm_reasoning *r);
+/* 1 when the model's tokenizer.chat_template writes <think> blocks (Qwen3 and Bonsai do): hosts split replies only
+ * for such models, so other models' text reaches the client exactly as before. */
+int ternlm_model_thinks(const ternlm_model *model);
 
 /* ------------------------------------------------------------------------------------------------
  * System

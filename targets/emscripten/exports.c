@@ -47,10 +47,12 @@ API char *tlw_model_info_json(const ternlm_model *m) {
     snprintf(buf, 1024,
              "{\"arch\":\"%s\",\"name\":\"%s\",\"nVocab\":%u,\"nCtxTrain\":%u,\"nEmbd\":%u,\"nLayer\":%u,\"nHead\":%u,"
              "\"nHeadKv\":%u,\"nFf\":%u,\"weightType\":\"%s\",\"headType\":\"%s\",\"tokenizer\":\"%s\","
-             "\"pretokenizer\":\"%s\",\"bos\":%d,\"eos\":%d,\"eot\":%d,\"params\":%llu,\"bytes\":%llu,\"kernels\":\"%s\"}",
+             "\"pretokenizer\":\"%s\",\"bos\":%d,\"eos\":%d,\"eot\":%d,\"params\":%llu,\"bytes\":%llu,\"kernels\":\"%s\","
+             "\"thinking\":%s}",
              i->arch, i->name, i->n_vocab, i->n_ctx_train, i->n_embd, i->n_layer, i->n_head, i->n_head_kv, i->n_ff,
              i->weight_type, i->head_type, i->tokenizer, i->pretokenizer, i->bos, i->eos, i->eot,
-             (unsigned long long)i->n_params, (unsigned long long)i->weight_bytes, ternlm_cpu_kernels());
+             (unsigned long long)i->n_params, (unsigned long long)i->weight_bytes, ternlm_cpu_kernels(),
+             ternlm_model_thinks(m) ? "true" : "false");
     return buf;
 }
 
@@ -139,3 +141,54 @@ API int tlw_chat_end(ternlm_chat *c, const char *reply, size_t len, ternlm_error
 }
 API void tlw_chat_reset(ternlm_chat *c) { ternlm_chat_reset(c); }
 API void tlw_chat_free(ternlm_chat *c) { ternlm_chat_free(c); }
+API int tlw_chat_set_thinking(ternlm_chat *c, int enable) { return (int)ternlm_chat_set_thinking(c, enable, NULL); }
+
+/* ---- the reasoning splitter: what one feed decided, reasoning bytes first, then answer bytes ---- */
+
+typedef struct tlw_split {
+    ternlm_reasoning *r;
+    char *buf;
+    size_t n, cap, n_reasoning;
+    int oom;
+} tlw_split;
+
+static int split_collect(void *user, int is_reasoning, const char *text, size_t len) {
+    tlw_split *s = user;
+    if (s->n + len + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < s->n + len + 1) cap *= 2;
+        char *p = realloc(s->buf, cap);
+        if (!p) return s->oom = 1;
+        s->buf = p;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->n, text, len); /* reasoning always comes before the answer within one feed */
+    s->n += len;
+    if (is_reasoning) s->n_reasoning += len;
+    return 0;
+}
+
+API tlw_split *tlw_split_new(int in_reasoning, ternlm_error *err) {
+    tlw_split *s = calloc(1, sizeof *s);
+    if (!s || ternlm_reasoning_new(in_reasoning, &s->r, err)) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+/* Feeds text (final: then flushes). Returns the decided bytes (*n_total, of which the first *n_reasoning are
+ * reasoning), valid until the next call; NULL when out of memory. */
+API const char *tlw_split_feed(tlw_split *s, const char *text, size_t len, int final, size_t *n_reasoning, size_t *n_total) {
+    s->n = s->n_reasoning = 0;
+    ternlm_reasoning_feed(s->r, text, len, split_collect, s);
+    if (final) ternlm_reasoning_flush(s->r, split_collect, s);
+    *n_reasoning = s->n_reasoning;
+    *n_total = s->n;
+    return s->oom ? NULL : s->buf ? s->buf : "";
+}
+API void tlw_split_free(tlw_split *s) {
+    if (!s) return;
+    ternlm_reasoning_free(s->r);
+    free(s->buf);
+    free(s);
+}

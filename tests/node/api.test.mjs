@@ -136,3 +136,37 @@ test('chat.completions.create: finish_reason, stop strings, seed, signal and bad
   await assert.rejects(model.chat.completions.create({ messages: [{ role: 'tool', content: 'x' }] }), { name: 'UnsupportedError' });
   await assert.rejects(model.chat.completions.create({ messages, n: 2 }), /only n = 1/);
 });
+
+// issue 16: a thinking model (Bonsai, Qwen3's template): ModelInfo.thinking, chat({ reasoning, thinking }) and the
+// OpenAI shape's reasoning_format / chat_template_kwargs. The fixture's greedy reply has no <think> block, so every
+// mode must give the text unchanged; the split itself is the C core's, tested by test_reasoning (also under wasm).
+test('Bonsai: reasoning modes pass a plain reply through; thinking: false adds the empty think block', async () => {
+  const q = await load(path.join(root, '..', 'shared', 'fixtures', 'qwen3-bonsai-q1_0.gguf'));
+  try {
+    assert.equal(q.info.thinking, true);
+    assert.equal(model.info.thinking, false);
+    const messages = [{ role: 'user', content: 'Hi' }];
+    const o = { ...greedy, maxTokens: 6, ignoreEos: true };
+    const shown = await text(q.chat(messages, o));
+    const nDefault = q.stats.promptTokens;
+    assert.ok(shown.length > 0);
+    const parts = [];
+    for await (const p of q.chat(messages, { ...o, reasoning: 'separate' })) parts.push(p);
+    assert.ok(parts.every((p) => typeof p === 'string'), 'no reasoning parts for a reply without <think>');
+    assert.equal(parts.join(''), shown);
+    assert.equal(await text(q.chat(messages, { ...o, reasoning: 'hide' })), shown);
+    await text(q.chat(messages, { ...o, thinking: false }));
+    assert.equal(q.stats.promptTokens, nDefault + 4, '<think>, \\n\\n, </think>, \\n\\n after the assistant header');
+    await assert.rejects(text(q.chat(messages, { ...o, reasoning: 'sometimes' })), /reasoning must be/);
+
+    const plain = await text(q.chat(messages, { ...greedy, maxTokens: 6 }));
+    const r = await q.chat.completions.create({ messages, max_tokens: 6, temperature: 0 });
+    assert.equal(r.choices[0].message.content, plain);
+    assert.equal(r.choices[0].message.reasoning_content, undefined);
+    const off = await q.chat.completions.create({ messages, max_tokens: 6, temperature: 0, chat_template_kwargs: { enable_thinking: false } });
+    assert.equal(off.usage.prompt_tokens, r.usage.prompt_tokens + 4);
+    await assert.rejects(q.chat.completions.create({ messages, reasoning_format: 'xml' }), /reasoning_format must be/);
+  } finally {
+    await q.unload();
+  }
+});

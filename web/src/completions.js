@@ -4,7 +4,10 @@
 //   for await (const c of await model.chat.completions.create({ messages, stream: true })) c.choices[0]?.delta.content
 //
 // Streaming yields 'chat.completion.chunk' objects: the text in choices[0].delta.content, then one last chunk with
-// an empty delta, choices[0].finish_reason ('stop' or 'length') and usage. Shared by the browser and Node APIs:
+// an empty delta, choices[0].finish_reason ('stop' or 'length') and usage. For thinking models (Qwen3, Bonsai) the
+// <think> block goes to reasoning_content (delta.reasoning_content, message.reasoning_content), as llama-server's
+// default --reasoning-format does; reasoning_format: 'none' keeps it in the content, and
+// chat_template_kwargs: { enable_thinking: false } turns thinking off. Shared by the browser and Node APIs:
 // `run(messages, opts, onStats)` is the model's chat iterator that reports the call's stats when it ends.
 import { TernlmError, UnsupportedError } from './engine.js';
 
@@ -40,6 +43,10 @@ function toOptions(req) {
     repetition_penalty: 'repeatPenalty', signal: 'signal', context_size: 'contextSize' };
   for (const [from, to] of Object.entries(map)) if (req[from] !== undefined && req[from] !== null) opts[to] = req[from];
   if (req.stop !== undefined && req.stop !== null) opts.stop = Array.isArray(req.stop) ? req.stop : [req.stop];
+  const format = req.reasoning_format ?? 'auto';
+  if (!['auto', 'deepseek', 'none'].includes(format)) throw new TernlmError(`reasoning_format must be 'auto', 'deepseek' or 'none' (got '${format}')`, 'ARG');
+  opts.reasoning = format === 'none' ? 'show' : 'separate';
+  if (req.chat_template_kwargs?.enable_thinking === false) opts.thinking = false;
   return opts;
 }
 
@@ -65,7 +72,8 @@ async function* chunks(run, messages, opts, model) {
   let stats;
   let first = true;
   for await (const piece of run(messages, opts, (s) => { stats = s; })) {
-    yield chunk({ delta: first ? { role: 'assistant', content: piece } : { content: piece }, finish_reason: null });
+    const delta = typeof piece === 'string' ? { content: piece } : { reasoning_content: piece.reasoning };
+    yield chunk({ delta: first ? { role: 'assistant', ...delta } : delta, finish_reason: null });
     first = false;
   }
   yield chunk({ delta: {}, finish_reason: stats?.finishReason ?? 'stop' }, { usage: usageOf(stats) });
@@ -73,11 +81,15 @@ async function* chunks(run, messages, opts, model) {
 
 async function whole(run, messages, opts, model) {
   let stats;
-  let content = '';
-  for await (const piece of run(messages, opts, (s) => { stats = s; })) content += piece;
+  let content = '', reasoning = '';
+  for await (const piece of run(messages, opts, (s) => { stats = s; })) {
+    if (typeof piece === 'string') content += piece;
+    else reasoning += piece.reasoning;
+  }
+  const message = reasoning ? { role: 'assistant', content, reasoning_content: reasoning } : { role: 'assistant', content };
   return {
     id: completionId(), object: 'chat.completion', created: Math.floor(Date.now() / 1000), model,
-    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: stats?.finishReason ?? 'stop', logprobs: null }],
+    choices: [{ index: 0, message, finish_reason: stats?.finishReason ?? 'stop', logprobs: null }],
     usage: usageOf(stats),
   };
 }

@@ -105,6 +105,37 @@ export class Engine {
   }
 }
 
+// The core's reasoning splitter (ternlm_reasoning_*) over wasm: text pieces in, answer strings and
+// { reasoning } objects out, in order, whatever the token boundaries.
+class ReasoningSplitter {
+  constructor(engine) {
+    this.engine = engine;
+    this.mod = engine.mod;
+    this.ptr = this.mod._tlw_split_new(0, engine.err) >>> 0;
+    if (!this.ptr) throw engine.fail('reasoning splitter');
+    this.out = this.mod._malloc(8) >>> 0;
+    this.dec = new TextDecoder();
+  }
+
+  *feed(text, final, mode) {
+    const m = this.mod;
+    const s = this.engine.cstr(text);
+    const p = m._tlw_split_feed(this.ptr, s.ptr, s.len, final ? 1 : 0, this.out, this.out + 4) >>> 0;
+    m._free(s.ptr);
+    if (!p) throw new TernlmError('out of memory in the reasoning splitter', 'OUT_OF_MEMORY');
+    const nReasoning = this.engine.u32(this.out), nTotal = this.engine.u32(this.out + 4);
+    const reasoning = this.dec.decode(m.HEAPU8.slice(p, p + nReasoning));
+    const answer = this.dec.decode(m.HEAPU8.slice(p + nReasoning, p + nTotal));
+    if (reasoning && mode === 'separate') yield { reasoning };
+    if (answer) yield answer;
+  }
+
+  free() {
+    this.mod._tlw_split_free(this.ptr);
+    this.mod._free(this.out);
+  }
+}
+
 export class ModelHandle {
   constructor(engine, ptr) {
     this.engine = engine;
@@ -258,7 +289,23 @@ export class ModelHandle {
 
   // Chat: the conversation's KV cache is kept between calls, and each turn evaluates only its new tokens.
   // `messages` is the whole conversation; when it extends the previous call's, only the last user turn is new.
+  // For models whose template writes <think> blocks (info.thinking), opts.reasoning picks what is yielded:
+  // 'show' (default) the text as generated, 'hide' only the answer, 'separate' the answer as strings and the
+  // reasoning as { reasoning } objects; opts.thinking === false renders the template with enable_thinking = false.
   async *chat(messages, opts = {}) {
+    const mode = opts.reasoning ?? 'show';
+    if (!['show', 'hide', 'separate'].includes(mode)) throw new TernlmError(`reasoning must be 'show', 'hide' or 'separate' (got '${mode}')`, 'ARG');
+    if (mode === 'show' || !this.info.thinking) { yield* this.chatRaw(messages, opts); return; }
+    const split = new ReasoningSplitter(this.engine);
+    try {
+      for await (const piece of this.chatRaw(messages, opts)) yield* split.feed(piece, false, mode);
+      yield* split.feed('', true, mode);
+    } finally {
+      split.free();
+    }
+  }
+
+  async *chatRaw(messages, opts) {
     const m = this.mod;
     this.ensureSession(opts.contextSize, opts.threads);
     const sys = messages[0]?.role === 'system' ? messages[0].content : '';
@@ -277,7 +324,7 @@ export class ModelHandle {
       m._free(s.ptr);
       if (!ptr) throw this.engine.fail('chat');
       m._tlw_session_rewind(this.session, 0);
-      c = this.chatState = { ptr, smp, system: sys, history: [] };
+      c = this.chatState = { ptr, smp, system: sys, history: [], thinking: true };
       for (let i = 0; i + 1 < history.length; i += 2) {
         this.beginTurn(c, history[i].content);
         this.evalIds(this.tokenize(history[i + 1].content, { parseSpecial: false })); // the earlier reply
@@ -285,6 +332,8 @@ export class ModelHandle {
         c.history.push(history[i], history[i + 1]);
       }
     }
+    const thinking = opts.thinking !== false;
+    if (thinking !== c.thinking) { m._tlw_chat_set_thinking(c.ptr, thinking ? 1 : 0); c.thinking = thinking; }
     const ids = this.beginTurn(c, last.content, true);
     let reply = '';
     try {

@@ -433,32 +433,7 @@ AI void codes_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0
         }
 }
 
-AI void i2s_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
-    const int64_t n = w->ne0;
-    const int8_t *x[R16_TT];
-    for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
-    v128_t sums[R16_TT][4];
-    codes_group(w->data + (r / 16) * n * 4, x, TT, 0, n, sums);
-    for (int t = 0; t < TT; t++) r16_i2s_store(sums[t], a, t0 + t, w->scale, y + (int64_t)(t0 + t) * ys + r);
-}
-
-AI void tq_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
-    const int64_t n = w->ne0, nb = n / 256;
-    const uint8_t *g = w->data + (r / 16) * n * 4;
-    v128_t fsum[R16_TT][4];
-    for (int t = 0; t < TT; t++)
-        for (int i = 0; i < 4; i++) fsum[t][i] = wasm_f32x4_splat(0);
-    for (int64_t b = 0; b < nb; b++) {
-        const int8_t *x[R16_TT];
-        for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;
-        v128_t sums[R16_TT][4];
-        codes_group(g, x, TT, 256 * b, 256 * b + 256, sums);
-        for (int t = 0; t < TT; t++)
-            r16_tq_step(fsum[t], sums[t], &a->q8k[(int64_t)(t0 + t) * nb + b], w->dw + ((r / 16) * nb + b) * 16);
-    }
-    for (int t = 0; t < TT; t++)
-        for (int i = 0; i < 4; i++) wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, fsum[t][i]);
-}
+R16_CODE_TILES(codes_group)
 
 /* int8 rows (w + 128 stored unsigned): chunk c holds inputs 4c..4c+3, the activations are plain i16. */
 AI void i8_half(const uint8_t *g, const int16_t *xs, int TT, int nch, v128_t *acc) {

@@ -160,32 +160,12 @@ AI void rx_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t nch, 
     }
 }
 
-AI void i2s_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
-    const int64_t n = w->ne0;
-    const int8_t *x[R16_TT];
-    for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
-    v128_t sums[R16_TT][4];
-    rx_group(w->data + (r / 16) * n * 4, x, TT, n / 16, sums);
-    for (int t = 0; t < TT; t++) r16_i2s_store(sums[t], a, t0 + t, w->scale, y + (int64_t)(t0 + t) * ys + r);
+/* The codes of inputs [k0, k1) (multiples of 16) in codes_group's form: chunk c of 16 inputs is 64 bytes. */
+AI void rx_range(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0, int64_t k1, v128_t sums[][4]) {
+    rx_group(g + 4 * k0, x, TT, (k1 - k0) / 16, sums);
 }
 
-AI void tq_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {
-    const int64_t n = w->ne0, nb = n / 256;
-    const uint8_t *g = w->data + (r / 16) * n * 4;
-    v128_t fsum[R16_TT][4];
-    for (int t = 0; t < TT; t++)
-        for (int i = 0; i < 4; i++) fsum[t][i] = wasm_f32x4_splat(0);
-    for (int64_t b = 0; b < nb; b++) {
-        const int8_t *x[R16_TT];
-        for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;
-        v128_t sums[R16_TT][4];
-        rx_group(g + 1024 * b, x, TT, 16, sums);
-        for (int t = 0; t < TT; t++)
-            r16_tq_step(fsum[t], sums[t], &a->q8k[(int64_t)(t0 + t) * nb + b], w->dw + ((r / 16) * nb + b) * 16);
-    }
-    for (int t = 0; t < TT; t++)
-        for (int i = 0; i < 4; i++) wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, fsum[t][i]);
-}
+R16_CODE_TILES(rx_range)
 
 static R16_GEMM(gemm_i2s_r16, i2s_tile)
 static R16_GEMM(gemm_tq_r16, tq_tile)

@@ -95,6 +95,35 @@ AI void r16_tq_step(v128_t fsum[4], const v128_t sums[4], const tl_block_q8k *xb
             }                                                                                                          \
     }
 
+/* The I2_S and TQ tiles over 16-row groups, given the kernel's GROUP(g, x, TT, k0, k1, sums): the exact integer sums
+ * of inputs [k0, k1) of the group at g for TT tokens whose activations x[t] start at input k0. */
+#define R16_CODE_TILES(GROUP)                                                                                          \
+    AI void i2s_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {            \
+        const int64_t n = w->ne0;                                                                                      \
+        const int8_t *x[R16_TT];                                                                                       \
+        for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;                                              \
+        v128_t sums[R16_TT][4];                                                                                        \
+        GROUP(w->data + (r / 16) * n * 4, x, TT, 0, n, sums);                                                          \
+        for (int t = 0; t < TT; t++) r16_i2s_store(sums[t], a, t0 + t, w->scale, y + (int64_t)(t0 + t) * ys + r);      \
+    }                                                                                                                  \
+    AI void tq_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, float *y, int64_t ys) {             \
+        const int64_t n = w->ne0, nb = n / 256;                                                                        \
+        const uint8_t *g = w->data + (r / 16) * n * 4;                                                                 \
+        v128_t fsum[R16_TT][4];                                                                                        \
+        for (int t = 0; t < TT; t++)                                                                                   \
+            for (int i = 0; i < 4; i++) fsum[t][i] = wasm_f32x4_splat(0);                                              \
+        for (int64_t b = 0; b < nb; b++) {                                                                             \
+            const int8_t *x[R16_TT];                                                                                   \
+            for (int t = 0; t < TT; t++) x[t] = a->q8k[(int64_t)(t0 + t) * nb + b].qs;                                 \
+            v128_t sums[R16_TT][4];                                                                                    \
+            GROUP(g, x, TT, 256 * b, 256 * b + 256, sums);                                                             \
+            for (int t = 0; t < TT; t++)                                                                               \
+                r16_tq_step(fsum[t], sums[t], &a->q8k[(int64_t)(t0 + t) * nb + b], w->dw + ((r / 16) * nb + b) * 16);  \
+        }                                                                                                              \
+        for (int t = 0; t < TT; t++)                                                                                   \
+            for (int i = 0; i < 4; i++) wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, fsum[t][i]);           \
+    }
+
 /* The SIMD128 entries the relaxed table reuses (no relaxed instruction would be exact or faster there). */
 void tl_wasm128_quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum);
 float tl_wasm128_dot_tq1(const uint8_t *row, const tl_block_q8k *a, int64_t n);

@@ -419,6 +419,16 @@ static void test_repack_i8_all_halves(void) {
     free(one), free(rq), free(ds);
 }
 
+/* One GEMM of a path against the scalar reference on the same weights and tokens (rows split as the pool splits them). */
+static void check_r16_equal(const char *path, const char *what, gemm_fn ref, gemm_fn f, const tl_r16 *w,
+                            const tl_acts *a, float *want, float *got, int64_t ys) {
+    memset(want, 0, (size_t)(a->T * ys) * 4), memset(got, 0, (size_t)(a->T * ys) * 4);
+    ref(w, 0, w->ne1, a, want, ys);
+    run_split(f, w, a, got, ys);
+    const int bad = count_diff(want, got, a->T * ys);
+    CHECK(bad == 0, "%s %s, q -128..127, T=%d: %d differ", path, what, a->T, bad);
+}
+
 /* Codes 0..3 (3 is not ternary, but a file may hold it) and int8 activations over the whole range -128..127: the
  * bounds that let the SIMD paths add products in 16-bit lanes must hold for any byte, not only for ternary weights. */
 static void test_r16_hostile(const tl_kernels *k) {
@@ -448,20 +458,12 @@ static void test_r16_hostile(const tl_kernels *k) {
         for (int64_t i = 0; i < R * n / 4; i += 97) w[i] = 0xFF;
         tl_repack_i2s(w, n, 0, R, rp);
         const tl_r16 wi = {rp, NULL, NULL, 0.25f, n, R};
-        memset(want, 0, (size_t)(9 * ys) * 4), memset(got, 0, (size_t)(9 * ys) * 4);
-        ref->gemm_i2s_r16(&wi, 0, R, &at, want, ys);
-        run_split(k->gemm_i2s_r16, &wi, &at, got, ys);
-        CHECK(count_diff(want, got, at.T * ys) == 0, "%s gemm_i2s_r16 codes 0..3, q -128..127, T=%d: %d differ", k->name,
-              at.T, count_diff(want, got, at.T * ys));
+        check_r16_equal(k->name, "gemm_i2s_r16 codes 0..3", ref->gemm_i2s_r16, k->gemm_i2s_r16, &wi, &at, want, got, ys);
         /* int8 rows: stored bytes 0..255 (the repacker writes 1..255; any byte must still give the exact sum) */
         float drow[48];
         for (int64_t r = 0; r < R; r++) drow[r] = 0.01f * (float)(r + 1);
         const tl_r16 w8 = {w, NULL, drow, 1.0f, n, R};
-        memset(want, 0, (size_t)(9 * ys) * 4), memset(got, 0, (size_t)(9 * ys) * 4);
-        ref->gemm_i8_r16(&w8, 0, R, &at, want, ys);
-        run_split(k->gemm_i8_r16, &w8, &at, got, ys);
-        CHECK(count_diff(want, got, at.T * ys) == 0, "%s gemm_i8_r16 bytes 0..255, q -128..127, T=%d: %d differ", k->name,
-              at.T, count_diff(want, got, at.T * ys));
+        check_r16_equal(k->name, "gemm_i8_r16 bytes 0..255", ref->gemm_i8_r16, k->gemm_i8_r16, &w8, &at, want, got, ys);
     }
     free(w), free(rp), free(q), free(want), free(got);
 }

@@ -43,6 +43,8 @@ struct srv_engine {
     uint64_t prompt_tokens, predicted_tokens, n_decode, busy_slot_sum, requests_total, requests_rejected, kv_tokens;
     uint64_t prompt_tokens_copied; /* prompt tokens taken from another slot's KV cache (adopt_prefix) */
     double prompt_seconds, predicted_seconds;
+    FILE *step_log;   /* TERNLM_STEP_LOG: one line per step (when it started, the gap before it, its tokens, times) */
+    double last_step_end;
 };
 
 double srv_now(void) {
@@ -185,6 +187,9 @@ static void finish_slot(srv_engine *e, slot *s, int finish) {
         const char *rest = ternlm_text_stream_flush(s->ts, &len);
         if (len) gen_append(s, rest, len);
     }
+    if (e->step_log) /* before the text goes out, so a client that read its last chunk finds the line written */
+        fprintf(e->step_log, "%.6f request arrived %.6f admitted %.6f first %.6f prompt %zu cached %u generated %u\n",
+                srv_now(), r->t_arrival, s->admitted_at, r->t_first_token, r->n_prompt, r->n_cached, r->n_generated);
     release_text(s, s->gen_len);
     pthread_mutex_lock(&r->mu);
     r->done = 1;
@@ -380,6 +385,16 @@ static int waits_for_shared(srv_engine *e, const uint32_t *order, uint32_t k) {
     return 0;
 }
 
+/* A step's line of the debug log: start (s), idle gap before it, queueing, eval and sampling times (ms), tokens. */
+static void log_step(srv_engine *e, double start, double t0, double t1, uint32_t n_decode, uint32_t n_prompt) {
+    const double end = srv_now();
+    if (e->step_log)
+        fprintf(e->step_log, "%.6f gap %.3f queue %.3f eval %.3f after %.3f decode %u prompt %u\n", start,
+                e->last_step_end ? (start - e->last_step_end) * 1e3 : 0.0, (t0 - start) * 1e3, (t1 - t0) * 1e3,
+                (end - t1) * 1e3, n_decode, n_prompt);
+    e->last_step_end = end;
+}
+
 static void step(srv_engine *e) {
     ternlm_error err = {0};
     const double now = srv_now();
@@ -429,7 +444,7 @@ static void step(srv_engine *e) {
     if (!n_decode && !n_prompt) return;
     const double t0 = srv_now();
     const ternlm_status st = ternlm_batch_eval(e->batch, &err);
-    const double dt = srv_now() - t0;
+    const double t1 = srv_now(), dt = t1 - t0;
     for (uint32_t i = 0; i < e->n_slots; i++) {
         slot *s = &e->slots[i];
         if (!s->req) continue;
@@ -454,6 +469,7 @@ static void step(srv_engine *e) {
     e->busy_slot_sum += busy;
     e->kv_tokens = kv;
     pthread_mutex_unlock(&e->mu);
+    log_step(e, now, t0, t1, n_decode, n_prompt);
 }
 
 static int any_active(const srv_engine *e) {
@@ -519,6 +535,13 @@ int engine_start(srv_engine **out, ternlm_model *model, const srv_config *cfg, c
         return 1;
     }
     e->slot_ctx = ternlm_batch_n_ctx(e->batch);
+    const char *log_path = getenv("TERNLM_STEP_LOG");
+    if (log_path && *log_path && (e->step_log = fopen(log_path, "w"))) {
+        setvbuf(e->step_log, NULL, _IOLBF, 0); /* readable while the server runs */
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt); /* lets a reader line the log up with its own wall clock */
+        fprintf(e->step_log, "%.6f clock realtime %.6f\n", srv_now(), (double)rt.tv_sec + (double)rt.tv_nsec * 1e-9);
+    }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, scheduler, e)) {
@@ -592,6 +615,7 @@ void engine_stop(srv_engine *e) {
     pthread_join(e->thread, NULL);
     for (uint32_t i = 0; i < e->n_slots; i++) free(e->slots[i].gen);
     ternlm_batch_free(e->batch);
+    if (e->step_log) fclose(e->step_log);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e->queue);

@@ -43,6 +43,7 @@ struct srv_engine {
     uint64_t prompt_tokens, predicted_tokens, n_decode, busy_slot_sum, requests_total, requests_rejected, kv_tokens;
     uint64_t prompt_tokens_copied; /* prompt tokens taken from another slot's KV cache (adopt_prefix) */
     double prompt_seconds, predicted_seconds;
+    int alone_run;    /* steps in a row that held the decode tokens back for a prompt (cfg.prefill_alone) */
     FILE *step_log;   /* TERNLM_STEP_LOG: one line per step (when it started, the gap before it, its tokens, times) */
     double last_step_end;
 };
@@ -395,6 +396,22 @@ static void log_step(srv_engine *e, double start, double t0, double t1, uint32_t
     e->last_step_end = end;
 }
 
+/* Whether the first pending prompt that may run now finishes within one step's budget. Its step then runs without
+ * the decode tokens (prefill_alone): a prompt step is compute-bound, so each decode token lengthens the step that
+ * ends with the prompt's first token by about what a prompt token costs; they ride in a later step instead. At most
+ * ALONE_MAX steps in a row go without them: two prompts that arrive within one step both get a short step, and a
+ * run of arriving prompts cannot stall the streams that are generating for longer. */
+#define ALONE_MAX 2
+
+static int next_prompt_finishes(srv_engine *e, const uint32_t *order, uint32_t n_pending) {
+    for (uint32_t k = 0; k < n_pending; k++) {
+        if (waits_for_shared(e, order, k)) continue;
+        const slot *s = &e->slots[order[k]];
+        return s->req->n_prompt - s->fed <= (size_t)e->cfg.step_tokens;
+    }
+    return 0;
+}
+
 static void step(srv_engine *e) {
     ternlm_error err = {0};
     const double now = srv_now();
@@ -405,7 +422,11 @@ static void step(srv_engine *e) {
         if (request_is_cancelled(s->req)) finish_slot(e, s, FINISH_NONE);
         else if (now > s->req->deadline) finish_slot(e, s, FINISH_LENGTH);
     }
-    for (uint32_t i = 0; i < e->n_slots; i++) {
+    uint32_t order[256];
+    const uint32_t n_pending = prompt_order(e, order);
+    for (uint32_t k = 0; k < n_pending; k++) adopt_prefix(e, order[k]);
+    const int alone = e->cfg.prefill_alone && e->alone_run < ALONE_MAX && next_prompt_finishes(e, order, n_pending);
+    for (uint32_t i = 0; i < e->n_slots && !alone; i++) {
         slot *s = &e->slots[i];
         if (!s->req || !s->has_next) continue;
         if (ternlm_batch_add(e->batch, i, &s->next, 1, 1, &err)) {
@@ -424,11 +445,8 @@ static void step(srv_engine *e) {
     const uint32_t small_step = (uint32_t)e->cfg.step_tokens / 2;
     uint32_t budget = (uint32_t)e->cfg.step_tokens > n_decode ? (uint32_t)e->cfg.step_tokens - n_decode : 0;
     if (budget < (uint32_t)e->cfg.step_tokens / 4 + 1) budget = (uint32_t)e->cfg.step_tokens / 4 + 1;
-    uint32_t order[256];
-    const uint32_t n_pending = prompt_order(e, order);
     for (uint32_t k = 0; k < n_pending && budget; k++) {
         slot *s = &e->slots[order[k]];
-        adopt_prefix(e, order[k]);
         if (waits_for_shared(e, order, k)) continue;
         const size_t left = s->req->n_prompt - s->fed, n = left < budget ? left : budget;
         if (n_prompt && (n < left || n_decode + n_prompt >= small_step)) continue;
@@ -441,6 +459,7 @@ static void step(srv_engine *e) {
         budget -= (uint32_t)n;
         n_prompt += (uint32_t)n;
     }
+    e->alone_run = alone && n_prompt ? e->alone_run + 1 : 0;
     if (!n_decode && !n_prompt) return;
     const double t0 = srv_now();
     const ternlm_status st = ternlm_batch_eval(e->batch, &err);

@@ -129,64 +129,79 @@ static int cmp_cand(const void *x, const void *y) {
     return better(a, b) ? -1 : better(b, a) ? 1 : 0;
 }
 
-/* Keep the k best candidates, sorted, using a min-heap of size k (O(n log k)). */
-static uint32_t top_k(cand *c, uint32_t n, uint32_t k) {
+/* The defined behaviour for non-finite logits (NaN weights reach them): NaN ranks below every number and is
+ * never drawn unless everything is NaN or -inf; +inf becomes the largest float, so (l - max) stays a number. */
+static float ranked(float x) { return x != x ? -INFINITY : x > FLT_MAX ? FLT_MAX : x; }
+
+/* Sift the candidate at j down the min-heap c[0..k) (the root is the worst kept candidate). */
+static void sift_down(cand *c, uint32_t k, uint32_t j) {
+    for (;;) {
+        uint32_t w = j;
+        const uint32_t l = 2 * j + 1, r = l + 1;
+        if (l < k && better(&c[w], &c[l])) w = l;
+        if (r < k && better(&c[w], &c[r])) w = r;
+        if (w == j) return;
+        const cand t = c[j];
+        c[j] = c[w];
+        c[w] = t;
+        j = w;
+    }
+}
+
+/* The k best candidates of the n logits (ranked), sorted, into c: a min-heap of size k fed straight from the logits
+ * (O(n log k), one read of the row; a 128k vocabulary is not copied or turned into candidates first). */
+static uint32_t top_k(cand *c, const float *l, uint32_t n, uint32_t k) {
     if (k >= n) {
+        for (uint32_t i = 0; i < n; i++) c[i] = (cand){(int32_t)i, ranked(l[i])};
         qsort(c, n, sizeof *c, cmp_cand);
         return n;
     }
-    /* heap over c[0..k): the root is the worst kept candidate */
-    for (uint32_t i = 1; i < k; i++)
+    for (uint32_t i = 0; i < k; i++) {
+        c[i] = (cand){(int32_t)i, ranked(l[i])};
         for (uint32_t j = i; j > 0 && better(&c[(j - 1) / 2], &c[j]);) {
             const cand t = c[j];
             c[j] = c[(j - 1) / 2];
             c[(j - 1) / 2] = t;
             j = (j - 1) / 2;
         }
+    }
     for (uint32_t i = k; i < n; i++) {
-        if (!better(&c[i], &c[0])) continue;
-        c[0] = c[i];
-        for (uint32_t j = 0;;) {
-            uint32_t w = j;
-            const uint32_t l = 2 * j + 1, r = l + 1;
-            if (l < k && better(&c[w], &c[l])) w = l;
-            if (r < k && better(&c[w], &c[r])) w = r;
-            if (w == j) break;
-            const cand t = c[j];
-            c[j] = c[w];
-            c[w] = t;
-            j = w;
-        }
+        const float v = ranked(l[i]);
+        if (v < c[0].logit) continue; /* the common case, decided without building the candidate */
+        const cand x = {(int32_t)i, v};
+        if (!better(&x, &c[0])) continue;
+        c[0] = x;
+        sift_down(c, k, 0);
     }
     qsort(c, k, sizeof *c, cmp_cand);
     return k;
 }
 
-/* The defined behaviour for non-finite logits (NaN weights reach them): NaN ranks below every number and is
- * never drawn unless everything is NaN or -inf; +inf becomes the largest float, so (l - max) stays a number. */
-static void rank_non_finite(float *l, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) {
-        if (l[i] != l[i]) l[i] = -INFINITY;
-        else if (l[i] > FLT_MAX) l[i] = FLT_MAX;
-    }
+static int penalties_apply(const ternlm_sampler *s) {
+    const ternlm_sampler_params *p = &s->p;
+    return s->hist_len && (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f);
 }
 
 int32_t ternlm_sampler_sample(ternlm_sampler *s, const float *logits) {
     if (!s || !logits) return -1;
     const ternlm_sampler_params *p = &s->p;
-    float *l = s->work;
-    memcpy(l, logits, s->n_vocab * sizeof *l);
-    apply_penalties(s, l);
-    rank_non_finite(l, s->n_vocab);
+    const float *l = logits;
+    if (penalties_apply(s)) { /* only then a copy to change */
+        memcpy(s->work, logits, s->n_vocab * sizeof *s->work);
+        apply_penalties(s, s->work);
+        l = s->work;
+    }
 
     if (p->temperature <= 0 || p->top_k == 1) { /* greedy: no RNG draw */
         uint32_t best = 0;
-        for (uint32_t i = 1; i < s->n_vocab; i++)
-            if (l[i] > l[best]) best = i;
+        float best_v = ranked(l[0]);
+        for (uint32_t i = 1; i < s->n_vocab; i++) {
+            const float v = ranked(l[i]);
+            if (v > best_v) best = i, best_v = v;
+        }
         return (int32_t)best;
     }
-    for (uint32_t i = 0; i < s->n_vocab; i++) s->c[i] = (cand){(int32_t)i, l[i]};
-    uint32_t n = top_k(s->c, s->n_vocab, p->top_k > 0 ? (uint32_t)p->top_k : s->n_vocab);
+    uint32_t n = top_k(s->c, l, s->n_vocab, p->top_k > 0 ? (uint32_t)p->top_k : s->n_vocab);
     if (s->c[0].logit == -INFINITY) return s->c[0].id; /* nothing is possible: the lowest id, without a draw */
 
     if (p->top_p < 1.0f) {

@@ -43,6 +43,9 @@ struct srv_engine {
     uint64_t prompt_tokens, predicted_tokens, n_decode, busy_slot_sum, requests_total, requests_rejected, kv_tokens;
     uint64_t prompt_tokens_copied; /* prompt tokens taken from another slot's KV cache (adopt_prefix) */
     double prompt_seconds, predicted_seconds;
+    int alone_run;    /* steps in a row that held the decode tokens back for a prompt (cfg.prefill_alone) */
+    FILE *step_log;   /* TERNLM_STEP_LOG: one line per step (when it started, the gap before it, its tokens, times) */
+    double last_step_end;
 };
 
 double srv_now(void) {
@@ -185,6 +188,9 @@ static void finish_slot(srv_engine *e, slot *s, int finish) {
         const char *rest = ternlm_text_stream_flush(s->ts, &len);
         if (len) gen_append(s, rest, len);
     }
+    if (e->step_log) /* before the text goes out, so a client that read its last chunk finds the line written */
+        fprintf(e->step_log, "%.6f request arrived %.6f admitted %.6f first %.6f prompt %zu cached %u generated %u\n",
+                srv_now(), r->t_arrival, s->admitted_at, r->t_first_token, r->n_prompt, r->n_cached, r->n_generated);
     release_text(s, s->gen_len);
     pthread_mutex_lock(&r->mu);
     r->done = 1;
@@ -380,6 +386,32 @@ static int waits_for_shared(srv_engine *e, const uint32_t *order, uint32_t k) {
     return 0;
 }
 
+/* A step's line of the debug log: start (s), idle gap before it, queueing, eval and sampling times (ms), tokens. */
+static void log_step(srv_engine *e, double start, double t0, double t1, uint32_t n_decode, uint32_t n_prompt) {
+    const double end = srv_now();
+    if (e->step_log)
+        fprintf(e->step_log, "%.6f gap %.3f queue %.3f eval %.3f after %.3f decode %u prompt %u\n", start,
+                e->last_step_end ? (start - e->last_step_end) * 1e3 : 0.0, (t0 - start) * 1e3, (t1 - t0) * 1e3,
+                (end - t1) * 1e3, n_decode, n_prompt);
+    e->last_step_end = end;
+}
+
+/* Whether the first pending prompt that may run now finishes within one step's budget. Its step then runs without
+ * the decode tokens (prefill_alone): a prompt step is compute-bound, so each decode token lengthens the step that
+ * ends with the prompt's first token by about what a prompt token costs; they ride in a later step instead. At most
+ * ALONE_MAX steps in a row go without them: two prompts that arrive within one step both get a short step, and a
+ * run of arriving prompts cannot stall the streams that are generating for longer. */
+#define ALONE_MAX 2
+
+static int next_prompt_finishes(srv_engine *e, const uint32_t *order, uint32_t n_pending) {
+    for (uint32_t k = 0; k < n_pending; k++) {
+        if (waits_for_shared(e, order, k)) continue;
+        const slot *s = &e->slots[order[k]];
+        return s->req->n_prompt - s->fed <= (size_t)e->cfg.step_tokens;
+    }
+    return 0;
+}
+
 static void step(srv_engine *e) {
     ternlm_error err = {0};
     const double now = srv_now();
@@ -390,7 +422,11 @@ static void step(srv_engine *e) {
         if (request_is_cancelled(s->req)) finish_slot(e, s, FINISH_NONE);
         else if (now > s->req->deadline) finish_slot(e, s, FINISH_LENGTH);
     }
-    for (uint32_t i = 0; i < e->n_slots; i++) {
+    uint32_t order[256];
+    const uint32_t n_pending = prompt_order(e, order);
+    for (uint32_t k = 0; k < n_pending; k++) adopt_prefix(e, order[k]);
+    const int alone = e->cfg.prefill_alone && e->alone_run < ALONE_MAX && next_prompt_finishes(e, order, n_pending);
+    for (uint32_t i = 0; i < e->n_slots && !alone; i++) {
         slot *s = &e->slots[i];
         if (!s->req || !s->has_next) continue;
         if (ternlm_batch_add(e->batch, i, &s->next, 1, 1, &err)) {
@@ -409,11 +445,8 @@ static void step(srv_engine *e) {
     const uint32_t small_step = (uint32_t)e->cfg.step_tokens / 2;
     uint32_t budget = (uint32_t)e->cfg.step_tokens > n_decode ? (uint32_t)e->cfg.step_tokens - n_decode : 0;
     if (budget < (uint32_t)e->cfg.step_tokens / 4 + 1) budget = (uint32_t)e->cfg.step_tokens / 4 + 1;
-    uint32_t order[256];
-    const uint32_t n_pending = prompt_order(e, order);
     for (uint32_t k = 0; k < n_pending && budget; k++) {
         slot *s = &e->slots[order[k]];
-        adopt_prefix(e, order[k]);
         if (waits_for_shared(e, order, k)) continue;
         const size_t left = s->req->n_prompt - s->fed, n = left < budget ? left : budget;
         if (n_prompt && (n < left || n_decode + n_prompt >= small_step)) continue;
@@ -426,10 +459,11 @@ static void step(srv_engine *e) {
         budget -= (uint32_t)n;
         n_prompt += (uint32_t)n;
     }
+    e->alone_run = alone && n_prompt ? e->alone_run + 1 : 0;
     if (!n_decode && !n_prompt) return;
     const double t0 = srv_now();
     const ternlm_status st = ternlm_batch_eval(e->batch, &err);
-    const double dt = srv_now() - t0;
+    const double t1 = srv_now(), dt = t1 - t0;
     for (uint32_t i = 0; i < e->n_slots; i++) {
         slot *s = &e->slots[i];
         if (!s->req) continue;
@@ -454,6 +488,7 @@ static void step(srv_engine *e) {
     e->busy_slot_sum += busy;
     e->kv_tokens = kv;
     pthread_mutex_unlock(&e->mu);
+    log_step(e, now, t0, t1, n_decode, n_prompt);
 }
 
 static int any_active(const srv_engine *e) {
@@ -519,6 +554,13 @@ int engine_start(srv_engine **out, ternlm_model *model, const srv_config *cfg, c
         return 1;
     }
     e->slot_ctx = ternlm_batch_n_ctx(e->batch);
+    const char *log_path = getenv("TERNLM_STEP_LOG");
+    if (log_path && *log_path && (e->step_log = fopen(log_path, "w"))) {
+        setvbuf(e->step_log, NULL, _IOLBF, 0); /* readable while the server runs */
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt); /* lets a reader line the log up with its own wall clock */
+        fprintf(e->step_log, "%.6f clock realtime %.6f\n", srv_now(), (double)rt.tv_sec + (double)rt.tv_nsec * 1e-9);
+    }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, scheduler, e)) {
@@ -592,6 +634,7 @@ void engine_stop(srv_engine *e) {
     pthread_join(e->thread, NULL);
     for (uint32_t i = 0; i < e->n_slots; i++) free(e->slots[i].gen);
     ternlm_batch_free(e->batch);
+    if (e->step_log) fclose(e->step_log);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e->queue);

@@ -114,6 +114,7 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         {"--deadline", F_INT, &cfg->deadline_s, "seconds a request may take, queue wait included (default 600)"},
         {"--queue", F_INT, &cfg->max_queue, "requests that may wait for a slot before 503 (default 64)"},
         {"-b|--batch-size", F_INT, &cfg->step_tokens, "tokens per step: decode tokens + prompt chunks (default 64)"},
+        {"--prefill-alone", F_INT, &cfg->prefill_alone, "1: a prompt's last chunk runs without decode tokens, at most every other step (default); 0: never"},
         {"--body-limit", F_SIZE, &cfg->body_limit, "largest request body in bytes (default 1048576)"},
         {"--header-limit", F_SIZE, &cfg->header_limit, "memory per connection for headers, bytes (default 32768)"},
         {"--max-messages", F_INT, &cfg->max_messages, "most chat messages per request (default 512)"},
@@ -157,8 +158,9 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
     if (cfg->n_slots < 1 || cfg->n_slots > 256) return fprintf(stderr, "ternlm-server: -np must be 1..256\n"), 2;
     if (cfg->port < 0 || cfg->port > 65535) return fprintf(stderr, "ternlm-server: --port must be 0..65535\n"), 2;
     if (cfg->n_ctx < 0 || cfg->n_threads < 0 || cfg->timeout_s < 1 || cfg->deadline_s < 1 || cfg->max_queue < 0 ||
-        cfg->step_tokens < 1 || cfg->max_messages < 1 || cfg->max_connections < 1)
-        return fprintf(stderr, "ternlm-server: -c, -t must be >= 0; --timeout, --deadline, -b, --max-* >= 1; --queue >= 0\n"), 2;
+        cfg->step_tokens < 1 || cfg->max_messages < 1 || cfg->max_connections < 1 ||
+        (cfg->prefill_alone != 0 && cfg->prefill_alone != 1))
+        return fprintf(stderr, "ternlm-server: -c, -t must be >= 0; --timeout, --deadline, -b, --max-* >= 1; --queue >= 0; --prefill-alone 0 or 1\n"), 2;
     if (cfg->header_limit < 4096) return fprintf(stderr, "ternlm-server: --header-limit must be at least 4096\n"), 2;
     if (cfg->api_key && !*cfg->api_key) return fprintf(stderr, "ternlm-server: --api-key must not be empty\n"), 2;
     if (strcmp(cfg->reasoning_format, "auto") && strcmp(cfg->reasoning_format, "deepseek") && strcmp(cfg->reasoning_format, "none"))
@@ -178,6 +180,7 @@ static void defaults(srv_config *cfg) {
     cfg->deadline_s = 600;
     cfg->max_queue = 64;
     cfg->step_tokens = 64;
+    cfg->prefill_alone = 1;
     cfg->body_limit = 1u << 20;
     cfg->header_limit = 32768;
     cfg->max_messages = 512;

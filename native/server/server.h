@@ -18,6 +18,7 @@
 typedef struct srv_config {
     const char *model_path, *host, *api_key, *alias;
     int port, n_ctx, n_threads, n_slots, n_predict, max_queue, step_tokens, max_messages, max_connections;
+    int prefill_alone;    /* a prompt's last chunk runs without the decode tokens (once between two decode steps) */
     int timeout_s;        /* idle read/write timeout of a connection (slow clients) */
     int deadline_s;       /* the longest a request may take, queue wait included */
     size_t body_limit, header_limit;

@@ -17,6 +17,13 @@ import { WASI } from 'node:wasi';
 // incremental marking off avoids it.
 v8.setFlagsFromString('--no-incremental-marking');
 
+// Wasm has no on-stack replacement: a long loop in a function called a few times (the load's repack loops, a
+// prompt's GEMMs) runs to its end in V8's baseline tier (Liftoff). Compiling every function with the optimizing
+// tier up front (what `node --no-liftoff` does) is faster for a model's load and first tokens (docs/PERFORMANCE.md).
+// V8 reads the flag when a module is compiled, so setting it here, before WebAssembly.compile, is enough;
+// TERNLM_WASI_LIFTOFF=1 keeps the baseline tier (to compare).
+if (process.env.TERNLM_WASI_LIFTOFF !== '1') v8.setFlagsFromString('--no-liftoff');
+
 function usage(code) {
   process.stderr.write('usage: ternlm-wasi.mjs [--dir=HOST[::GUEST]]... [--env=NAME=VALUE]... MODULE.wasm ARGS...\n');
   process.exit(code);

@@ -3,6 +3,8 @@
 // node:wasi, the Emscripten CLI under Node, and optionally the web builds in headless Chromium (tools/bench-browser.mjs).
 // Prints a Markdown table of median tokens/s with the ratio to native. Take timings under the exclusive CPU lock:
 //   flock -x /work/.cpu.lock node tools/bench-wasm.mjs MODEL.gguf [-p 64] [-n 16] [-r 3] [--head-quant q8_0] [--browser]
+//     [--repeat 4]   (the web package's prompt: tools/bench-browser.mjs's --repeat)
+//     [--browser-only]   (native and the Chromium rows only: a shorter exclusive hold of the CPU lock)
 // Builds expected: build/ternlm, build-wasi/ternlm.wasm, build-em/ternlm.js (and web/dist/ for --browser).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -42,7 +44,8 @@ function parseBench(text) {
 }
 
 const rows = [];
-for (const t of targets) {
+const browserOnly = args.includes('--browser-only');
+for (const t of browserOnly ? targets.slice(0, 1) : targets) {
   const bin = t.cmd === process.execPath ? t.args.find((a) => /\.(wasm|js)$/.test(a)) : t.cmd;
   if (!existsSync(bin)) {
     rows.push({ name: t.name, note: `not built (${path.relative(root, bin)})` });
@@ -55,7 +58,7 @@ for (const t of targets) {
   else rows.push({ name: t.name, ...got });
 }
 
-if (args.includes('--browser')) {
+if (args.includes('--browser') || browserOnly) {
   // The WASI modules (SIMD128 and relaxed) in headless Chromium, running the same `ternlm bench` on the shim.
   const { chromium } = await import('playwright-core');
   const { serve } = await import('../examples/serve.mjs');
@@ -81,19 +84,20 @@ if (args.includes('--browser')) {
   await ctx.close();
   server.close();
   // the npm package's Emscripten builds (single-thread, pthreads) through the Worker: their own prompt and timing
-  const b = spawnSync(process.execPath, [path.join(root, 'tools/bench-browser.mjs'), path.resolve(model), '--tokens', tg],
+  const b = spawnSync(process.execPath, [path.join(root, 'tools/bench-browser.mjs'), path.resolve(model), '--tokens', tg,
+    '--repeat', opt('--repeat', '4')],
     { encoding: 'utf8', maxBuffer: 1 << 26 });
   const lines = (b.stdout || '').split('\n').filter((l) => l.startsWith('{'));
   if (!lines.length) rows.push({ name: 'Chromium, web package', note: `failed: ${(b.stderr || '').trim().split('\n').pop()}` });
   for (const l of lines) {
     const j = JSON.parse(l);
     if (j.test) { // the cached load() -> first token line
-      rows.push({ name: `Chromium, web package ${j.variant}: cached load() -> first token`, kernels: 'wasm128',
+      rows.push({ name: `Chromium, web package ${j.variant} ${j.simd}: cached load() -> first token`, kernels: j.kernels,
         note: `${j.firstTokenMs} ms (load() ${j.loadMs} ms; ${j.inCache ? (j.opfs ? 'from OPFS' : 'from the Cache API') : 'NOT cached'})` });
       continue;
     }
-    rows.push({ name: `Chromium, web package ${j.variant}, ${j.threads} thread${j.threads > 1 ? 's' : ''}`, pp: j.prompt_tps,
-      tg: j.generate_tps, kernels: 'wasm128', note: `prompt of ${j.promptTokens} tokens; load() ${j.loadMs} ms` });
+    rows.push({ name: `Chromium, web package ${j.variant} ${j.simd}, ${j.threads} thread${j.threads > 1 ? 's' : ''}`, pp: j.prompt_tps,
+      tg: j.generate_tps, kernels: j.kernels, note: `prompt of ${j.promptTokens} tokens; load() ${j.loadMs} ms` });
   }
 }
 

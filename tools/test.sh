@@ -126,6 +126,17 @@ emscripten() {
   ctest --test-dir build-em --output-on-failure -j "$JOBS" -E 'conformance_(scalar|avx2|avx512|neon)'
   emcmake cmake -S . -B build-em-mt -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERNLM_EMSCRIPTEN_THREADS=ON -DTERNLM_TESTS=OFF >/dev/null
   cmake --build build-em-mt -j "$JOBS" --target ternlm_web
+  log "relaxed-SIMD web modules (emcc on clang-19, linked without wasm-opt; tested in Chromium by tests/browser/web_modules.test.mjs)"
+  local threads
+  for threads in OFF ON; do
+    emcmake cmake -S . -B "build-em-relaxed-$threads" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERNLM_WEB_RELAXED=ON \
+      -DTERNLM_EMSCRIPTEN_THREADS=$threads -DTERNLM_TESTS=OFF >/dev/null
+    cmake --build "build-em-relaxed-$threads" -j "$JOBS" --target ternlm_web
+  done
+  for m in web/dist/ternlm-web-relaxed.wasm web/dist/ternlm-web-mt-relaxed.wasm; do
+    wasm-validate --enable-relaxed-simd --enable-threads "$m"
+    [ "$(wasm-objdump -d "$m" | grep -c 'i32x4.dot_i8x16_i7x16_add_s')" -gt 0 ]
+  done
 }
 
 javascript() {

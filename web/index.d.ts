@@ -14,9 +14,16 @@ export interface LoadOptions {
   threads?: number;
   /** Force a pre-tokenizer: 'llama3', 'gpt2' or 'default' (bitnet.cpp parity). */
   pretokenizer?: string;
+  /** The LM head as native's `--head-quant`: 'f16' (default, the file's head: native's default bits) or 'i8'
+   *  (int8 rows made at load: about half the bytes per generated token, logits as native's `--head-quant i8`). */
+  headQuant?: 'f16' | 'i8';
+  /** 'auto' (default): the relaxed-SIMD module where the engine validates relaxed SIMD, else plain SIMD128;
+   *  'simd128' always the plain module. */
+  simd?: 'auto' | 'simd128';
 }
 
-export interface ModelInfo extends BaseModelInfo { threadsVariant: 'st' | 'mt' }
+/** threadsVariant: the pthreads ('mt') or single-thread ('st') module; simd: which kernels module it is. */
+export interface ModelInfo extends BaseModelInfo { threadsVariant: 'st' | 'mt'; simd: 'relaxed' | 'simd128' }
 
 export declare class Model {
   readonly info: ModelInfo;

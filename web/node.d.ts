@@ -10,6 +10,9 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Force a pre-tokenizer: 'llama3', 'gpt2' or 'default' (bitnet.cpp parity). */
   pretokenizer?: string;
+  /** The LM head as native's `--head-quant`: 'f16' (default, the file's head: native's default bits) or 'i8'
+   *  (int8 rows made at load: about half the bytes per generated token, logits as native's `--head-quant i8`). */
+  headQuant?: 'f16' | 'i8';
 }
 
 export declare class Model {

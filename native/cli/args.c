@@ -162,7 +162,8 @@ int cli_open_model(const char *path, const char *pre, int head_q8, const char *a
     ternlm_model_params mp = ternlm_model_params_default();
     mp.i2s_layout = g_i2s_layout;
     mp.pretokenizer = pre;
-    mp.head_quant_q8_0 = head_q8;
+    mp.head_quant_q8_0 = head_q8 == 1;
+    mp.head_quant_i8 = head_q8 == 2; /* the web package's headQuant: 'i8' */
     mp.activation = activation;
     mp.log = log_to_stderr;
     mp.log_user = &verbose_flag;

@@ -53,6 +53,7 @@ struct ternlm_model;
  * the download cache first (cmd_pull.c). */
 /* --i2s-layout 64: the I2_S layout of bitnet.cpp's NEON quantizer (ternlm_model_params.i2s_layout), for later opens. */
 void cli_set_i2s_layout(int layout);
+/* head_q8: 0 the file's head, 1 Q8_0, 2 int8 rows (head_quant_i8). */
 int cli_open_model(const char *path, const char *pre, int head_q8, const char *activation, int verbose,
                    struct ternlm_model **out);
 int cli_parse_ids(const char *s, int32_t **ids, int *n);

@@ -44,6 +44,13 @@ function checkMaxTokens(n) {
   return n < 0 ? Infinity : n;
 }
 
+// The LM head's load-time format, as native's `--head-quant`: undefined/'f16' keeps the file's head, 'i8' int8 rows.
+function headQuantFlag(headQuant) {
+  if (headQuant === undefined || headQuant === null || headQuant === 'f16') return 0;
+  if (headQuant === 'i8') return 1;
+  throw new TernlmError(`headQuant must be 'f16' or 'i8' (got ${headQuant})`, 'ARG');
+}
+
 export class Engine {
   constructor(mod) {
     this.mod = mod;
@@ -70,7 +77,9 @@ export class Engine {
 
   // Stream a file's bytes (an async iterable of Uint8Array, `total` bytes in all) into wasm memory through the
   // incremental GGUF loader: the header is parsed as it arrives and tensor data lands in its final place.
-  async loadModel(total, chunks, { onProgress, signal, pretokenizer } = {}) {
+  // headQuant: 'f16' (default: the file's head, native's default bits) or 'i8' (native's --head-quant i8, same bits).
+  async loadModel(total, chunks, { onProgress, signal, pretokenizer, headQuant } = {}) {
+    const headI8 = headQuantFlag(headQuant);
     const m = this.mod;
     const ld = m._tlw_loader_new(total, this.err) >>> 0;
     if (!ld) throw this.fail('cannot load the model');
@@ -98,7 +107,7 @@ export class Engine {
       throw e;
     }
     const pre = this.cstr(pretokenizer || '');
-    const model = m._tlw_loader_finish(ld, pre.ptr, this.err) >>> 0;
+    const model = m._tlw_loader_finish(ld, pre.ptr, headI8, this.err) >>> 0;
     m._free(pre.ptr);
     if (!model) throw this.fail();
     return new ModelHandle(this, model);

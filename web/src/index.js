@@ -107,7 +107,7 @@ function workerFor(threads) {
  * Load a GGUF model from a URL, a File/Blob or an ArrayBuffer. The bytes stream into the Worker's wasm memory
  * (no second full copy); URLs are cached persistently (OPFS, else the Cache API) and resumed with Range requests.
  */
-export async function load(source, { onProgress, signal, cache = 'auto', threads, pretokenizer } = {}) {
+export async function load(source, { onProgress, signal, cache = 'auto', threads, pretokenizer, headQuant, simd = 'auto' } = {}) {
   const isolated = typeof crossOriginIsolated !== 'undefined' && crossOriginIsolated;
   const variant = (threads ?? (isolated ? 0 : 1)) === 1 || !isolated ? 'st' : 'mt';
   const client = new Client(workerFor(variant));
@@ -117,10 +117,10 @@ export async function load(source, { onProgress, signal, cache = 'auto', threads
   else if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) src = { buffer: source };
   else throw new TypeError('load(): give a URL, a File/Blob or an ArrayBuffer');
   try {
-    const r = await client.request('load', { source: src, options: { cache, threads, pretokenizer, variant } }, {
+    const r = await client.request('load', { source: src, options: { cache, threads, pretokenizer, headQuant, simd, variant } }, {
       signal, onEvent: (m) => m.type === 'progress' && onProgress?.({ loaded: m.loaded, total: m.total, fromCache: m.fromCache }),
     });
-    return new Model(client, { ...r.info, threadsVariant: r.variant || variant }, r.fromCache);
+    return new Model(client, { ...r.info, threadsVariant: r.variant || variant, simd: r.simd }, r.fromCache);
   } catch (e) {
     client.worker.terminate();
     throw e;

@@ -108,8 +108,8 @@ export class Model {
 }
 
 /** Load a GGUF file from a path, streaming it into wasm memory through the incremental loader. */
-export async function load(file, { onProgress, signal, pretokenizer } = {}) {
+export async function load(file, { onProgress, signal, pretokenizer, headQuant } = {}) {
   const e = await engine();
   const { size } = await stat(file);
-  return new Model(await e.loadModel(size, fileChunks(file, size), { onProgress, signal, pretokenizer }));
+  return new Model(await e.loadModel(size, fileChunks(file, size), { onProgress, signal, pretokenizer, headQuant }));
 }

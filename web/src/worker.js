@@ -8,30 +8,49 @@ let model = null;
 const running = new Map(); // request id -> AbortController
 
 let loadedVariant = null; // the module this Worker runs: 'mt' (pthreads) or 'st'
+let loadedSimd = null; // and its kernels: 'relaxed' or 'simd128'
 
-async function createModule(variant) {
-  const name = variant === 'mt' ? 'ternlm-web-mt' : 'ternlm-web';
+// A module of one function doing one i32x4.relaxed_dot_i8x16_i7x16_add_s: engines without relaxed SIMD refuse it.
+const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 61, 1, 59, 0,
+  253, 12, ...new Array(16).fill(0), 253, 12, ...new Array(16).fill(0), 253, 12, ...new Array(16).fill(0), 253, 147, 2, 11]);
+
+function hasRelaxedSimd() {
+  try { return WebAssembly.validate(RELAXED_PROBE); } catch { return false; }
+}
+
+async function createModule(variant, simd) {
+  const name = (variant === 'mt' ? 'ternlm-web-mt' : 'ternlm-web') + (simd === 'relaxed' ? '-relaxed' : '');
   const { default: create } = await import(new URL(`../dist/${name}.mjs`, import.meta.url).href);
   return create({ locateFile: (p) => new URL(`../dist/${p}`, import.meta.url).href });
 }
 
-// The pthreads module when asked for; a package built without it (or one whose threads cannot start) falls back to
-// the single-thread module, so a cross-origin isolated page still runs.
-function engine(variant) {
+// The modules to try, best first: pthreads when asked for, relaxed SIMD when the engine validates it. A package
+// built without one of them (or a pthreads module whose threads cannot start) falls through to the next, down to
+// the single-thread SIMD128 module that every engine with SIMD128 runs.
+function candidates(variant, simd) {
+  const relaxed = simd !== 'simd128' && hasRelaxedSimd();
+  const out = [];
+  for (const v of variant === 'mt' ? ['mt', 'st'] : ['st']) {
+    if (relaxed) out.push([v, 'relaxed']);
+    out.push([v, 'simd128']);
+  }
+  return out;
+}
+
+function engine(variant, simd) {
   if (!enginePromise) {
     enginePromise = (async () => {
-      if (variant === 'mt') {
+      let last;
+      for (const [v, s] of candidates(variant, simd)) {
         try {
-          const mod = await createModule('mt');
-          loadedVariant = 'mt';
+          const mod = await createModule(v, s);
+          [loadedVariant, loadedSimd] = [v, s];
           return new Engine(mod);
-        } catch {
-          /* fall through to the single-thread module */
+        } catch (e) {
+          last = e; /* try the next module */
         }
       }
-      const mod = await createModule('st');
-      loadedVariant = 'st';
-      return new Engine(mod);
+      throw last;
     })();
   }
   return enginePromise;
@@ -41,7 +60,7 @@ function post(msg) { self.postMessage(msg); }
 function errorOf(e) { return { name: e?.name || 'Error', message: e?.message || String(e), code: e?.code, status: e?.status }; }
 
 async function load(id, { source, options }, signal) {
-  const e = await engine(options.variant);
+  const e = await engine(options.variant, options.simd);
   let size;
   let chunks;
   let fromCache = false;
@@ -68,8 +87,8 @@ async function load(id, { source, options }, signal) {
   model?.free();
   model = null;
   const onProgress = (p) => post({ id, type: 'progress', ...p, fromCache });
-  model = await e.loadModel(size, chunks, { onProgress, signal, pretokenizer: options.pretokenizer });
-  return { info: model.info, fromCache, variant: loadedVariant };
+  model = await e.loadModel(size, chunks, { onProgress, signal, pretokenizer: options.pretokenizer, headQuant: options.headQuant });
+  return { info: model.info, fromCache, variant: loadedVariant, simd: loadedSimd };
 }
 
 async function stream(id, iterator) {

@@ -114,7 +114,7 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         {"--deadline", F_INT, &cfg->deadline_s, "seconds a request may take, queue wait included (default 600)"},
         {"--queue", F_INT, &cfg->max_queue, "requests that may wait for a slot before 503 (default 64)"},
         {"-b|--batch-size", F_INT, &cfg->step_tokens, "tokens per step: decode tokens + prompt chunks (default 64)"},
-        {"--prefill-alone", F_INT, &cfg->prefill_alone, "1: a prompt's last chunk runs without decode tokens, at most every other step (default); 0: never"},
+        {"--prefill-alone", F_INT, &cfg->prefill_alone, "1: a prompt's last chunk runs without decode tokens, at most two such steps in a row (default); 0: never"},
         {"--body-limit", F_SIZE, &cfg->body_limit, "largest request body in bytes (default 1048576)"},
         {"--header-limit", F_SIZE, &cfg->header_limit, "memory per connection for headers, bytes (default 32768)"},
         {"--max-messages", F_INT, &cfg->max_messages, "most chat messages per request (default 512)"},

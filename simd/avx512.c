@@ -230,19 +230,31 @@ AI void i8_tile(const tl_r16 *w, int64_t r, int NG, const tl_acts *a, int t0, in
     const int8_t *x[8];
     for (int i = 0; i < NG; i++) g[i] = w->data + (r / 16 + i) * n * 16;
     for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
-    __m512i acc[16];
-    for (int i = 0; i < NG * TT; i++) acc[i] = _mm512_setzero_si512();
-    for (int64_t c = 0; c < n / 4; c++) {
-        __m512i v[4];
-        for (int i = 0; i < NG; i++) v[i] = _mm512_loadu_si512(g[i] + 64 * c);
-        for (int t = 0; t < TT; t++) {
-            const __m512i b = bcast4(x[t] + 4 * c);
-            for (int i = 0; i < NG; i++) acc[i * TT + t] = _mm512_dpbusd_epi32(acc[i * TT + t], v[i], b);
+    /* partial sums over chunks c % AS (integer, so exact in any order): enough independent vpdpbusd chains */
+    const int AS = NG * TT <= 3 ? 4 : NG * TT <= 8 ? 2 : 1;
+    __m512i acc[16][4];
+    for (int i = 0; i < NG * TT; i++)
+        for (int p = 0; p < AS; p++) acc[i][p] = _mm512_setzero_si512();
+    int64_t c = 0;
+    for (; c + AS <= n / 4; c += AS)
+        for (int p = 0; p < AS; p++) {
+            __m512i v[4];
+            for (int i = 0; i < NG; i++) v[i] = _mm512_loadu_si512(g[i] + 64 * (c + p));
+            for (int t = 0; t < TT; t++) {
+                const __m512i b = bcast4(x[t] + 4 * (c + p));
+                for (int i = 0; i < NG; i++) acc[i * TT + t][p] = _mm512_dpbusd_epi32(acc[i * TT + t][p], v[i], b);
+            }
         }
-    }
-    for (int i = 0; i < NG; i++)
+    for (; c < n / 4; c++)
         for (int t = 0; t < TT; t++)
-            i8_store(acc[i * TT + t], a, t0 + t, w->drow + r + 16 * i, y + (int64_t)(t0 + t) * ys + r + 16 * i);
+            for (int i = 0; i < NG; i++)
+                acc[i * TT + t][0] = _mm512_dpbusd_epi32(acc[i * TT + t][0], _mm512_loadu_si512(g[i] + 64 * c), bcast4(x[t] + 4 * c));
+    for (int i = 0; i < NG; i++)
+        for (int t = 0; t < TT; t++) {
+            __m512i sum = acc[i * TT + t][0];
+            for (int p = 1; p < AS; p++) sum = _mm512_add_epi32(sum, acc[i * TT + t][p]);
+            i8_store(sum, a, t0 + t, w->drow + r + 16 * i, y + (int64_t)(t0 + t) * ys + r + 16 * i);
+        }
 }
 
 /* One token, one group: four accumulators over consecutive chunks keep four vpdpbusd chains in flight. */
@@ -267,11 +279,12 @@ static void gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *
         for (; r < r1; r += 16) i8_dot1(w, r, a, y);
         return;
     }
-    for (; r + 32 <= r1; r += 32)
-        for (int t0 = 0; t0 < a->T; t0 += 8) {
-            const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
-            TILE_SWITCH(i8_tile, w, r, 2, a, t0, tt, y, ys)
-        }
+    if (a->T > SMALL_T) /* below, one group at a time keeps to one sequential stream (as for I2_S) */
+        for (; r + 32 <= r1; r += 32)
+            for (int t0 = 0; t0 < a->T; t0 += 8) {
+                const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
+                TILE_SWITCH(i8_tile, w, r, 2, a, t0, tt, y, ys)
+            }
     for (; r < r1; r += 16)
         for (int t0 = 0; t0 < a->T; t0 += 8) {
             const int tt = a->T - t0 < 8 ? a->T - t0 : 8;

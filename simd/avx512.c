@@ -72,7 +72,7 @@ AI void codes_dot1(const uint8_t *const *g, int NG, const int8_t *x, int64_t n_c
  * chain and 3 or 4 chains leave the unit idle most cycles (1 × 4 ran at 200 G MAC/s per core, below the 345 of
  * independent vpdpbusd here). */
 AI void codes_tile(const uint8_t *const *g, int NG, const int8_t *const *x, int TT, int64_t c0, int64_t c1, __m512i *acc) {
-    const int AS = NG * TT <= 3 ? 4 : NG * TT <= 8 ? 2 : 1;
+    const int AS = NG * TT <= 3 ? 4 : NG * TT <= 7 ? 2 : 1;
     const __m512i m3 = _mm512_set1_epi8(3);
     __m512i part[16][4];
     for (int k = 0; k < NG * TT; k++)
@@ -231,7 +231,7 @@ AI void i8_tile(const tl_r16 *w, int64_t r, int NG, const tl_acts *a, int t0, in
     for (int i = 0; i < NG; i++) g[i] = w->data + (r / 16 + i) * n * 16;
     for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
     /* partial sums over chunks c % AS (integer, so exact in any order): enough independent vpdpbusd chains */
-    const int AS = NG * TT <= 3 ? 4 : NG * TT <= 8 ? 2 : 1;
+    const int AS = NG * TT <= 3 ? 4 : NG * TT <= 7 ? 2 : 1;
     __m512i acc[16][4];
     for (int i = 0; i < NG * TT; i++)
         for (int p = 0; p < AS; p++) acc[i][p] = _mm512_setzero_si512();

@@ -25,8 +25,10 @@ static inline int32_t hsum256(__m256i v) {
 /* One-token products walk the groups one after another: a single sequential stream is what the hardware prefetcher
  * follows best (measured: 1 stream 21.8 GB/s on one core, 2 or 4 interleaved group streams 10-15 GB/s, software
  * prefetch at any distance no better). */
-/* Up to SMALL_T tokens (a decode step of several streams) the weights stream from memory once, and a 2-group tile's two
- * interleaved streams ran at 7-9 GB/s on one core where one group at a time streams at memory speed. */
+/* Up to SMALL_T tokens (a decode step of several streams) the weights stream from memory once: a 2-group tile's two
+ * interleaved streams ran at 7-9 GB/s on one core (Zen 5, 70 MB weight, T = 2..6), one group at a time at 15-30 GB/s.
+ * From 8 tokens on the tile is compute-bound and the 2-group tile, which loads each broadcast once for both groups,
+ * was faster (2 threads, T = 8: 4.2-4.7 ms against 5.5-6.0). */
 #ifndef SMALL_T
 #define SMALL_T 7
 #endif
@@ -69,8 +71,7 @@ AI void codes_dot1(const uint8_t *const *g, int NG, const int8_t *x, int64_t n_c
  * 64-byte load is decoded once (shift, mask) and feeds TT vpdpbusd; each broadcast activation feeds NG.
  * acc[i*TT + t] accumulates group i, token t. A small tile splits each sum over AS partial accumulators (code slice s
  * into partial s % AS; integer sums, so the order is free): with one, the 4 vpdpbusd of a chunk form one dependency
- * chain and 3 or 4 chains leave the unit idle most cycles (1 × 4 ran at 200 G MAC/s per core, below the 345 of
- * independent vpdpbusd here). */
+ * chain and 3 or 4 chains leave the unit idle most cycles (1 group × 4 tokens: 200 G MAC/s per core before, 370 after). */
 AI void codes_tile(const uint8_t *const *g, int NG, const int8_t *const *x, int TT, int64_t c0, int64_t c1, __m512i *acc) {
     const int AS = NG * TT <= 3 ? 4 : NG * TT <= 7 ? 2 : 1;
     const __m512i m3 = _mm512_set1_epi8(3);

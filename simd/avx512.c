@@ -25,6 +25,13 @@ static inline int32_t hsum256(__m256i v) {
 /* One-token products walk the groups one after another: a single sequential stream is what the hardware prefetcher
  * follows best (measured: 1 stream 21.8 GB/s on one core, 2 or 4 interleaved group streams 10-15 GB/s, software
  * prefetch at any distance no better). */
+/* Up to SMALL_T tokens (a decode step of several streams) the weights stream from memory once: a 2-group tile's two
+ * interleaved streams ran at 7-9 GB/s on one core (Zen 5, 70 MB weight, T = 2..6), one group at a time at 15-30 GB/s.
+ * From 8 tokens on the tile is compute-bound and the 2-group tile, which loads each broadcast once for both groups,
+ * was faster (2 threads, T = 8: 4.2-4.7 ms against 5.5-6.0). */
+#ifndef SMALL_T
+#define SMALL_T 7
+#endif
 #ifndef DOT1_NG
 #define DOT1_NG 1
 #endif
@@ -62,9 +69,15 @@ AI void codes_dot1(const uint8_t *const *g, int NG, const int8_t *x, int64_t n_c
 
 /* NG groups × TT tokens of 2-bit codes over chunks [c0, c1) (x[t] points at the activations of chunk c0): each
  * 64-byte load is decoded once (shift, mask) and feeds TT vpdpbusd; each broadcast activation feeds NG.
- * acc[i*TT + t] accumulates group i, token t. */
+ * acc[i*TT + t] accumulates group i, token t. A small tile splits each sum over AS partial accumulators (code slice s
+ * into partial s % AS; integer sums, so the order is free): with one, the 4 vpdpbusd of a chunk form one dependency
+ * chain and 3 or 4 chains leave the unit idle most cycles (1 group × 4 tokens: 200 G MAC/s per core before, 370 after). */
 AI void codes_tile(const uint8_t *const *g, int NG, const int8_t *const *x, int TT, int64_t c0, int64_t c1, __m512i *acc) {
+    const int AS = NG * TT <= 3 ? 4 : NG * TT <= 7 ? 2 : 1;
     const __m512i m3 = _mm512_set1_epi8(3);
+    __m512i part[16][4];
+    for (int k = 0; k < NG * TT; k++)
+        for (int p = 0; p < AS; p++) part[k][p] = _mm512_setzero_si512();
     for (int64_t c = c0; c < c1; c++) {
         __m512i v[4];
         for (int i = 0; i < NG; i++) v[i] = _mm512_loadu_si512(g[i] + 64 * c);
@@ -73,10 +86,13 @@ AI void codes_tile(const uint8_t *const *g, int NG, const int8_t *const *x, int 
             for (int i = 0; i < NG; i++) code[i] = _mm512_and_si512(s ? _mm512_srli_epi16(v[i], (unsigned)(2 * s)) : v[i], m3);
             for (int t = 0; t < TT; t++) {
                 const __m512i b = bcast4(x[t] + 16 * (c - c0) + 4 * s);
-                for (int i = 0; i < NG; i++) acc[i * TT + t] = _mm512_dpbusd_epi32(acc[i * TT + t], code[i], b);
+                for (int i = 0; i < NG; i++)
+                    part[i * TT + t][s % AS] = _mm512_dpbusd_epi32(part[i * TT + t][s % AS], code[i], b);
             }
         }
     }
+    for (int k = 0; k < NG * TT; k++)
+        for (int p = 0; p < AS; p++) acc[k] = _mm512_add_epi32(acc[k], part[k][p]);
 }
 
 /* I2_S epilogue for 16 rows of one token: the scalar formula, lane by lane. */
@@ -136,6 +152,10 @@ static void gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts 
             codes_dot1(g, 1, a->q, n / 16, acc);
             i2s_store(acc[0], a, 0, w->scale, y + r);
         }
+        return;
+    }
+    if (a->T <= SMALL_T) { /* one token tile: weights are read once, so keep to one sequential stream */
+        for (; r < r1; r += 16) i2s_tiles(w, r, 1, a, y, ys);
         return;
     }
     for (; r + 32 <= r1; r += 32) i2s_tiles(w, r, 2, a, y, ys);
@@ -211,19 +231,31 @@ AI void i8_tile(const tl_r16 *w, int64_t r, int NG, const tl_acts *a, int t0, in
     const int8_t *x[8];
     for (int i = 0; i < NG; i++) g[i] = w->data + (r / 16 + i) * n * 16;
     for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
-    __m512i acc[16];
-    for (int i = 0; i < NG * TT; i++) acc[i] = _mm512_setzero_si512();
-    for (int64_t c = 0; c < n / 4; c++) {
-        __m512i v[4];
-        for (int i = 0; i < NG; i++) v[i] = _mm512_loadu_si512(g[i] + 64 * c);
-        for (int t = 0; t < TT; t++) {
-            const __m512i b = bcast4(x[t] + 4 * c);
-            for (int i = 0; i < NG; i++) acc[i * TT + t] = _mm512_dpbusd_epi32(acc[i * TT + t], v[i], b);
+    /* partial sums over chunks c % AS (integer, so exact in any order): enough independent vpdpbusd chains */
+    const int AS = NG * TT <= 3 ? 4 : NG * TT <= 7 ? 2 : 1;
+    __m512i acc[16][4];
+    for (int i = 0; i < NG * TT; i++)
+        for (int p = 0; p < AS; p++) acc[i][p] = _mm512_setzero_si512();
+    int64_t c = 0;
+    for (; c + AS <= n / 4; c += AS)
+        for (int p = 0; p < AS; p++) {
+            __m512i v[4];
+            for (int i = 0; i < NG; i++) v[i] = _mm512_loadu_si512(g[i] + 64 * (c + p));
+            for (int t = 0; t < TT; t++) {
+                const __m512i b = bcast4(x[t] + 4 * (c + p));
+                for (int i = 0; i < NG; i++) acc[i * TT + t][p] = _mm512_dpbusd_epi32(acc[i * TT + t][p], v[i], b);
+            }
         }
-    }
-    for (int i = 0; i < NG; i++)
+    for (; c < n / 4; c++)
         for (int t = 0; t < TT; t++)
-            i8_store(acc[i * TT + t], a, t0 + t, w->drow + r + 16 * i, y + (int64_t)(t0 + t) * ys + r + 16 * i);
+            for (int i = 0; i < NG; i++)
+                acc[i * TT + t][0] = _mm512_dpbusd_epi32(acc[i * TT + t][0], _mm512_loadu_si512(g[i] + 64 * c), bcast4(x[t] + 4 * c));
+    for (int i = 0; i < NG; i++)
+        for (int t = 0; t < TT; t++) {
+            __m512i sum = acc[i * TT + t][0];
+            for (int p = 1; p < AS; p++) sum = _mm512_add_epi32(sum, acc[i * TT + t][p]);
+            i8_store(sum, a, t0 + t, w->drow + r + 16 * i, y + (int64_t)(t0 + t) * ys + r + 16 * i);
+        }
 }
 
 /* One token, one group: four accumulators over consecutive chunks keep four vpdpbusd chains in flight. */
@@ -248,11 +280,12 @@ static void gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *
         for (; r < r1; r += 16) i8_dot1(w, r, a, y);
         return;
     }
-    for (; r + 32 <= r1; r += 32)
-        for (int t0 = 0; t0 < a->T; t0 += 8) {
-            const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
-            TILE_SWITCH(i8_tile, w, r, 2, a, t0, tt, y, ys)
-        }
+    if (a->T > SMALL_T) /* below, one group at a time keeps to one sequential stream (as for I2_S) */
+        for (; r + 32 <= r1; r += 32)
+            for (int t0 = 0; t0 < a->T; t0 += 8) {
+                const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
+                TILE_SWITCH(i8_tile, w, r, 2, a, t0, tt, y, ys)
+            }
     for (; r < r1; r += 16)
         for (int t0 = 0; t0 < a->T; t0 += 8) {
             const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
@@ -287,120 +320,89 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
-/* One F16 row times TT (<= 8) tokens, each token's 32 canonical lanes in two zmm: every 16 weights are converted
- * once and multiplied into every token's lanes (16 accumulators). */
-AI void f16_row_tile(const uint16_t *w, const float *const *x, int TT, int64_t n, float *out) {
-    __m512 a[8][2];
-    for (int t = 0; t < TT; t++) a[t][0] = a[t][1] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        _mm_prefetch((const char *)(w + i + 4096), _MM_HINT_T1);
-        const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + i)));
-        const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + i + 16)));
-        for (int t = 0; t < TT; t++) {
-            a[t][0] = _mm512_add_ps(a[t][0], _mm512_mul_ps(w0, _mm512_loadu_ps(x[t] + i)));
-            a[t][1] = _mm512_add_ps(a[t][1], _mm512_mul_ps(w1, _mm512_loadu_ps(x[t] + i + 16)));
-        }
-    }
-    for (int t = 0; t < TT; t++) {
-        if (i == n) {
-            out[t] = fold32(a[t][0], a[t][1]);
-            continue;
-        }
-        float l[TL_LANES];
-        _mm512_storeu_ps(l, a[t][0]);
-        _mm512_storeu_ps(l + 16, a[t][1]);
-        for (int64_t j = i; j < n; j++) l[j % TL_LANES] += tl_f16_to_f32(w[j]) * x[t][j];
-        out[t] = tl_lanes_fold(l);
-    }
-}
-
-/* F16_R F16 rows times TT (<= F16_TT) tokens: each activation load serves every row of the tile, each converted
- * weight every token (24 accumulators, 4 weight and 2 activation registers). Measured on this machine (one thread,
- * 8192 × 2560 rows, T = 8): 2 × 6 7.2-8.0 ms, 4 × 2 6.9-9.9, 2 × 4 8.0-8.3, 3 × 4 8.5, 1 × 6 9.2, 1 × 8 8.0 (runs vary
- * by 20% on the shared machine); the float work (a multiply and an add per weight and token, no FMA) sets the
- * pace, not the weight stream. */
-#define F16_R 2
-#define F16_TT 6
-
-AI void f16_rows_tile(const uint16_t *w, int64_t n, const float *const *x, int TT, float out[F16_R][F16_TT]) {
-    __m512 a[F16_R][F16_TT][2]; /* [row][token][lanes 0-15, 16-31] */
-    for (int r = 0; r < F16_R; r++)
+/* R F16 rows (at w, w + n, ...) times TT tokens (R <= 4, TT <= 3), each (row, token) in its 32 canonical lanes (two zmm):
+ * every converted weight serves TT tokens and every activation load R rows. The rows of a tile are one contiguous
+ * block of R·n weights, read as R streams; so each pass also prefetches the next block in address order (R lines per
+ * 32 weights covers it exactly), which the hardware prefetcher does not do for R interleaved streams. */
+AI void f16_tile(const uint16_t *w, int64_t n, const float *const *x, int R, int TT, float *out) {
+    __m512 a[4][3][2]; /* [row][token][lanes 0-15, 16-31] */
+    for (int r = 0; r < R; r++)
         for (int t = 0; t < TT; t++) a[r][t][0] = a[r][t][1] = _mm512_setzero_ps();
+    const uintptr_t next = (uintptr_t)(const void *)(w + R * n); /* an address only: prefetches never fault */
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512 p[F16_R][2];
-        for (int r = 0; r < F16_R; r++) {
-            const uint16_t *wr = w + r * n + i;
-            _mm_prefetch((const char *)(wr + 4096), _MM_HINT_T1);
-            p[r][0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)wr));
-            p[r][1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(wr + 16)));
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(next + (uintptr_t)(i / 32 * R + r) * 64), _MM_HINT_T0);
+        __m512 p[4][2];
+        for (int r = 0; r < R; r++) {
+            p[r][0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + r * n + i)));
+            p[r][1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + r * n + i + 16)));
         }
         for (int t = 0; t < TT; t++) {
             const __m512 x0 = _mm512_loadu_ps(x[t] + i), x1 = _mm512_loadu_ps(x[t] + i + 16);
-            for (int r = 0; r < F16_R; r++) {
+            for (int r = 0; r < R; r++) {
                 a[r][t][0] = _mm512_add_ps(a[r][t][0], _mm512_mul_ps(p[r][0], x0));
                 a[r][t][1] = _mm512_add_ps(a[r][t][1], _mm512_mul_ps(p[r][1], x1));
             }
         }
     }
-    for (int r = 0; r < F16_R; r++)
+    for (int r = 0; r < R; r++)
         for (int t = 0; t < TT; t++) {
             if (i == n) {
-                out[r][t] = fold32(a[r][t][0], a[r][t][1]);
+                out[r * 3 + t] = fold32(a[r][t][0], a[r][t][1]);
                 continue;
             }
             float l[TL_LANES];
             _mm512_storeu_ps(l, a[r][t][0]);
             _mm512_storeu_ps(l + 16, a[r][t][1]);
             for (int64_t j = i; j < n; j++) l[j % TL_LANES] += tl_f16_to_f32(w[r * n + j]) * x[t][j];
-            out[r][t] = tl_lanes_fold(l);
+            out[r * 3 + t] = tl_lanes_fold(l);
         }
 }
 
-/* F16 rows in file layout times T tokens: rows in pairs, each pair read from memory once (the later token tiles find
- * it in L1 or L2); a last odd row goes through the one-row tile. */
+#define F16_TILE_TT(R, tt, w, n, xs, out)                                                                              \
+    switch (tt) {                                                                                                      \
+    case 1: f16_tile(w, n, xs, R, 1, out); break;                                                                      \
+    case 2: f16_tile(w, n, xs, R, 2, out); break;                                                                      \
+    default: f16_tile(w, n, xs, R, 3, out); break;                                                                     \
+    }
+
+/* Rows [r, r + R) (R = 1 or 4) times every token, in passes of at most TT <= 3 tokens (the later passes find the rows in
+ * L1 or L2). */
+static void f16_rows(const uint16_t *w, int64_t n, int64_t r, int R, int TT, const float *x, int T, float *y, int64_t ys) {
+    for (int t0 = 0; t0 < T; t0 += TT) {
+        const int tt = T - t0 < TT ? T - t0 : TT;
+        const float *xs[3];
+        float out[4 * 3];
+        for (int t = 0; t < tt; t++) xs[t] = x + (int64_t)(t0 + t) * n;
+        const uint16_t *wr = w + r * n;
+        if (R == 4) F16_TILE_TT(4, tt, wr, n, xs, out)
+        else F16_TILE_TT(1, tt, wr, n, xs, out)
+        for (int k = 0; k < R; k++)
+            for (int t = 0; t < tt; t++) y[(int64_t)(t0 + t) * ys + r + k] = out[k * 3 + t];
+    }
+}
+
+/* Tile shape for a step of T tokens, from a microbenchmark on this machine (Zen 5, 2 threads, 128256 × 2560 rows, best of
+ * 7, runs vary by 20-30%): T = 2: 1 × 2 10.5-14.4 ms, 2 × 6 14.2, 4 × 2 16.5; T = 4: 4 × 3 16.5, 3 × 4 17.7, 2 × 6 19.4,
+ * 1 × 4 19.8-20.9; T = 8: 4 × 3 23.9, 4 × 2 31.0, 2 × 6 34.4 (was 36.7 without the block prefetch). Up to 3 tokens one
+ * row at a time keeps a single stream (and x in L1); from 4 on the multiplies set the pace, and sharing each activation
+ * load over 4 rows (with 24 accumulators) issues the most of them. */
+static void f16_shape(int T, int *R, int *TT) {
+    *R = T <= 3 ? 1 : 4;
+    *TT = T <= 3 ? T : 3;
+}
+
+/* F16 rows in file layout times T tokens, each row read from memory once for all T tokens. */
 static void gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys) {
     int64_t r = r0;
     if (T == 1) {
         for (; r < r1; r++) y[r] = dot_f16(w + r * n, x, n);
         return;
     }
-    for (; r + F16_R <= r1; r += F16_R)
-        for (int t0 = 0; t0 < T; t0 += F16_TT) {
-            const int tt = T - t0 < F16_TT ? T - t0 : F16_TT;
-            const float *xs[F16_TT];
-            float out[F16_R][F16_TT];
-            for (int t = 0; t < tt; t++) xs[t] = x + (int64_t)(t0 + t) * n;
-            switch (tt) {
-            case 1: f16_rows_tile(w + r * n, n, xs, 1, out); break;
-            case 2: f16_rows_tile(w + r * n, n, xs, 2, out); break;
-            case 3: f16_rows_tile(w + r * n, n, xs, 3, out); break;
-            case 4: f16_rows_tile(w + r * n, n, xs, 4, out); break;
-            case 5: f16_rows_tile(w + r * n, n, xs, 5, out); break;
-            default: f16_rows_tile(w + r * n, n, xs, 6, out); break;
-            }
-            for (int k = 0; k < F16_R; k++)
-                for (int t = 0; t < tt; t++) y[(int64_t)(t0 + t) * ys + r + k] = out[k][t];
-        }
-    for (; r < r1; r++)
-        for (int t0 = 0; t0 < T; t0 += 8) {
-            const int tt = T - t0 < 8 ? T - t0 : 8;
-            const float *xs[8];
-            float out[8];
-            for (int t = 0; t < tt; t++) xs[t] = x + (int64_t)(t0 + t) * n;
-            switch (tt) {
-            case 1: f16_row_tile(w + r * n, xs, 1, n, out); break;
-            case 2: f16_row_tile(w + r * n, xs, 2, n, out); break;
-            case 3: f16_row_tile(w + r * n, xs, 3, n, out); break;
-            case 4: f16_row_tile(w + r * n, xs, 4, n, out); break;
-            case 5: f16_row_tile(w + r * n, xs, 5, n, out); break;
-            case 6: f16_row_tile(w + r * n, xs, 6, n, out); break;
-            case 7: f16_row_tile(w + r * n, xs, 7, n, out); break;
-            default: f16_row_tile(w + r * n, xs, 8, n, out); break;
-            }
-            for (int t = 0; t < tt; t++) y[(int64_t)(t0 + t) * ys + r] = out[t];
-        }
+    int R, TT;
+    f16_shape(T, &R, &TT);
+    for (; r + R <= r1; r += R) f16_rows(w, n, r, R, TT, x, T, y, ys);
+    for (; r < r1; r++) f16_rows(w, n, r, 1, TT, x, T, y, ys);
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {

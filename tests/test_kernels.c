@@ -257,7 +257,7 @@ static int count_diff(const float *a, const float *b, int64_t n) {
 
 static void test_r16_i2s(const tl_kernels *k) {
     static const int64_t ns[] = {128, 384, 2560, 6912}; /* 6912: more than one activation panel in the AVX2 path */
-    static const int Ts[] = {1, 2, 3, 7, 8, 9, 17};
+    static const int Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17}; /* every small-step tile (T <= 8) and remainder */
     static const int64_t rows[] = {16, 48, 64};
     const tl_kernels *ref = tl_kernels_scalar();
     for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
@@ -331,7 +331,7 @@ static void test_r16_tq(const tl_kernels *k) {
 }
 
 static void test_r16_i8(const tl_kernels *k) {
-    static const int Ts[] = {1, 3, 8, 9, 17};
+    static const int Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17}; /* every small-step tile and remainder */
     const tl_kernels *ref = tl_kernels_scalar();
     for (int64_t n = 4; n <= 2564; n += 1280)
         for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++)

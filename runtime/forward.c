@@ -341,43 +341,6 @@ static double sum_lanes_d(const float *v, uint32_t n) {
     return tl_lanes_fold_d(lanes, TL_LANES);
 }
 
-/* v[p] = tl_expf(v[p] - max) for rows whose differences all lie in [-104, 0] (no NaN, no clamp): the same double
- * arithmetic as mathx's tl_expf, operation for operation, without its range branches, so the loop vectorizes. */
-static inline __attribute__((always_inline)) void exp_minus_max_body(float *v, uint32_t n, float max) {
-    for (uint32_t p = 0; p < n; p++) {
-        const double x = (double)(v[p] - max);
-        const double kf = x * 1.44269504088896338700 + (x < 0 ? -0.5 : 0.5);
-        const int k = (int)kf;
-        const double r = (x - (double)k * 6.93147180369123816490e-01) - (double)k * 1.90821492927058770002e-10;
-        const double e = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320))))))));
-        const int k1 = k / 2, k2 = k - k1; /* times 2^k in two exact steps, as mathx's scale2 */
-        const uint64_t b1 = (uint64_t)(k1 + 1023) << 52, b2 = (uint64_t)(k2 + 1023) << 52;
-        double s1, s2;
-        memcpy(&s1, &b1, 8);
-        memcpy(&s2, &b2, 8);
-        v[p] = (float)(e * s1 * s2);
-    }
-}
-
-#if defined(TERNLM_HAVE_AVX512) && (defined(__GNUC__) || defined(__clang__))
-/* The same loop built for AVX-512 (8 doubles a vector instead of SSE2's 2): IEEE double operations give the same
- * bits at any width, and the build's -ffp-contract=off keeps them unfused. The softmax of a long context is the
- * attention's largest cost after the dot products. */
-__attribute__((target("avx512f"))) static void exp_minus_max_avx512(float *v, uint32_t n, float max) {
-    exp_minus_max_body(v, n, max);
-}
-#endif
-
-static void exp_minus_max_row(float *v, uint32_t n, float max) {
-#if defined(TERNLM_HAVE_AVX512) && (defined(__GNUC__) || defined(__clang__))
-    if (__builtin_cpu_supports("avx512f")) { /* a load and a test of what the CPU model said at start-up */
-        exp_minus_max_avx512(v, n, max);
-        return;
-    }
-#endif
-    exp_minus_max_body(v, n, max);
-}
-
 static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh, float *scores, float *qh) {
     const tl_hparams *h = &s->m->hp;
     /* each token attends to its own sequence's slot, up to its own position */
@@ -400,7 +363,7 @@ static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh,
         nan |= scores[p] != scores[p];
     }
     /* every score minus the max inside tl_expf's plain range: the branch-free row form, else the function */
-    if (!nan && max < INFINITY && (double)(min - max) >= -104.0) exp_minus_max_row(scores, pos + 1, max);
+    if (!nan && max < INFINITY && (double)(min - max) >= -104.0) s->kern->exp_minus_max(scores, pos + 1, max);
     else
         for (uint32_t p = 0; p <= pos; p++) scores[p] = tl_expf(scores[p] - max);
     const float inv = (float)(1.0 / sum_lanes_d(scores, pos + 1));

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../runtime/tensor_types.h"
+#include "exp_row.h"
 #include "lanes.h"
 #include "paths.h"
 
@@ -586,6 +587,7 @@ static void gemm_i8_r16_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_a
 }
 
 static const tl_kernels k_avx2 = {
+    .exp_minus_max = tl_exp_minus_max_row,
     .name = "avx2",
     .quantize_i8 = tl_avx2_quantize_i8,
     .quantize_q8k = tl_scalar_quantize_q8k,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../runtime/tensor_types.h"
+#include "exp_row.h"
 #include "lanes.h"
 #include "paths.h"
 
@@ -514,6 +515,7 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
 }
 
 static const tl_kernels k_avx512 = {
+    .exp_minus_max = tl_exp_minus_max_row,
     .name = "avx512",
     .quantize_i8 = tl_avx2_quantize_i8,
     .quantize_q8k = tl_scalar_quantize_q8k,

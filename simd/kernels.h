@@ -58,6 +58,9 @@ typedef struct tl_kernels {
     float (*dot_q8_0)(const uint8_t *w, const uint8_t *a, int64_t n);
     /* Attention output: out[d] = Σ_p prob[p] · f16(V[p·stride + d]) for d < hd. */
     void (*attn_pv)(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd);
+    /* Softmax: v[p] = tl_expf(v[p] - max) for a row whose differences all lie in [-104, 0] (no NaN): simd/exp_row.h,
+     * built with the path's vector width (same bits everywhere). */
+    void (*exp_minus_max)(float *v, uint32_t n, float max);
 
     /* Bonsai: a Q1_0 (n % 128 == 0) or Q2_0 (n % 64 == 0) row · Q8_0 activations from tl_quantize_q8_0_x86.
      * Integer sums s_k over each 32-element activation block are exact; then, in this order in every path,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../runtime/tensor_types.h"
+#include "exp_row.h"
 #include "lanes.h"
 #include "paths.h"
 
@@ -220,6 +221,7 @@ void tl_neon_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts 
 void tl_neon_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 
 static const tl_kernels k_neon_dot = {
+    .exp_minus_max = tl_exp_minus_max_row,
     .name = "neon",
     .quantize_i8 = quantize_i8,
     .quantize_q8k = tl_scalar_quantize_q8k,
@@ -238,6 +240,7 @@ static const tl_kernels k_neon_dot = {
     .gemm_f16 = gemm_f16,
 };
 static const tl_kernels k_neon_plain = {
+    .exp_minus_max = tl_exp_minus_max_row,
     .name = "neon",
     .quantize_i8 = quantize_i8,
     .quantize_q8k = tl_scalar_quantize_q8k,

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../runtime/tensor_types.h"
+#include "exp_row.h"
 #include "lanes.h"
 #include "paths.h"
 #include "repack.h"
@@ -249,6 +250,7 @@ void tl_scalar_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_act
 }
 
 static const tl_kernels k_scalar = {
+    .exp_minus_max = tl_exp_minus_max_row,
     .name = "scalar",
     .quantize_i8 = quantize_i8,
     .quantize_q8k = tl_scalar_quantize_q8k,

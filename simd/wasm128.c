@@ -12,6 +12,7 @@
 #include <wasm_simd128.h>
 
 #include "../runtime/tensor_types.h"
+#include "exp_row.h"
 #include "lanes.h"
 #include "paths.h"
 #include "wasm_util.h"
@@ -489,6 +490,7 @@ R16_GEMM(tl_wasm128_gemm_i8_r16, i8_tile)
 
 /* Designated: entries other paths add later stay NULL here (the forward pass then takes the generic one). */
 static const tl_kernels k_wasm128 = {
+    .exp_minus_max = tl_exp_minus_max_row,
     .name = "wasm128",
     .quantize_i8 = tl_wasm128_quantize_i8,
     .quantize_q8k = tl_scalar_quantize_q8k,

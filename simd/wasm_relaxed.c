@@ -10,6 +10,7 @@
 #include <wasm_simd128.h>
 
 #include "../runtime/tensor_types.h"
+#include "exp_row.h"
 #include "paths.h"
 #include "wasm_util.h"
 
@@ -171,6 +172,7 @@ static R16_GEMM(gemm_i2s_r16, i2s_tile)
 static R16_GEMM(gemm_tq_r16, tq_tile)
 
 static const tl_kernels k_wasm_relaxed = {
+    .exp_minus_max = tl_exp_minus_max_row,
     .name = "wasm_relaxed",
     .quantize_i8 = tl_wasm128_quantize_i8,
     .quantize_q8k = tl_scalar_quantize_q8k,

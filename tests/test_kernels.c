@@ -7,6 +7,7 @@
 #include "check.h"
 #include "json.h"
 #include "kernels.h"
+#include "mathx.h"
 #include "ternlm.h"
 #include "repack.h"
 #include "tensor_types.h"
@@ -94,6 +95,25 @@ static void test_q8k_tq(const tl_kernels *k, const tl_kernels *ref) {
     }
 }
 
+/* the softmax's exponential rows: differences from the row max over all of [-104, 0], both ends included, at row
+ * lengths around every vector width; each value must equal the path-free tl_expf's bits */
+static void test_exp_row(const tl_kernels *k, const tl_kernels *ref) {
+    for (uint32_t n = 1; n <= 67; n += 3) {
+        float a[67], b[67], want[67];
+        const float max = (float)(rnd() % 161) / 8.0f - 10.0f; /* multiples of 1/1024: every difference is exact */
+        for (uint32_t p = 0; p < n; p++) a[p] = max - (float)(rnd() % 106497) / 1024.0f;
+        a[0] = max;
+        if (n > 1) a[n - 1] = max - 104.0f;
+        memcpy(b, a, sizeof a);
+        for (uint32_t p = 0; p < n; p++) want[p] = tl_expf(a[p] - max);
+        ref->exp_minus_max(a, n, max);
+        k->exp_minus_max(b, n, max);
+        int bad = 0;
+        for (uint32_t p = 0; p < n; p++) bad += memcmp(&a[p], &want[p], 4) != 0 || memcmp(&b[p], &want[p], 4) != 0;
+        CHECK(bad == 0, "%s exp_minus_max n=%u: %d values differ from tl_expf", k->name, n, bad);
+    }
+}
+
 static void test_float(const tl_kernels *k, const tl_kernels *ref) {
     static const int64_t ns[] = {1, 7, 31, 64, 100, 2560, 4099};
     for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
@@ -137,6 +157,7 @@ static void test_float(const tl_kernels *k, const tl_kernels *ref) {
         CHECK(bad == 0, "%s attn_pv npos=%lld: %d outputs differ", k->name, (long long)npos, bad);
         free(v), free(p);
     }
+    test_exp_row(k, ref);
 }
 
 /* f16 dots over rows holding subnormals, the largest finite half, infinities and NaNs: a path that converts

@@ -281,12 +281,21 @@ __device__ void finish_and_prep(const prep_args &p, float *xs) {
 
 #define TG_PF 8 // steps per thread loaded before the input is ready (more are loaded on the way)
 
+#define OWN_MAX_N (PREP_BATCH * NORM_THREADS) // the longest input a GEMV prepares itself (one batch of loads)
+
+// Where k_tern_gemv<ACT_TOKEN, true> keeps the input it prepares (byte offsets in its dynamic shared memory): the
+// input (n floats, prep_vector's xs), the norm weights (n floats, copied before the input is ready), the int8 codes
+// (n_pad bytes, 16-byte aligned), the scale.
+__host__ __device__ inline size_t own_q_offset(int n) { return ((size_t)n * 8 + 15) / 16 * 16; }
+__host__ __device__ inline size_t own_smem(int n, int steps) { return own_q_offset(n) + (size_t)steps * 256 + 16; }
+
 // k_tern_gemv's dynamic shared memory: Q8_K's per-step sums or Q8_0's per-weight-block values (64 / S rows), then
-// the next input's preparation.
-__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n) {
+// the next input's preparation; own_n: the input it prepares itself (0: none).
+__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n, int own_n = 0) {
     const size_t part = act == ACT_TOKEN ? 0 : (size_t)(64 >> lS) * steps * (act == ACT_Q80 ? bps : 1) * 4;
-    const size_t prep = (size_t)next_n * 4;
-    return part > prep ? part : prep;
+    const size_t prep = (size_t)next_n * 4, own = own_n ? own_smem(own_n, steps) : 0;
+    const size_t m = part > prep ? part : prep;
+    return m > own ? m : own;
 }
 
 // One step (256 codes) of a row by thread g of its row group: a partial integer dot product (a: the step's codes
@@ -334,7 +343,10 @@ __device__ __forceinline__ void q80_step(uint4 w, const int8_t *q, const float *
 // memory, 8 / S rows x steps ints, to add them in block order). Up to TG_PF steps per thread are loaded before the
 // previous kernel has finished (programmatic dependent launch). Dynamic shared memory: tern_gemv_smem.
 // One instance per activation kind (ACT == w.act), so each has only its own code in its registers.
-template <int ACT>
+// OWN (I2_S, n <= OWN_MAX_N): every block prepares the input itself from io.x / io.norm_w (prep_vector into shared
+// memory), so no k_prep launch and no k_prep -> GEMV boundary: the blocks' redundant copies of one short chain run
+// side by side while their weights are already in registers.
+template <int ACT, bool OWN = false>
 __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, prep_args next) {
     extern __shared__ int part_all[];
     const int S = 1 << lS, RW = 8 >> lS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = blockIdx.y;
@@ -348,6 +360,10 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     const bool out_lane = (lane & (4 * S - 1)) == 0;
     const unsigned quad = 0xfu << (lane & ~3); // a row slice's 4 threads, which always run the same steps
     const float rscale = w.row_scale[r], oscale = w.out_scale[r], rbias = w.bias ? w.bias[r] : 0.0f;
+    static_assert(!OWN || ACT == ACT_TOKEN, "only per-token int8 inputs are prepared in the GEMV");
+    uint8_t *own = (uint8_t *)part_all;
+    if (OWN && io.norm_w) // the constant norm weights, before the input is ready (thread i: elements i + 256k)
+        for (int i = threadIdx.x; i < w.n; i += NORM_THREADS) ((float *)own)[w.n + i] = io.norm_w[i];
     prep_prefetch(next);
     dep_launch_next();
     dep_wait();
@@ -356,6 +372,15 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     const int8_t *q = in.q + (long)t * w.steps * 256;
     const float *qd = in.qd + (long)t * qstride;
     const int *qs = in.qsum + (long)t * qstride;
+    int own_sum = 0;
+    if (OWN) {
+        __shared__ prep_scratch own_sc;
+        int8_t *oq = (int8_t *)(own + own_q_offset(w.n));
+        float *od = (float *)(oq + (size_t)w.steps * 256);
+        prep_vector(io.x + (long)t * io.x_stride, w.n, w.steps * 256, io.norm_w ? (const float *)own + w.n : NULL, io.eps,
+                    PREP_TOKEN, (float *)own, oq, od, NULL, &own_sc); // ends with a barrier: codes and scale are visible
+        q = oq, qd = od, own_sum = token_sum(&own_sc);
+    }
     int *part = part_all + (warp * RW + rr) * w.steps * per_step;
     const float *dw = q80 ? w.blk_scale + (size_t)r * w.steps * w.bps : NULL;
     const float resid = io.epi == EPI_ADD && out_lane && row < w.rows ? __ldcg(io.y + (long)t * io.y_stride + row) : 0.0f;
@@ -394,7 +419,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     float v = 0.0f;
     if (ACT == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
         for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-        v = (((float)acc - (float)qs[0]) / qd[0]) * rscale;
+        v = (((float)acc - (float)(OWN ? own_sum : qs[0])) / qd[0]) * rscale;
     } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
         __syncwarp();
         const float *pv = (const float *)part;

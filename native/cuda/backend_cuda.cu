@@ -79,6 +79,8 @@ struct gpu_state {
     int own_sites;        // TERNLM_CUDA_OWN: SITE_* whose GEMV prepares its own input (k_tern_gemv<ACT_TOKEN, true>)
     int skip;             // TERNLM_CUDA_TIMING_SKIP: SKIP_* (decode timing experiments only: the results are wrong)
     int attn_group;       // prompts may use k_attention_group (GQA groups of 2..4 heads of <= 128 dimensions)
+    int attn_dec;         // one-token steps use k_attention_dec (heads of 32, 64, 96 or 128 dimensions)
+    int attn_dec_cap;     // the positions whose keys and values it copies to shared memory
     size_t attn_group_smem; // the dynamic shared memory it may take
     cudaGraphExec_t graph;
     int have_graph;
@@ -438,7 +440,12 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
         if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
             launch(g, k_attention_group, dim3(h->n_head_kv, T), dim3(128 * grp),
                    attn_group_smem_bytes(n_pos, (int)h->head_dim, grp), a, n_pos);
-        else if (!skipped(g, SKIP_ATTN))
+        else if (skipped(g, SKIP_ATTN))
+            ;
+        else if (T == 1 && g->attn_dec && to_o.mode < 0)
+            launch(g, k_attention_dec, dim3(h->n_head, T), dim3(256),
+                   attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, g->attn_dec_cap), a, g->attn_dec_cap);
+        else
             launch(g, k_attention, dim3(h->n_head, T), dim3(attn_threads(T, (int)h->head_dim)),
                attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(T), to_o.mode >= 0 ? to_o.n : 0), a, T == 1 ? 1 : 0, attn_tile(T), to_o);
         const dlin *gu0 = &L->gu[0];
@@ -531,6 +538,20 @@ static ternlm_status upload_model(gpu_state *g, const ternlm_model *m, ternlm_er
     return st;
 }
 
+// TERNLM_CUDA_CARVEOUT (0..100, percent of the shared-memory maximum): one L1 / shared-memory split for every
+// kernel, so that consecutive decode kernels with different shared-memory needs do not make an SM change its split
+// between them (-1: the driver's choice per kernel).
+static void set_carveout(int pct) {
+    if (pct < 0) return;
+    const void *ks[] = {(const void *)k_prep, (const void *)k_tern_gemv<ACT_TOKEN>, (const void *)k_tern_gemv<ACT_TOKEN, true>,
+                        (const void *)k_tern_gemv<ACT_Q8K>, (const void *)k_tern_gemv<ACT_Q80>, (const void *)k_attention,
+                        (const void *)k_attention_dec, (const void *)k_float_gemv, (const void *)k_embed,
+                        (const void *)k_head_norm, (const void *)k_noop};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+        cudaFuncSetAttribute(ks[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
+    cudaGetLastError(); // a preference only: a kernel the driver refuses it for keeps its own split
+}
+
 static int env_int(const char *name, int fallback) {
     const char *v = getenv(name);
     return v && *v ? atoi(v) : fallback;
@@ -612,6 +633,14 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->attn_group = 0;
         cudaGetLastError(); // not an error for the session: prompts use k_attention
     }
+    g->attn_dec_cap = TL_MIN((int)s->n_ctx, TL_MAX(1, TL_MIN(AD_PMAX, env_int("TERNLM_CUDA_ATTN_DEC_CAP", AD_PMAX))));
+    const size_t dec_smem = attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, g->attn_dec_cap);
+    g->attn_dec = env_int("TERNLM_CUDA_ATTN_DEC", 1) && h->head_dim % 32 == 0 && h->head_dim <= 128 && dec_smem <= limit;
+    if (!st && g->attn_dec && cudaFuncSetAttribute(k_attention_dec, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dec_smem)) {
+        g->attn_dec = 0;
+        cudaGetLastError(); // not an error for the session: decode uses k_attention
+    }
+    if (!st) set_carveout(env_int("TERNLM_CUDA_CARVEOUT", -1));
     if (st) {
         ternlm_session_free(s);
         return st;

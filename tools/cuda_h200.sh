@@ -62,7 +62,7 @@ if has bench; then
     echo "--- $v"
     $bin bench -m $M -p 512 -n 128 -r 5 --gpu 2>&1 | tee "$OUT/bench-$v.log" | tail -4
   done
-  echo "--- new, TERNLM_CUDA_PREP=1 (the producer's last block prepares the next input)"
+  echo "--- new, TERNLM_CUDA_PREP=15 (the producer's last block prepares every next input)"
   TERNLM_CUDA_PREP=15 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -1
 fi
 # "NAME:VAR=V,VAR=V" settings of the input preparation (backend_cuda.cu's SITE_* bits: 1 qkv, 2 o, 4 gate/up, 8 down)

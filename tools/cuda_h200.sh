@@ -3,7 +3,10 @@
 # previous native/cuda files, that version too), then runs tools/cuda_check.sh's checks, ternlm bench, an Nsight
 # Compute profile of one decode step and a bandwidth copy, with every log under $OUT.
 #   OUT=/tmp/out TERNLM_SHARED_DIR=.device-data/shared tools/cuda_h200.sh [steps...]
-# steps: build old match memcheck conformance bench bonsai batch ncubatch ncu ncupp torch (default: all)
+# steps: build old match memcheck conformance bench bonsai batch ncubatch ncu ncupp torch (default: all), and
+# variants (match, memcheck and tg128 of each input-preparation setting in VARIANTS, alternating with the default),
+# skips (tg128 with kinds of decode launches left out or emptied: TERNLM_CUDA_TIMING_SKIP), ncuvar (ncu of a step
+# under NCU_VARIANT)
 # Environment: TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150).
 set -u
 OUT=${OUT:-/tmp/cuda-out}
@@ -59,8 +62,43 @@ if has bench; then
     echo "--- $v"
     $bin bench -m $M -p 512 -n 128 -r 5 --gpu 2>&1 | tee "$OUT/bench-$v.log" | tail -4
   done
-  echo "--- new, TERNLM_CUDA_PREP=1 (the producer's last block prepares the next input)"
-  TERNLM_CUDA_PREP=1 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -1
+  echo "--- new, TERNLM_CUDA_PREP=15 (the producer's last block prepares every next input)"
+  TERNLM_CUDA_PREP=15 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -1
+fi
+# "NAME:VAR=V,VAR=V" settings of the input preparation (backend_cuda.cu's SITE_* bits: 1 qkv, 2 o, 4 gate/up, 8 down)
+VARIANTS=${VARIANTS:-"own7:TERNLM_CUDA_OWN=7 own1:TERNLM_CUDA_OWN=1 own4:TERNLM_CUDA_OWN=4 prep2:TERNLM_CUDA_PREP=2 prep8:TERNLM_CUDA_PREP=8 own7prep8:TERNLM_CUDA_OWN=7,TERNLM_CUDA_PREP=8 own5prep10:TERNLM_CUDA_OWN=5,TERNLM_CUDA_PREP=10"}
+venv() { echo "${1#*:}" | tr ',' ' '; } # NAME:A=1,B=2 -> "A=1 B=2"
+tg() { env $1 $B/ternlm bench -m $M -p 0 -n 128 -r ${TG_RUNS:-3} --gpu 2>&1 | grep -o 'median *[0-9.]*' | grep -o '[0-9.]*$'; }
+if has variants; then
+  echo "=== variants: test_gpu_match (b158, tinystories) and memcheck (tinystories)"
+  for v in $VARIANTS; do
+    e=$(venv "$v")
+    env $e $B/tests/test_gpu_match "$TERNLM_SHARED_DIR"/fixtures/b158-llama3-i2s.gguf models/ternlm-tinystories.gguf > "$OUT/match-${v%%:*}.log" 2>&1
+    rc=$?; [ $rc = 0 ] || fails=$((fails + 1))
+    env $e compute-sanitizer --tool memcheck --error-exitcode 3 --log-file "$OUT/cs-${v%%:*}.log" $B/ternlm run -m models/ternlm-tinystories.gguf \
+      -p "Once upon a time there was a little dog" -n 8 --gpu >/dev/null 2>&1
+    rc2=$?; [ $rc2 = 0 ] || fails=$((fails + 1))
+    echo "${v%%:*}: match rc $rc ($(tail -1 "$OUT/match-${v%%:*}.log")), memcheck rc $rc2 ($(grep -E 'ERROR SUMMARY' "$OUT/cs-${v%%:*}.log" | tail -1))"
+  done
+  echo "=== variants: tg128 tokens/s (bench -p 0 -n 128 -r ${TG_RUNS:-3}, median), rounds alternate with the default"
+  for round in 1 2; do
+    line="round $round: default $(tg "")"
+    for v in $VARIANTS; do line="$line | ${v%%:*} $(tg "$(venv "$v")")"; done
+    echo "$line" | tee -a "$OUT/variants.txt"
+  done
+fi
+if has skips; then
+  echo "=== skips: tg128 with decode launches left out (results meaningless; timing only)"
+  line="default $(tg "")"
+  for k in 1 9 2 10 4 12 7 15; do line="$line | skip$k $(tg TERNLM_CUDA_TIMING_SKIP=$k)"; done
+  echo "$line" | tee "$OUT/skips.txt"
+fi
+if has ncuvar; then
+  echo "=== ncu (one decode step) under ${NCU_VARIANT:-default}: ${NCU_VCOUNT:-272} launches"
+  env $(venv "x:${NCU_VARIANT:-}") TERNLM_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none --launch-skip ${NCU_VSKIP:-2000} \
+    --launch-count ${NCU_VCOUNT:-272} --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+    $B/ternlm run -m $M -p hi -n 24 --gpu > "$OUT/ncu-var.csv" 2>"$OUT/ncu-var.err"
+  python3 tools/cuda_profile.py "$OUT/ncu-var.csv" | tee "$OUT/prof-var.txt"
 fi
 if has bonsai; then
   echo "=== bench --gpu, Bonsai 1.7B shapes (synthetic)"

@@ -281,12 +281,21 @@ __device__ void finish_and_prep(const prep_args &p, float *xs) {
 
 #define TG_PF 8 // steps per thread loaded before the input is ready (more are loaded on the way)
 
+#define OWN_MAX_N (PREP_BATCH * NORM_THREADS) // the longest input a GEMV prepares itself (one batch of loads)
+
+// Where k_tern_gemv<ACT_TOKEN, true> keeps the input it prepares (byte offsets in its dynamic shared memory): the
+// input (n floats, prep_vector's xs), the norm weights (n floats, copied before the input is ready), the int8 codes
+// (n_pad bytes, 16-byte aligned), the scale.
+__host__ __device__ inline size_t own_q_offset(int n) { return ((size_t)n * 8 + 15) / 16 * 16; }
+__host__ __device__ inline size_t own_smem(int n, int steps) { return own_q_offset(n) + (size_t)steps * 256 + 16; }
+
 // k_tern_gemv's dynamic shared memory: Q8_K's per-step sums or Q8_0's per-weight-block values (64 / S rows), then
-// the next input's preparation.
-__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n) {
+// the next input's preparation; own_n: the input it prepares itself (0: none).
+__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n, int own_n = 0) {
     const size_t part = act == ACT_TOKEN ? 0 : (size_t)(64 >> lS) * steps * (act == ACT_Q80 ? bps : 1) * 4;
-    const size_t prep = (size_t)next_n * 4;
-    return part > prep ? part : prep;
+    const size_t prep = (size_t)next_n * 4, own = own_n ? own_smem(own_n, steps) : 0;
+    const size_t m = part > prep ? part : prep;
+    return m > own ? m : own;
 }
 
 // One step (256 codes) of a row by thread g of its row group: a partial integer dot product (a: the step's codes
@@ -334,7 +343,10 @@ __device__ __forceinline__ void q80_step(uint4 w, const int8_t *q, const float *
 // memory, 8 / S rows x steps ints, to add them in block order). Up to TG_PF steps per thread are loaded before the
 // previous kernel has finished (programmatic dependent launch). Dynamic shared memory: tern_gemv_smem.
 // One instance per activation kind (ACT == w.act), so each has only its own code in its registers.
-template <int ACT>
+// OWN (I2_S, n <= OWN_MAX_N): every block prepares the input itself from io.x / io.norm_w (prep_vector into shared
+// memory), so no k_prep launch and no k_prep -> GEMV boundary: the blocks' redundant copies of one short chain run
+// side by side while their weights are already in registers.
+template <int ACT, bool OWN = false>
 __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, prep_args next) {
     extern __shared__ int part_all[];
     const int S = 1 << lS, RW = 8 >> lS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = blockIdx.y;
@@ -348,6 +360,10 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     const bool out_lane = (lane & (4 * S - 1)) == 0;
     const unsigned quad = 0xfu << (lane & ~3); // a row slice's 4 threads, which always run the same steps
     const float rscale = w.row_scale[r], oscale = w.out_scale[r], rbias = w.bias ? w.bias[r] : 0.0f;
+    static_assert(!OWN || ACT == ACT_TOKEN, "only per-token int8 inputs are prepared in the GEMV");
+    uint8_t *own = (uint8_t *)part_all;
+    if (OWN && io.norm_w) // the constant norm weights, before the input is ready (thread i: elements i + 256k)
+        for (int i = threadIdx.x; i < w.n; i += NORM_THREADS) ((float *)own)[w.n + i] = io.norm_w[i];
     prep_prefetch(next);
     dep_launch_next();
     dep_wait();
@@ -356,6 +372,15 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     const int8_t *q = in.q + (long)t * w.steps * 256;
     const float *qd = in.qd + (long)t * qstride;
     const int *qs = in.qsum + (long)t * qstride;
+    int own_sum = 0;
+    if (OWN) {
+        __shared__ prep_scratch own_sc;
+        int8_t *oq = (int8_t *)(own + own_q_offset(w.n));
+        float *od = (float *)(oq + (size_t)w.steps * 256);
+        prep_vector(io.x + (long)t * io.x_stride, w.n, w.steps * 256, io.norm_w ? (const float *)own + w.n : NULL, io.eps,
+                    PREP_TOKEN, (float *)own, oq, od, NULL, &own_sc); // ends with a barrier: codes and scale are visible
+        q = oq, qd = od, own_sum = token_sum(&own_sc);
+    }
     int *part = part_all + (warp * RW + rr) * w.steps * per_step;
     const float *dw = q80 ? w.blk_scale + (size_t)r * w.steps * w.bps : NULL;
     const float resid = io.epi == EPI_ADD && out_lane && row < w.rows ? __ldcg(io.y + (long)t * io.y_stride + row) : 0.0f;
@@ -394,7 +419,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     float v = 0.0f;
     if (ACT == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
         for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-        v = (((float)acc - (float)qs[0]) / qd[0]) * rscale;
+        v = (((float)acc - (float)(OWN ? own_sum : qs[0])) / qd[0]) * rscale;
     } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
         __syncwarp();
         const float *pv = (const float *)part;
@@ -1106,4 +1131,119 @@ __global__ void __launch_bounds__(512, 3) k_attention_group(attn_args a, int n_p
         __syncthreads();
     }
     if (lt < hd) a.out[((long)t * a.n_head + h) * hd + lt] = acc;
+}
+
+// Decode (one token per blockIdx.y, fresh): k_attention's arithmetic in the same order, shaped for latency. The
+// cached keys and values of positions below AD_PMAX do not depend on the q|k|v GEMV, so they are copied to shared
+// memory (cp.async) before dep_wait; after it, only this token's q, k and v row is read. K·Q: a warp per position,
+// 4 positions per warp at a time (lane j holds elements j + 32c, folded as key_dot's lanes); positions from AD_PMAX
+// on (cap: at most AD_PMAX, fewer to test that path) are read from the cache directly. Needs hd % 32 == 0,
+// hd <= 128, blockDim 256. Dynamic shared memory: attn_dec_smem.
+#define AD_PMAX 256
+#define AD_CAP 128 // the default: with 256, 150 KB a block needs a larger shared-memory split (measured 4.5% slower)
+
+__host__ __device__ inline size_t attn_dec_smem(int n_ctx, int hd, int n_rot, int cap) { // K, V (halves), floats
+    return (size_t)2 * cap * hd * 2 + ((size_t)n_ctx + 3 * hd + n_rot) * 4;
+}
+
+__global__ void __launch_bounds__(256) k_attention_dec(attn_args a, int cap) {
+    extern __shared__ __align__(16) float sa[];
+    __shared__ float shf[32];
+    __shared__ double shd[1];
+    const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, hd = a.hd;
+    const int grp = a.n_head / a.n_head_kv, kvh = h / grp, kv_dim = hd * a.n_head_kv, pos = tok_position(a, t);
+    const int nc = hd / 32, half = a.n_rot / 2;
+    __half *const kc = a.kc + tok_slot(a, t), *const vc = a.vc + tok_slot(a, t);
+    const __half *K = kc + kvh * hd, *V = vc + kvh * hd;
+    __half *Ks = (__half *)sa, *Vs = Ks + (size_t)cap * hd;
+    float *sc = (float *)(Vs + (size_t)cap * hd), *qh = sc + a.n_ctx, *kn = qh + hd, *vn = kn + hd, *cs = vn + hd;
+    const int ncached = min(pos, cap), per = hd / 8;
+    for (int i = tid; i < ncached * per; i += blockDim.x) { // earlier positions: written by earlier steps
+        const int p = i / per, c = i % per;
+        cp_async16(Ks + (size_t)p * hd + 8 * c, K + (long)p * kv_dim + 8 * c);
+        cp_async16(Vs + (size_t)p * hd + 8 * c, V + (long)p * kv_dim + 8 * c);
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+    for (int i = tid; i < a.n_rot; i += blockDim.x) cs[i] = a.rope[(long)pos * a.n_rot + i];
+    dep_launch_next();
+    dep_wait();
+    __syncthreads(); // cs
+    const float *row = a.qkv + (long)t * a.qkv_stride;
+    for (int i = tid; i < hd; i += blockDim.x) { // k_attention's rope of q and k, the cache store, f16 rounding
+        const int pair = a.neox ? (i < half ? i : i - half) : i / 2, first = a.neox ? i < half : (i & 1) == 0;
+        const int other = a.neox ? (first ? i + half : i - half) : (first ? i + 1 : i - 1);
+        const int o = pair < half ? other : i;
+        float qv = row[h * hd + i], kv = row[a.k_off + kvh * hd + i];
+        const float qo = row[h * hd + o], ko = row[a.k_off + kvh * hd + o], vv = row[a.v_off + kvh * hd + i];
+        if (pair < half) {
+            const float cc = cs[2 * pair], ss = cs[2 * pair + 1];
+            qv = first ? qv * cc - qo * ss : qo * ss + qv * cc;
+            kv = first ? kv * cc - ko * ss : ko * ss + kv * cc;
+        }
+        const __half kh = __float2half_rn(kv), vh = __float2half_rn(vv);
+        if (h % grp == 0) kc[(long)pos * kv_dim + kvh * hd + i] = kh, vc[(long)pos * kv_dim + kvh * hd + i] = vh;
+        qh[i] = round_f16(qv), kn[i] = __half2float(kh), vn[i] = __half2float(vh);
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    __syncthreads();
+    const float scale = 1.0f / sqrtf((float)hd);
+    float qv[4];
+#pragma unroll
+    for (int c = 0; c < 4; c++) qv[c] = c < nc ? qh[32 * c + lane] : 0.0f;
+    float mx = -INFINITY;
+    for (int p0 = 4 * warp; p0 <= pos; p0 += 32) { // positions p0 .. p0 + 3 by this warp
+        float kv[4][4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int p = p0 + u;
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const int i = 32 * c + lane;
+                kv[u][c] = 0.0f;
+                if (c < nc && p <= pos)
+                    kv[u][c] = p == pos ? kn[i] : p < cap ? __half2float(Ks[(size_t)p * hd + i]) : __half2float(K[(long)p * kv_dim + i]);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            float l = 0.0f;
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                if (c < nc) l += kv[u][c] * qv[c];
+            l = warp_fold(l);
+            if (lane == 0 && p0 + u <= pos) sc[p0 + u] = l * scale, mx = fmaxf(mx, l * scale);
+        }
+    }
+    mx = block_max(mx, shf); // (its barriers also publish sc)
+    for (int p = tid; p <= pos; p += blockDim.x) sc[p] = dev::tl_expf(sc[p] - mx);
+    __syncthreads();
+    if (tid < 32) { // the softmax denominator: 32 double lanes, position p in lane p % 32
+        double l = 0.0;
+        for (int p = tid; p <= pos; p += 32) l += (double)sc[p];
+        l = warp_fold_d(l);
+        if (tid == 0) shd[0] = l;
+    }
+    __syncthreads();
+    const float inv = (float)(1.0 / shd[0]);
+    for (int p = tid; p <= pos; p += blockDim.x) {
+        const float pr = sc[p] * inv;
+        sc[p] = a.probs_f16 ? round_f16(pr) : pr;
+    }
+    __syncthreads();
+    if (tid < hd) { // attn_pv: output d sums over positions in order, in f32
+        float acc = 0.0f;
+        const int nsm = min(pos, cap);
+        int p = 0;
+        for (; p + 8 <= nsm; p += 8) { // the loads of 8 positions first: the sum waits only on its adds
+            float pr[8], vv[8];
+#pragma unroll
+            for (int k = 0; k < 8; k++) pr[k] = sc[p + k], vv[k] = __half2float(Vs[(size_t)(p + k) * hd + tid]);
+#pragma unroll
+            for (int k = 0; k < 8; k++) acc += pr[k] * vv[k];
+        }
+        for (; p < nsm; p++) acc += sc[p] * __half2float(Vs[(size_t)p * hd + tid]);
+        for (; p < pos; p++) acc += sc[p] * __half2float(V[(long)p * kv_dim + tid]);
+        acc += sc[pos] * vn[tid];
+        a.out[((long)t * a.n_head + h) * hd + tid] = acc;
+    }
 }

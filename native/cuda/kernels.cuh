@@ -906,6 +906,28 @@ __device__ __forceinline__ float key_dot(const __half *kr, const float *kn, cons
     return l[0] + l[1];
 }
 
+// The scores sc[0..pos] of one head, given their max, become probabilities in the CPU's order: each exp, the
+// denominator in 32 double lanes (position p in lane p % 32, then the lanes.h fold), each score times 1/denominator,
+// rounded to f16 where the model says so. Every thread of the block calls it; shd holds at least one double.
+__device__ void block_softmax(float *sc, int pos, float mx, double *shd, bool probs_f16) {
+    const int tid = threadIdx.x;
+    for (int p = tid; p <= pos; p += blockDim.x) sc[p] = dev::tl_expf(sc[p] - mx);
+    __syncthreads();
+    if (tid < 32) {
+        double l = 0.0;
+        for (int p = tid; p <= pos; p += 32) l += (double)sc[p];
+        l = warp_fold_d(l);
+        if (tid == 0) shd[0] = l;
+    }
+    __syncthreads();
+    const float inv = (float)(1.0 / shd[0]);
+    for (int p = tid; p <= pos; p += blockDim.x) {
+        const float pr = sc[p] * inv;
+        sc[p] = probs_f16 ? round_f16(pr) : pr;
+    }
+    __syncthreads();
+}
+
 // Attention of query head blockIdx.x of token blockIdx.y over positions 0 .. pos, as forward.c's attend_one.
 // fresh (decode): this kernel also ropes q and k of the new token and the first query head of each KV group
 // writes k and v to the cache; the others take position pos from shared memory. Dynamic shared memory:
@@ -958,22 +980,7 @@ __global__ void k_attention(attn_args a, int fresh, int pv_tile, prep_args next)
         sc[p] = key_dot(K + (long)p * kv_dim, mine ? kn : NULL, qh, hd) * scale;
         mx = fmaxf(mx, sc[p]);
     }
-    mx = block_max(mx, shf);
-    for (int p = tid; p <= pos; p += blockDim.x) sc[p] = dev::tl_expf(sc[p] - mx);
-    __syncthreads();
-    if (tid < 32) { // the softmax denominator: 32 double lanes, position p in lane p % 32
-        double l = 0.0;
-        for (int p = tid; p <= pos; p += 32) l += (double)sc[p];
-        l = warp_fold_d(l);
-        if (tid == 0) shd[0] = l;
-    }
-    __syncthreads();
-    const float inv = (float)(1.0 / shd[0]);
-    for (int p = tid; p <= pos; p += blockDim.x) {
-        const float pr = sc[p] * inv;
-        sc[p] = a.probs_f16 ? round_f16(pr) : pr;
-    }
-    __syncthreads();
+    block_softmax(sc, pos, block_max(mx, shf), shd, a.probs_f16);
     // attn_pv: output d sums over positions in order, in f32. The V rows come through shared memory, pv_tile
     // positions at a time, loaded by every thread with 8 loads in flight, so the in-order sum waits on shared
     // memory rather than on one L2 round trip per 8 positions. Thread d < hd owns output d (blockDim >= hd).
@@ -1214,22 +1221,7 @@ __global__ void __launch_bounds__(256) k_attention_dec(attn_args a, int cap) {
             if (lane == 0 && p0 + u <= pos) sc[p0 + u] = l * scale, mx = fmaxf(mx, l * scale);
         }
     }
-    mx = block_max(mx, shf); // (its barriers also publish sc)
-    for (int p = tid; p <= pos; p += blockDim.x) sc[p] = dev::tl_expf(sc[p] - mx);
-    __syncthreads();
-    if (tid < 32) { // the softmax denominator: 32 double lanes, position p in lane p % 32
-        double l = 0.0;
-        for (int p = tid; p <= pos; p += 32) l += (double)sc[p];
-        l = warp_fold_d(l);
-        if (tid == 0) shd[0] = l;
-    }
-    __syncthreads();
-    const float inv = (float)(1.0 / shd[0]);
-    for (int p = tid; p <= pos; p += blockDim.x) {
-        const float pr = sc[p] * inv;
-        sc[p] = a.probs_f16 ? round_f16(pr) : pr;
-    }
-    __syncthreads();
+    block_softmax(sc, pos, block_max(mx, shf), shd, a.probs_f16); // (block_max's barriers also publish sc)
     if (tid < hd) { // attn_pv: output d sums over positions in order, in f32
         float acc = 0.0f;
         const int nsm = min(pos, cap);

@@ -510,63 +510,30 @@ static const tl_kernels k_wasm128 = {
 
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }
 
-/* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 (integer sums exact; the float order of kernels.h, each da·s product exact) ---- */
+/* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 (integer sums exact; the float order of kernels.h, 4 blocks in lanes: wasm_util.h) ----
+ * Q1_0: each byte of sign bits is spread over 8 lanes (one constant shuffle per 16 elements) and tested against its
+ * lane's bit; m = -1 where the bit is 0, and (x ^ m) − m is x or −x (|x| <= 127: never wraps), summed in i16 pairs.
+ * Q2_0: codes minus 1 in element order (wasm_util.h) widened to i16 and multiplied with i32x4.dot_i16x8_s. */
 
-static inline float bonsai_f16(const uint8_t *p) { return tl_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
-
-/* Σ ±q over the 32 elements of a Q1_0 sub-block whose sign bits are the 4 bytes at bits (1 = +q). */
-static inline v128_t bonsai_q1_sub(const uint8_t *bits, const int8_t *q) {
-    const v128_t sel = wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    v128_t acc = wasm_i32x4_splat(0);
-    for (int h = 0; h < 2; h++) {
-        const uint8_t b0 = bits[2 * h], b1 = bits[2 * h + 1];
-        const v128_t b = wasm_u8x16_make(b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1);
-        const v128_t set = wasm_i8x16_ne(wasm_v128_and(b, sel), wasm_i8x16_splat(0));
-        const v128_t x = wasm_v128_load(q + 16 * h);
-        const v128_t v = wasm_v128_bitselect(x, wasm_i8x16_neg(x), set); /* |q| <= 127: -q never wraps */
-        acc = wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extadd_pairwise_i8x16(v)));
-    }
-    return acc;
+/* Σ ±x over 16 elements as i16 pair sums (spread: the sign-bit bytes of bonsai_spread). */
+static inline v128_t q1_pm16(v128_t spread, const int8_t *x) {
+    const v128_t m = wasm_i8x16_eq(bonsai_bit(spread), wasm_i8x16_splat(0));
+    const v128_t v = wasm_v128_load(x);
+    return wasm_i16x8_extadd_pairwise_i8x16(wasm_i8x16_sub(wasm_v128_xor(v, m), m));
 }
 
-float tl_wasm128_dot_q1_0(const uint8_t *w, const uint8_t *a, int64_t n) {
-    float sum = 0;
-    for (int64_t b = 0; b < n / 128; b++, w += 18, a += 4 * 34) {
-        const v128_t s4 = reduce4(bonsai_q1_sub(w + 2, (const int8_t *)(a + 2)), bonsai_q1_sub(w + 6, (const int8_t *)(a + 36)),
-                                  bonsai_q1_sub(w + 10, (const int8_t *)(a + 70)),
-                                  bonsai_q1_sub(w + 14, (const int8_t *)(a + 104)));
-        float sumi = bonsai_f16(a) * (float)wasm_i32x4_extract_lane(s4, 0);
-        sumi = sumi + bonsai_f16(a + 34) * (float)wasm_i32x4_extract_lane(s4, 1);
-        sumi = sumi + bonsai_f16(a + 68) * (float)wasm_i32x4_extract_lane(s4, 2);
-        sumi = sumi + bonsai_f16(a + 102) * (float)wasm_i32x4_extract_lane(s4, 3);
-        sum = sum + bonsai_f16(w) * sumi;
-    }
-    return sum;
+/* Sub-block k: i16 lanes hold at most 4 terms (|sum| <= 508), then widened once. */
+AI v128_t q1_sub(v128_t b, int k, const int8_t *x) {
+    return wasm_i32x4_extadd_pairwise_i16x8(
+        wasm_i16x8_add(q1_pm16(bonsai_spread(b, 4 * k), x), q1_pm16(bonsai_spread(b, 4 * k + 2), x + 16)));
 }
 
-/* Σ (code − 1)·q over half h (32 elements) of a Q2_0 block's 16 code bytes. */
-static inline v128_t bonsai_q2_sub(const uint8_t *qs, int h, const int8_t *q) {
-    const v128_t v = wasm_v128_load64_zero(qs + 8 * h), m = wasm_i8x16_splat(3);
-    const v128_t c0 = wasm_v128_and(v, m), c1 = wasm_v128_and(wasm_u8x16_shr(v, 2), m);
-    const v128_t c2 = wasm_v128_and(wasm_u8x16_shr(v, 4), m), c3 = wasm_v128_and(wasm_u8x16_shr(v, 6), m);
-    const v128_t c01 = wasm_i8x16_shuffle(c0, c1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const v128_t c23 = wasm_i8x16_shuffle(c2, c3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const v128_t one = wasm_i8x16_splat(1);
-    const v128_t t0 = wasm_i8x16_sub(wasm_i16x8_shuffle(c01, c23, 0, 8, 1, 9, 2, 10, 3, 11), one); /* elements 0..15 */
-    const v128_t t1 = wasm_i8x16_sub(wasm_i16x8_shuffle(c01, c23, 4, 12, 5, 13, 6, 14, 7, 15), one); /* 16..31 */
-    const v128_t x0 = wasm_v128_load(q), x1 = wasm_v128_load(q + 16);
-    v128_t acc = wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extmul_low_i8x16(t0, x0));
-    acc = wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extmul_high_i8x16(t0, x0)));
-    acc = wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extmul_low_i8x16(t1, x1)));
-    return wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extmul_high_i8x16(t1, x1)));
+/* Σ e·x over 16 elements (e: codes minus 1, bytes -1..2). */
+static inline v128_t q2_dot16(v128_t e, const int8_t *x) {
+    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(e), wasm_i16x8_load8x8(x)),
+                          wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(e), wasm_i16x8_load8x8(x + 8)));
 }
 
-float tl_wasm128_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
-    float sum = 0;
-    for (int64_t b = 0; b < n / 64; b++, w += 18, a += 2 * 34) {
-        const float s0 = (float)hsum_i32(bonsai_q2_sub(w + 2, 0, (const int8_t *)(a + 2)));
-        const float s1 = (float)hsum_i32(bonsai_q2_sub(w + 2, 1, (const int8_t *)(a + 36)));
-        sum = sum + bonsai_f16(w) * (bonsai_f16(a) * s0 + bonsai_f16(a + 34) * s1);
-    }
-    return sum;
-}
+AI v128_t q2_sub(v128_t e0, v128_t e1, const int8_t *x) { return wasm_i32x4_add(q2_dot16(e0, x), q2_dot16(e1, x + 16)); }
+
+BONSAI_DOTS(, q1_sub, q2_sub, 1, tl_wasm128_dot_q1_0, tl_wasm128_dot_q2_0)

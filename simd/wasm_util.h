@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <wasm_simd128.h>
 
+#include "../runtime/tensor_types.h"
 #include "kernels.h"
 
 /* [Σa, Σb, Σc, Σd] of four i32x4 vectors: two rounds of pairwise transposed adds. */
@@ -122,6 +123,132 @@ AI void r16_tq_step(v128_t fsum[4], const v128_t sums[4], const tl_block_q8k *xb
         }                                                                                                              \
         for (int t = 0; t < TT; t++)                                                                                   \
             for (int i = 0; i < 4; i++) wasm_v128_store(y + (int64_t)(t0 + t) * ys + r + 4 * i, fsum[t][i]);           \
+    }
+
+/* ---- Bonsai: Q1_0 / Q2_0 rows · x86-rule Q8_0 activations, shared by both modules. Each module gives the exact
+ * integer sums of a sub-block (32 elements) as i32x4 partial sums; the float part of kernels.h then runs for 4 weight
+ * blocks at once, one block per lane, so each lane does the scalar reference's products and adds in its order, and
+ * only `sum = sum + d_w·sumi` crosses blocks, in block order. Scales are gathered with load16_lane and converted
+ * exactly (infinities and NaNs included), once per 4 blocks instead of one call per scale. ---- */
+
+static inline float bonsai_f16(const uint8_t *p) { return tl_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+/* The 4 f16 scales at p, p + stride, p + 2·stride, p + 3·stride as f32: loaded into the low halves of u32 lanes. */
+static inline v128_t bonsai_scales4(const uint8_t *p, int64_t stride) {
+    v128_t h = wasm_i32x4_splat(0);
+    h = wasm_v128_load16_lane(p, h, 0);
+    h = wasm_v128_load16_lane(p + stride, h, 2);
+    h = wasm_v128_load16_lane(p + 2 * stride, h, 4);
+    h = wasm_v128_load16_lane(p + 3 * stride, h, 6);
+    return f16x4_to_f32_u32(h);
+}
+
+/* sum + t_0 + t_1 + t_2 + t_3, left to right: the per-block `sum = sum + d_w·sumi` of 4 blocks in order. */
+static inline float bonsai_add4(float sum, v128_t t) {
+    float p[4];
+    wasm_v128_store(p, t);
+    return sum + p[0] + p[1] + p[2] + p[3];
+}
+
+/* Q1_0: bytes i and i + 1 of b, each 8 times (lane l then tests bit l % 8: elements 8i .. 8i + 15 of a block). */
+#define BONSAI_SPREAD_CASE(i)                                                                                          \
+    case i: return wasm_i8x16_shuffle(b, b, i, i, i, i, i, i, i, i, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1)
+static inline v128_t bonsai_spread(v128_t b, int i) {
+    switch (i) {
+        BONSAI_SPREAD_CASE(0); BONSAI_SPREAD_CASE(2); BONSAI_SPREAD_CASE(4); BONSAI_SPREAD_CASE(6);
+        BONSAI_SPREAD_CASE(8); BONSAI_SPREAD_CASE(10); BONSAI_SPREAD_CASE(12);
+        default: return wasm_i8x16_shuffle(b, b, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15);
+    }
+}
+#undef BONSAI_SPREAD_CASE
+
+/* Each lane's own bit of a spread byte: nonzero where the element's sign bit is 1. */
+static inline v128_t bonsai_bit(v128_t spread) {
+    return wasm_v128_and(spread, wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128));
+}
+
+/* Q2_0: the 64 codes of a block (16 bytes at qs; element 4i + s in bits 2s of byte i) as bytes in element order,
+ * minus bias: e[0] = elements 0..15, ..., e[3] = 48..63. Shifts are on u16 lanes; the mask drops what crosses bytes. */
+static inline void bonsai_q2_codes(const uint8_t *qs, int bias, v128_t e[4]) {
+    const v128_t v = wasm_v128_load(qs), m = wasm_i8x16_splat(3), b = wasm_i8x16_splat((int8_t)bias);
+    const v128_t c0 = wasm_i8x16_sub(wasm_v128_and(v, m), b), c1 = wasm_i8x16_sub(wasm_v128_and(wasm_u16x8_shr(v, 2), m), b);
+    const v128_t c2 = wasm_i8x16_sub(wasm_v128_and(wasm_u16x8_shr(v, 4), m), b),
+                 c3 = wasm_i8x16_sub(wasm_v128_and(wasm_u16x8_shr(v, 6), m), b);
+    const v128_t l01 = wasm_i8x16_shuffle(c0, c1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const v128_t l23 = wasm_i8x16_shuffle(c2, c3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const v128_t h01 = wasm_i8x16_shuffle(c0, c1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const v128_t h23 = wasm_i8x16_shuffle(c2, c3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    e[0] = wasm_i16x8_shuffle(l01, l23, 0, 8, 1, 9, 2, 10, 3, 11);
+    e[1] = wasm_i16x8_shuffle(l01, l23, 4, 12, 5, 13, 6, 14, 7, 15);
+    e[2] = wasm_i16x8_shuffle(h01, h23, 0, 8, 1, 9, 2, 10, 3, 11);
+    e[3] = wasm_i16x8_shuffle(h01, h23, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/* The Bonsai dots of a module, given Q1_SUB(b, k, x): the exact Σ ±x of sub-block k of the block whose 16 sign-bit
+ * bytes are b (x: that sub-block's 32 activations), and Q2_SUB(e0, e1, x): the exact Σ (code − 1)·x of 32 elements
+ * whose codes minus Q2_BIAS are e0, e1; both as i32x4 partial sums. LINK: static, or empty for exported dots. */
+#define BONSAI_DOTS(LINK, Q1_SUB, Q2_SUB, Q2_BIAS, q1_name, q2_name)                                                   \
+    AI float q1_name##_block(const uint8_t *w, const uint8_t *a, float sum) {                                         \
+        const v128_t b = wasm_v128_load(w + 2);                                                                        \
+        int32_t s[4];                                                                                                  \
+        wasm_v128_store(s, reduce4(Q1_SUB(b, 0, (const int8_t *)(a + 2)), Q1_SUB(b, 1, (const int8_t *)(a + 36)),       \
+                                   Q1_SUB(b, 2, (const int8_t *)(a + 70)), Q1_SUB(b, 3, (const int8_t *)(a + 104))));  \
+        float sumi = bonsai_f16(a) * (float)s[0];                                                                      \
+        for (int k = 1; k < 4; k++) sumi = sumi + bonsai_f16(a + 34 * k) * (float)s[k];                               \
+        return sum + bonsai_f16(w) * sumi;                                                                             \
+    }                                                                                                                  \
+    /* 4 blocks: lane j of s is sub-block k of block j, so lane j's adds are block j's */                              \
+    AI float q1_name##_blocks4(const uint8_t *w, const uint8_t *a, float sum) {                                       \
+        v128_t b[4], sumi = wasm_f32x4_splat(0);                                                                       \
+        for (int j = 0; j < 4; j++) b[j] = wasm_v128_load(w + 18 * j + 2);                                             \
+        for (int k = 0; k < 4; k++) {                                                                                  \
+            const uint8_t *x = a + 34 * k + 2;                                                                         \
+            const v128_t s = reduce4(Q1_SUB(b[0], k, (const int8_t *)x), Q1_SUB(b[1], k, (const int8_t *)(x + 136)),   \
+                                     Q1_SUB(b[2], k, (const int8_t *)(x + 272)),                                       \
+                                     Q1_SUB(b[3], k, (const int8_t *)(x + 408)));                                      \
+            const v128_t p = wasm_f32x4_mul(bonsai_scales4(a + 34 * k, 136), wasm_f32x4_convert_i32x4(s));            \
+            sumi = k == 0 ? p : wasm_f32x4_add(sumi, p);                                                               \
+        }                                                                                                              \
+        return bonsai_add4(sum, wasm_f32x4_mul(bonsai_scales4(w, 18), sumi));                                          \
+    }                                                                                                                  \
+    LINK float q1_name(const uint8_t *w, const uint8_t *a, int64_t n) {                                               \
+        const int64_t nb = n / 128;                                                                                    \
+        float sum = 0;                                                                                                 \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 4 <= nb; b += 4) sum = q1_name##_blocks4(w + 18 * b, a + 136 * b, sum);                             \
+        for (; b < nb; b++) sum = q1_name##_block(w + 18 * b, a + 136 * b, sum);                                       \
+        return sum;                                                                                                    \
+    }                                                                                                                  \
+    /* Q2_0 block j: its two sub-blocks' partial sums into s[0], s[1] */                                               \
+    AI void q2_name##_sums(const uint8_t *w, const uint8_t *a, v128_t s[2]) {                                         \
+        v128_t e[4];                                                                                                   \
+        bonsai_q2_codes(w + 2, Q2_BIAS, e);                                                                            \
+        s[0] = Q2_SUB(e[0], e[1], (const int8_t *)(a + 2));                                                            \
+        s[1] = Q2_SUB(e[2], e[3], (const int8_t *)(a + 36));                                                           \
+    }                                                                                                                  \
+    /* 4 blocks: s01 = [s_0, s_1 of block 0, s_0, s_1 of block 1] (the activation blocks' order), s23 likewise */       \
+    AI float q2_name##_blocks4(const uint8_t *w, const uint8_t *a, float sum) {                                       \
+        v128_t s[8];                                                                                                   \
+        for (int j = 0; j < 4; j++) q2_name##_sums(w + 18 * j, a + 68 * j, s + 2 * j);                                 \
+        const v128_t p01 = wasm_f32x4_mul(bonsai_scales4(a, 34), wasm_f32x4_convert_i32x4(reduce4(s[0], s[1], s[2], s[3]))); \
+        const v128_t p23 =                                                                                             \
+            wasm_f32x4_mul(bonsai_scales4(a + 136, 34), wasm_f32x4_convert_i32x4(reduce4(s[4], s[5], s[6], s[7])));   \
+        const v128_t sumi = wasm_f32x4_add(wasm_i32x4_shuffle(p01, p23, 0, 2, 4, 6), wasm_i32x4_shuffle(p01, p23, 1, 3, 5, 7)); \
+        return bonsai_add4(sum, wasm_f32x4_mul(bonsai_scales4(w, 18), sumi));                                          \
+    }                                                                                                                  \
+    LINK float q2_name(const uint8_t *w, const uint8_t *a, int64_t n) {                                               \
+        const int64_t nb = n / 64;                                                                                     \
+        float sum = 0;                                                                                                 \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 4 <= nb; b += 4) sum = q2_name##_blocks4(w + 18 * b, a + 68 * b, sum);                              \
+        for (; b < nb; b++) {                                                                                          \
+            v128_t s[2];                                                                                               \
+            q2_name##_sums(w + 18 * b, a + 68 * b, s);                                                                 \
+            const uint8_t *ab = a + 68 * b;                                                                            \
+            const float sumi = bonsai_f16(ab) * (float)hsum_i32(s[0]) + bonsai_f16(ab + 34) * (float)hsum_i32(s[1]);   \
+            sum = sum + bonsai_f16(w + 18 * b) * sumi;                                                                 \
+        }                                                                                                              \
+        return sum;                                                                                                    \
     }
 
 /* The SIMD128 entries the relaxed table reuses (no relaxed instruction would be exact or faster there). */

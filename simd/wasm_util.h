@@ -201,6 +201,7 @@ static inline void bonsai_q2_codes(const uint8_t *qs, int bias, v128_t e[4]) {
     AI float q1_name##_blocks4(const uint8_t *w, const uint8_t *a, float sum) {                                       \
         v128_t b[4], sumi = wasm_f32x4_splat(0);                                                                       \
         for (int j = 0; j < 4; j++) b[j] = wasm_v128_load(w + 18 * j + 2);                                             \
+        _Pragma("clang loop unroll(full)") /* k constant: bonsai_spread's shuffles */                                  \
         for (int k = 0; k < 4; k++) {                                                                                  \
             const uint8_t *x = a + 34 * k + 2;                                                                         \
             const v128_t s = reduce4(Q1_SUB(b[0], k, (const int8_t *)x), Q1_SUB(b[1], k, (const int8_t *)(x + 136)),   \

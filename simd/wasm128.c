@@ -511,18 +511,18 @@ static const tl_kernels k_wasm128 = {
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }
 
 /* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 (integer sums exact; the float order of kernels.h, 4 blocks in lanes: wasm_util.h) ----
- * Q1_0: each byte of sign bits is spread over 8 lanes (one constant shuffle per 16 elements) and tested against its
+ * Q1_0: each byte of sign bits is spread over 8 lanes (unpack shuffles, 14 per 128 elements) and tested against its
  * lane's bit; m = -1 where the bit is 0, and Σ (x ^ m) − Σ m is Σ ±x (|x| <= 127: never wraps), summed in i16 pairs.
  * Q2_0: codes minus 1 in element order (wasm_util.h) widened to i16 and multiplied with i32x4.dot_i16x8_s. */
 
-/* Where an element's sign bit is 0: -1 (spread: the sign-bit bytes of bonsai_spread). */
+/* Where an element's sign bit is 0: -1 (spread: a vector of bonsai_spreads). */
 static inline v128_t q1_zero_mask(v128_t spread) { return wasm_i8x16_eq(bonsai_bit(spread), wasm_i8x16_splat(0)); }
 
 /* Sub-block k: x ^ m is x where the bit is 1 and -x - 1 where it is 0, so Σ ±x = Σ (x ^ m) − Σ m. Σ m is taken apart
  * (both masks added as bytes, then one pair sum): written as (x ^ m) − m per element, clang turns it into a negate
  * and a bitselect, which V8 lowers to more instructions. i16 lanes hold at most 4 terms (|sum| <= 512). */
-AI v128_t q1_sub(v128_t b, int k, const int8_t *x) {
-    const v128_t m0 = q1_zero_mask(bonsai_spread(b, 4 * k)), m1 = q1_zero_mask(bonsai_spread(b, 4 * k + 2));
+AI v128_t q1_sub(const v128_t *sp, int k, const int8_t *x) {
+    const v128_t m0 = q1_zero_mask(sp[2 * k]), m1 = q1_zero_mask(sp[2 * k + 1]);
     const v128_t flipped = wasm_i16x8_add(wasm_i16x8_extadd_pairwise_i8x16(wasm_v128_xor(wasm_v128_load(x), m0)),
                                           wasm_i16x8_extadd_pairwise_i8x16(wasm_v128_xor(wasm_v128_load(x + 16), m1)));
     const v128_t masks = wasm_i16x8_extadd_pairwise_i8x16(wasm_i8x16_add(m0, m1));

@@ -182,10 +182,9 @@ AI v128_t rx_dot32(v128_t x0, v128_t c0, v128_t x1, v128_t c1, v128_t *sum_x) {
     return rdot(rdot(zero, x0, c0), x1, c1);
 }
 
-AI v128_t rx_q1_sub(v128_t b, int k, const int8_t *x) {
+AI v128_t rx_q1_sub(const v128_t *sp, int k, const int8_t *x) {
     const v128_t one = wasm_i8x16_splat(1);
-    const v128_t c0 = wasm_u8x16_min(bonsai_bit(bonsai_spread(b, 4 * k)), one);
-    const v128_t c1 = wasm_u8x16_min(bonsai_bit(bonsai_spread(b, 4 * k + 2)), one);
+    const v128_t c0 = wasm_u8x16_min(bonsai_bit(sp[2 * k]), one), c1 = wasm_u8x16_min(bonsai_bit(sp[2 * k + 1]), one);
     v128_t sx;
     const v128_t pos = rx_dot32(wasm_v128_load(x), c0, wasm_v128_load(x + 16), c1, &sx);
     return wasm_i32x4_sub(wasm_i32x4_shl(pos, 1), sx);

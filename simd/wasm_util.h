@@ -150,17 +150,19 @@ static inline float bonsai_add4(float sum, v128_t t) {
     return sum + p[0] + p[1] + p[2] + p[3];
 }
 
-/* Q1_0: bytes i and i + 1 of b, each 8 times (lane l then tests bit l % 8: elements 8i .. 8i + 15 of a block). */
-#define BONSAI_SPREAD_CASE(i)                                                                                          \
-    case i: return wasm_i8x16_shuffle(b, b, i, i, i, i, i, i, i, i, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1)
-static inline v128_t bonsai_spread(v128_t b, int i) {
-    switch (i) {
-        BONSAI_SPREAD_CASE(0); BONSAI_SPREAD_CASE(2); BONSAI_SPREAD_CASE(4); BONSAI_SPREAD_CASE(6);
-        BONSAI_SPREAD_CASE(8); BONSAI_SPREAD_CASE(10); BONSAI_SPREAD_CASE(12);
-        default: return wasm_i8x16_shuffle(b, b, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15);
+/* Q1_0: sp[i] = bytes 2i and 2i + 1 of b, each 8 times (lane l then tests bit l % 8: elements 16i .. 16i + 15 of the
+ * block). Built by interleaving b with itself at 8, 16 and 32 bits: patterns V8 emits as single unpack instructions,
+ * where a general constant shuffle costs a 16-byte mask materialized per use. */
+static inline void bonsai_spreads(v128_t b, v128_t sp[8]) {
+    const v128_t lo = wasm_i8x16_shuffle(b, b, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const v128_t hi = wasm_i8x16_shuffle(b, b, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    const v128_t q[4] = {wasm_i16x8_shuffle(lo, lo, 0, 0, 1, 1, 2, 2, 3, 3), wasm_i16x8_shuffle(lo, lo, 4, 4, 5, 5, 6, 6, 7, 7),
+                         wasm_i16x8_shuffle(hi, hi, 0, 0, 1, 1, 2, 2, 3, 3), wasm_i16x8_shuffle(hi, hi, 4, 4, 5, 5, 6, 6, 7, 7)};
+    for (int i = 0; i < 4; i++) {
+        sp[2 * i] = wasm_i32x4_shuffle(q[i], q[i], 0, 0, 1, 1);
+        sp[2 * i + 1] = wasm_i32x4_shuffle(q[i], q[i], 2, 2, 3, 3);
     }
 }
-#undef BONSAI_SPREAD_CASE
 
 /* Each lane's own bit of a spread byte: nonzero where the element's sign bit is 1. */
 static inline v128_t bonsai_bit(v128_t spread) {
@@ -184,32 +186,36 @@ static inline void bonsai_q2_codes(const uint8_t *qs, int bias, v128_t e[4]) {
     e[3] = wasm_i16x8_shuffle(h01, h23, 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
-/* The Bonsai dots of a module, given Q1_SUB(b, k, x): the exact Σ ±x of sub-block k of the block whose 16 sign-bit
- * bytes are b (x: that sub-block's 32 activations), and Q2_SUB(e0, e1, x): the exact Σ (code − 1)·x of 32 elements
+/* The Bonsai dots of a module, given Q1_SUB(sp, k, x): the exact Σ ±x of sub-block k of the block whose sign bits
+ * bonsai_spreads gave as sp (x: that sub-block's 32 activations), and Q2_SUB(e0, e1, x): the exact Σ (code − 1)·x of 32 elements
  * whose codes minus Q2_BIAS are e0, e1; both as i32x4 partial sums. LINK: static, or empty for exported dots. */
 #define BONSAI_DOTS(LINK, Q1_SUB, Q2_SUB, Q2_BIAS, q1_name, q2_name)                                                   \
+    /* [s_0, s_1, s_2, s_3] of one Q1_0 block */                                                                       \
+    AI v128_t q1_name##_sums(const uint8_t *w, const uint8_t *a) {                                                    \
+        v128_t sp[8];                                                                                                  \
+        bonsai_spreads(wasm_v128_load(w + 2), sp);                                                                     \
+        return reduce4(Q1_SUB(sp, 0, (const int8_t *)(a + 2)), Q1_SUB(sp, 1, (const int8_t *)(a + 36)),                \
+                       Q1_SUB(sp, 2, (const int8_t *)(a + 70)), Q1_SUB(sp, 3, (const int8_t *)(a + 104)));             \
+    }                                                                                                                  \
     AI float q1_name##_block(const uint8_t *w, const uint8_t *a, float sum) {                                         \
-        const v128_t b = wasm_v128_load(w + 2);                                                                        \
         int32_t s[4];                                                                                                  \
-        wasm_v128_store(s, reduce4(Q1_SUB(b, 0, (const int8_t *)(a + 2)), Q1_SUB(b, 1, (const int8_t *)(a + 36)),       \
-                                   Q1_SUB(b, 2, (const int8_t *)(a + 70)), Q1_SUB(b, 3, (const int8_t *)(a + 104))));  \
+        wasm_v128_store(s, q1_name##_sums(w, a));                                                                      \
         float sumi = bonsai_f16(a) * (float)s[0];                                                                      \
         for (int k = 1; k < 4; k++) sumi = sumi + bonsai_f16(a + 34 * k) * (float)s[k];                               \
         return sum + bonsai_f16(w) * sumi;                                                                             \
     }                                                                                                                  \
-    /* 4 blocks: lane j of s is sub-block k of block j, so lane j's adds are block j's */                              \
+    /* 4 blocks: the blocks' sums transposed so that lane j of s[k] is sub-block k of block j (lane j's adds are       \
+     * block j's) */                                                                                                   \
     AI float q1_name##_blocks4(const uint8_t *w, const uint8_t *a, float sum) {                                       \
-        v128_t b[4], sumi = wasm_f32x4_splat(0);                                                                       \
-        for (int j = 0; j < 4; j++) b[j] = wasm_v128_load(w + 18 * j + 2);                                             \
-        _Pragma("clang loop unroll(full)") /* k constant: bonsai_spread's shuffles */                                  \
-        for (int k = 0; k < 4; k++) {                                                                                  \
-            const uint8_t *x = a + 34 * k + 2;                                                                         \
-            const v128_t s = reduce4(Q1_SUB(b[0], k, (const int8_t *)x), Q1_SUB(b[1], k, (const int8_t *)(x + 136)),   \
-                                     Q1_SUB(b[2], k, (const int8_t *)(x + 272)),                                       \
-                                     Q1_SUB(b[3], k, (const int8_t *)(x + 408)));                                      \
-            const v128_t p = wasm_f32x4_mul(bonsai_scales4(a + 34 * k, 136), wasm_f32x4_convert_i32x4(s));            \
-            sumi = k == 0 ? p : wasm_f32x4_add(sumi, p);                                                               \
-        }                                                                                                              \
+        const v128_t r0 = q1_name##_sums(w, a), r1 = q1_name##_sums(w + 18, a + 136);                                  \
+        const v128_t r2 = q1_name##_sums(w + 36, a + 272), r3 = q1_name##_sums(w + 54, a + 408);                       \
+        const v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);          \
+        const v128_t t2 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);          \
+        const v128_t s[4] = {wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5), wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7),           \
+                             wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5), wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7)};          \
+        v128_t sumi = wasm_f32x4_mul(bonsai_scales4(a, 136), wasm_f32x4_convert_i32x4(s[0]));                         \
+        for (int k = 1; k < 4; k++)                                                                                    \
+            sumi = wasm_f32x4_add(sumi, wasm_f32x4_mul(bonsai_scales4(a + 34 * k, 136), wasm_f32x4_convert_i32x4(s[k]))); \
         return bonsai_add4(sum, wasm_f32x4_mul(bonsai_scales4(w, 18), sumi));                                          \
     }                                                                                                                  \
     LINK float q1_name(const uint8_t *w, const uint8_t *a, int64_t n) {                                               \

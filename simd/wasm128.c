@@ -537,4 +537,5 @@ static inline v128_t q2_dot16(v128_t e, const int8_t *x) {
 
 AI v128_t q2_sub(v128_t e0, v128_t e1, const int8_t *x) { return wasm_i32x4_add(q2_dot16(e0, x), q2_dot16(e1, x + 16)); }
 
-BONSAI_DOTS(, q1_sub, q2_sub, 1, tl_wasm128_dot_q1_0, tl_wasm128_dot_q2_0)
+BONSAI_Q1_DOT(, q1_sub, tl_wasm128_dot_q1_0)
+BONSAI_Q2_DOT(, q2_sub, 1, tl_wasm128_dot_q2_0)

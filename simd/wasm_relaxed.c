@@ -3,7 +3,7 @@
  * i32x4.relaxed_dot_i8x16_i7x16_add multiplies 16 int8 activations by 16 operands of 7 bits and adds groups of 4
  * into i32 lanes. Its result is implementation-defined only when an operand's top bit is set or when the 16-bit
  * pair sums it may form overflow; ternary codes are 0..3, so |a·b| <= 384 and a pair <= 768: every engine gives the
- * exact integer, equal to the scalar reference (Bonsai's operands are 0/1 or 0..3 too). Codes come straight out of 16 code bytes: a 16-bit shift then a mask
+ * exact integer, equal to the scalar reference (Bonsai Q2_0's codes 0..3 too). Codes come straight out of 16 code bytes: a 16-bit shift then a mask
  * of 3 per byte (bits shifted across a byte boundary are masked away). Tiles and reductions are as in wasm128.c;
  * entries with no exact relaxed form (TQ1_0's base-3 digits, signed Q8_0 weights, float dots) are SIMD128's.
  * Relaxed SIMD is tested in Chromium only: Node 20 miscomputes this dot (../shared/specs/toolchain.md §4). */
@@ -171,9 +171,9 @@ R16_CODE_TILES(rx_range)
 static R16_GEMM(gemm_i2s_r16, i2s_tile)
 static R16_GEMM(gemm_tq_r16, tq_tile)
 
-/* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 (the float part and its order in wasm_util.h). The relaxed operands are 0/1 (Q1_0's
- * sign bits) or codes 0..3 (Q2_0), so every product and pair sum is exact: Σ ±x = 2·Σ bit·x − Σ x and
- * Σ (code − 1)·x = Σ code·x − Σ x, each Σ a relaxed dot. ---- */
+/* ---- Bonsai Q2_0 · Q8_0 (the float part and its order in wasm_util.h): codes 0..3 are exact relaxed operands, and
+ * Σ (code − 1)·x = Σ code·x − Σ x, each Σ a relaxed dot. Q1_0 keeps SIMD128's dot: its relaxed form, 2·Σ bit·x − Σ x,
+ * ran slower in Chromium (docs/PERFORMANCE.md). ---- */
 
 /* Σ c0·x0 + c1·x1 and Σ x0 + x1 over 32 elements, as i32x4 partial sums. */
 AI v128_t rx_dot32(v128_t x0, v128_t c0, v128_t x1, v128_t c1, v128_t *sum_x) {
@@ -182,21 +182,13 @@ AI v128_t rx_dot32(v128_t x0, v128_t c0, v128_t x1, v128_t c1, v128_t *sum_x) {
     return rdot(rdot(zero, x0, c0), x1, c1);
 }
 
-AI v128_t rx_q1_sub(const v128_t *sp, int k, const int8_t *x) {
-    const v128_t one = wasm_i8x16_splat(1);
-    const v128_t c0 = wasm_u8x16_min(bonsai_bit(sp[2 * k]), one), c1 = wasm_u8x16_min(bonsai_bit(sp[2 * k + 1]), one);
-    v128_t sx;
-    const v128_t pos = rx_dot32(wasm_v128_load(x), c0, wasm_v128_load(x + 16), c1, &sx);
-    return wasm_i32x4_sub(wasm_i32x4_shl(pos, 1), sx);
-}
-
 AI v128_t rx_q2_sub(v128_t e0, v128_t e1, const int8_t *x) {
     v128_t sx;
     const v128_t cx = rx_dot32(wasm_v128_load(x), e0, wasm_v128_load(x + 16), e1, &sx);
     return wasm_i32x4_sub(cx, sx);
 }
 
-BONSAI_DOTS(static, rx_q1_sub, rx_q2_sub, 0, dot_q1_0, dot_q2_0)
+BONSAI_Q2_DOT(static, rx_q2_sub, 0, dot_q2_0)
 
 static const tl_kernels k_wasm_relaxed = {
     .exp_minus_max = tl_exp_minus_max_row,
@@ -210,7 +202,7 @@ static const tl_kernels k_wasm_relaxed = {
     .dot_f32 = tl_wasm128_dot_f32,
     .dot_q8_0 = tl_wasm128_dot_q8_0,
     .attn_pv = tl_wasm128_attn_pv,
-    .dot_q1_0 = dot_q1_0,
+    .dot_q1_0 = tl_wasm128_dot_q1_0, /* a relaxed form (2·Σ bit·x − Σ x) measured slower in Chromium */
     .dot_q2_0 = dot_q2_0,
     .gemm_i2s_r16 = gemm_i2s_r16,
     .gemm_tq_r16 = gemm_tq_r16,

@@ -186,10 +186,10 @@ static inline void bonsai_q2_codes(const uint8_t *qs, int bias, v128_t e[4]) {
     e[3] = wasm_i16x8_shuffle(h01, h23, 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
-/* The Bonsai dots of a module, given Q1_SUB(sp, k, x): the exact Σ ±x of sub-block k of the block whose sign bits
- * bonsai_spreads gave as sp (x: that sub-block's 32 activations), and Q2_SUB(e0, e1, x): the exact Σ (code − 1)·x of 32 elements
+/* The Bonsai dots of a module, BONSAI_Q1_DOT given Q1_SUB(sp, k, x): the exact Σ ±x of sub-block k of the block whose sign bits
+ * bonsai_spreads gave as sp (x: that sub-block's 32 activations), BONSAI_Q2_DOT given Q2_SUB(e0, e1, x): the exact Σ (code − 1)·x of 32 elements
  * whose codes minus Q2_BIAS are e0, e1; both as i32x4 partial sums. LINK: static, or empty for exported dots. */
-#define BONSAI_DOTS(LINK, Q1_SUB, Q2_SUB, Q2_BIAS, q1_name, q2_name)                                                   \
+#define BONSAI_Q1_DOT(LINK, Q1_SUB, q1_name)                                                                            \
     /* [s_0, s_1, s_2, s_3] of one Q1_0 block */                                                                       \
     AI v128_t q1_name##_sums(const uint8_t *w, const uint8_t *a) {                                                    \
         v128_t sp[8];                                                                                                  \
@@ -225,7 +225,9 @@ static inline void bonsai_q2_codes(const uint8_t *qs, int bias, v128_t e[4]) {
         for (; b + 4 <= nb; b += 4) sum = q1_name##_blocks4(w + 18 * b, a + 136 * b, sum);                             \
         for (; b < nb; b++) sum = q1_name##_block(w + 18 * b, a + 136 * b, sum);                                       \
         return sum;                                                                                                    \
-    }                                                                                                                  \
+    }
+
+#define BONSAI_Q2_DOT(LINK, Q2_SUB, Q2_BIAS, q2_name)                                                                  \
     /* Q2_0 block j: its two sub-blocks' partial sums into s[0], s[1] */                                               \
     AI void q2_name##_sums(const uint8_t *w, const uint8_t *a, v128_t s[2]) {                                         \
         v128_t e[4];                                                                                                   \

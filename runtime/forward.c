@@ -19,10 +19,20 @@
  * Small building blocks
  * --------------------------------------------------------------------------------------------- */
 
+/* The per-token float loops below (norms, activations, f16 rows) run once per token per layer; this file is built for
+ * the baseline target (SSE2 on x86-64), so on x86 ELF builds they also get AVX2 and AVX-512 copies that the loader
+ * picks for the CPU (an ifunc). The loops' operations are element-wise or per lane (the lane sums of lanes.h), and
+ * the build never contracts to FMA, so every copy gives the same bits; only the vector width differs. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__)
+#define WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDE_CLONES
+#endif
+
 /* ggml's RMSNorm: sum of squares in double (over TL_NORM_LANES lanes, see lanes.h), then x * (1/sqrt(mean + eps)),
  * then times the weight. The sum walks whole rows of lanes (the same additions as one element at a time) so that
  * it vectorizes. */
-static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+WIDE_CLONES static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
     double l[TL_NORM_LANES] = {0};
     int64_t i = 0;
     for (; i + TL_NORM_LANES <= n; i += TL_NORM_LANES)
@@ -35,7 +45,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
 
 /* tl_f32_to_f16 over a row: the normal-range rule without branches (it vectorizes), then the library function for
  * the rare values outside it (subnormal results, overflow, inf, NaN), so every value gets the same bits. */
-static void f32_to_f16_row(uint16_t *dst, const float *src, int64_t n) {
+WIDE_CLONES static void f32_to_f16_row(uint16_t *dst, const float *src, int64_t n) {
     uint32_t outside = 0;
     for (int64_t i = 0; i < n; i++) {
         uint32_t x;
@@ -56,7 +66,7 @@ static void f32_to_f16_row(uint16_t *dst, const float *src, int64_t n) {
 }
 
 /* tl_f16_to_f32 over a row, the same split: normal halves without branches, the others through the function. */
-static void f16_to_f32_row(float *dst, const uint16_t *src, int64_t n) {
+WIDE_CLONES static void f16_to_f32_row(float *dst, const uint16_t *src, int64_t n) {
     uint32_t outside = 0;
     for (int64_t i = 0; i < n; i++) {
         const uint32_t h = src[i], e = (h >> 10) & 0x1F;
@@ -103,7 +113,7 @@ static void per_head_rmsnorm(float *v, int64_t n_vecs, const float *w, const tl_
 }
 
 /* One loop per activation, without a branch per element (the ReLU² loop vectorizes). */
-static void ffn_activation(float *g, const float *u, int64_t n, enum tl_act act) {
+WIDE_CLONES static void ffn_activation(float *g, const float *u, int64_t n, enum tl_act act) {
     if (act == TL_ACT_RELU2)
         for (int64_t i = 0; i < n; i++) {
             /* max(x, 0) by its bits (x > 0 is 0 < bits <= +inf as an int), so that the loop has no branch */

@@ -23,7 +23,7 @@
  * the baseline target (SSE2 on x86-64), so on x86 ELF builds they also get AVX2 and AVX-512 copies that the loader
  * picks for the CPU (an ifunc). The loops' operations are element-wise or per lane (the lane sums of lanes.h), and
  * the build never contracts to FMA, so every copy gives the same bits; only the vector width differs. */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && defined(__GLIBC__) /* ifunc: glibc */
 #define WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define WIDE_CLONES

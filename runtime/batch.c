@@ -144,6 +144,15 @@ void ternlm_batch_clear_queue(ternlm_batch *b) {
     memset(b->queued, 0, b->n_seq * sizeof *b->queued);
 }
 
+/* Whether the chunk's logits rows belong to sequences q, q + 1, ..., q + n - 1 in that order (S streams adding one token
+ * each, as the server and `bench --streams` do): then the head writes them straight into the batch's logits, which
+ * are laid out [seq][n_vocab], instead of into ubatch_logits and a copy of n rows of n_vocab floats after it. */
+static int rows_are_consecutive_seqs(const ternlm_batch *b, size_t first, const int *rows, int n_rows) {
+    for (int r = 1; r < n_rows; r++)
+        if (b->q_seq[first + (size_t)rows[r]] != b->q_seq[first + (size_t)rows[0]] + (uint32_t)r) return 0;
+    return 1;
+}
+
 /* Queue entries [first, first + T): give each its slot position, run them, hand out the logits rows. */
 static ternlm_status eval_chunk(ternlm_batch *b, size_t first, int T, ternlm_error *err) {
     ternlm_session *s = b->s;
@@ -163,16 +172,16 @@ static ternlm_status eval_chunk(ternlm_batch *b, size_t first, int T, ternlm_err
         for (int r = 0; r < n_rows; r++) dst[r] = b->logits + (size_t)b->q_seq[first + (size_t)rows[r]] * b->n_vocab;
         const ternlm_status st = tl_gpu_eval_ubatch(s, b->q_tok + first, T, rows, n_rows, dst, err);
         if (st) return st;
+    } else if (rows_are_consecutive_seqs(b, first, rows, n_rows)) { /* the usual decode step: no copy */
+        tl_eval_ubatch(s, b->q_tok + first, T, rows, n_rows,
+                       b->logits + (n_rows ? (size_t)b->q_seq[first + (size_t)rows[0]] * b->n_vocab : 0));
     } else {
         tl_eval_ubatch(s, b->q_tok + first, T, rows, n_rows, b->ubatch_logits);
+        for (int r = 0; r < n_rows; r++)
+            memcpy(b->logits + (size_t)b->q_seq[first + (size_t)rows[r]] * b->n_vocab,
+                   b->ubatch_logits + (size_t)r * b->n_vocab, b->n_vocab * sizeof *b->logits);
     }
-    for (int r = 0; r < n_rows; r++) {
-        const uint32_t seq = b->q_seq[first + (size_t)rows[r]];
-        if (!s->gpu)
-            memcpy(b->logits + (size_t)seq * b->n_vocab, b->ubatch_logits + (size_t)r * b->n_vocab,
-                   b->n_vocab * sizeof *b->logits);
-        b->has_logits[seq] = 1;
-    }
+    for (int r = 0; r < n_rows; r++) b->has_logits[b->q_seq[first + (size_t)rows[r]]] = 1;
     return TERNLM_OK;
 }
 

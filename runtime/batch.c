@@ -156,7 +156,7 @@ static int rows_are_consecutive_seqs(const ternlm_batch *b, size_t first, const 
 /* Queue entries [first, first + T): give each its slot position, run them, hand out the logits rows. */
 static ternlm_status eval_chunk(ternlm_batch *b, size_t first, int T, ternlm_error *err) {
     ternlm_session *s = b->s;
-    int rows[TL_UBATCH];
+    int rows[TL_UBATCH] = {0}; /* zeroed: aarch64 GCC 12 sees rows[0] read under n_rows > 0 as maybe uninitialized */
     int n_rows = 0;
     for (int t = 0; t < T; t++) {
         const size_t i = first + (size_t)t;

@@ -555,7 +555,9 @@ int engine_start(srv_engine **out, ternlm_model *model, const srv_config *cfg, c
     }
     e->slot_ctx = ternlm_batch_n_ctx(e->batch);
     const char *log_path = getenv("TERNLM_STEP_LOG");
-    if (log_path && *log_path && (e->step_log = fopen(log_path, "w"))) {
+    if (log_path && *log_path && !(e->step_log = fopen(log_path, "w")))
+        fprintf(stderr, "ternlm-server: TERNLM_STEP_LOG: cannot write %s; no step log\n", log_path);
+    if (e->step_log) {
         setvbuf(e->step_log, NULL, _IOLBF, 0); /* readable while the server runs */
         struct timespec rt;
         clock_gettime(CLOCK_REALTIME, &rt); /* lets a reader line the log up with its own wall clock */

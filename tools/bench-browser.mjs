@@ -2,7 +2,9 @@
 // Browser speed: the web package's modules in headless Chromium, on one model: single-thread and pthreads, each with
 // plain SIMD128 and (where Chromium validates it) relaxed SIMD; the pthreads module at 1 and at 2 threads (the 2-thread
 // target is against its own 1-thread speed), then a cached load() -> first token.
-//   node tools/bench-browser.mjs MODEL.gguf [--tokens 64] [--repeat 4]
+//   node tools/bench-browser.mjs MODEL.gguf [--tokens 64] [--repeat 4] [--st-only]
+// --st-only: the single-thread modules only (no pthreads rows, no cached load): a shorter hold of the CPU lock, and
+// no need for the pthreads builds in web/dist/.
 // --repeat: how many times the prompt's sentence repeats (4 gives about 300 tokens on the 2B4T shape's vocabulary).
 // The model is copied under tests/browser/tmp/ and served from 127.0.0.1 with COOP/COEP. Prints JSON lines.
 import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
@@ -31,7 +33,8 @@ const ctx = await chromium.launchPersistentContext(mkdtempSync(path.join(os.tmpd
 const page = await ctx.newPage();
 await page.goto(`http://127.0.0.1:${server.address().port}/examples/web/`);
 // [load threads, simd, threads of each generate call]: load({threads: 1}) is the single-thread module
-const configs = [[1, 'simd128', [1]], [1, 'auto', [1]], [2, 'simd128', [1, 2]], [2, 'auto', [1, 2]]];
+const stOnly = process.argv.includes('--st-only');
+const configs = [[1, 'simd128', [1]], [1, 'auto', [1]], ...(stOnly ? [] : [[2, 'simd128', [1, 2]], [2, 'auto', [1, 2]]])];
 for (const [loadThreads, simd, genThreads] of configs) {
   const rs = await page.evaluate(async ({ loadThreads, simd, genThreads, tokens, repeat }) => {
     const { load } = await import('/web/src/index.js');
@@ -57,7 +60,7 @@ for (const [loadThreads, simd, genThreads] of configs) {
   for (const r of rs) console.log(JSON.stringify({ crossOriginIsolated: true, ...r }));
 }
 // A cached model (OPFS, else the Cache API): load() once to fill the cache, then time load() -> first generated token.
-const cached = await page.evaluate(async () => {
+const cached = stOnly ? null : await page.evaluate(async () => {
   const { load, listCache } = await import('/web/src/index.js');
   const url = '/tests/browser/tmp/bench.gguf';
   await (await load(url, { threads: 2 })).unload();
@@ -71,6 +74,6 @@ const cached = await page.evaluate(async () => {
   await m.unload();
   return { inCache, opfs: !!navigator.storage?.getDirectory, variant: threadsVariant, simd, kernels, loadMs: Math.round(loadedMs), firstTokenMs: Math.round(firstMs) };
 });
-console.log(JSON.stringify({ test: 'cached load() -> first token', ...cached }));
+if (cached) console.log(JSON.stringify({ test: 'cached load() -> first token', ...cached }));
 await ctx.close();
 server.close();

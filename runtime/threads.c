@@ -17,6 +17,10 @@ void tl_pool_run(tl_pool *p, tl_task_fn fn, void *ctx) {
     (void)p;
     fn(ctx, 0, 1);
 }
+void tl_pool_run_chunks(tl_pool *p, long n_chunks, tl_chunk_fn fn, void *ctx) {
+    (void)p;
+    for (long c = 0; c < n_chunks; c++) fn(ctx, c, 0);
+}
 
 #else
 
@@ -119,6 +123,31 @@ void tl_pool_run(tl_pool *p, tl_task_fn fn, void *ctx) {
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) sched_yield();
+}
+
+typedef struct chunk_job {
+    atomic_long next;
+    long n;
+    tl_chunk_fn fn;
+    void *ctx;
+} chunk_job;
+
+/* Relaxed is enough for the counter: each chunk index is handed out once, and the pool's own join orders the
+ * chunks' writes before the caller reads them. */
+static void chunk_task(void *c, int ith, int nth) {
+    chunk_job *j = c;
+    (void)nth;
+    for (long k; (k = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) j->fn(j->ctx, k, ith);
+}
+
+void tl_pool_run_chunks(tl_pool *p, long n_chunks, tl_chunk_fn fn, void *ctx) {
+    if (!p || p->n == 1 || n_chunks <= 1) {
+        for (long c = 0; c < n_chunks; c++) fn(ctx, c, 0);
+        return;
+    }
+    chunk_job job = {.n = n_chunks, .fn = fn, .ctx = ctx};
+    atomic_init(&job.next, 0);
+    tl_pool_run(p, chunk_task, &job);
 }
 
 #endif

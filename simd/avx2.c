@@ -161,10 +161,11 @@ static inline float fold32(const __m256 *a) {
     return _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
 }
 
-/* Software prefetch of F16 weights, in halves: every cache line into L1, 2 KB ahead. On Zen 3 (2-vCPU EPYC 7xx3) a
- * micro-benchmark of this dot over a 656 MB head matrix ran 5.7 GB/s on one core with the earlier prefetch (every
- * other line into L2, 8 KB ahead), 9.0 GB/s with none, 10.5 GB/s with this one (2 threads: 11.1, 13-16, 16-18 GB/s):
- * half the lines left to the hardware prefetcher, which a distant software stream seems to throw off, stalled it. */
+/* Software prefetch of F16 weights, in elements (1024 = 2 KB ahead): every cache line into L1. On Zen 3 (AMD family
+ * 25 model 1, 2 vCPUs) a micro-benchmark of this dot over a 656 MB head matrix ran 5.7 GB/s on one core with the
+ * earlier prefetch (every other line into L2, 8 KB ahead), 9.0 GB/s with none, 10.5 GB/s with this one (2 threads:
+ * 11.1, 13-16, 16-18 GB/s): half the lines left to the hardware prefetcher, which a distant software stream seems to
+ * throw off, stalled it. */
 #define F16_PF_AHEAD 1024
 
 /* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. 128 weights

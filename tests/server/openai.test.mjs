@@ -90,7 +90,6 @@ test('abort mid-stream frees the slot at once', async () => {
     assert.equal(e.name, 'APIUserAbortError'); // some SDK versions end the loop quietly instead
   }
   assert.equal(n, 3, 'the stream delivered three pieces before the abort');
-  assert.ok(ac.signal.aborted);
   const t0 = Date.now();
   const m = await waitMetrics(srv.base, (x) => x['llamacpp:requests_processing'] === 0, 3000);
   assert.equal(m['llamacpp:requests_processing'], 0, 'the aborted stream still holds its slot');

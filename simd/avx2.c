@@ -414,26 +414,28 @@ AI void codes_dot1_avx2(const uint8_t *g, const int8_t *x, int64_t c0, int64_t c
     }
 }
 
-/* TT tokens (<= 8), one group, chunks [c0, c1) ((c1 - c0) % 4 == 0; x[t] = token t's activations of chunk c0): each
- * half-chunk is decoded once (shift, mask) and feeds every token. Half by half, so TT i16 accumulators live at once;
- * over 4 chunks a lane takes 16 pair sums of at most 768 (12288). acc[2t + h] gathers token t, half h. */
+/* TT tokens (<= 8), one group, chunks [c0, c1) ((c1 - c0) % 8 == 0; x[t] = token t's activations of chunk c0): each
+ * half-chunk is decoded once (shift, mask) and feeds every token. Half by half, so TT i16 accumulators live at once
+ * (4 codes + 8 accumulators + temporaries fit the 16 registers); over 8 chunks a lane takes 32 pair sums of at most
+ * 768 (24576) before one madd widens it. acc[2t + h] gathers token t, half h. Each token's sum is a serial chain
+ * (KEEP_CHAIN): left to itself GCC interleaves the unrolled chunks of every token and spills. */
 AI void codes_tile_avx2(const uint8_t *g, const int8_t *const *x, int TT, int64_t c0, int64_t c1, __m256i *acc) {
     const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-    for (int64_t c = c0; c < c1; c += 4)
+    for (int64_t c = c0; c < c1; c += 8)
         for (int h = 0; h < 2; h++) {
             __m256i s[8];
             for (int t = 0; t < TT; t++) s[t] = _mm256_setzero_si256();
-            for (int u = 0; u < 4; u++) {
+            for (int u = 0; u < 8; u++) {
+                if (!h) _mm_prefetch((const char *)(g + 64 * (c + u) + CODES_PF_AHEAD), _MM_HINT_T0); /* half 1 reuses it */
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(g + 64 * (c + u) + 32 * h));
-                __m256i code[4];
-                for (int k = 0; k < 4; k++) code[k] = _mm256_and_si256(k ? _mm256_srli_epi16(v, 2 * k) : v, m3);
+                const __m256i code0 = _mm256_and_si256(v, m3), code1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
+                const __m256i code2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), code3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
                 for (int t = 0; t < TT; t++) {
                     const int8_t *xp = x[t] + 16 * (c + u - c0);
-                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(code[0], bc4(xp)),
-                                                         _mm256_maddubs_epi16(code[1], bc4(xp + 4)));
-                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(code[2], bc4(xp + 8)),
-                                                         _mm256_maddubs_epi16(code[3], bc4(xp + 12)));
+                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(code0, bc4(xp)), _mm256_maddubs_epi16(code1, bc4(xp + 4)));
+                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(code2, bc4(xp + 8)), _mm256_maddubs_epi16(code3, bc4(xp + 12)));
                     s[t] = _mm256_add_epi16(s[t], _mm256_add_epi16(p01, p23));
+                    KEEP_CHAIN(s[t]);
                 }
             }
             for (int t = 0; t < TT; t++) acc[2 * t + h] = _mm256_add_epi32(acc[2 * t + h], _mm256_madd_epi16(s[t], ones));

@@ -474,9 +474,11 @@ static void step(srv_engine *e) {
     /* Pending prompts, oldest first, get what the decode tokens leave of the step's budget (at least a quarter of
      * it). Prompt evaluation is compute-bound: when two prompts share a step the older one finishes later than it
      * would alone and the other sooner only by a step's fixed cost. So the oldest takes the budget (in chunks when
-     * it is longer), and a later prompt joins only whole and only while the step is still small (under half the
-     * budget, where the pass over the weights serves few tokens). */
-    const uint32_t small_step = (uint32_t)e->cfg.step_tokens / 2;
+     * it is longer), and a later prompt joins only whole and only while the step holds fewer than cfg.join_below
+     * tokens (default 0: never; the AVX-512 machine of the third session gained from 32, where a step's fixed
+     * cost was 11 prompt tokens' worth; on AVX2 it is 2-3, and a joined pair delays the older prompt by the
+     * other's whole time). The rest of the step's last tile is filled either way (fill_tile). */
+    const uint32_t small_step = (uint32_t)e->cfg.join_below;
     uint32_t budget = (uint32_t)e->cfg.step_tokens > n_decode ? (uint32_t)e->cfg.step_tokens - n_decode : 0;
     if (budget < (uint32_t)e->cfg.step_tokens / 4 + 1) budget = (uint32_t)e->cfg.step_tokens / 4 + 1;
     for (uint32_t k = 0; k < n_pending && budget; k++) {

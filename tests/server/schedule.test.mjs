@@ -1,5 +1,5 @@
 // The scheduler's options change which tokens share a step, never a text: requests run concurrently under
-// --fill-tile (pending prompt tokens fill a step's last GEMM tile), --alone-max, --prefill-alone 0, a small step
+// --fill-tile (pending prompt tokens fill a step's last GEMM tile), --alone-max, --join-below, --prefill-alone 0, a small step
 // budget (-b 16, so prompts go in chunks beside decode tokens) and --admit-wait must give the texts of the same
 // requests run one at a time on a one-slot server. The step log shows that tiles were filled.
 import assert from 'node:assert/strict';
@@ -34,7 +34,7 @@ async function texts(srv, concurrent) {
 const CONFIGS = [
   ['-b', '16', '--fill-tile', '8', '--alone-max', '1', '--admit-wait', '10'],
   ['-b', '16', '--fill-tile', '3', '--prefill-alone', '0'],
-  ['--fill-tile', '0', '--alone-max', '4'],
+  ['--fill-tile', '0', '--alone-max', '4', '--join-below', '32'],
 ];
 
 test('scheduling options give the texts of the requests run alone; filled steps end on a tile boundary', async () => {

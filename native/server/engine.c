@@ -378,6 +378,7 @@ static int waits_for_shared(srv_engine *e, const uint32_t *order, uint32_t k) {
     const srv_request *r = s->req;
     for (uint32_t a = 0; a < k; a++) {
         const srv_request *o = e->slots[order[a]].req;
+        if (!o) continue; /* failed while queueing this step */
         const size_t limit = (o->n_prompt < r->n_prompt ? o->n_prompt : r->n_prompt - 1);
         size_t common = 0;
         while (common < limit && o->prompt[common] == r->prompt[common]) common++;
@@ -386,23 +387,23 @@ static int waits_for_shared(srv_engine *e, const uint32_t *order, uint32_t k) {
     return 0;
 }
 
-/* A step's line of the debug log: start (s), idle gap before it, queueing, eval and sampling times (ms), tokens. */
-static void log_step(srv_engine *e, double start, double t0, double t1, uint32_t n_decode, uint32_t n_prompt) {
+/* A step's line of the debug log: start (s), idle gap before it, queueing, eval and sampling times (ms), tokens
+ * (decode, prompt, and of the prompt tokens those that filled the last tile). */
+static void log_step(srv_engine *e, double start, double t0, double t1, uint32_t n_decode, uint32_t n_prompt,
+                     uint32_t n_fill) {
     const double end = srv_now();
     if (e->step_log)
-        fprintf(e->step_log, "%.6f gap %.3f queue %.3f eval %.3f after %.3f decode %u prompt %u\n", start,
+        fprintf(e->step_log, "%.6f gap %.3f queue %.3f eval %.3f after %.3f decode %u prompt %u fill %u\n", start,
                 e->last_step_end ? (start - e->last_step_end) * 1e3 : 0.0, (t0 - start) * 1e3, (t1 - t0) * 1e3,
-                (end - t1) * 1e3, n_decode, n_prompt);
+                (end - t1) * 1e3, n_decode, n_prompt, n_fill);
     e->last_step_end = end;
 }
 
 /* Whether the first pending prompt that may run now finishes within one step's budget. Its step then runs without
  * the decode tokens (prefill_alone): a prompt step is compute-bound, so each decode token lengthens the step that
  * ends with the prompt's first token by about what a prompt token costs; they ride in a later step instead. At most
- * ALONE_MAX steps in a row go without them: two prompts that arrive within one step both get a short step, and a
+ * cfg.alone_max steps (default 2) in a row go without them: two prompts that arrive within one step both get a short step, and a
  * run of arriving prompts cannot stall the streams that are generating for longer. */
-#define ALONE_MAX 2
-
 static int next_prompt_finishes(srv_engine *e, const uint32_t *order, uint32_t n_pending) {
     for (uint32_t k = 0; k < n_pending; k++) {
         if (waits_for_shared(e, order, k)) continue;
@@ -410,6 +411,39 @@ static int next_prompt_finishes(srv_engine *e, const uint32_t *order, uint32_t n
         return s->req->n_prompt - s->fed <= (size_t)e->cfg.step_tokens;
     }
     return 0;
+}
+
+/* Queue the next n prompt tokens of slot i (logits when they end the prompt). 0 when the slot failed instead. */
+static int queue_prompt(srv_engine *e, uint32_t i, size_t n) {
+    slot *s = &e->slots[i];
+    ternlm_error err = {0};
+    if (ternlm_batch_add(e->batch, i, s->req->prompt + s->fed, n, s->fed + n == s->req->n_prompt, &err)) {
+        request_fail(s->req, 500, err.message);
+        finish_slot(e, s, FINISH_NONE);
+        return 0;
+    }
+    s->fed += n;
+    return 1;
+}
+
+/* The GEMMs take the step's tokens in tiles of cfg.fill_tile (8 for the AVX2 and AVX-512 kernels), and a tile that
+ * is not full costs about what a full one does (2b4t, AVX2, 2 threads: a 4-token prompt step 164 ms, an 8-token one
+ * 168 ms). So a step of n tokens has room for the rest of its last tile at little cost: pending prompt tokens fill
+ * it, oldest prompt first, in chunks of any length. They cost no head row unless they end a prompt (whose first
+ * token then comes out of this step). Returns the prompt tokens queued. */
+static uint32_t fill_tile(srv_engine *e, const uint32_t *order, uint32_t n_pending, uint32_t n_tokens) {
+    const uint32_t tile = (uint32_t)e->cfg.fill_tile;
+    if (tile < 2 || n_tokens % tile == 0) return 0;
+    uint32_t room = tile - n_tokens % tile, added = 0;
+    for (uint32_t k = 0; k < n_pending && room; k++) {
+        slot *s = &e->slots[order[k]];
+        if (!s->req || s->fed >= s->req->n_prompt || waits_for_shared(e, order, k)) continue;
+        const size_t left = s->req->n_prompt - s->fed, n = left < room ? left : room;
+        if (!queue_prompt(e, order[k], n)) continue;
+        room -= (uint32_t)n;
+        added += (uint32_t)n;
+    }
+    return added;
 }
 
 static void step(srv_engine *e) {
@@ -425,7 +459,7 @@ static void step(srv_engine *e) {
     uint32_t order[256];
     const uint32_t n_pending = prompt_order(e, order);
     for (uint32_t k = 0; k < n_pending; k++) adopt_prefix(e, order[k]);
-    const int alone = e->cfg.prefill_alone && e->alone_run < ALONE_MAX && next_prompt_finishes(e, order, n_pending);
+    const int alone = e->cfg.prefill_alone && e->alone_run < e->cfg.alone_max && next_prompt_finishes(e, order, n_pending);
     for (uint32_t i = 0; i < e->n_slots && !alone; i++) {
         slot *s = &e->slots[i];
         if (!s->req || !s->has_next) continue;
@@ -440,9 +474,11 @@ static void step(srv_engine *e) {
     /* Pending prompts, oldest first, get what the decode tokens leave of the step's budget (at least a quarter of
      * it). Prompt evaluation is compute-bound: when two prompts share a step the older one finishes later than it
      * would alone and the other sooner only by a step's fixed cost. So the oldest takes the budget (in chunks when
-     * it is longer), and a later prompt joins only whole and only while the step is still small (under half the
-     * budget, where the pass over the weights serves few tokens). */
-    const uint32_t small_step = (uint32_t)e->cfg.step_tokens / 2;
+     * it is longer), and a later prompt joins only whole and only while the step holds fewer than cfg.join_below
+     * tokens (default 0: never; the AVX-512 machine of the third session gained from 32, where a step's fixed
+     * cost was 11 prompt tokens' worth; on AVX2 it is 2-3, and a joined pair delays the older prompt by the
+     * other's whole time). The rest of the step's last tile is filled either way (fill_tile). */
+    const uint32_t small_step = (uint32_t)e->cfg.join_below;
     uint32_t budget = (uint32_t)e->cfg.step_tokens > n_decode ? (uint32_t)e->cfg.step_tokens - n_decode : 0;
     if (budget < (uint32_t)e->cfg.step_tokens / 4 + 1) budget = (uint32_t)e->cfg.step_tokens / 4 + 1;
     for (uint32_t k = 0; k < n_pending && budget; k++) {
@@ -450,15 +486,13 @@ static void step(srv_engine *e) {
         if (waits_for_shared(e, order, k)) continue;
         const size_t left = s->req->n_prompt - s->fed, n = left < budget ? left : budget;
         if (n_prompt && (n < left || n_decode + n_prompt >= small_step)) continue;
-        if (ternlm_batch_add(e->batch, order[k], s->req->prompt + s->fed, n, n == left, &err)) {
-            request_fail(s->req, 500, err.message);
-            finish_slot(e, s, FINISH_NONE);
-            continue;
+        if (queue_prompt(e, order[k], n)) {
+            budget -= (uint32_t)n;
+            n_prompt += (uint32_t)n;
         }
-        s->fed += n;
-        budget -= (uint32_t)n;
-        n_prompt += (uint32_t)n;
     }
+    const uint32_t n_fill = n_decode + n_prompt ? fill_tile(e, order, n_pending, n_decode + n_prompt) : 0;
+    n_prompt += n_fill;
     e->alone_run = alone && n_prompt ? e->alone_run + 1 : 0;
     if (!n_decode && !n_prompt) return;
     const double t0 = srv_now();
@@ -488,13 +522,29 @@ static void step(srv_engine *e) {
     e->busy_slot_sum += busy;
     e->kv_tokens = kv;
     pthread_mutex_unlock(&e->mu);
-    log_step(e, now, t0, t1, n_decode, n_prompt);
+    log_step(e, now, t0, t1, n_decode, n_prompt, n_fill);
 }
 
 static int any_active(const srv_engine *e) {
     for (uint32_t i = 0; i < e->n_slots; i++)
         if (e->slots[i].req) return 1;
     return 0;
+}
+
+/* cfg.admit_wait_ms: a client whose request just ended often sends its next one at once (an agent's loop, a
+ * pipeline, a benchmark's closed loop), a few ms after the step that ended it; without this wait the next step
+ * starts first and the new prompt waits a whole step before its own. So after a step that ended a request, while
+ * nothing waits in the queue, the scheduler waits up to admit_wait_ms for an arrival (engine_submit signals it). */
+static void await_follow_up(srv_engine *e, uint32_t processing_before) {
+    pthread_mutex_lock(&e->mu);
+    if (e->processing < processing_before && !e->q_len && !e->draining) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)e->cfg.admit_wait_ms * 1000000L;
+        while (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+    }
+    pthread_mutex_unlock(&e->mu);
 }
 
 static void *scheduler(void *arg) {
@@ -515,8 +565,10 @@ static void *scheduler(void *arg) {
             pthread_mutex_unlock(&e->mu);
             continue;
         }
+        const uint32_t before = e->processing;
         pthread_mutex_unlock(&e->mu);
         step(e);
+        if (e->cfg.admit_wait_ms) await_follow_up(e, before);
     }
     return NULL;
 }

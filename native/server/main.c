@@ -115,6 +115,10 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         {"--queue", F_INT, &cfg->max_queue, "requests that may wait for a slot before 503 (default 64)"},
         {"-b|--batch-size", F_INT, &cfg->step_tokens, "tokens per step: decode tokens + prompt chunks (default 64)"},
         {"--prefill-alone", F_INT, &cfg->prefill_alone, "1: a prompt's last chunk runs without decode tokens, at most two such steps in a row (default); 0: never"},
+        {"--join-below", F_INT, &cfg->join_below, "a second prompt joins a step whole only while the step holds fewer tokens (default 0: never)"},
+        {"--alone-max", F_INT, &cfg->alone_max, "most --prefill-alone steps in a row before the decode tokens get a step (default 2)"},
+        {"--fill-tile", F_INT, &cfg->fill_tile, "pending prompt tokens fill each step up to a multiple of N tokens, the GEMM's tile (default 8; 0: off)"},
+        {"--admit-wait", F_INT, &cfg->admit_wait_ms, "ms to wait, after a step that ended a request, for its client's next request (default 10; 0: off)"},
         {"--body-limit", F_SIZE, &cfg->body_limit, "largest request body in bytes (default 1048576)"},
         {"--header-limit", F_SIZE, &cfg->header_limit, "memory per connection for headers, bytes (default 32768)"},
         {"--max-messages", F_INT, &cfg->max_messages, "most chat messages per request (default 512)"},
@@ -159,8 +163,10 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
     if (cfg->port < 0 || cfg->port > 65535) return fprintf(stderr, "ternlm-server: --port must be 0..65535\n"), 2;
     if (cfg->n_ctx < 0 || cfg->n_threads < 0 || cfg->timeout_s < 1 || cfg->deadline_s < 1 || cfg->max_queue < 0 ||
         cfg->step_tokens < 1 || cfg->max_messages < 1 || cfg->max_connections < 1 ||
-        (cfg->prefill_alone != 0 && cfg->prefill_alone != 1))
-        return fprintf(stderr, "ternlm-server: -c, -t must be >= 0; --timeout, --deadline, -b, --max-* >= 1; --queue >= 0; --prefill-alone 0 or 1\n"), 2;
+        (cfg->prefill_alone != 0 && cfg->prefill_alone != 1) || cfg->alone_max < 1 || cfg->fill_tile < 0 || cfg->join_below < 0 ||
+        cfg->fill_tile > 64 || cfg->admit_wait_ms < 0 || cfg->admit_wait_ms > 1000)
+        return fprintf(stderr, "ternlm-server: -c, -t must be >= 0; --timeout, --deadline, -b, --max-*, --alone-max >= 1; "
+                               "--queue, --join-below >= 0; --prefill-alone 0 or 1; --fill-tile 0..64; --admit-wait 0..1000\n"), 2;
     if (cfg->header_limit < 4096) return fprintf(stderr, "ternlm-server: --header-limit must be at least 4096\n"), 2;
     if (cfg->api_key && !*cfg->api_key) return fprintf(stderr, "ternlm-server: --api-key must not be empty\n"), 2;
     if (strcmp(cfg->reasoning_format, "auto") && strcmp(cfg->reasoning_format, "deepseek") && strcmp(cfg->reasoning_format, "none"))
@@ -181,6 +187,9 @@ static void defaults(srv_config *cfg) {
     cfg->max_queue = 64;
     cfg->step_tokens = 64;
     cfg->prefill_alone = 1;
+    cfg->alone_max = 2;
+    cfg->fill_tile = 8;
+    cfg->admit_wait_ms = 10;
     cfg->body_limit = 1u << 20;
     cfg->header_limit = 32768;
     cfg->max_messages = 512;

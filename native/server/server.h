@@ -19,6 +19,10 @@ typedef struct srv_config {
     const char *model_path, *host, *api_key, *alias;
     int port, n_ctx, n_threads, n_slots, n_predict, max_queue, step_tokens, max_messages, max_connections;
     int prefill_alone;    /* a prompt's last chunk runs without the decode tokens (once between two decode steps) */
+    int join_below;       /* a later pending prompt joins a step whole only while the step holds fewer tokens */
+    int alone_max;        /* most prefill_alone steps in a row before the decode tokens get a step */
+    int fill_tile;        /* pending prompt tokens fill a step up to a multiple of this (the GEMM's token tile); 0: off */
+    int admit_wait_ms;    /* after a step that ended a request, wait this long for the next request; 0: off */
     int timeout_s;        /* idle read/write timeout of a connection (slow clients) */
     int deadline_s;       /* the longest a request may take, queue wait included */
     size_t body_limit, header_limit;

@@ -415,9 +415,57 @@ AI v128_t rows4(v128_t A, v128_t B) {
     return wasm_i32x4_add(wasm_i32x4_shuffle(A, B, 0, 2, 4, 6), wasm_i32x4_shuffle(A, B, 1, 3, 5, 7));
 }
 
+/* Prompt tiles of R16_TT_WIDE (3) tokens x 2 row pairs. A row pair is 8 bytes of a chunk (rows 2p, 2p + 1 x 4 inputs,
+ * widened while loaded); its codes come out as 0..3 by a shift and a mask per group s, so the activations are plain
+ * i16 (no scaling). Sized for V8 on x86, which gives wasm 15 vector registers and hoists a loop body's loads to its
+ * top: 6 accumulators, 2 code vectors, 2 shifted code sources, the mask and 3 activation splats fit, where the
+ * 4-token tile (8 accumulators, 4 masks) and wider ones spill (measured: tools/bench_gemm.c). acc[2t + p] += lane
+ * pairs of Σ code·x (lanes 0, 1: row 2p; 2, 3: row 2p + 1 of the two pairs at g) over nch chunks. */
+AI void pairs_wide(const uint8_t *g, const int16_t *xs, int nch, v128_t acc[2 * R16_TT_WIDE]) {
+    const v128_t m3 = wasm_i16x8_splat(3);
+    v128_t a[2 * R16_TT_WIDE];
+    for (int i = 0; i < 2 * R16_TT_WIDE; i++) a[i] = acc[i];
+    for (int c = 0; c < nch; c++) {
+        v128_t w[2] = {wasm_u16x8_load8x8(g + 64 * c), wasm_u16x8_load8x8(g + 64 * c + 8)};
+        const int16_t *xc = xs + 16 * c;
+        /* rolled: unrolled, clang sums each token's 4 dots first and keeps 4 code vectors per pair live (spills) */
+#pragma clang loop unroll(disable)
+        for (int s = 0; s < 4; s++, xc += 4) {
+            v128_t code[2];
+            for (int p = 0; p < 2; p++) code[p] = wasm_v128_and(w[p], m3), w[p] = wasm_u16x8_shr(w[p], 2);
+            for (int t = 0; t < R16_TT_WIDE; t++) {
+                const v128_t b = wasm_v128_load64_splat(xc + t * R16_BLOCK);
+                for (int p = 0; p < 2; p++) a[2 * t + p] = wasm_i32x4_add(a[2 * t + p], wasm_i32x4_dot_i16x8(code[p], b));
+            }
+        }
+    }
+    for (int i = 0; i < 2 * R16_TT_WIDE; i++) acc[i] = a[i];
+}
+
+/* The exact Σ code·x of 16 rows x R16_TT_WIDE tokens over inputs [k0, k1) (multiples of R16_BLOCK) into sums[t][4].
+ * Each prepared block of activations serves the group's 4 double row pairs; lane pairs stay apart until the end. */
+AI void codes_group_wide(const uint8_t *g, const int8_t *const *x, int64_t k0, int64_t k1, v128_t sums[][4]) {
+    v128_t acc[4][2 * R16_TT_WIDE]; /* [rows 4q .. 4q + 3][2t + pair] */
+    for (int q = 0; q < 4; q++)
+        for (int i = 0; i < 2 * R16_TT_WIDE; i++) acc[q][i] = wasm_i32x4_splat(0);
+    int16_t xs[R16_TT_WIDE * R16_BLOCK];
+    for (int64_t k = k0; k < k1; k += R16_BLOCK) {
+        for (int t = 0; t < R16_TT_WIDE; t++)
+            for (int i = 0; i < R16_BLOCK; i += 8)
+                wasm_v128_store(xs + t * R16_BLOCK + i, wasm_i16x8_load8x8(x[t] + (k - k0) + i));
+        for (int q = 0; q < 4; q++) pairs_wide(g + 4 * k + 16 * q, xs, R16_BLOCK / 16, acc[q]);
+    }
+    for (int t = 0; t < R16_TT_WIDE; t++)
+        for (int q = 0; q < 4; q++) sums[t][q] = rows4(acc[q][2 * t], acc[q][2 * t + 1]);
+}
+
 /* The exact 64·Σ code·x of 16 rows x TT tokens into sums[t][4] (4 rows per vector), over inputs [k0, k1);
  * x[t] points at token t's activation of input k0. */
 AI void codes_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0, int64_t k1, v128_t sums[][4]) {
+    if (TT == R16_TT_WIDE) {
+        codes_group_wide(g, x, k0, k1, sums);
+        return;
+    }
     const int NV = R16_NV(TT), NP = 4 / NV; /* quarters per pass, passes */
     v128_t acc[4][4 * R16_TT];
     for (int h = 0; h < NP; h++)
@@ -430,7 +478,7 @@ AI void codes_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0
     for (int t = 0; t < TT; t++)
         for (int q = 0; q < 4; q++) {
             const v128_t *A = &acc[q / NV][2 * NV * t + 2 * (q % NV)];
-            sums[t][q] = wasm_i32x4_shr(rows4(A[0], A[1]), 6);
+            sums[t][q] = wasm_i32x4_shr(rows4(A[0], A[1]), 6); /* exact: every term is a multiple of 64 */
         }
 }
 
@@ -484,8 +532,8 @@ AI void i8_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, fl
     }
 }
 
-static R16_GEMM(gemm_i2s_r16, i2s_tile)
-static R16_GEMM(gemm_tq_r16, tq_tile)
+static R16_GEMM_WIDE(gemm_i2s_r16, i2s_tile)
+static R16_GEMM_WIDE(gemm_tq_r16, tq_tile)
 R16_GEMM(tl_wasm128_gemm_i8_r16, i8_tile)
 
 /* Designated: entries other paths add later stay NULL here (the forward pass then takes the generic one). */

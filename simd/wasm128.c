@@ -225,6 +225,86 @@ float tl_wasm128_dot_f16(const uint16_t *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
+/* ---- The F16 head as rows x tokens (gemm_f16). The activations are prepared once per call as x·2^112 (exact while
+ * |x| < 2^16, checked), so a half needs no scaling multiply: its bits moved into f32 position are h·2^-112, and
+ * (h·2^-112)·(x·2^112) rounds the same real product h·x as the reference's f32 multiply. Halves come in with
+ * i32x4.load16x4_s (a load and a sign extension in one x86 instruction), then 2 instructions put sign, exponent and
+ * mantissa in place. Lanes are walked lane group by lane group (elements 32j + 4k .. 32j + 4k + 3 for one k at a
+ * time), so 4 rows share each activation load with one accumulator each: V8 hoists a loop body's loads and has 15
+ * vector registers, and the 8 accumulators per row of the 32 canonical lanes would spill. Each row's lane sums then
+ * fold as lanes.h says: the bits of dot_f16. Rows with an inf/NaN half (checked per 4 rows), |x| >= 2^16 or
+ * n % 32 != 0 take dot_f16 instead. ---- */
+
+#define F16_PREP_FLOATS 4096 /* prepared activations on the stack: 16 KB */
+#define F16_ROWS 4
+
+/* x·2^112 into xs (n % 4 == 0); 0 when some |x| >= 2^16 or is NaN (then the scaled value may not be exact). */
+static int f16_prepare(const float *x, int64_t n, float *xs) {
+    const v128_t lim = wasm_f32x4_splat(65536.0f), up = wasm_f32x4_splat(5.192296858534828e+33f); /* 2^112 */
+    v128_t ok = wasm_i32x4_splat(-1);
+    for (int64_t i = 0; i < n; i += 4) {
+        const v128_t v = wasm_v128_load(x + i);
+        ok = wasm_v128_and(ok, wasm_f32x4_lt(wasm_f32x4_abs(v), lim));
+        wasm_v128_store(xs + i, wasm_f32x4_mul(v, up));
+    }
+    return wasm_i32x4_all_true(ok);
+}
+
+/* Whether the halves of rows[0..R) (n % 8 == 0) are all finite: the largest |half|·2 (u16 max) stays below inf's. */
+static int f16_rows_finite(const uint16_t *const *rows, int R, int64_t n) {
+    v128_t top = wasm_i16x8_splat(0);
+    for (int i = 0; i < R; i++)
+        for (int64_t k = 0; k < n; k += 8) {
+            const v128_t h = wasm_v128_load(rows[i] + k);
+            top = wasm_u16x8_max(top, wasm_i16x8_add(h, h));
+        }
+    return !wasm_v128_any_true(wasm_u16x8_ge(top, wasm_i16x8_splat((int16_t)0xF800)));
+}
+
+/* Finite halves h[0..3] as h·2^-112 (f32 bits: sign, then exponent and mantissa 13 places up). */
+AI v128_t f16x4_down112(const uint16_t *h) {
+    return wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_load16x4(h), 13), wasm_i32x4_splat((int32_t)0x8FFFFFFF));
+}
+
+/* F16_ROWS finite rows times one prepared token (n % 32 == 0): out[i] = dot_f16(rows[i], x) bit for bit. */
+static void f16_rows_tok(const uint16_t *const *rows, const float *xs, int64_t n, float out[F16_ROWS]) {
+    float l[F16_ROWS][TL_LANES];
+    for (int k = 0; k < TL_LANES; k += 4) {
+        v128_t a[F16_ROWS];
+        for (int i = 0; i < F16_ROWS; i++) a[i] = wasm_f32x4_splat(0);
+        for (int64_t j = k; j < n; j += TL_LANES) {
+            const v128_t xv = wasm_v128_load(xs + j);
+            for (int i = 0; i < F16_ROWS; i++) a[i] = wasm_f32x4_add(a[i], wasm_f32x4_mul(f16x4_down112(rows[i] + j), xv));
+        }
+        for (int i = 0; i < F16_ROWS; i++) wasm_v128_store(&l[i][k], a[i]);
+    }
+    for (int i = 0; i < F16_ROWS; i++) out[i] = tl_lanes_fold(l[i]);
+}
+
+/* Rows [r0, r1) of the head times T tokens, tokens in chunks that fit F16_PREP_FLOATS (the head is read once per
+ * chunk: once for up to 4096 / n tokens). */
+static void gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys) {
+    float xs[F16_PREP_FLOATS];
+    const int chunk = n % TL_LANES == 0 && n <= F16_PREP_FLOATS ? (int)(F16_PREP_FLOATS / n) : 0;
+    for (int t0 = 0; t0 < T; t0 += chunk ? chunk : T) {
+        const int tc = chunk && T - t0 > chunk ? chunk : T - t0;
+        int prepared = chunk > 0;
+        for (int t = 0; t < tc && prepared; t++) prepared = f16_prepare(x + (int64_t)(t0 + t) * n, n, xs + t * n);
+        for (int64_t r = r0; r < r1; r += F16_ROWS) {
+            const uint16_t *rows[F16_ROWS];
+            for (int i = 0; i < F16_ROWS; i++) rows[i] = w + (r + i < r1 ? r + i : r1 - 1) * n; /* tail rows repeat */
+            const int fast = prepared && f16_rows_finite(rows, F16_ROWS, n);
+            for (int t = 0; t < tc; t++) {
+                float out[F16_ROWS];
+                if (fast) f16_rows_tok(rows, xs + t * n, n, out);
+                else
+                    for (int i = 0; i < F16_ROWS; i++) out[i] = tl_wasm128_dot_f16(rows[i], x + (int64_t)(t0 + t) * n, n);
+                for (int i = 0; i < F16_ROWS && r + i < r1; i++) y[(int64_t)(t0 + t) * ys + r + i] = out[i];
+            }
+        }
+    }
+}
+
 float tl_wasm128_dot_f32(const float *w, const float *x, int64_t n) {
     v128_t a[8];
     for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
@@ -554,6 +634,7 @@ static const tl_kernels k_wasm128 = {
     .gemm_i2s_r16 = gemm_i2s_r16,
     .gemm_tq_r16 = gemm_tq_r16,
     .gemm_i8_r16 = tl_wasm128_gemm_i8_r16,
+    .gemm_f16 = gemm_f16,
 };
 
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }

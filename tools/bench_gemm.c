@@ -1,6 +1,6 @@
 /* Kernel micro-benchmark for the 16-row group GEMMs and the F16 head dot (a quicker loop than `ternlm bench` when
  * tuning one kernel): times a path's gemm_i2s_r16 on a 2B4T-shaped weight (n = 2560 inputs, 6912 rows) for T tokens,
- * and dot_f16 over R head rows, printing products per second and a checksum of the outputs (equal checksums across
+ * and dot_f16 (and gemm_f16 where the path has one) over 16384 head rows, printing products per second and a checksum of the outputs (equal checksums across
  * paths: same bits). Built by hand, e.g. for WASI:
  *   clang-19 --target=wasm32-wasi -O3 -msimd128 -Iruntime tools/bench_gemm.c build-wasi/libternlm.a -lm -o /tmp/bg.wasm
  *   node --no-warnings node/ternlm-wasi.mjs --dir=/ /tmp/bg.wasm wasm128 64 */
@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
            (long long)R, T, best * 1e3, (double)n * (double)R * T / best * 1e-9, checksum(y, T * R));
 
     /* the head: dot_f16 over HR rows of n halves (random finite halves), one token */
-    const int64_t HR = 16384;
+    const int64_t HR = argc > 4 ? atoi(argv[4]) : 16384;
     uint16_t *h = malloc((size_t)(HR * n) * 2);
     for (int64_t i = 0; i < HR * n; i++) /* normal halves, |h| < 2: exponent 8..15 (a subnormal product is slow) */
         h[i] = (uint16_t)((rnd() >> 16 & 0x83FF) | (8 + rnd() % 8) << 10);
@@ -81,5 +81,17 @@ int main(int argc, char **argv) {
     }
     printf("%s dot_f16 n=%lld rows=%lld: %.2f ms, %.2f G elements/s, checksum %08x\n", k->name, (long long)n,
            (long long)HR, best * 1e3, (double)n * (double)HR / best * 1e-9, checksum(yh, HR));
+    if (k->gemm_f16) { /* the same rows through gemm_f16, one call as the forward pass makes it per thread chunk */
+        float *yg = malloc((size_t)HR * 4);
+        best = 1e9;
+        for (int r = 0; r < reps; r++) {
+            const double t0 = now();
+            k->gemm_f16(h, n, 0, HR, x, 1, yg, HR);
+            const double dt = now() - t0;
+            best = dt < best ? dt : best;
+        }
+        printf("%s gemm_f16 n=%lld rows=%lld T=1: %.2f ms, %.2f G elements/s, checksum %08x\n", k->name, (long long)n,
+               (long long)HR, best * 1e3, (double)n * (double)HR / best * 1e-9, checksum(yg, HR));
+    }
     return 0;
 }

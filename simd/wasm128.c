@@ -225,6 +225,86 @@ float tl_wasm128_dot_f16(const uint16_t *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
+/* ---- The F16 head as rows x tokens (gemm_f16). The activations are prepared once per call as x·2^112 (exact while
+ * |x| < 2^16, checked), so a half needs no scaling multiply: its bits moved into f32 position are h·2^-112, and
+ * (h·2^-112)·(x·2^112) rounds the same real product h·x as the reference's f32 multiply. Halves come in with
+ * i32x4.load16x4_s (a load and a sign extension in one x86 instruction), then 2 instructions put sign, exponent and
+ * mantissa in place. Lanes are walked lane group by lane group (elements 32j + 4k .. 32j + 4k + 3 for one k at a
+ * time), so 4 rows share each activation load with one accumulator each: V8 hoists a loop body's loads and has 15
+ * vector registers, and the 8 accumulators per row of the 32 canonical lanes would spill. Each row's lane sums then
+ * fold as lanes.h says: the bits of dot_f16. Rows with an inf/NaN half (checked per 4 rows), |x| >= 2^16 or
+ * n % 32 != 0 take dot_f16 instead. ---- */
+
+#define F16_PREP_FLOATS 4096 /* prepared activations on the stack: 16 KB */
+#define F16_ROWS 4
+
+/* x·2^112 into xs (n % 4 == 0); 0 when some |x| >= 2^16 or is NaN (then the scaled value may not be exact). */
+static int f16_prepare(const float *x, int64_t n, float *xs) {
+    const v128_t lim = wasm_f32x4_splat(65536.0f), up = wasm_f32x4_splat(5.192296858534828e+33f); /* 2^112 */
+    v128_t ok = wasm_i32x4_splat(-1);
+    for (int64_t i = 0; i < n; i += 4) {
+        const v128_t v = wasm_v128_load(x + i);
+        ok = wasm_v128_and(ok, wasm_f32x4_lt(wasm_f32x4_abs(v), lim));
+        wasm_v128_store(xs + i, wasm_f32x4_mul(v, up));
+    }
+    return wasm_i32x4_all_true(ok);
+}
+
+/* Whether the halves of rows[0..R) (n % 8 == 0) are all finite: the largest |half|·2 (u16 max) stays below inf's. */
+static int f16_rows_finite(const uint16_t *const *rows, int R, int64_t n) {
+    v128_t top = wasm_i16x8_splat(0);
+    for (int i = 0; i < R; i++)
+        for (int64_t k = 0; k < n; k += 8) {
+            const v128_t h = wasm_v128_load(rows[i] + k);
+            top = wasm_u16x8_max(top, wasm_i16x8_add(h, h));
+        }
+    return !wasm_v128_any_true(wasm_u16x8_ge(top, wasm_i16x8_splat((int16_t)0xF800)));
+}
+
+/* Finite halves h[0..3] as h·2^-112 (f32 bits: sign, then exponent and mantissa 13 places up). */
+AI v128_t f16x4_down112(const uint16_t *h) {
+    return wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_load16x4(h), 13), wasm_i32x4_splat((int32_t)0x8FFFFFFF));
+}
+
+/* F16_ROWS finite rows times one prepared token (n % 32 == 0): out[i] = dot_f16(rows[i], x) bit for bit. */
+static void f16_rows_tok(const uint16_t *const *rows, const float *xs, int64_t n, float out[F16_ROWS]) {
+    float l[F16_ROWS][TL_LANES];
+    for (int k = 0; k < TL_LANES; k += 4) {
+        v128_t a[F16_ROWS];
+        for (int i = 0; i < F16_ROWS; i++) a[i] = wasm_f32x4_splat(0);
+        for (int64_t j = k; j < n; j += TL_LANES) {
+            const v128_t xv = wasm_v128_load(xs + j);
+            for (int i = 0; i < F16_ROWS; i++) a[i] = wasm_f32x4_add(a[i], wasm_f32x4_mul(f16x4_down112(rows[i] + j), xv));
+        }
+        for (int i = 0; i < F16_ROWS; i++) wasm_v128_store(&l[i][k], a[i]);
+    }
+    for (int i = 0; i < F16_ROWS; i++) out[i] = tl_lanes_fold(l[i]);
+}
+
+/* Rows [r0, r1) of the head times T tokens, tokens in chunks that fit F16_PREP_FLOATS (the head is read once per
+ * chunk: once for up to 4096 / n tokens). */
+static void gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys) {
+    float xs[F16_PREP_FLOATS];
+    const int chunk = n % TL_LANES == 0 && n <= F16_PREP_FLOATS ? (int)(F16_PREP_FLOATS / n) : 0;
+    for (int t0 = 0; t0 < T; t0 += chunk ? chunk : T) {
+        const int tc = chunk && T - t0 > chunk ? chunk : T - t0;
+        int prepared = chunk > 0;
+        for (int t = 0; t < tc && prepared; t++) prepared = f16_prepare(x + (int64_t)(t0 + t) * n, n, xs + t * n);
+        for (int64_t r = r0; r < r1; r += F16_ROWS) {
+            const uint16_t *rows[F16_ROWS];
+            for (int i = 0; i < F16_ROWS; i++) rows[i] = w + (r + i < r1 ? r + i : r1 - 1) * n; /* tail rows repeat */
+            const int fast = prepared && f16_rows_finite(rows, F16_ROWS, n);
+            for (int t = 0; t < tc; t++) {
+                float out[F16_ROWS];
+                if (fast) f16_rows_tok(rows, xs + t * n, n, out);
+                else
+                    for (int i = 0; i < F16_ROWS; i++) out[i] = tl_wasm128_dot_f16(rows[i], x + (int64_t)(t0 + t) * n, n);
+                for (int i = 0; i < F16_ROWS && r + i < r1; i++) y[(int64_t)(t0 + t) * ys + r + i] = out[i];
+            }
+        }
+    }
+}
+
 float tl_wasm128_dot_f32(const float *w, const float *x, int64_t n) {
     v128_t a[8];
     for (int k = 0; k < 8; k++) a[k] = wasm_f32x4_splat(0);
@@ -415,9 +495,57 @@ AI v128_t rows4(v128_t A, v128_t B) {
     return wasm_i32x4_add(wasm_i32x4_shuffle(A, B, 0, 2, 4, 6), wasm_i32x4_shuffle(A, B, 1, 3, 5, 7));
 }
 
+/* Prompt tiles of R16_TT_WIDE (3) tokens x 2 row pairs. A row pair is 8 bytes of a chunk (rows 2p, 2p + 1 x 4 inputs,
+ * widened while loaded); its codes come out as 0..3 by a shift and a mask per group s, so the activations are plain
+ * i16 (no scaling). Sized for V8 on x86, which gives wasm 15 vector registers and hoists a loop body's loads to its
+ * top: 6 accumulators, 2 code vectors, 2 shifted code sources, the mask and 3 activation splats fit, where the
+ * 4-token tile (8 accumulators, 4 masks) and wider ones spill (measured: tools/bench_gemm.c). acc[2t + p] += lane
+ * pairs of Σ code·x (lanes 0, 1: row 2p; 2, 3: row 2p + 1 of the two pairs at g) over nch chunks. */
+AI void pairs_wide(const uint8_t *g, const int16_t *xs, int nch, v128_t acc[2 * R16_TT_WIDE]) {
+    const v128_t m3 = wasm_i16x8_splat(3);
+    v128_t a[2 * R16_TT_WIDE];
+    for (int i = 0; i < 2 * R16_TT_WIDE; i++) a[i] = acc[i];
+    for (int c = 0; c < nch; c++) {
+        v128_t w[2] = {wasm_u16x8_load8x8(g + 64 * c), wasm_u16x8_load8x8(g + 64 * c + 8)};
+        const int16_t *xc = xs + 16 * c;
+        /* rolled: unrolled, clang sums each token's 4 dots first and keeps 4 code vectors per pair live (spills) */
+#pragma clang loop unroll(disable)
+        for (int s = 0; s < 4; s++, xc += 4) {
+            v128_t code[2];
+            for (int p = 0; p < 2; p++) code[p] = wasm_v128_and(w[p], m3), w[p] = wasm_u16x8_shr(w[p], 2);
+            for (int t = 0; t < R16_TT_WIDE; t++) {
+                const v128_t b = wasm_v128_load64_splat(xc + t * R16_BLOCK);
+                for (int p = 0; p < 2; p++) a[2 * t + p] = wasm_i32x4_add(a[2 * t + p], wasm_i32x4_dot_i16x8(code[p], b));
+            }
+        }
+    }
+    for (int i = 0; i < 2 * R16_TT_WIDE; i++) acc[i] = a[i];
+}
+
+/* The exact Σ code·x of 16 rows x R16_TT_WIDE tokens over inputs [k0, k1) (multiples of R16_BLOCK) into sums[t][4].
+ * Each prepared block of activations serves the group's 4 double row pairs; lane pairs stay apart until the end. */
+AI void codes_group_wide(const uint8_t *g, const int8_t *const *x, int64_t k0, int64_t k1, v128_t sums[][4]) {
+    v128_t acc[4][2 * R16_TT_WIDE]; /* [rows 4q .. 4q + 3][2t + pair] */
+    for (int q = 0; q < 4; q++)
+        for (int i = 0; i < 2 * R16_TT_WIDE; i++) acc[q][i] = wasm_i32x4_splat(0);
+    int16_t xs[R16_TT_WIDE * R16_BLOCK];
+    for (int64_t k = k0; k < k1; k += R16_BLOCK) {
+        for (int t = 0; t < R16_TT_WIDE; t++)
+            for (int i = 0; i < R16_BLOCK; i += 8)
+                wasm_v128_store(xs + t * R16_BLOCK + i, wasm_i16x8_load8x8(x[t] + (k - k0) + i));
+        for (int q = 0; q < 4; q++) pairs_wide(g + 4 * k + 16 * q, xs, R16_BLOCK / 16, acc[q]);
+    }
+    for (int t = 0; t < R16_TT_WIDE; t++)
+        for (int q = 0; q < 4; q++) sums[t][q] = rows4(acc[q][2 * t], acc[q][2 * t + 1]);
+}
+
 /* The exact 64·Σ code·x of 16 rows x TT tokens into sums[t][4] (4 rows per vector), over inputs [k0, k1);
  * x[t] points at token t's activation of input k0. */
 AI void codes_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0, int64_t k1, v128_t sums[][4]) {
+    if (TT == R16_TT_WIDE) {
+        codes_group_wide(g, x, k0, k1, sums);
+        return;
+    }
     const int NV = R16_NV(TT), NP = 4 / NV; /* quarters per pass, passes */
     v128_t acc[4][4 * R16_TT];
     for (int h = 0; h < NP; h++)
@@ -430,7 +558,7 @@ AI void codes_group(const uint8_t *g, const int8_t *const *x, int TT, int64_t k0
     for (int t = 0; t < TT; t++)
         for (int q = 0; q < 4; q++) {
             const v128_t *A = &acc[q / NV][2 * NV * t + 2 * (q % NV)];
-            sums[t][q] = wasm_i32x4_shr(rows4(A[0], A[1]), 6);
+            sums[t][q] = wasm_i32x4_shr(rows4(A[0], A[1]), 6); /* exact: every term is a multiple of 64 */
         }
 }
 
@@ -484,8 +612,8 @@ AI void i8_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, fl
     }
 }
 
-static R16_GEMM(gemm_i2s_r16, i2s_tile)
-static R16_GEMM(gemm_tq_r16, tq_tile)
+static R16_GEMM_WIDE(gemm_i2s_r16, i2s_tile)
+static R16_GEMM_WIDE(gemm_tq_r16, tq_tile)
 R16_GEMM(tl_wasm128_gemm_i8_r16, i8_tile)
 
 /* Designated: entries other paths add later stay NULL here (the forward pass then takes the generic one). */
@@ -506,6 +634,7 @@ static const tl_kernels k_wasm128 = {
     .gemm_i2s_r16 = gemm_i2s_r16,
     .gemm_tq_r16 = gemm_tq_r16,
     .gemm_i8_r16 = tl_wasm128_gemm_i8_r16,
+    .gemm_f16 = gemm_f16,
 };
 
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }

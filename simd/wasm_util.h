@@ -57,6 +57,7 @@ static inline v128_t bsum_part(const tl_block_q8k *a) {
 
 #define AI __attribute__((always_inline)) static inline
 #define R16_TT 4 /* tokens per tile */
+#define R16_TT_WIDE 3 /* tokens per prompt tile where a path has one (R16_GEMM_WIDE: simd/wasm128.c); <= R16_TT */
 
 /* I2_S epilogue of 16 rows of one token (sums: the exact Σ code·q, 4 rows per vector):
  * y = (((float)Σ code·q − (float)Σq) / scale_t) · tensor_scale, lane by lane as the scalar reference. */
@@ -94,6 +95,20 @@ AI void r16_tq_step(v128_t fsum[4], const v128_t sums[4], const tl_block_q8k *xb
                 const int tt = a->T - t0 < R16_TT ? a->T - t0 : R16_TT;                                                \
                 R16_TILES(tile, w, r, a, t0, tt, y, ys)                                                                \
             }                                                                                                          \
+    }
+
+/* As R16_GEMM, but tokens go R16_TT_WIDE at a time (tile(..., R16_TT_WIDE, ...)) while as many remain, the rest as
+ * R16_GEMM does. */
+#define R16_GEMM_WIDE(name, tile)                                                                                      \
+    void name(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {                      \
+        for (int64_t r = r0; r < r1; r += 16) {                                                                        \
+            int t0 = 0;                                                                                                \
+            for (; a->T - t0 >= R16_TT_WIDE; t0 += R16_TT_WIDE) tile(w, r, a, t0, R16_TT_WIDE, y, ys);                \
+            for (; t0 < a->T; t0 += R16_TT) {                                                                          \
+                const int tt = a->T - t0 < R16_TT ? a->T - t0 : R16_TT;                                                \
+                R16_TILES(tile, w, r, a, t0, tt, y, ys)                                                                \
+            }                                                                                                          \
+        }                                                                                                              \
     }
 
 /* The I2_S and TQ tiles over 16-row groups, given the kernel's GROUP(g, x, TT, k0, k1, sums): the exact integer sums

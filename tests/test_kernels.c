@@ -509,6 +509,26 @@ static void test_gemm_f16(const tl_kernels *k) {
                   (long long)n, T, count_diff(want, got, T * ys));
             free(w), free(x), free(want), free(got);
         }
+    /* Hostile halves and activations: subnormal and signed-zero halves everywhere, an inf half in row 3, one token with
+     * an activation past 2^16 (wasm128 prepares x·2^112 and must leave such rows and tokens to dot_f16). */
+    const int64_t n = 2560, R = 21, ys = R;
+    const int T = 3;
+    uint16_t *w = malloc((size_t)(R * n) * 2);
+    float *x = malloc((size_t)(T * n) * 4), *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+    for (int64_t i = 0; i < R * n; i++)
+        w[i] = i % 5 == 0 ? (uint16_t)(rnd() % 0x400 | (rnd() & 1) << 15) : i % 11 == 0 ? 0x8000 : tl_f32_to_f16(frand());
+    w[3 * n + 10] = 0x7C00;
+    for (int t = 0; t < T; t++) {
+        fill_act(x + t * n, n, t % 2);
+        x[t * n + 10] = 0.5f; /* inf · x stays inf (never inf · 0) */
+    }
+    x[1 * n + 77] = 70000.0f;
+    for (int t = 0; t < T; t++)
+        for (int64_t r = 0; r < R; r++) want[t * ys + r] = ref->dot_f16(w + r * n, x + t * n, n);
+    k->gemm_f16(w, n, 0, R, x, T, got, ys);
+    CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_f16 with subnormal / inf halves and |x| > 2^16: %d outputs differ",
+          k->name, count_diff(want, got, T * ys));
+    free(w), free(x), free(want), free(got);
 }
 
 /* ---- the int8 head (--head-quant i8) on the fixtures: its effect on the logits, measured against the F16 head and

@@ -294,8 +294,8 @@ static void admit(srv_engine *e) {
  * One step
  * ------------------------------------------------------------------------------------------ */
 
-/* Returns 1 when a token was generated (not an end-of-generation token). */
-static int on_logits(srv_engine *e, uint32_t i, const float *logits) {
+/* Samples slot i's next token and streams it, or finishes the request. */
+static void on_logits(srv_engine *e, uint32_t i, const float *logits) {
     slot *s = &e->slots[i];
     srv_request *r = s->req;
     const int32_t tok = ternlm_sampler_sample(s->smp, logits);
@@ -305,32 +305,34 @@ static int on_logits(srv_engine *e, uint32_t i, const float *logits) {
     pthread_mutex_unlock(&r->mu);
     if (!r->ignore_eos && ternlm_token_is_eog(e->model, tok)) {
         finish_slot(e, s, FINISH_STOP);
-        return 0;
+        return;
     }
     pthread_mutex_lock(&r->mu);
     r->n_generated++;
     const uint32_t n_gen = r->n_generated;
     pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&e->mu); /* counted before finish_slot answers the client, so /metrics read next includes it */
+    e->predicted_tokens++;
+    pthread_mutex_unlock(&e->mu);
     size_t len = 0;
     const char *piece = ternlm_text_stream_push(s->ts, tok, &len);
     if (len && !gen_append(s, piece, len)) {
         request_fail(r, 500, "out of memory for the generated text");
         finish_slot(e, s, FINISH_NONE);
-        return 1;
+        return;
     }
     if (r->n_stop && find_stop(s)) {
         s->stopped = 1;
         finish_slot(e, s, FINISH_STOP);
-        return 1;
+        return;
     }
     if ((int32_t)n_gen >= r->max_tokens || ternlm_batch_seq_pos(e->batch, i) >= e->slot_ctx) {
         finish_slot(e, s, FINISH_LENGTH);
-        return 1;
+        return;
     }
     release_text(s, s->gen_len - (r->n_stop ? stop_holdback(s) : 0));
     s->next = tok;
     s->has_next = 1;
-    return 1;
 }
 
 /* Slots in the order they were admitted, so the oldest pending prompt gets the step's budget first. */
@@ -449,7 +451,7 @@ static uint32_t fill_tile(srv_engine *e, const uint32_t *order, uint32_t n_pendi
 static void step(srv_engine *e) {
     ternlm_error err = {0};
     const double now = srv_now();
-    uint32_t n_decode = 0, n_prompt = 0, busy = 0, n_generated = 0;
+    uint32_t n_decode = 0, n_prompt = 0, busy = 0;
     for (uint32_t i = 0; i < e->n_slots; i++) {
         slot *s = &e->slots[i];
         if (!s->req) continue;
@@ -498,6 +500,9 @@ static void step(srv_engine *e) {
     const double t0 = srv_now();
     const ternlm_status st = ternlm_batch_eval(e->batch, &err);
     const double t1 = srv_now(), dt = t1 - t0;
+    pthread_mutex_lock(&e->mu); /* before any request of this step is answered (see on_logits) */
+    e->prompt_tokens += n_prompt;
+    pthread_mutex_unlock(&e->mu);
     for (uint32_t i = 0; i < e->n_slots; i++) {
         slot *s = &e->slots[i];
         if (!s->req) continue;
@@ -508,14 +513,12 @@ static void step(srv_engine *e) {
             continue;
         }
         const float *lg = ternlm_batch_logits(e->batch, i);
-        if (lg) n_generated += (uint32_t)on_logits(e, i, lg);
+        if (lg) on_logits(e, i, lg);
     }
     uint64_t kv = 0;
     for (uint32_t i = 0; i < e->n_slots; i++) kv += ternlm_batch_seq_pos(e->batch, i);
     pthread_mutex_lock(&e->mu);
     const double share = (double)n_prompt / (double)(n_prompt + n_decode); /* the step's time split by token count */
-    e->prompt_tokens += n_prompt;
-    e->predicted_tokens += n_generated;
     e->prompt_seconds += dt * share;
     e->predicted_seconds += dt * (1.0 - share);
     e->n_decode++;

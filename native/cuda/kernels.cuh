@@ -73,6 +73,18 @@ __device__ __forceinline__ int dot16(uint32_t w, int4 a, int acc) {
 
 // ------------------------------------------------------------------------------------------------ input preparation
 
+// k_tern_gemv's options for per-token int8 inputs (its TGO template argument): TG_STAGE copies the prepared codes and scale
+// into shared memory once per block after the wait (then a block asks L2 for each line of the input once, not once
+// per warp: every block of the grid reads the same few lines at the same moment); TG_MINUS_SUM takes sum(q) from
+// the codes themselves (minus16), so the input needs no sum (k_prep_tok writes none). Its copies argument: how
+// many copies of a one-token input k_prep_tok wrote (block b reads copy b % copies: the lines of one copy sit in a
+// few L2 slices).
+enum { TG_STAGE = 1, TG_MINUS_SUM = 2 };
+#define TG_MAX_COPIES 16
+#define STAGE_STEP 272 // bytes per step in the staged input: 256 + 16, so two slices' lanes in a quarter warp use other banks
+#define QD_COPY 32     // floats between the copies of a token's scale (one 128-byte line each)
+__host__ __device__ inline size_t stage_smem(int steps) { return (size_t)steps * STAGE_STEP + 16; }
+
 #define PREP_BATCH 16 // loads in flight per thread in prep_vector
 
 // Shared-memory scratch of prep_vector: 256 double lanes, and per-warp maxima and sums.
@@ -239,6 +251,73 @@ __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_st
         for (int i = threadIdx.x; i < n; i += NORM_THREADS) o.xs[(long)t * n + i] = xs_prep[i];
 }
 
+// k_prep for per-token int8 inputs read by k_tern_gemv with TG_MINUS_SUM (one block per token; decode and
+// micro-batches of < GEMM_MIN_T tokens): the same operations as prep_vector's PREP_TOKEN, with a shorter chain after
+// the wait. Thread i keeps elements i + 256k (k < K) and their norm weights in registers (no shared-memory round
+// trip, one batch of loads even for 6912 inputs), quantizes the elements it owns (byte stores, 32 contiguous per warp
+// instruction), and writes no sum, so two barriers (the RMS lanes, the maximum) instead of three. 127 / max is a
+// float division when max >= 1e-5: (float)(127.0 / (double)m) is then the same number (rounding the double quotient
+// to float is innocuous: 53 >= 2 * 24 + 2). copies > 1 (one token): the codes go to shared memory and then to
+// `copies` places (copy c at q + c * n_pad, its scale at qd + c * QD_COPY), which spreads the GEMV's reads over
+// more L2 slices.
+template <int K>
+__global__ void __launch_bounds__(NORM_THREADS) k_prep_tok(const float *x, long x_stride, int n, int n_pad,
+                                                            const float *norm_w, float eps, int8_t *q, float *qd,
+                                                            int qstride, int copies) {
+    __shared__ double lanes[NORM_THREADS];
+    __shared__ float wmax[NORM_THREADS / 32];
+    __shared__ __align__(16) int8_t qsm[K * NORM_THREADS];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, t = blockIdx.x;
+    float nw[K], v[K];
+#pragma unroll
+    for (int k = 0; k < K; k++) nw[k] = norm_w && tid + k * NORM_THREADS < n ? norm_w[tid + k * NORM_THREADS] : 1.0f;
+    dep_launch_next();
+    dep_wait();
+    const float *xt = x + (long)t * x_stride;
+#pragma unroll
+    for (int k = 0; k < K; k++) v[k] = tid + k * NORM_THREADS < n ? __ldcg(xt + tid + k * NORM_THREADS) : 0.0f;
+    float scale = 1.0f;
+    if (norm_w) { // forward.c's rmsnorm: lane i adds its squares in element order, then lanes.h's fold
+        double l = 0.0;
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (tid + k * NORM_THREADS < n) l += (double)(v[k] * v[k]);
+        lanes[tid] = l;
+        __syncthreads();
+        scale = 1.0f / sqrtf((float)(fold_256(lanes) / (double)n) + eps);
+    }
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < K; k++)
+        if (tid + k * NORM_THREADS < n) {
+            if (norm_w) v[k] = (v[k] * scale) * nw[k];
+            m = fmaxf(m, fabsf(v[k]));
+        }
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(FULL_MASK, m, o));
+    if (lane == 0) wmax[warp] = m;
+    __syncthreads();
+    for (int w = 0; w < NORM_THREADS / 32; w++) m = fmaxf(m, wmax[w]);
+    const float s = (double)m >= 1e-5 ? 127.0f / m : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
+    int8_t *qt = q + (long)t * n_pad;
+    const bool staged = copies > 1;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        const int i = tid + k * NORM_THREADS;
+        if (i >= n_pad) break;
+        const int8_t r = i < n ? (int8_t)max(-128, min(127, __float2int_rn(v[k] * s))) : 0;
+        if (staged) qsm[i] = r;
+        else qt[i] = r;
+    }
+    if (!staged) {
+        if (tid == 0) qd[(long)t * qstride] = s;
+        return;
+    }
+    __syncthreads();
+    for (int c = 0; c < copies; c++)
+        for (int e = tid; e < n_pad / 16; e += NORM_THREADS) *(int4 *)(q + (long)c * n_pad + 16 * e) = *(const int4 *)(qsm + 16 * e);
+    if (tid < copies) qd[tid * QD_COPY] = s;
+}
+
 // The next ternary linear's input preparation for one token, done once per step by the last block of the kernel
 // that produces that input (decode), so the next GEMV's blocks only stream weights. mode < 0: nothing to do.
 struct prep_args {
@@ -290,22 +369,36 @@ __host__ __device__ inline size_t own_q_offset(int n) { return ((size_t)n * 8 + 
 __host__ __device__ inline size_t own_smem(int n, int steps) { return own_q_offset(n) + (size_t)steps * 256 + 16; }
 
 // k_tern_gemv's dynamic shared memory: Q8_K's per-step sums or Q8_0's per-weight-block values (64 / S rows), then
-// the next input's preparation; own_n: the input it prepares itself (0: none).
-__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n, int own_n = 0) {
+// the next input's preparation; own_n: the input it prepares itself (0: none); stage: TG_STAGE's copy of the input.
+__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n, int own_n = 0,
+                                                 int stage = 0) {
     const size_t part = act == ACT_TOKEN ? 0 : (size_t)(64 >> lS) * steps * (act == ACT_Q80 ? bps : 1) * 4;
-    const size_t prep = (size_t)next_n * 4, own = own_n ? own_smem(own_n, steps) : 0;
-    const size_t m = part > prep ? part : prep;
-    return m > own ? m : own;
+    const size_t prep = (size_t)next_n * 4, own = own_n ? own_smem(own_n, steps) : 0, st = stage ? stage_smem(steps) : 0;
+    const size_t m = part > prep ? part : prep, m2 = m > own ? m : own;
+    return m2 > st ? m2 : st;
 }
 
-// One step (256 codes) of a row by thread g of its row group: a partial integer dot product (a: the step's codes
-// of the prepared input, read through L1: every row of the block reads the same ones).
-__device__ __forceinline__ int tern_step(uint4 w, const int8_t *q, int s, int g) {
-    const int4 *a = (const int4 *)(q + 256 * s);
-    int acc = dot16(w.x, a[CHUNK(0, g)], 0);
-    acc = dot16(w.y, a[CHUNK(1, g)], acc);
-    acc = dot16(w.z, a[CHUNK(2, g)], acc);
-    return dot16(w.w, a[CHUNK(3, g)], acc);
+// One step (256 codes) of a row by thread g of its row group: a partial integer dot product (qs: the step's codes
+// of the prepared input, in shared memory or read through L1: every row of the block reads the same ones). With
+// minus_sum, the thread's share of sum(q) is subtracted too (dp4a with bytes of -1): the row's result is then
+// sum(code * q) - sum(q), the integer the CPU gets from acc and the token's sum.
+__device__ __forceinline__ int minus16(int4 a, int acc) {
+    acc = __dp4a(a.x, -1, acc);
+    acc = __dp4a(a.y, -1, acc);
+    acc = __dp4a(a.z, -1, acc);
+    return __dp4a(a.w, -1, acc);
+}
+
+__device__ __forceinline__ int tern_step(uint4 w, const int8_t *qs, int g, bool minus_sum) {
+    const int4 *a = (const int4 *)qs;
+    int acc = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const int4 aj = a[CHUNK(j, g)];
+        acc = dot16(j == 0 ? w.x : j == 1 ? w.y : j == 2 ? w.z : w.w, aj, acc);
+        if (minus_sum) acc = minus16(aj, acc);
+    }
+    return acc;
 }
 
 // Q1_0 / Q2_0: step s of a row by thread g of its row group. Thread g holds 32-blocks g and g + 4 of the step
@@ -346,9 +439,10 @@ __device__ __forceinline__ void q80_step(uint4 w, const int8_t *q, const float *
 // OWN (I2_S, n <= OWN_MAX_N): every block prepares the input itself from io.x / io.norm_w (prep_vector into shared
 // memory), so no k_prep launch and no k_prep -> GEMV boundary: the blocks' redundant copies of one short chain run
 // side by side while their weights are already in registers.
-template <int ACT, bool OWN = false>
-__global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, prep_args next) {
-    extern __shared__ int part_all[];
+template <int ACT, bool OWN = false, int TGO = 0>
+__global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, int copies,
+                                                                 prep_args next) {
+    extern __shared__ __align__(16) int part_all[];
     const int S = 1 << lS, RW = 8 >> lS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = blockIdx.y;
     const int g = lane & 3, slice = (lane >> 2) & (S - 1), rr = lane >> (2 + lS);
     const int row = (blockIdx.x * 8 + warp) * RW + rr, r = min(row, w.rows - 1);
@@ -369,9 +463,28 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     dep_wait();
     constexpr bool q80 = ACT == ACT_Q80;
     const int per_step = q80 ? w.bps : 1, qstride = q80 ? Q80_PER_STEP * w.steps : w.steps;
-    const int8_t *q = in.q + (long)t * w.steps * 256;
-    const float *qd = in.qd + (long)t * qstride;
+    constexpr bool tok = ACT == ACT_TOKEN && !OWN, stage = tok && (TGO & TG_STAGE), minus_sum = tok && (TGO & TG_MINUS_SUM);
+    static_assert(TGO == 0 || tok, "options for per-token int8 inputs only");
+    const int copy = tok && copies > 1 ? blockIdx.x % copies : 0; // copies exist for one token only
+    const int8_t *q = in.q + ((long)t + copy) * w.steps * 256;
+    const float *qd = in.qd + (long)t * qstride + copy * QD_COPY;
     const int *qs = in.qsum + (long)t * qstride;
+    constexpr int qstep = stage ? STAGE_STEP : 256; // bytes from one step of the input to the next
+    float tok_scale = 0.0f;
+    int tok_sum = 0;
+    if (stage) { // one request per line of the input for the whole block
+        int8_t *sq = (int8_t *)part_all;
+        const int4 *src = (const int4 *)q;
+        for (int i = threadIdx.x; i < w.steps * 16; i += NORM_THREADS)
+            *(int4 *)(sq + (i >> 4) * STAGE_STEP + (i & 15) * 16) = __ldcg(src + i);
+        float *ss = (float *)(sq + (size_t)w.steps * STAGE_STEP);
+        if (threadIdx.x == 0) ss[0] = __ldcg(qd), ((int *)ss)[1] = minus_sum ? 0 : __ldcg(qs);
+        __syncthreads();
+        tok_scale = ss[0], tok_sum = ((const int *)ss)[1];
+    } else if (tok) {
+        tok_scale = qd[0], tok_sum = minus_sum ? 0 : qs[0];
+    }
+    const int8_t *qb = stage ? (const int8_t *)part_all : q; // the codes as the steps below read them
     int own_sum = 0;
     if (OWN) {
         __shared__ prep_scratch own_sc;
@@ -379,7 +492,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
         float *od = (float *)(oq + (size_t)w.steps * 256);
         prep_vector(io.x + (long)t * io.x_stride, w.n, w.steps * 256, io.norm_w ? (const float *)own + w.n : NULL, io.eps,
                     PREP_TOKEN, (float *)own, oq, od, NULL, &own_sc); // ends with a barrier: codes and scale are visible
-        q = oq, qd = od, own_sum = token_sum(&own_sc);
+        qb = oq, qd = od, own_sum = token_sum(&own_sc);
     }
     int *part = part_all + (warp * RW + rr) * w.steps * per_step;
     const float *dw = q80 ? w.blk_scale + (size_t)r * w.steps * w.bps : NULL;
@@ -393,7 +506,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             q80_step(pf[i], q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
         }
-        const int d = tern_step(pf[i], q, s, g);
+        const int d = tern_step(pf[i], qb + qstep * s, g, minus_sum);
         if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
@@ -407,7 +520,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             q80_step(__ldg(wr + s * 4), q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
         }
-        const int d = tern_step(__ldg(wr + s * 4), q, s, g);
+        const int d = tern_step(__ldg(wr + s * 4), qb + qstep * s, g, minus_sum);
         if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
@@ -418,8 +531,9 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     }
     float v = 0.0f;
     if (ACT == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
+        // (minus_sum: acc is already acc - sum; both are below 2^24, so (float)acc - (float)sum is exact either way)
         for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-        v = (((float)acc - (float)(OWN ? own_sum : qs[0])) / qd[0]) * rscale;
+        v = OWN ? (((float)acc - (float)own_sum) / qd[0]) * rscale : (((float)acc - (float)tok_sum) / tok_scale) * rscale;
     } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
         __syncwarp();
         const float *pv = (const float *)part;

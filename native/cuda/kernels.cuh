@@ -73,16 +73,14 @@ __device__ __forceinline__ int dot16(uint32_t w, int4 a, int acc) {
 
 // ------------------------------------------------------------------------------------------------ input preparation
 
-// k_tern_gemv's options for per-token int8 inputs (its TGO template argument): TG_STAGE copies the prepared codes and scale
-// into shared memory once per block after the wait (then a block asks L2 for each line of the input once, not once
-// per warp: every block of the grid reads the same few lines at the same moment); TG_MINUS_SUM takes sum(q) from
-// the codes themselves (minus16), so the input needs no sum (k_prep_tok writes none). Its copies argument: how
-// many copies of a one-token input k_prep_tok wrote (block b reads copy b % copies: the lines of one copy sit in a
-// few L2 slices).
-enum { TG_STAGE = 1, TG_MINUS_SUM = 2 };
-#define TG_MAX_COPIES 16
+// k_tern_gemv's options for per-token int8 inputs (its TGO template argument): TG_STAGE copies the prepared codes
+// and scale into shared memory once per block after the wait (one L1 request per line for the block instead of
+// one per warp); TG_PSUM reads the token's sum as the 8 per-warp partial sums k_prep_tok writes (PSUM_PARTS ints
+// per token; integers, so any order); TG_SPLIT keeps four independent dp4a chains per step and adds a row's lanes
+// with one redux when a whole warp holds the row (integer sums: exact in any order).
+enum { TG_STAGE = 1, TG_PSUM = 2, TG_SPLIT = 4 };
+#define PSUM_PARTS (NORM_THREADS / 32)
 #define STAGE_STEP 272 // bytes per step in the staged input: 256 + 16, so two slices' lanes in a quarter warp use other banks
-#define QD_COPY 32     // floats between the copies of a token's scale (one 128-byte line each)
 __host__ __device__ inline size_t stage_smem(int steps) { return (size_t)steps * STAGE_STEP + 16; }
 
 #define PREP_BATCH 16 // loads in flight per thread in prep_vector
@@ -100,6 +98,12 @@ __device__ __forceinline__ double fold_256(const double *l) {
     const int j = threadIdx.x & 31;
     const double c = ((l[j] + l[j + 128]) + (l[j + 64] + l[j + 192])) + ((l[j + 32] + l[j + 160]) + (l[j + 96] + l[j + 224]));
     return __shfl_sync(FULL_MASK, warp_fold_d(c), 0);
+}
+
+// TG_PSUM: the token's sum of codes from k_prep_tok's per-warp parts (two 16-byte loads).
+__device__ __forceinline__ int psum_total(const int *p) {
+    const int4 a = __ldcg((const int4 *)p), b = __ldcg((const int4 *)p + 1);
+    return ((a.x + a.y) + (a.z + a.w)) + ((b.x + b.y) + (b.z + b.w));
 }
 
 // One token's input vector, by a NORM_THREADS block (x is read through L2: other blocks of the same grid may have
@@ -251,22 +255,21 @@ __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_st
         for (int i = threadIdx.x; i < n; i += NORM_THREADS) o.xs[(long)t * n + i] = xs_prep[i];
 }
 
-// k_prep for per-token int8 inputs read by k_tern_gemv with TG_MINUS_SUM (one block per token; decode and
-// micro-batches of < GEMM_MIN_T tokens): the same operations as prep_vector's PREP_TOKEN, with a shorter chain after
-// the wait. Thread i keeps elements i + 256k (k < K) and their norm weights in registers (no shared-memory round
-// trip, one batch of loads even for 6912 inputs), quantizes the elements it owns (byte stores, 32 contiguous per warp
-// instruction), and writes no sum, so two barriers (the RMS lanes, the maximum) instead of three. 127 / max is a
-// float division when max >= 1e-5: (float)(127.0 / (double)m) is then the same number (rounding the double quotient
-// to float is innocuous: 53 >= 2 * 24 + 2). copies > 1 (one token): the codes go to shared memory and then to
-// `copies` places (copy c at q + c * n_pad, its scale at qd + c * QD_COPY), which spreads the GEMV's reads over
-// more L2 slices.
+// k_prep for per-token int8 inputs read by k_tern_gemv with TG_PSUM (one block per token; decode and micro-batches
+// of < GEMM_MIN_T tokens): the same operations as prep_vector's PREP_TOKEN, with a shorter chain after the wait.
+// Thread i keeps elements i + 256k (k < K) and their norm weights in registers (no shared-memory round trip, one
+// batch of loads even for 6912 inputs), quantizes the elements it owns (byte stores, 32 contiguous per warp
+// instruction) and writes its warp's sum of codes (the GEMV adds the PSUM_PARTS parts): two barriers (the RMS
+// lanes, the maximum) instead of three. The maximum of non-negative floats is the maximum of their bits as
+// unsigned integers (one redux per warp; no NaN reaches it: fmaxf drops them, as the CPU's comparison does).
+// 127 / max is a float division when max >= 1e-5: (float)(127.0 / (double)m) is then the same number (rounding
+// the double quotient to float is innocuous: 53 >= 2 * 24 + 2).
 template <int K>
 __global__ void __launch_bounds__(NORM_THREADS) k_prep_tok(const float *x, long x_stride, int n, int n_pad,
                                                             const float *norm_w, float eps, int8_t *q, float *qd,
-                                                            int qstride, int copies) {
+                                                            int qstride, int *psum) {
     __shared__ double lanes[NORM_THREADS];
-    __shared__ float wmax[NORM_THREADS / 32];
-    __shared__ __align__(16) int8_t qsm[K * NORM_THREADS];
+    __shared__ unsigned wmax[NORM_THREADS / 32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, t = blockIdx.x;
     float nw[K], v[K];
 #pragma unroll
@@ -293,29 +296,26 @@ __global__ void __launch_bounds__(NORM_THREADS) k_prep_tok(const float *x, long 
             if (norm_w) v[k] = (v[k] * scale) * nw[k];
             m = fmaxf(m, fabsf(v[k]));
         }
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(FULL_MASK, m, o));
-    if (lane == 0) wmax[warp] = m;
+    const unsigned wm = __reduce_max_sync(FULL_MASK, __float_as_uint(m));
+    if (lane == 0) wmax[warp] = wm;
     __syncthreads();
-    for (int w = 0; w < NORM_THREADS / 32; w++) m = fmaxf(m, wmax[w]);
+    unsigned mb = wmax[0];
+    for (int w = 1; w < NORM_THREADS / 32; w++) mb = max(mb, wmax[w]);
+    m = __uint_as_float(mb);
     const float s = (double)m >= 1e-5 ? 127.0f / m : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
     int8_t *qt = q + (long)t * n_pad;
-    const bool staged = copies > 1;
+    int acc = 0;
 #pragma unroll
     for (int k = 0; k < K; k++) {
         const int i = tid + k * NORM_THREADS;
         if (i >= n_pad) break;
-        const int8_t r = i < n ? (int8_t)max(-128, min(127, __float2int_rn(v[k] * s))) : 0;
-        if (staged) qsm[i] = r;
-        else qt[i] = r;
+        const int r = i < n ? max(-128, min(127, __float2int_rn(v[k] * s))) : 0;
+        qt[i] = (int8_t)r;
+        acc += r;
     }
-    if (!staged) {
-        if (tid == 0) qd[(long)t * qstride] = s;
-        return;
-    }
-    __syncthreads();
-    for (int c = 0; c < copies; c++)
-        for (int e = tid; e < n_pad / 16; e += NORM_THREADS) *(int4 *)(q + (long)c * n_pad + 16 * e) = *(const int4 *)(qsm + 16 * e);
-    if (tid < copies) qd[tid * QD_COPY] = s;
+    const int ws = __reduce_add_sync(FULL_MASK, acc);
+    if (lane == 0) psum[t * PSUM_PARTS + warp] = ws;
+    if (tid == 0) qd[(long)t * qstride] = s;
 }
 
 // The next ternary linear's input preparation for one token, done once per step by the last block of the kernel
@@ -379,26 +379,19 @@ __host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int s
 }
 
 // One step (256 codes) of a row by thread g of its row group: a partial integer dot product (qs: the step's codes
-// of the prepared input, in shared memory or read through L1: every row of the block reads the same ones). With
-// minus_sum, the thread's share of sum(q) is subtracted too (dp4a with bytes of -1): the row's result is then
-// sum(code * q) - sum(q), the integer the CPU gets from acc and the token's sum.
-__device__ __forceinline__ int minus16(int4 a, int acc) {
-    acc = __dp4a(a.x, -1, acc);
-    acc = __dp4a(a.y, -1, acc);
-    acc = __dp4a(a.z, -1, acc);
-    return __dp4a(a.w, -1, acc);
-}
-
-__device__ __forceinline__ int tern_step(uint4 w, const int8_t *qs, int g, bool minus_sum) {
+// of the prepared input, in shared memory or read through L1: every row of the block reads the same ones). split:
+// four independent dp4a chains (shorter latency; integer sums, so the same result).
+__device__ __forceinline__ int tern_step(uint4 w, const int8_t *qs, int g, bool split) {
     const int4 *a = (const int4 *)qs;
-    int acc = 0;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const int4 aj = a[CHUNK(j, g)];
-        acc = dot16(j == 0 ? w.x : j == 1 ? w.y : j == 2 ? w.z : w.w, aj, acc);
-        if (minus_sum) acc = minus16(aj, acc);
+    if (split) {
+        const int c0 = dot16(w.x, a[CHUNK(0, g)], 0), c1 = dot16(w.y, a[CHUNK(1, g)], 0);
+        const int c2 = dot16(w.z, a[CHUNK(2, g)], 0), c3 = dot16(w.w, a[CHUNK(3, g)], 0);
+        return (c0 + c1) + (c2 + c3);
     }
-    return acc;
+    int acc = dot16(w.x, a[CHUNK(0, g)], 0);
+    acc = dot16(w.y, a[CHUNK(1, g)], acc);
+    acc = dot16(w.z, a[CHUNK(2, g)], acc);
+    return dot16(w.w, a[CHUNK(3, g)], acc);
 }
 
 // Q1_0 / Q2_0: step s of a row by thread g of its row group. Thread g holds 32-blocks g and g + 4 of the step
@@ -440,8 +433,7 @@ __device__ __forceinline__ void q80_step(uint4 w, const int8_t *q, const float *
 // memory), so no k_prep launch and no k_prep -> GEMV boundary: the blocks' redundant copies of one short chain run
 // side by side while their weights are already in registers.
 template <int ACT, bool OWN = false, int TGO = 0>
-__global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, int copies,
-                                                                 prep_args next) {
+__global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, prep_args next) {
     extern __shared__ __align__(16) int part_all[];
     const int S = 1 << lS, RW = 8 >> lS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = blockIdx.y;
     const int g = lane & 3, slice = (lane >> 2) & (S - 1), rr = lane >> (2 + lS);
@@ -463,26 +455,21 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     dep_wait();
     constexpr bool q80 = ACT == ACT_Q80;
     const int per_step = q80 ? w.bps : 1, qstride = q80 ? Q80_PER_STEP * w.steps : w.steps;
-    constexpr bool tok = ACT == ACT_TOKEN && !OWN, stage = tok && (TGO & TG_STAGE), minus_sum = tok && (TGO & TG_MINUS_SUM);
-    static_assert(TGO == 0 || tok, "options for per-token int8 inputs only");
-    const int copy = tok && copies > 1 ? blockIdx.x % copies : 0; // copies exist for one token only
-    const int8_t *q = in.q + ((long)t + copy) * w.steps * 256;
-    const float *qd = in.qd + (long)t * qstride + copy * QD_COPY;
-    const int *qs = in.qsum + (long)t * qstride;
+    constexpr bool tok = ACT == ACT_TOKEN && !OWN, stage = tok && (TGO & TG_STAGE), psum = tok && (TGO & TG_PSUM);
+    constexpr bool split = TGO & TG_SPLIT;
+    static_assert((TGO & ~TG_SPLIT) == 0 || tok, "options for per-token int8 inputs only");
+    const int8_t *q = in.q + (long)t * w.steps * 256;
+    const float *qd = in.qd + (long)t * qstride;
+    const int *qs = in.qsum + (long)t * (psum ? PSUM_PARTS : qstride);
     constexpr int qstep = stage ? STAGE_STEP : 256; // bytes from one step of the input to the next
-    float tok_scale = 0.0f;
-    int tok_sum = 0;
     if (stage) { // one request per line of the input for the whole block
         int8_t *sq = (int8_t *)part_all;
         const int4 *src = (const int4 *)q;
         for (int i = threadIdx.x; i < w.steps * 16; i += NORM_THREADS)
             *(int4 *)(sq + (i >> 4) * STAGE_STEP + (i & 15) * 16) = __ldcg(src + i);
         float *ss = (float *)(sq + (size_t)w.steps * STAGE_STEP);
-        if (threadIdx.x == 0) ss[0] = __ldcg(qd), ((int *)ss)[1] = minus_sum ? 0 : __ldcg(qs);
+        if (threadIdx.x == 0) ss[0] = __ldcg(qd), ((int *)ss)[1] = psum ? psum_total(qs) : __ldcg(qs);
         __syncthreads();
-        tok_scale = ss[0], tok_sum = ((const int *)ss)[1];
-    } else if (tok) {
-        tok_scale = qd[0], tok_sum = minus_sum ? 0 : qs[0];
     }
     const int8_t *qb = stage ? (const int8_t *)part_all : q; // the codes as the steps below read them
     int own_sum = 0;
@@ -506,7 +493,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             q80_step(pf[i], q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
         }
-        const int d = tern_step(pf[i], qb + qstep * s, g, minus_sum);
+        const int d = tern_step(pf[i], qb + qstep * s, g, split);
         if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
@@ -520,7 +507,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             q80_step(__ldg(wr + s * 4), q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
         }
-        const int d = tern_step(__ldg(wr + s * 4), qb + qstep * s, g, minus_sum);
+        const int d = tern_step(__ldg(wr + s * 4), qb + qstep * s, g, split);
         if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
@@ -531,9 +518,13 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     }
     float v = 0.0f;
     if (ACT == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
-        // (minus_sum: acc is already acc - sum; both are below 2^24, so (float)acc - (float)sum is exact either way)
-        for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-        v = OWN ? (((float)acc - (float)own_sum) / qd[0]) * rscale : (((float)acc - (float)tok_sum) / tok_scale) * rscale;
+        if (split && S == 8) acc = __reduce_add_sync(FULL_MASK, acc); // the warp is one row
+        else
+            for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
+        const float *ss = (const float *)((const int8_t *)part_all + (size_t)w.steps * STAGE_STEP); // TG_STAGE's copy
+        const float scl = stage ? ss[0] : qd[0];
+        const int sum = OWN ? own_sum : stage ? ((const int *)ss)[1] : psum ? psum_total(qs) : qs[0];
+        v = (((float)acc - (float)sum) / scl) * rscale;
     } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
         __syncwarp();
         const float *pv = (const float *)part;

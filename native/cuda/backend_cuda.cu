@@ -623,9 +623,9 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->prep_sites = env_int("TERNLM_CUDA_PREP", 0); // SITE_* bits; 15: every site (measured slower)
         g->own_sites = env_int("TERNLM_CUDA_OWN", 0);
         g->skip = env_int("TERNLM_CUDA_TIMING_SKIP", 0);
-        g->stage = env_int("TERNLM_CUDA_QSTAGE", 0);
-        g->prep_tok = env_int("TERNLM_CUDA_PREP_TOK", 0);
-        g->split = env_int("TERNLM_CUDA_SPLIT", 0);
+        g->stage = env_int("TERNLM_CUDA_QSTAGE", 1);
+        g->prep_tok = env_int("TERNLM_CUDA_PREP_TOK", 1);
+        g->split = env_int("TERNLM_CUDA_SPLIT", 1);
     }
     if (!st && (!s->tok_seq || !s->tok_pos)) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) st = upload_model(g, m, err);

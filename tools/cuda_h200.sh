@@ -6,8 +6,9 @@
 # steps: build old match memcheck conformance bench bonsai batch ncubatch ncu ncupp torch (default: all), and
 # variants (match, memcheck and tg128 of each input-preparation setting in VARIANTS, alternating with the default),
 # skips (tg128 with kinds of decode launches left out or emptied: TERNLM_CUDA_TIMING_SKIP), ncuvar (ncu of a step
-# under NCU_VARIANT)
-# Environment: TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150).
+# under NCU_VARIANT, with NCU_METRICS if set)
+# Environment: TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150),
+# VCHECK (the variant names whose match and memcheck the variants step runs; default all), LOG_TAG (logs-TAG.tgz).
 set -u
 OUT=${OUT:-/tmp/cuda-out}
 mkdir -p "$OUT"
@@ -70,8 +71,15 @@ VARIANTS=${VARIANTS:-"own7:TERNLM_CUDA_OWN=7 own1:TERNLM_CUDA_OWN=1 own4:TERNLM_
 venv() { echo "${1#*:}" | tr ',' ' '; } # NAME:A=1,B=2 -> "A=1 B=2"
 tg() { env $1 $B/ternlm bench -m $M -p 0 -n 128 -r ${TG_RUNS:-3} --gpu 2>&1 | grep -o 'median *[0-9.]*' | grep -o '[0-9.]*$'; }
 if has variants; then
+  echo "=== variants: tg128 tokens/s (bench -p 0 -n 128 -r ${TG_RUNS:-3}, median), rounds alternate with the default"
+  for round in 1 2; do
+    line="round $round: default $(tg "")"
+    for v in $VARIANTS; do line="$line | ${v%%:*} $(tg "$(venv "$v")")"; done
+    echo "$line" | tee -a "$OUT/variants.txt"
+  done
   echo "=== variants: test_gpu_match (b158, tinystories) and memcheck (tinystories)"
   for v in $VARIANTS; do
+    case " ${VCHECK:-${v%%:*}} " in *" ${v%%:*} "*) ;; *) continue ;; esac
     e=$(venv "$v")
     env $e $B/tests/test_gpu_match "$TERNLM_SHARED_DIR"/fixtures/b158-llama3-i2s.gguf models/ternlm-tinystories.gguf > "$OUT/match-${v%%:*}.log" 2>&1
     rc=$?; [ $rc = 0 ] || fails=$((fails + 1))
@@ -79,12 +87,6 @@ if has variants; then
       -p "Once upon a time there was a little dog" -n 8 --gpu >/dev/null 2>&1
     rc2=$?; [ $rc2 = 0 ] || fails=$((fails + 1))
     echo "${v%%:*}: match rc $rc ($(tail -1 "$OUT/match-${v%%:*}.log")), memcheck rc $rc2 ($(grep -E 'ERROR SUMMARY' "$OUT/cs-${v%%:*}.log" | tail -1))"
-  done
-  echo "=== variants: tg128 tokens/s (bench -p 0 -n 128 -r ${TG_RUNS:-3}, median), rounds alternate with the default"
-  for round in 1 2; do
-    line="round $round: default $(tg "")"
-    for v in $VARIANTS; do line="$line | ${v%%:*} $(tg "$(venv "$v")")"; done
-    echo "$line" | tee -a "$OUT/variants.txt"
   done
 fi
 if has skips; then
@@ -96,7 +98,7 @@ fi
 if has ncuvar; then
   echo "=== ncu (one decode step) under ${NCU_VARIANT:-default}: ${NCU_VCOUNT:-272} launches"
   env $(venv "x:${NCU_VARIANT:-}") TERNLM_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none --launch-skip ${NCU_VSKIP:-2000} \
-    --launch-count ${NCU_VCOUNT:-272} --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+    --launch-count ${NCU_VCOUNT:-272} --metrics ${NCU_METRICS:-gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum} \
     $B/ternlm run -m $M -p hi -n 24 --gpu > "$OUT/ncu-var.csv" 2>"$OUT/ncu-var.err"
   python3 tools/cuda_profile.py "$OUT/ncu-var.csv" | tee "$OUT/prof-var.txt"
 fi
@@ -146,5 +148,5 @@ if has torch; then
   echo "=== torch bf16 + copy bandwidth"
   python3 tools/cuda_torch_compare.py 2>&1 | tee "$OUT/torch.json"
 fi
-(cd "$OUT" && mkdir -p keep && mv ./*.log ./*.csv ./*.err ./*.txt ./*.json keep/ 2>/dev/null; tar czf logs.tgz keep && rm -rf keep)
+(cd "$OUT" && mkdir -p keep && mv ./*.log ./*.csv ./*.err ./*.txt ./*.json keep/ 2>/dev/null; tar czf logs-${LOG_TAG:-all}.tgz keep && rm -rf keep)
 echo "cuda_h200: $fails failed"

@@ -77,6 +77,9 @@ struct gpu_state {
     unsigned *done;       // finish_and_prep's block counter
     int prep_sites;       // TERNLM_CUDA_PREP: SITE_* whose input the producer's last block prepares (finish_and_prep)
     int own_sites;        // TERNLM_CUDA_OWN: SITE_* whose GEMV prepares its own input (k_tern_gemv<ACT_TOKEN, true>)
+    int stage;            // TERNLM_CUDA_QSTAGE: one-token GEMVs copy their int8 input to shared memory (TG_STAGE)
+    int prep_tok;         // TERNLM_CUDA_PREP_TOK: k_prep_tok for per-token int8 inputs of GEMVs (TG_PSUM)
+    int split;            // TERNLM_CUDA_SPLIT: GEMVs on per-token int8 inputs use TG_SPLIT
     int skip;             // TERNLM_CUDA_TIMING_SKIP: SKIP_* (decode timing experiments only: the results are wrong)
     int attn_group;       // prompts may use k_attention_group (GQA groups of 2..4 heads of <= 128 dimensions)
     int attn_dec;         // one-token steps use k_attention_dec (heads of 32, 64, 96 or 128 dimensions)
@@ -286,6 +289,12 @@ static int grid_for(gpu_state *g, const void *kernel, int tiles, size_t smem) {
     return tiles < cap ? tiles : cap;
 }
 
+// k_tern_gemv<ACT_TOKEN> by its TGO options (TG_STAGE, TG_PSUM, TG_SPLIT bits)
+static void (*const tok_gemv[8])(tern_w, io_args, prep_out, int, prep_args) = {
+    k_tern_gemv<ACT_TOKEN>, k_tern_gemv<ACT_TOKEN, false, 1>, k_tern_gemv<ACT_TOKEN, false, 2>, k_tern_gemv<ACT_TOKEN, false, 3>,
+    k_tern_gemv<ACT_TOKEN, false, 4>, k_tern_gemv<ACT_TOKEN, false, 5>, k_tern_gemv<ACT_TOKEN, false, 6>,
+    k_tern_gemv<ACT_TOKEN, false, 7>};
+
 static int prep_mode(const tern_w &w) { return w.act == ACT_TOKEN ? PREP_TOKEN : w.act == ACT_Q8K ? PREP_Q8K : PREP_Q80; }
 static int prep_stride(const tern_w &w) { return w.act == ACT_Q80 ? Q80_PER_STEP * w.steps : w.steps; }
 
@@ -334,9 +343,20 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
     if (d->kind == LIN_TERNARY) {
         const tern_w &w = d->t;
         const int own = !prepared && own_prep(g, d, T, site);
-        if (!prepared && !own && !skipped(g, SKIP_PREP))
-            launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 8, io.x, io.x_stride, w.n, w.steps * 256, io.norm_w, io.eps,
-                   prep_mode(w), prep_buffers(g), prep_stride(w));
+        const int gemv_tok = w.act == ACT_TOKEN && !own && T < GEMM_MIN_T; // k_tern_gemv<ACT_TOKEN> reads the input
+        // k_prep_tok: only where every such input comes from it (no producer's last block, no GEMV of its own)
+        const int tok_prep = gemv_tok && g->prep_tok && !g->prep_sites && !g->own_sites && w.steps <= 32;
+        if (!prepared && !own && !skipped(g, SKIP_PREP)) {
+            const int n_pad = w.steps * 256, st = prep_stride(w);
+            if (tok_prep && w.steps <= 16)
+                launch(g, k_prep_tok<16>, dim3(T), dim3(NORM_THREADS), 0, io.x, io.x_stride, w.n, n_pad, io.norm_w, io.eps, g->qa, g->qd, st, g->qsum);
+            else if (tok_prep)
+                launch(g, k_prep_tok<32>, dim3(T), dim3(NORM_THREADS), 0, io.x, io.x_stride, w.n, n_pad, io.norm_w, io.eps, g->qa, g->qd, st, g->qsum);
+            else
+                launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 8, io.x, io.x_stride, w.n, n_pad, io.norm_w, io.eps,
+                       prep_mode(w), prep_buffers(g), st);
+        }
+        const int tgo = gemv_tok ? (g->stage ? TG_STAGE : 0) | (tok_prep ? TG_PSUM : 0) | (g->split ? TG_SPLIT : 0) : 0;
         if (T >= GEMM_MIN_T && w.act != ACT_Q80) { // Q1_0 / Q2_0 prompts take the GEMV below, one token per blockIdx.y
             const int8_t *qa = g->qa;
             const float *qd = g->qd;
@@ -358,11 +378,11 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
         int lS = 0;
         while (lS < max_lS && ((w.steps + (1 << lS) - 1) >> lS > TG_PF || (w.rows << lS) / 64 < 2 * g->n_sm)) lS++;
         const int R = 64 >> lS;
-        const size_t smem = tern_gemv_smem(w.act, w.bps, lS, w.steps, next.mode >= 0 ? next.n : 0, own ? w.n : 0);
+        const size_t smem = tern_gemv_smem(w.act, w.bps, lS, w.steps, next.mode >= 0 ? next.n : 0, own ? w.n : 0, tgo & TG_STAGE);
         const dim3 grid((w.rows + R - 1) / R, T);
         if (skipped(g, SKIP_GEMV)) return;
         if (own) launch(g, k_tern_gemv<ACT_TOKEN, true>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
-        else if (w.act == ACT_TOKEN) launch(g, k_tern_gemv<ACT_TOKEN>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
+        else if (w.act == ACT_TOKEN) launch(g, tok_gemv[tgo], grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
         else if (w.act == ACT_Q8K) launch(g, k_tern_gemv<ACT_Q8K>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
         else launch(g, k_tern_gemv<ACT_Q80>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
     } else {
@@ -544,13 +564,22 @@ static ternlm_status upload_model(gpu_state *g, const ternlm_model *m, ternlm_er
 // only: a kernel that needs more still gets it.
 static void set_carveout(int pct) {
     if (pct < 0) return;
-    const void *ks[] = {(const void *)k_prep, (const void *)k_tern_gemv<ACT_TOKEN>, (const void *)k_tern_gemv<ACT_TOKEN, true>,
+    const void *ks[] = {(const void *)k_prep, (const void *)k_prep_tok<16>, (const void *)k_prep_tok<32>,
+                        (const void *)k_tern_gemv<ACT_TOKEN, true>,
                         (const void *)k_tern_gemv<ACT_Q8K>, (const void *)k_tern_gemv<ACT_Q80>, (const void *)k_attention,
                         (const void *)k_attention_dec, (const void *)k_float_gemv, (const void *)k_embed,
                         (const void *)k_head_norm, (const void *)k_noop};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         cudaFuncSetAttribute(ks[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
+    for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
+        cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     cudaGetLastError(); // a preference only: a kernel the driver refuses it for keeps its own split
+}
+
+static int tok_gemv_smem_limit(size_t bytes) { // nonzero on failure, as cudaFuncSetAttribute
+    for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
+        if (cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)) return 1;
+    return 0;
 }
 
 static int env_int(const char *name, int fallback) {
@@ -594,12 +623,15 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->prep_sites = env_int("TERNLM_CUDA_PREP", 0); // SITE_* bits; 15: every site (measured slower)
         g->own_sites = env_int("TERNLM_CUDA_OWN", 0);
         g->skip = env_int("TERNLM_CUDA_TIMING_SKIP", 0);
+        g->stage = env_int("TERNLM_CUDA_QSTAGE", 1);
+        g->prep_tok = env_int("TERNLM_CUDA_PREP_TOK", 1);
+        g->split = env_int("TERNLM_CUDA_SPLIT", 1);
     }
     if (!st && (!s->tok_seq || !s->tok_pos)) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) st = upload_model(g, m, err);
     if (!st) st = alloc_scratch(g, s, err);
     const size_t attn_smem = attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(1), g->max_n);
-    const size_t tern_smem = tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n), prep_smem = (size_t)g->max_n * 8;
+    const size_t tern_smem = tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n, 0, 1), prep_smem = (size_t)g->max_n * 8;
     const size_t own_smem_max = tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n, TL_MIN(g->max_n, OWN_MAX_N));
     const size_t float_smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)g->max_n * 4, limit = (size_t)prop.sharedMemPerBlockOptin;
     if (!st && h->head_dim > 256)
@@ -608,7 +640,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         st = tl_fail(err, TERNLM_ERR_UNSUPPORTED, "--gpu: a context of %u or rows of %d inputs need more shared memory "
                      "than this GPU has (%zu bytes): use a smaller --ctx-size", s->n_ctx, g->max_n, limit);
     if (!st && (cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)attn_smem) ||
-                cudaFuncSetAttribute(k_tern_gemv<ACT_TOKEN>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
+                tok_gemv_smem_limit(tern_smem) ||
                 cudaFuncSetAttribute(k_tern_gemv<ACT_TOKEN, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)own_smem_max) ||
                 cudaFuncSetAttribute(k_tern_gemv<ACT_Q8K>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||
                 cudaFuncSetAttribute(k_tern_gemv<ACT_Q80>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tern_smem) ||

@@ -73,6 +73,16 @@ __device__ __forceinline__ int dot16(uint32_t w, int4 a, int acc) {
 
 // ------------------------------------------------------------------------------------------------ input preparation
 
+// k_tern_gemv's options for per-token int8 inputs (its TGO template argument): TG_STAGE copies the prepared codes
+// and scale into shared memory once per block after the wait (one L1 request per line for the block instead of
+// one per warp); TG_PSUM reads the token's sum as the 8 per-warp partial sums k_prep_tok writes (PSUM_PARTS ints
+// per token; integers, so any order); TG_SPLIT keeps four independent dp4a chains per step and adds a row's lanes
+// with one redux when a whole warp holds the row (integer sums: exact in any order).
+enum { TG_STAGE = 1, TG_PSUM = 2, TG_SPLIT = 4 };
+#define PSUM_PARTS (NORM_THREADS / 32)
+#define STAGE_STEP 272 // bytes per step in the staged input: 256 + 16, so two slices' lanes in a quarter warp use other banks
+__host__ __device__ inline size_t stage_smem(int steps) { return (size_t)steps * STAGE_STEP + 16; }
+
 #define PREP_BATCH 16 // loads in flight per thread in prep_vector
 
 // Shared-memory scratch of prep_vector: 256 double lanes, and per-warp maxima and sums.
@@ -88,6 +98,12 @@ __device__ __forceinline__ double fold_256(const double *l) {
     const int j = threadIdx.x & 31;
     const double c = ((l[j] + l[j + 128]) + (l[j + 64] + l[j + 192])) + ((l[j + 32] + l[j + 160]) + (l[j + 96] + l[j + 224]));
     return __shfl_sync(FULL_MASK, warp_fold_d(c), 0);
+}
+
+// TG_PSUM: the token's sum of codes from k_prep_tok's per-warp parts (two 16-byte loads).
+__device__ __forceinline__ int psum_total(const int *p) {
+    const int4 a = __ldcg((const int4 *)p), b = __ldcg((const int4 *)p + 1);
+    return ((a.x + a.y) + (a.z + a.w)) + ((b.x + b.y) + (b.z + b.w));
 }
 
 // One token's input vector, by a NORM_THREADS block (x is read through L2: other blocks of the same grid may have
@@ -239,6 +255,69 @@ __global__ void __launch_bounds__(NORM_THREADS) k_prep(const float *x, long x_st
         for (int i = threadIdx.x; i < n; i += NORM_THREADS) o.xs[(long)t * n + i] = xs_prep[i];
 }
 
+// k_prep for per-token int8 inputs read by k_tern_gemv with TG_PSUM (one block per token; decode and micro-batches
+// of < GEMM_MIN_T tokens): the same operations as prep_vector's PREP_TOKEN, with a shorter chain after the wait.
+// Thread i keeps elements i + 256k (k < K) and their norm weights in registers (no shared-memory round trip, one
+// batch of loads even for 6912 inputs), quantizes the elements it owns (byte stores, 32 contiguous per warp
+// instruction) and writes its warp's sum of codes (the GEMV adds the PSUM_PARTS parts): two barriers (the RMS
+// lanes, the maximum) instead of three. The maximum of non-negative floats is the maximum of their bits as
+// unsigned integers (one redux per warp; no NaN reaches it: fmaxf drops them, as the CPU's comparison does).
+// 127 / max is a float division when max >= 1e-5: (float)(127.0 / (double)m) is then the same number (rounding
+// the double quotient to float is innocuous: 53 >= 2 * 24 + 2).
+template <int K>
+__global__ void __launch_bounds__(NORM_THREADS) k_prep_tok(const float *x, long x_stride, int n, int n_pad,
+                                                            const float *norm_w, float eps, int8_t *q, float *qd,
+                                                            int qstride, int *psum) {
+    __shared__ double lanes[NORM_THREADS];
+    __shared__ unsigned wmax[NORM_THREADS / 32];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, t = blockIdx.x;
+    float nw[K], v[K];
+#pragma unroll
+    for (int k = 0; k < K; k++) nw[k] = norm_w && tid + k * NORM_THREADS < n ? norm_w[tid + k * NORM_THREADS] : 1.0f;
+    dep_launch_next();
+    dep_wait();
+    const float *xt = x + (long)t * x_stride;
+#pragma unroll
+    for (int k = 0; k < K; k++) v[k] = tid + k * NORM_THREADS < n ? __ldcg(xt + tid + k * NORM_THREADS) : 0.0f;
+    float scale = 1.0f;
+    if (norm_w) { // forward.c's rmsnorm: lane i adds its squares in element order, then lanes.h's fold
+        double l = 0.0;
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (tid + k * NORM_THREADS < n) l += (double)(v[k] * v[k]);
+        lanes[tid] = l;
+        __syncthreads();
+        scale = 1.0f / sqrtf((float)(fold_256(lanes) / (double)n) + eps);
+    }
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < K; k++)
+        if (tid + k * NORM_THREADS < n) {
+            if (norm_w) v[k] = (v[k] * scale) * nw[k];
+            m = fmaxf(m, fabsf(v[k]));
+        }
+    const unsigned wm = __reduce_max_sync(FULL_MASK, __float_as_uint(m));
+    if (lane == 0) wmax[warp] = wm;
+    __syncthreads();
+    unsigned mb = wmax[0];
+    for (int w = 1; w < NORM_THREADS / 32; w++) mb = max(mb, wmax[w]);
+    m = __uint_as_float(mb);
+    const float s = (double)m >= 1e-5 ? 127.0f / m : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
+    int8_t *qt = q + (long)t * n_pad;
+    int acc = 0;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        const int i = tid + k * NORM_THREADS;
+        if (i >= n_pad) break;
+        const int r = i < n ? max(-128, min(127, __float2int_rn(v[k] * s))) : 0;
+        qt[i] = (int8_t)r;
+        acc += r;
+    }
+    const int ws = __reduce_add_sync(FULL_MASK, acc);
+    if (lane == 0) psum[t * PSUM_PARTS + warp] = ws;
+    if (tid == 0) qd[(long)t * qstride] = s;
+}
+
 // The next ternary linear's input preparation for one token, done once per step by the last block of the kernel
 // that produces that input (decode), so the next GEMV's blocks only stream weights. mode < 0: nothing to do.
 struct prep_args {
@@ -290,18 +369,25 @@ __host__ __device__ inline size_t own_q_offset(int n) { return ((size_t)n * 8 + 
 __host__ __device__ inline size_t own_smem(int n, int steps) { return own_q_offset(n) + (size_t)steps * 256 + 16; }
 
 // k_tern_gemv's dynamic shared memory: Q8_K's per-step sums or Q8_0's per-weight-block values (64 / S rows), then
-// the next input's preparation; own_n: the input it prepares itself (0: none).
-__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n, int own_n = 0) {
+// the next input's preparation; own_n: the input it prepares itself (0: none); stage: TG_STAGE's copy of the input.
+__host__ __device__ inline size_t tern_gemv_smem(int act, int bps, int lS, int steps, int next_n, int own_n = 0,
+                                                 int stage = 0) {
     const size_t part = act == ACT_TOKEN ? 0 : (size_t)(64 >> lS) * steps * (act == ACT_Q80 ? bps : 1) * 4;
-    const size_t prep = (size_t)next_n * 4, own = own_n ? own_smem(own_n, steps) : 0;
-    const size_t m = part > prep ? part : prep;
-    return m > own ? m : own;
+    const size_t prep = (size_t)next_n * 4, own = own_n ? own_smem(own_n, steps) : 0, st = stage ? stage_smem(steps) : 0;
+    const size_t m = part > prep ? part : prep, m2 = m > own ? m : own;
+    return m2 > st ? m2 : st;
 }
 
-// One step (256 codes) of a row by thread g of its row group: a partial integer dot product (a: the step's codes
-// of the prepared input, read through L1: every row of the block reads the same ones).
-__device__ __forceinline__ int tern_step(uint4 w, const int8_t *q, int s, int g) {
-    const int4 *a = (const int4 *)(q + 256 * s);
+// One step (256 codes) of a row by thread g of its row group: a partial integer dot product (qs: the step's codes
+// of the prepared input, in shared memory or read through L1: every row of the block reads the same ones). split:
+// four independent dp4a chains (shorter latency; integer sums, so the same result).
+__device__ __forceinline__ int tern_step(uint4 w, const int8_t *qs, int g, bool split) {
+    const int4 *a = (const int4 *)qs;
+    if (split) {
+        const int c0 = dot16(w.x, a[CHUNK(0, g)], 0), c1 = dot16(w.y, a[CHUNK(1, g)], 0);
+        const int c2 = dot16(w.z, a[CHUNK(2, g)], 0), c3 = dot16(w.w, a[CHUNK(3, g)], 0);
+        return (c0 + c1) + (c2 + c3);
+    }
     int acc = dot16(w.x, a[CHUNK(0, g)], 0);
     acc = dot16(w.y, a[CHUNK(1, g)], acc);
     acc = dot16(w.z, a[CHUNK(2, g)], acc);
@@ -346,9 +432,9 @@ __device__ __forceinline__ void q80_step(uint4 w, const int8_t *q, const float *
 // OWN (I2_S, n <= OWN_MAX_N): every block prepares the input itself from io.x / io.norm_w (prep_vector into shared
 // memory), so no k_prep launch and no k_prep -> GEMV boundary: the blocks' redundant copies of one short chain run
 // side by side while their weights are already in registers.
-template <int ACT, bool OWN = false>
+template <int ACT, bool OWN = false, int TGO = 0>
 __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args io, prep_out in, int lS, prep_args next) {
-    extern __shared__ int part_all[];
+    extern __shared__ __align__(16) int part_all[];
     const int S = 1 << lS, RW = 8 >> lS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = blockIdx.y;
     const int g = lane & 3, slice = (lane >> 2) & (S - 1), rr = lane >> (2 + lS);
     const int row = (blockIdx.x * 8 + warp) * RW + rr, r = min(row, w.rows - 1);
@@ -369,9 +455,23 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     dep_wait();
     constexpr bool q80 = ACT == ACT_Q80;
     const int per_step = q80 ? w.bps : 1, qstride = q80 ? Q80_PER_STEP * w.steps : w.steps;
+    constexpr bool tok = ACT == ACT_TOKEN && !OWN, stage = tok && (TGO & TG_STAGE), psum = tok && (TGO & TG_PSUM);
+    constexpr bool split = TGO & TG_SPLIT;
+    static_assert((TGO & ~TG_SPLIT) == 0 || tok, "options for per-token int8 inputs only");
     const int8_t *q = in.q + (long)t * w.steps * 256;
     const float *qd = in.qd + (long)t * qstride;
-    const int *qs = in.qsum + (long)t * qstride;
+    const int *qs = in.qsum + (long)t * (psum ? PSUM_PARTS : qstride);
+    constexpr int qstep = stage ? STAGE_STEP : 256; // bytes from one step of the input to the next
+    if (stage) { // one request per line of the input for the whole block
+        int8_t *sq = (int8_t *)part_all;
+        const int4 *src = (const int4 *)q;
+        for (int i = threadIdx.x; i < w.steps * 16; i += NORM_THREADS)
+            *(int4 *)(sq + (i >> 4) * STAGE_STEP + (i & 15) * 16) = __ldcg(src + i);
+        float *ss = (float *)(sq + (size_t)w.steps * STAGE_STEP);
+        if (threadIdx.x == 0) ss[0] = __ldcg(qd), ((int *)ss)[1] = psum ? psum_total(qs) : __ldcg(qs);
+        __syncthreads();
+    }
+    const int8_t *qb = stage ? (const int8_t *)part_all : q; // the codes as the steps below read them
     int own_sum = 0;
     if (OWN) {
         __shared__ prep_scratch own_sc;
@@ -379,7 +479,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
         float *od = (float *)(oq + (size_t)w.steps * 256);
         prep_vector(io.x + (long)t * io.x_stride, w.n, w.steps * 256, io.norm_w ? (const float *)own + w.n : NULL, io.eps,
                     PREP_TOKEN, (float *)own, oq, od, NULL, &own_sc); // ends with a barrier: codes and scale are visible
-        q = oq, qd = od, own_sum = token_sum(&own_sc);
+        qb = oq, qd = od, own_sum = token_sum(&own_sc);
     }
     int *part = part_all + (warp * RW + rr) * w.steps * per_step;
     const float *dw = q80 ? w.blk_scale + (size_t)r * w.steps * w.bps : NULL;
@@ -393,7 +493,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             q80_step(pf[i], q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
         }
-        const int d = tern_step(pf[i], q, s, g);
+        const int d = tern_step(pf[i], qb + qstep * s, g, split);
         if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
@@ -407,7 +507,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             q80_step(__ldg(wr + s * 4), q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
         }
-        const int d = tern_step(__ldg(wr + s * 4), q, s, g);
+        const int d = tern_step(__ldg(wr + s * 4), qb + qstep * s, g, split);
         if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
             const int d4 = d2 + __shfl_xor_sync(quad, d2, 2);
@@ -418,8 +518,13 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     }
     float v = 0.0f;
     if (ACT == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
-        for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-        v = (((float)acc - (float)(OWN ? own_sum : qs[0])) / qd[0]) * rscale;
+        if (split && S == 8) acc = __reduce_add_sync(FULL_MASK, acc); // the warp is one row
+        else
+            for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
+        const float *ss = (const float *)((const int8_t *)part_all + (size_t)w.steps * STAGE_STEP); // TG_STAGE's copy
+        const float scl = stage ? ss[0] : qd[0];
+        const int sum = OWN ? own_sum : stage ? ((const int *)ss)[1] : psum ? psum_total(qs) : qs[0];
+        v = (((float)acc - (float)sum) / scl) * rscale;
     } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
         __syncwarp();
         const float *pv = (const float *)part;

@@ -283,7 +283,7 @@ static void f16_rows_tok(const uint16_t *const *rows, const float *xs, int64_t n
 
 /* Rows [r0, r1) of the head times T tokens, tokens in chunks that fit F16_PREP_FLOATS (the head is read once per
  * chunk: once for up to 4096 / n tokens). */
-static void gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys) {
+void tl_wasm128_gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys) {
     float xs[F16_PREP_FLOATS];
     const int chunk = n % TL_LANES == 0 && n <= F16_PREP_FLOATS ? (int)(F16_PREP_FLOATS / n) : 0;
     for (int t0 = 0; t0 < T; t0 += chunk ? chunk : T) {
@@ -634,7 +634,7 @@ static const tl_kernels k_wasm128 = {
     .gemm_i2s_r16 = gemm_i2s_r16,
     .gemm_tq_r16 = gemm_tq_r16,
     .gemm_i8_r16 = tl_wasm128_gemm_i8_r16,
-    .gemm_f16 = gemm_f16,
+    .gemm_f16 = tl_wasm128_gemm_f16,
 };
 
 const tl_kernels *tl_kernels_wasm128_table(void) { return &k_wasm128; }

@@ -207,6 +207,7 @@ static const tl_kernels k_wasm_relaxed = {
     .gemm_i2s_r16 = gemm_i2s_r16,
     .gemm_tq_r16 = gemm_tq_r16,
     .gemm_i8_r16 = tl_wasm128_gemm_i8_r16, /* int8 weights use all 8 bits: no exact relaxed dot; SIMD128's */
+    .gemm_f16 = tl_wasm128_gemm_f16,       /* float products: SIMD128's */
 };
 
 const tl_kernels *tl_kernels_wasm_relaxed_table(void) { return &k_wasm_relaxed; }

@@ -283,5 +283,6 @@ float tl_wasm128_dot_f32(const float *w, const float *x, int64_t n);
 float tl_wasm128_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n);
 void tl_wasm128_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
 void tl_wasm128_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd);
+void tl_wasm128_gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys);
 
 #endif

@@ -343,48 +343,70 @@ static double sum_lanes_d(const float *v, uint32_t n) {
     return tl_lanes_fold_d(lanes, TL_LANES);
 }
 
-static void attend_one(ternlm_session *s, const attn_job *j, int t, uint32_t hh, float *scores, float *qh) {
+/* Softmax of one head's scores (n of them), in place: the probabilities P·V takes. */
+static void softmax_row(const ternlm_session *s, float *scores, uint32_t n) {
     const tl_hparams *h = &s->m->hp;
-    /* each token attends to its own sequence's slot, up to its own position */
-    const uint32_t hd = h->head_dim, kv_dim = hd * h->n_head_kv, pos = s->tok_pos[t], seq = s->tok_seq[t];
-    const uint32_t kvh = hh / (h->n_head / h->n_head_kv); /* GQA: query head -> its KV head */
-    const uint16_t *K = kv_rows(s, s->k_cache, seq, j->layer) + kvh * hd;
-    const uint16_t *V = kv_rows(s, s->v_cache, seq, j->layer) + kvh * hd;
-    const int64_t QW = (int64_t)h->n_head * hd; /* qwen3: may differ from n_embd */
-    const float *q = s->q + (int64_t)t * QW + hh * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    uint16_t *q16 = (uint16_t *)(void *)(qh + hd); /* Q is rounded to f16 for K·Q */
-    f32_to_f16_row(q16, q, hd);
-    f16_to_f32_row(qh, q16, hd);
     float max = -INFINITY, min = INFINITY;
     int nan = 0;
-    for (uint32_t p = 0; p <= pos; p++) {
-        scores[p] = s->kern->dot_f16(K + (size_t)p * kv_dim, qh, hd) * scale;
+    for (uint32_t p = 0; p < n; p++) {
         if (scores[p] > max) max = scores[p];
         if (scores[p] < min) min = scores[p];
         nan |= scores[p] != scores[p];
     }
     /* every score minus the max inside tl_expf's plain range: the branch-free row form, else the function */
-    if (!nan && max < INFINITY && (double)(min - max) >= -104.0) s->kern->exp_minus_max(scores, pos + 1, max);
+    if (!nan && max < INFINITY && (double)(min - max) >= -104.0) s->kern->exp_minus_max(scores, n, max);
     else
-        for (uint32_t p = 0; p <= pos; p++) scores[p] = tl_expf(scores[p] - max);
-    const float inv = (float)(1.0 / sum_lanes_d(scores, pos + 1));
-    float *out = s->att + (int64_t)t * QW + hh * hd;
-    for (uint32_t p = 0; p <= pos; p++) {
+        for (uint32_t p = 0; p < n; p++) scores[p] = tl_expf(scores[p] - max);
+    const float inv = (float)(1.0 / sum_lanes_d(scores, n));
+    for (uint32_t p = 0; p < n; p++) {
         scores[p] *= inv;
         if (h->probs_f16) scores[p] = tl_round_f16(scores[p]);
     }
-    s->kern->attn_pv(out, scores, V, pos + 1, kv_dim, hd);
+}
+
+/* Token t's query heads [h0, h0 + G), which share one KV head, attend to the token's own sequence's slot up to its
+ * own position; the G heads' scores come from one pass over the K rows. */
+static void attend_heads(ternlm_session *s, const attn_job *j, int t, uint32_t h0, int G, float *scores, float *qh) {
+    const tl_hparams *h = &s->m->hp;
+    const uint32_t hd = h->head_dim, kv_dim = hd * h->n_head_kv, n = s->tok_pos[t] + 1, seq = s->tok_seq[t];
+    const uint32_t kvh = h0 / (h->n_head / h->n_head_kv); /* GQA: query head -> its KV head */
+    const uint16_t *K = kv_rows(s, s->k_cache, seq, j->layer) + kvh * hd;
+    const uint16_t *V = kv_rows(s, s->v_cache, seq, j->layer) + kvh * hd;
+    const int64_t QW = (int64_t)h->n_head * hd; /* qwen3: may differ from n_embd */
+    const float scale = 1.0f / sqrtf((float)hd);
+    uint16_t *q16 = (uint16_t *)(void *)(qh + (size_t)G * hd); /* Q is rounded to f16 for K·Q */
+    f32_to_f16_row(q16, s->q + (int64_t)t * QW + h0 * hd, (int64_t)G * hd);
+    f16_to_f32_row(qh, q16, (int64_t)G * hd);
+    if (s->kern->attn_kq) s->kern->attn_kq(scores, s->n_ctx, K, n, kv_dim, qh, G, hd, scale);
+    else
+        for (int g = 0; g < G; g++)
+            for (uint32_t p = 0; p < n; p++) scores[g * s->n_ctx + p] = s->kern->dot_f16(K + (size_t)p * kv_dim, qh + g * hd, hd) * scale;
+    float *out = s->att + (int64_t)t * QW + h0 * hd;
+    for (int g = 0; g < G; g++) softmax_row(s, scores + (size_t)g * s->n_ctx, n);
+    if (s->kern->attn_pv_g) s->kern->attn_pv_g(out, scores, s->n_ctx, G, V, n, kv_dim, hd);
+    else
+        for (int g = 0; g < G; g++) s->kern->attn_pv(out + g * hd, scores + (size_t)g * s->n_ctx, V, n, kv_dim, hd);
+}
+
+/* Heads per work item: a whole GQA group (its K rows read once), split while that leaves fewer than 4 items per thread
+ * (a decode step has only T·n_head_kv groups). */
+static int heads_per_item(const ternlm_session *s, int T, int nth) {
+    const uint32_t n_head = s->m->hp.n_head;
+    int G = (int)(n_head / s->m->hp.n_head_kv);
+    while (G % 2 == 0 && (int64_t)T * n_head / (uint32_t)G < 4 * nth) G /= 2;
+    return G;
 }
 
 static void attn_task(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     ternlm_session *s = j->s;
     const uint32_t n_head = s->m->hp.n_head;
-    float *scores = s->scores + (size_t)ith * s->n_ctx;
-    float *qh = s->qh + (size_t)ith * 2 * s->m->hp.head_dim; /* head_dim floats, then head_dim halves */
-    const int64_t total = (int64_t)j->T * n_head;
-    for (int64_t i = ith; i < total; i += nth) attend_one(s, j, (int)(i / n_head), (uint32_t)(i % n_head), scores, qh);
+    const int G = heads_per_item(s, j->T, nth);
+    const int64_t group = n_head / s->m->hp.n_head_kv, heads = (int64_t)n_head / G;
+    float *scores = s->scores + (size_t)ith * group * s->n_ctx;
+    float *qh = s->qh + (size_t)ith * group * 2 * s->m->hp.head_dim; /* G·head_dim floats, then as many halves */
+    const int64_t total = (int64_t)j->T * heads;
+    for (int64_t i = ith; i < total; i += nth) attend_heads(s, j, (int)(i / heads), (uint32_t)(i % heads) * (uint32_t)G, G, scores, qh);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -561,6 +583,7 @@ static ternlm_status alloc_scratch(ternlm_session *s, ternlm_error *err) {
     const int64_t KV = (int64_t)h->head_dim * h->n_head_kv, QW = (int64_t)h->head_dim * h->n_head;
     const int64_t B = UBATCH, E = TL_MAX((int64_t)h->n_embd, QW), F = h->n_ff; /* E: also the q and att rows */
     const int64_t wide = TL_MAX(E, F), nth = tl_pool_size(s->pool);
+    const int64_t G = h->n_head / h->n_head_kv; /* query heads per KV head: attention's scratch holds a group */
     s->slot_elems = (size_t)h->n_layer * s->n_ctx * (size_t)KV;
     const size_t kv_elems = s->slot_elems * s->n_seq;
     const int64_t acc_rows = s->m->output.type == TL_I2_S ? TL_MAX(wide, (int64_t)h->n_vocab) : wide;
@@ -574,7 +597,7 @@ static ternlm_status alloc_scratch(ternlm_session *s, ternlm_error *err) {
                             B * F * 4, B * wide, B * 4, B * 4, (size_t)(B * (wide / 256 + 1)) * sizeof(tl_block_q8k),
                             (size_t)(B * (wide / 32 + 1) * 34), B * wide * 4,
                             (size_t)B * (size_t)acc_rows * 4, B * h->n_rot * 4,
-                            (size_t)nth * s->n_ctx * 4, (size_t)nth * h->head_dim * 8, (size_t)(nth * wide * 4),
+                            (size_t)nth * G * s->n_ctx * 4, (size_t)nth * G * h->head_dim * 8, (size_t)(nth * wide * 4),
                             kv_elems * 2, kv_elems * 2, B * 4, B * 4};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *bufs[i] = tl_aligned_alloc(sizes[i]);

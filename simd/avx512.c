@@ -493,6 +493,77 @@ static float dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
     return sum;
 }
 
+/* ---- Attention scores: dots of several (position, head) pairs folded in one register tree ---- */
+
+/* The lanes.h fold of 8 dots at once (a[2j], a[2j + 1]: lanes 0-15 and 16-31 of dot j): each step adds the same lane
+ * pairs as fold32, with the halves of several dots packed into one register. Returns the 8 sums in order. */
+AI __m256 fold32x8(const __m512 *a) {
+    __m512 v[8], z[4], w[2];
+    for (int j = 0; j < 8; j++) v[j] = _mm512_add_ps(a[2 * j], a[2 * j + 1]); /* l[i] += l[i + 16] */
+    for (int j = 0; j < 4; j++) /* l[i] += l[i + 8]: z[j] = dot 2j's 8 lanes, then dot 2j + 1's */
+        z[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0x44), _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0xEE));
+    for (int j = 0; j < 2; j++) /* l[i] += l[i + 4]: 128-bit block b of w[j] = dot 4j + b's 4 lanes */
+        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * j], z[2 * j + 1], 0x88), _mm512_shuffle_f32x4(z[2 * j], z[2 * j + 1], 0xDD));
+    const __m512 u = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], 0x44), _mm512_shuffle_ps(w[0], w[1], 0xEE)); /* + 2 */
+    const __m512 r = _mm512_add_ps(u, _mm512_shuffle_ps(u, u, 0xB1)); /* l[0] += l[1]: block b = dots b, b, 4 + b, 4 + b */
+    return _mm512_castps512_ps256(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0), r));
+}
+
+/* Dots of P positions × H heads (P·H = 8; dot j = position j / H, head j % H) over hd inputs (hd % 32 == 0): each
+ * K row is converted once for the H heads. */
+AI __m256 kq_tile(const uint16_t *k, int64_t stride, const float *q, int64_t hd, int H, int P) {
+    __m512 a[16];
+    for (int j = 0; j < 16; j++) a[j] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < hd; i += 32)
+        for (int pp = 0; pp < P; pp++) {
+            const uint16_t *kp = k + pp * stride + i;
+            const __m512 k0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)kp));
+            const __m512 k1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(kp + 16)));
+            for (int h = 0; h < H; h++) {
+                const int j = pp * H + h;
+                a[2 * j] = _mm512_add_ps(a[2 * j], _mm512_mul_ps(k0, _mm512_loadu_ps(q + h * hd + i)));
+                a[2 * j + 1] = _mm512_add_ps(a[2 * j + 1], _mm512_mul_ps(k1, _mm512_loadu_ps(q + h * hd + i + 16)));
+            }
+        }
+    return fold32x8(a);
+}
+
+/* Heads [g, g + H) over positions [0, n_pos): tiles of 8 / H positions, then dot_f16 for the last few. */
+AI void kq_heads(float *s, int64_t ss, const uint16_t *k, int64_t n_pos, int64_t stride, const float *q, int H, int64_t hd,
+                 float scale) {
+    const int P = 8 / H;
+    const __m256 sc = _mm256_set1_ps(scale);
+    int64_t p = 0;
+    for (; p + P <= n_pos; p += P) {
+        const __m256 r = _mm256_mul_ps(kq_tile(k + p * stride, stride, q, hd, H, P), sc);
+        if (H == 1) {
+            _mm256_storeu_ps(s + p, r);
+            continue;
+        }
+        float o[8];
+        _mm256_storeu_ps(o, r);
+        for (int j = 0; j < 8; j++) s[(j % H) * ss + p + j / H] = o[j];
+    }
+    for (; p < n_pos; p++)
+        for (int h = 0; h < H; h++) s[h * ss + p] = dot_f16(k + p * stride, q + h * hd, hd) * scale;
+}
+
+static void attn_kq(float *s, int64_t ss, const uint16_t *k, int64_t n_pos, int64_t stride, const float *q, int G, int64_t hd,
+                    float scale) {
+    if (hd % 32) {
+        for (int g = 0; g < G; g++)
+            for (int64_t p = 0; p < n_pos; p++) s[g * ss + p] = dot_f16(k + p * stride, q + g * hd, hd) * scale;
+        return;
+    }
+    for (int g = 0; g < G;) {
+        const int H = G - g >= 4 ? 4 : G - g >= 2 ? 2 : 1;
+        if (H == 4) kq_heads(s + g * ss, ss, k, n_pos, stride, q + g * hd, 4, hd, scale);
+        else if (H == 2) kq_heads(s + g * ss, ss, k, n_pos, stride, q + g * hd, 2, hd, scale);
+        else kq_heads(s + g * ss, ss, k, n_pos, stride, q + g * hd, 1, hd, scale);
+        g += H;
+    }
+}
+
 /* P·V: lanes are output elements, each summing positions in order (the scalar bits); 64 outputs per pass over V. */
 static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
     int64_t d = 0;
@@ -514,6 +585,35 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
     if (d < hd) tl_avx2_attn_pv(out + d, prob, v + d, n_pos, stride, hd - d);
 }
 
+/* P·V of H heads over D outputs (H·D <= 256, D % 16 == 0) starting at output d: each converted V vector serves the H
+ * heads; every output still sums positions in order, mul then add (the scalar bits). */
+AI void pv_tile(float *out, const float *prob, int64_t ps, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd, int H,
+                int D, int64_t d) {
+    __m512 a[16];
+    for (int j = 0; j < H * D / 16; j++) a[j] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < n_pos; p++) {
+        const uint16_t *vp = v + p * stride + d;
+        __m512 vc[8];
+        for (int c = 0; c < D / 16; c++) vc[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(vp + 16 * c)));
+        for (int h = 0; h < H; h++) {
+            const __m512 pr = _mm512_set1_ps(prob[h * ps + p]);
+            for (int c = 0; c < D / 16; c++) a[h * (D / 16) + c] = _mm512_add_ps(a[h * (D / 16) + c], _mm512_mul_ps(pr, vc[c]));
+        }
+    }
+    for (int h = 0; h < H; h++)
+        for (int c = 0; c < D / 16; c++) _mm512_storeu_ps(out + h * hd + d + 16 * c, a[h * (D / 16) + c]);
+}
+
+static void attn_pv_g(float *out, const float *prob, int64_t ps, int G, const uint16_t *v, int64_t n_pos, int64_t stride,
+                      int64_t hd) {
+    int g = 0;
+    for (; hd % 64 == 0 && g + 4 <= G; g += 4)
+        for (int64_t d = 0; d < hd; d += 64) pv_tile(out + g * hd, prob + g * ps, ps, v, n_pos, stride, hd, 4, 64, d);
+    for (; hd % 128 == 0 && g + 2 <= G; g += 2)
+        for (int64_t d = 0; d < hd; d += 128) pv_tile(out + g * hd, prob + g * ps, ps, v, n_pos, stride, hd, 2, 128, d);
+    for (; g < G; g++) attn_pv(out + g * hd, prob + g * ps, v, n_pos, stride, hd);
+}
+
 static const tl_kernels k_avx512 = {
     .exp_minus_max = tl_exp_minus_max_row,
     .name = "avx512",
@@ -526,6 +626,8 @@ static const tl_kernels k_avx512 = {
     .dot_f32 = dot_f32,
     .dot_q8_0 = tl_avx2_dot_q8_0,
     .attn_pv = attn_pv,
+    .attn_kq = attn_kq,
+    .attn_pv_g = attn_pv_g,
     .dot_q1_0 = dot_q1_0,
     .dot_q2_0 = dot_q2_0,
     .gemm_i2s_r16 = gemm_i2s_r16,

@@ -58,6 +58,15 @@ typedef struct tl_kernels {
     float (*dot_q8_0)(const uint8_t *w, const uint8_t *a, int64_t n);
     /* Attention output: out[d] = Σ_p prob[p] · f16(V[p·stride + d]) for d < hd. */
     void (*attn_pv)(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd);
+    /* Attention scores of G query heads that share one KV head: s[g*s_stride + p] = dot_f16(k + p*stride, q + g*hd, hd)
+     * * scale for p < n_pos, bit for bit (a path may convert each K row once for all G heads and fold several dots in
+     * one register tree; the additions stay those of lanes.h). NULL: the caller runs dot_f16 per row and head. */
+    void (*attn_kq)(float *s, int64_t s_stride, const uint16_t *k, int64_t n_pos, int64_t stride, const float *q, int G,
+                    int64_t hd, float scale);
+    /* P·V of G heads that share one V: out[g*hd + d] = attn_pv(prob + g*p_stride, ...)[d] bit for bit (each V row
+     * converted once for the G heads). NULL: the caller runs attn_pv per head. */
+    void (*attn_pv_g)(float *out, const float *prob, int64_t p_stride, int G, const uint16_t *v, int64_t n_pos, int64_t stride,
+                      int64_t hd);
     /* Softmax: v[p] = tl_expf(v[p] - max) for a row whose differences all lie in [-104, 0] (no NaN): simd/exp_row.h,
      * built with the path's vector width (same bits everywhere). */
     void (*exp_minus_max)(float *v, uint32_t n, float max);

@@ -137,6 +137,12 @@ float tl_scalar_dot_q8_0(const uint8_t *w, const uint8_t *a, int64_t n) {
     return s;
 }
 
+static void attn_kq(float *s, int64_t ss, const uint16_t *k, int64_t n_pos, int64_t stride, const float *q, int G, int64_t hd,
+                    float scale) {
+    for (int g = 0; g < G; g++)
+        for (int64_t p = 0; p < n_pos; p++) s[g * ss + p] = dot_f16(k + p * stride, q + g * hd, hd) * scale;
+}
+
 /* Each output sums over positions in order, in f32: SIMD paths vectorize across outputs with the same bits. */
 static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd) {
     for (int64_t d = 0; d < hd; d++) {
@@ -144,6 +150,11 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
         for (int64_t p = 0; p < n_pos; p++) acc += prob[p] * tl_f16_to_f32(v[p * stride + d]);
         out[d] = acc;
     }
+}
+
+static void attn_pv_g(float *out, const float *prob, int64_t ps, int G, const uint16_t *v, int64_t n_pos, int64_t stride,
+                      int64_t hd) {
+    for (int g = 0; g < G; g++) attn_pv(out + g * hd, prob + g * ps, v, n_pos, stride, hd);
 }
 
 void tl_quantize_q8_0(const float *x, int64_t n, uint8_t *y) {
@@ -261,6 +272,8 @@ static const tl_kernels k_scalar = {
     .dot_f32 = dot_f32,
     .dot_q8_0 = tl_scalar_dot_q8_0,
     .attn_pv = attn_pv,
+    .attn_kq = attn_kq,
+    .attn_pv_g = attn_pv_g,
     .dot_q1_0 = tl_scalar_dot_q1_0,
     .dot_q2_0 = tl_scalar_dot_q2_0,
     .gemm_i2s_r16 = tl_scalar_gemm_i2s_r16,

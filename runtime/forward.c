@@ -346,13 +346,8 @@ static double sum_lanes_d(const float *v, uint32_t n) {
 /* Softmax of one head's scores (n of them), in place: the probabilities P·V takes. */
 static void softmax_row(const ternlm_session *s, float *scores, uint32_t n) {
     const tl_hparams *h = &s->m->hp;
-    float max = -INFINITY, min = INFINITY;
-    int nan = 0;
-    for (uint32_t p = 0; p < n; p++) {
-        if (scores[p] > max) max = scores[p];
-        if (scores[p] < min) min = scores[p];
-        nan |= scores[p] != scores[p];
-    }
+    float max, min;
+    const int nan = (s->kern->row_range ? s->kern : tl_kernels_scalar())->row_range(scores, n, &max, &min);
     /* every score minus the max inside tl_expf's plain range: the branch-free row form, else the function */
     if (!nan && max < INFINITY && (double)(min - max) >= -104.0) s->kern->exp_minus_max(scores, n, max);
     else

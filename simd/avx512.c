@@ -614,6 +614,21 @@ static void attn_pv_g(float *out, const float *prob, int64_t ps, int G, const ui
     for (; g < G; g++) attn_pv(out + g * hd, prob + g * ps, v, n_pos, stride, hd);
 }
 
+/* max(x, hi) returns hi where x is NaN (and min likewise), so NaNs never enter the running extremes. */
+static int row_range(const float *v, int64_t n, float *max, float *min) {
+    __m512 hi = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(INFINITY);
+    __mmask16 nan = 0;
+    for (int64_t p = 0; p < n; p += 16) {
+        const __mmask16 m = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(m, v + p);
+        hi = _mm512_mask_max_ps(hi, m, x, hi);
+        lo = _mm512_mask_min_ps(lo, m, x, lo);
+        nan |= _mm512_mask_cmp_ps_mask(m, x, x, _CMP_UNORD_Q);
+    }
+    *max = _mm512_reduce_max_ps(hi), *min = _mm512_reduce_min_ps(lo);
+    return nan != 0;
+}
+
 static const tl_kernels k_avx512 = {
     .exp_minus_max = tl_exp_minus_max_row,
     .name = "avx512",
@@ -628,6 +643,7 @@ static const tl_kernels k_avx512 = {
     .attn_pv = attn_pv,
     .attn_kq = attn_kq,
     .attn_pv_g = attn_pv_g,
+    .row_range = row_range,
     .dot_q1_0 = dot_q1_0,
     .dot_q2_0 = dot_q2_0,
     .gemm_i2s_r16 = gemm_i2s_r16,

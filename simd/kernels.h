@@ -67,6 +67,9 @@ typedef struct tl_kernels {
      * converted once for the G heads). NULL: the caller runs attn_pv per head. */
     void (*attn_pv_g)(float *out, const float *prob, int64_t p_stride, int G, const uint16_t *v, int64_t n_pos, int64_t stride,
                       int64_t hd);
+    /* Softmax's range check: *max and *min of the non-NaN values among v[0..n) (-inf / +inf when there are none;
+     * of +0 and -0 either may be returned, which changes no exp(v - max)), and 1 when some value is NaN. */
+    int (*row_range)(const float *v, int64_t n, float *max, float *min);
     /* Softmax: v[p] = tl_expf(v[p] - max) for a row whose differences all lie in [-104, 0] (no NaN): simd/exp_row.h,
      * built with the path's vector width (same bits everywhere). */
     void (*exp_minus_max)(float *v, uint32_t n, float max);

@@ -152,6 +152,18 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
     }
 }
 
+static int row_range(const float *v, int64_t n, float *max, float *min) {
+    float hi = -INFINITY, lo = INFINITY;
+    int nan = 0;
+    for (int64_t p = 0; p < n; p++) {
+        if (v[p] > hi) hi = v[p];
+        if (v[p] < lo) lo = v[p];
+        nan |= v[p] != v[p];
+    }
+    *max = hi, *min = lo;
+    return nan;
+}
+
 static void attn_pv_g(float *out, const float *prob, int64_t ps, int G, const uint16_t *v, int64_t n_pos, int64_t stride,
                       int64_t hd) {
     for (int g = 0; g < G; g++) attn_pv(out + g * hd, prob + g * ps, v, n_pos, stride, hd);
@@ -274,6 +286,7 @@ static const tl_kernels k_scalar = {
     .attn_pv = attn_pv,
     .attn_kq = attn_kq,
     .attn_pv_g = attn_pv_g,
+    .row_range = row_range,
     .dot_q1_0 = tl_scalar_dot_q1_0,
     .dot_q2_0 = tl_scalar_dot_q2_0,
     .gemm_i2s_r16 = tl_scalar_gemm_i2s_r16,

@@ -213,6 +213,23 @@ static void test_attn_pv_g(const tl_kernels *k, const tl_kernels *ref) {
             }
 }
 
+/* The softmax range check on rows with NaNs, infinities and signed zeros at every length up to 40. */
+static void test_row_range(const tl_kernels *k, const tl_kernels *ref) {
+    if (!k->row_range) return;
+    static const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e30f};
+    float v[40];
+    for (int n = 0; n <= 40; n++)
+        for (int c = 0; c < 8; c++) {
+            for (int i = 0; i < n; i++) v[i] = frand() * 20.0f;
+            if (n && c < 6) v[rnd() % n] = special[c];
+            if (n && c == 6) v[rnd() % n] = 0.0f, v[rnd() % n] = -0.0f;
+            float a_hi, a_lo, b_hi, b_lo;
+            const int a = ref->row_range(v, n, &a_hi, &a_lo), b = k->row_range(v, n, &b_hi, &b_lo);
+            CHECK(a == b && a_hi == b_hi && a_lo == b_lo, "%s row_range n=%d case %d: %d %g %g vs %d %g %g", k->name, n, c, b, b_hi,
+                  b_lo, a, a_hi, a_lo);
+        }
+}
+
 /* f16 dots over rows holding subnormals, the largest finite half, infinities and NaNs: a path that converts
  * finite halves quickly must still give the reference's bits (NaN compared as bits). */
 static void test_f16_specials(const tl_kernels *k, const tl_kernels *ref) {
@@ -685,6 +702,7 @@ int main(void) {
         test_f16_specials(all[i], ref);
         test_attn_kq(all[i], ref);
         test_attn_pv_g(all[i], ref);
+        test_row_range(all[i], ref);
         test_bonsai(all[i], ref);
         if (all[i]->gemm_i2s_r16) test_r16_i2s(all[i]);
         if (all[i]->gemm_tq_r16) test_r16_tq(all[i]);

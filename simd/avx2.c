@@ -170,17 +170,24 @@ static inline float fold32(const __m256 *a) {
  * throw off, stalled it. */
 #define F16_PF_AHEAD 1024
 
-/* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. 128 weights
+/* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. 256 weights
  * per pass (each step one convert, one multiply and one add, with the loads folded in) and a prefetch per cache line
  * (F16_PF_AHEAD): the F16 head is most of a token's float work. */
+static inline __attribute__((always_inline)) void f16_step128(__m256 *a, const uint16_t *w, const float *x) {
+    for (int k = 0; k < 16; k++) {
+        a[k % 4] = _mm256_add_ps(a[k % 4], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 8 * k))),
+                                                         _mm256_loadu_ps(x + 8 * k)));
+        __asm__("" : "+x"(a[k % 4])); /* each step in order: GCC otherwise hoists every convert and spills */
+    }
+}
+
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
-    for (; i + 128 <= n; i += 128) {
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + i + F16_PF_AHEAD + 32 * l), _MM_HINT_T0);
-        for (int k = 0; k < 16; k++)
-            a[k % 4] = _mm256_add_ps(a[k % 4], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + i + 8 * k))),
-                                                             _mm256_loadu_ps(x + i + 8 * k)));
+    for (; i + 256 <= n; i += 256) {
+        for (int l = 0; l < 8; l++) _mm_prefetch((const char *)(w + i + F16_PF_AHEAD + 32 * l), _MM_HINT_T0);
+        f16_step128(a, w + i, x + i);
+        f16_step128(a, w + i + 128, x + i + 128);
     }
     for (; i + 32 <= n; i += 32)
         for (int k = 0; k < 4; k++)

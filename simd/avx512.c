@@ -321,76 +321,73 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     return tl_lanes_fold(l);
 }
 
-/* R F16 rows (at w, w + n, ...) times TT tokens (R <= 4, TT <= 3), each (row, token) in its 32 canonical lanes (two zmm):
+/* R F16 rows (at w, w + n, ...) times TT tokens (R·TT <= 8), each (row, token) in its 32 canonical lanes (two zmm):
  * every converted weight serves TT tokens and every activation load R rows. The rows of a tile are one contiguous
  * block of R·n weights, read as R streams; so each pass also prefetches the next block in address order (R lines per
  * 32 weights covers it exactly), which the hardware prefetcher does not do for R interleaved streams. */
 AI void f16_tile(const uint16_t *w, int64_t n, const float *const *x, int R, int TT, float *out) {
-    __m512 a[4][3][2]; /* [row][token][lanes 0-15, 16-31] */
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < TT; t++) a[r][t][0] = a[r][t][1] = _mm512_setzero_ps();
+    __m512 a[16]; /* (row r, token t): a[2(r·TT + t)] lanes 0-15, a[2(r·TT + t) + 1] lanes 16-31 */
+    for (int j = 0; j < 2 * R * TT; j++) a[j] = _mm512_setzero_ps();
     const uintptr_t next = (uintptr_t)(const void *)(w + R * n); /* an address only: prefetches never fault */
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         for (int r = 0; r < R; r++) _mm_prefetch((const char *)(next + (uintptr_t)(i / 32 * R + r) * 64), _MM_HINT_T0);
-        __m512 p[4][2];
+        __m512 p[8];
         for (int r = 0; r < R; r++) {
-            p[r][0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + r * n + i)));
-            p[r][1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + r * n + i + 16)));
+            p[2 * r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + r * n + i)));
+            p[2 * r + 1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + r * n + i + 16)));
         }
         for (int t = 0; t < TT; t++) {
             const __m512 x0 = _mm512_loadu_ps(x[t] + i), x1 = _mm512_loadu_ps(x[t] + i + 16);
             for (int r = 0; r < R; r++) {
-                a[r][t][0] = _mm512_add_ps(a[r][t][0], _mm512_mul_ps(p[r][0], x0));
-                a[r][t][1] = _mm512_add_ps(a[r][t][1], _mm512_mul_ps(p[r][1], x1));
+                a[2 * (r * TT + t)] = _mm512_add_ps(a[2 * (r * TT + t)], _mm512_mul_ps(p[2 * r], x0));
+                a[2 * (r * TT + t) + 1] = _mm512_add_ps(a[2 * (r * TT + t) + 1], _mm512_mul_ps(p[2 * r + 1], x1));
             }
         }
     }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < TT; t++) {
+            const int j = 2 * (r * TT + t);
             if (i == n) {
-                out[r * 3 + t] = fold32(a[r][t][0], a[r][t][1]);
+                out[r * TT + t] = fold32(a[j], a[j + 1]);
                 continue;
             }
             float l[TL_LANES];
-            _mm512_storeu_ps(l, a[r][t][0]);
-            _mm512_storeu_ps(l + 16, a[r][t][1]);
-            for (int64_t j = i; j < n; j++) l[j % TL_LANES] += tl_f16_to_f32(w[r * n + j]) * x[t][j];
-            out[r * 3 + t] = tl_lanes_fold(l);
+            _mm512_storeu_ps(l, a[j]);
+            _mm512_storeu_ps(l + 16, a[j + 1]);
+            for (int64_t k = i; k < n; k++) l[k % TL_LANES] += tl_f16_to_f32(w[r * n + k]) * x[t][k];
+            out[r * TT + t] = tl_lanes_fold(l);
         }
 }
 
-#define F16_TILE_TT(R, tt, w, n, xs, out)                                                                              \
-    switch (tt) {                                                                                                      \
-    case 1: f16_tile(w, n, xs, R, 1, out); break;                                                                      \
-    case 2: f16_tile(w, n, xs, R, 2, out); break;                                                                      \
-    default: f16_tile(w, n, xs, R, 3, out); break;                                                                     \
-    }
+/* The tile shapes f16_shape uses (and the shorter last passes): 1 row times 1-4 tokens, 2 rows times 1-4. */
+static void f16_tile_any(const uint16_t *w, int64_t n, const float *const *x, int R, int TT, float *out) {
+#define F16_CASE(r, tt)                                                                                                \
+    if (R == r && TT == tt) return f16_tile(w, n, x, r, tt, out);
+    F16_CASE(1, 1) F16_CASE(1, 2) F16_CASE(1, 3) F16_CASE(1, 4) F16_CASE(2, 1) F16_CASE(2, 2) F16_CASE(2, 3) F16_CASE(2, 4)
+#undef F16_CASE
+}
 
-/* Rows [r, r + R) (R = 1 or 4) times every token, in passes of at most TT <= 3 tokens (the later passes find the rows in
- * L1 or L2). */
+/* Rows [r, r + R) times every token, in passes of at most TT tokens (the later passes find the rows in L1 or L2). */
 static void f16_rows(const uint16_t *w, int64_t n, int64_t r, int R, int TT, const float *x, int T, float *y, int64_t ys) {
     for (int t0 = 0; t0 < T; t0 += TT) {
         const int tt = T - t0 < TT ? T - t0 : TT;
-        const float *xs[3];
-        float out[4 * 3];
+        const float *xs[8];
+        float out[8];
         for (int t = 0; t < tt; t++) xs[t] = x + (int64_t)(t0 + t) * n;
-        const uint16_t *wr = w + r * n;
-        if (R == 4) F16_TILE_TT(4, tt, wr, n, xs, out)
-        else F16_TILE_TT(1, tt, wr, n, xs, out)
+        f16_tile_any(w + r * n, n, xs, R, tt, out);
         for (int k = 0; k < R; k++)
-            for (int t = 0; t < tt; t++) y[(int64_t)(t0 + t) * ys + r + k] = out[k * 3 + t];
+            for (int t = 0; t < tt; t++) y[(int64_t)(t0 + t) * ys + r + k] = out[k * tt + t];
     }
 }
 
-/* Tile shape for a step of T tokens, from a microbenchmark on this machine (Zen 5, 2 threads, 128256 × 2560 rows, best of
- * 7, runs vary by 20-30%): T = 2: 1 × 2 10.5-14.4 ms, 2 × 6 14.2, 4 × 2 16.5; T = 4: 4 × 3 16.5, 3 × 4 17.7, 2 × 6 19.4,
- * 1 × 4 19.8-20.9; T = 8: 4 × 3 23.9, 4 × 2 31.0, 2 × 6 34.4 (was 36.7 without the block prefetch). Up to 3 tokens one
- * row at a time keeps a single stream (and x in L1); from 4 on the multiplies set the pace, and sharing each activation
- * load over 4 rows (with 24 accumulators) issues the most of them. */
+/* Tile shape for a step of T tokens. Up to 3 tokens one row at a time keeps a single stream (and x in L1). From 4 on
+ * the multiplies set the pace: on Zen 4 (zmm at half rate; one core, 128 rows in L2, G MAC/s at T = 4 / 8) 2 rows × 4
+ * tokens ran 32.7 / 32.5, 3 × 4 34.8 / 33.8, 2 × 6 32.5 / 30.8, 4 × 3 (24 accumulators, which spill) 29.4 / 30.8, 4 × 2
+ * 26.2 / 27.3, 1 × 8 18.7 / 22.7; 2 × 4 divides the 16-row chunks and keeps 16 accumulators. (Zen 5 preferred 4 × 3.) */
 static void f16_shape(int T, int *R, int *TT) {
-    *R = T <= 3 ? 1 : 4;
-    *TT = T <= 3 ? T : 3;
+    *R = T <= 3 ? 1 : 2;
+    *TT = T <= 3 ? T : 4;
 }
 
 /* F16 rows in file layout times T tokens, each row read from memory once for all T tokens. */

@@ -299,14 +299,17 @@ static void linear_chunk(void *ctx, long c, int ith) {
     else linear_rows_other(j, r0, r1, j->s->row_tmp + (int64_t)ith * j->s->row_tmp_len);
 }
 
-static void linear_strided(ternlm_session *s, const tl_weight *w, act *a, float *y, int64_t y_stride) {
-    act_prepare(s, a, w);
+/* The job of one weight: chunks of whole 16-row groups, LINEAR_CHUNKS_PER_THREAD per thread. Returns the chunk count. */
+static long linear_job_init(ternlm_session *s, const tl_weight *w, const act *a, float *y, int64_t y_stride, linear_job *j) {
     const int64_t groups = (w->ne1 + 15) / 16, want = (int64_t)tl_pool_size(s->pool) * LINEAR_CHUNKS_PER_THREAD;
     const int64_t chunk_rows = 16 * TL_MAX(1, (groups + want - 1) / want);
-    linear_job job = {s, w, a, y, y_stride, chunk_rows};
-    tl_pool_run_chunks(s->pool, (long)((w->ne1 + chunk_rows - 1) / chunk_rows), linear_chunk, &job);
+    *j = (linear_job){s, w, a, y, y_stride, chunk_rows};
+    return (long)((w->ne1 + chunk_rows - 1) / chunk_rows);
+}
+
+static void linear_finish(const tl_weight *w, int T, float *y, int64_t y_stride) {
     if (w->out_scale != 1.0f || w->bias)
-        for (int t = 0; t < a->T; t++)
+        for (int t = 0; t < T; t++)
             for (int64_t r = 0; r < w->ne1; r++) {
                 float *o = &y[t * y_stride + r];
                 *o *= w->out_scale;
@@ -314,7 +317,44 @@ static void linear_strided(ternlm_session *s, const tl_weight *w, act *a, float 
             }
 }
 
+static void linear_strided(ternlm_session *s, const tl_weight *w, act *a, float *y, int64_t y_stride) {
+    act_prepare(s, a, w);
+    linear_job job;
+    const long chunks = linear_job_init(s, w, a, y, y_stride, &job);
+    tl_pool_run_chunks(s->pool, chunks, linear_chunk, &job);
+    linear_finish(w, a->T, y, y_stride);
+}
+
 static void linear(ternlm_session *s, const tl_weight *w, act *a, float *y) { linear_strided(s, w, a, y, w->ne1); }
+
+/* Two or three weights of one input (q/k/v, gate/up) in one pool run: one join instead of one per weight (a decode
+ * step has hundreds). Each output row is still computed by one call, so the bits do not change. */
+typedef struct linears_job {
+    linear_job part[3];
+    long first[4]; /* part i owns chunks [first[i], first[i + 1]) */
+} linears_job;
+
+static void linears_chunk(void *ctx, long c, int ith) {
+    linears_job *j = ctx;
+    int i = 0;
+    while (c >= j->first[i + 1]) i++;
+    linear_chunk(&j->part[i], c - j->first[i], ith);
+}
+
+static void linears(ternlm_session *s, act *a, int n, const tl_weight *const *w, float *const *y) {
+    int same = 1; /* one activation form for all (the quantized buffers hold one at a time) */
+    for (int i = 1; i < n; i++) same &= w[i]->type == w[0]->type && !w[i]->r16.drow == !w[0]->r16.drow;
+    if (!same) {
+        for (int i = 0; i < n; i++) linear(s, w[i], a, y[i]);
+        return;
+    }
+    act_prepare(s, a, w[0]);
+    linears_job job;
+    job.first[0] = 0;
+    for (int i = 0; i < n; i++) job.first[i + 1] = job.first[i] + linear_job_init(s, w[i], a, y[i], w[i]->ne1, &job.part[i]);
+    tl_pool_run_chunks(s->pool, job.first[n], linears_chunk, &job);
+    for (int i = 0; i < n; i++) linear_finish(w[i], a->T, y[i], w[i]->ne1);
+}
 
 /* ------------------------------------------------------------------------------------------------
  * Attention over the KV cache: for each token t and query head h, softmax(q·K / sqrt(d)) · V.
@@ -375,7 +415,8 @@ static void attend_heads(ternlm_session *s, const attn_job *j, int t, uint32_t h
     if (s->kern->attn_kq) s->kern->attn_kq(scores, s->n_ctx, K, n, kv_dim, qh, G, hd, scale);
     else
         for (int g = 0; g < G; g++)
-            for (uint32_t p = 0; p < n; p++) scores[g * s->n_ctx + p] = s->kern->dot_f16(K + (size_t)p * kv_dim, qh + g * hd, hd) * scale;
+            for (uint32_t p = 0; p < n; p++)
+                scores[g * s->n_ctx + p] = s->kern->dot_f16(K + (size_t)p * kv_dim, qh + g * hd, hd) * scale;
     float *out = s->att + (int64_t)t * QW + h0 * hd;
     for (int g = 0; g < G; g++) softmax_row(s, scores + (size_t)g * s->n_ctx, n);
     if (s->kern->attn_pv_g) s->kern->attn_pv_g(out, scores, s->n_ctx, G, V, n, kv_dim, hd);
@@ -401,7 +442,8 @@ static void attn_task(void *ctx, int ith, int nth) {
     float *scores = s->scores + (size_t)ith * group * s->n_ctx;
     float *qh = s->qh + (size_t)ith * group * 2 * s->m->hp.head_dim; /* G·head_dim floats, then as many halves */
     const int64_t total = (int64_t)j->T * heads;
-    for (int64_t i = ith; i < total; i += nth) attend_heads(s, j, (int)(i / heads), (uint32_t)(i % heads) * (uint32_t)G, G, scores, qh);
+    for (int64_t i = ith; i < total; i += nth)
+        attend_heads(s, j, (int)(i / heads), (uint32_t)(i % heads) * (uint32_t)G, G, scores, qh);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -478,9 +520,9 @@ static void attention_block(ternlm_session *s, const tl_layer *L, uint32_t l, in
     const int64_t E = h->n_embd, QW = (int64_t)h->head_dim * h->n_head;
     act a;
     act_init(&a, s->xn, T, E);
-    linear(s, &L->wq, &a, s->q);
-    linear(s, &L->wk, &a, s->k);
-    linear(s, &L->wv, &a, s->v);
+    const tl_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    float *const qkv_out[3] = {s->q, s->k, s->v};
+    linears(s, &a, 3, qkv, qkv_out);
     const layer_ref ref = {L, l};
     for_each_token(s, T, qk_rope_store_token, &ref);
     attn_job job = {s, l, T};
@@ -495,8 +537,9 @@ static void ffn_block(ternlm_session *s, const tl_layer *L, int T) {
     const tl_hparams *h = &s->m->hp;
     act a;
     act_init(&a, s->xn, T, h->n_embd);
-    linear(s, &L->gate, &a, s->ff_g);
-    linear(s, &L->up, &a, s->ff_u);
+    const tl_weight *gate_up[2] = {&L->gate, &L->up};
+    float *const gate_up_out[2] = {s->ff_g, s->ff_u};
+    linears(s, &a, 2, gate_up, gate_up_out);
     for_each_token(s, T, ffn_act_token, L);
     act_init(&a, s->ff_g, T, h->n_ff);
     linear(s, &L->down, &a, s->proj);

@@ -5,9 +5,9 @@
 #   OUT=/tmp/out TERNLM_SHARED_DIR=.device-data/shared tools/cuda_h200.sh [steps...]
 # steps: build old match memcheck conformance bench bonsai batch ncubatch ncu ncupp torch (default: all), and
 # variants (match, memcheck and tg128 of each input-preparation setting in VARIANTS, alternating with the default),
-# skips (tg128 with kinds of decode launches left out or emptied: TERNLM_CUDA_TIMING_SKIP), ncuvar (ncu of a step
+# skips (tg128 with kinds of decode launches left out or emptied: TERNLM_CUDA_TIMING_SKIP, the values in SKIPS), ncuvar (ncu of a step
 # under NCU_VARIANT, with NCU_METRICS if set)
-# Environment: TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150),
+# Environment: ROUNDS (variants' rounds, 2), NCU_BUILDS (ncu's builds, "new old"), TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150),
 # VCHECK (the variant names whose match and memcheck the variants step runs; default all), LOG_TAG (logs-TAG.tgz).
 set -u
 OUT=${OUT:-/tmp/cuda-out}
@@ -69,10 +69,11 @@ fi
 # "NAME:VAR=V,VAR=V" settings of the input preparation (backend_cuda.cu's SITE_* bits: 1 qkv, 2 o, 4 gate/up, 8 down)
 VARIANTS=${VARIANTS:-"own7:TERNLM_CUDA_OWN=7 own1:TERNLM_CUDA_OWN=1 own4:TERNLM_CUDA_OWN=4 prep2:TERNLM_CUDA_PREP=2 prep8:TERNLM_CUDA_PREP=8 own7prep8:TERNLM_CUDA_OWN=7,TERNLM_CUDA_PREP=8 own5prep10:TERNLM_CUDA_OWN=5,TERNLM_CUDA_PREP=10"}
 venv() { echo "${1#*:}" | tr ',' ' '; } # NAME:A=1,B=2 -> "A=1 B=2"
-tg() { env $1 $B/ternlm bench -m $M -p 0 -n 128 -r ${TG_RUNS:-3} --gpu 2>&1 | grep -o 'median *[0-9.]*' | grep -o '[0-9.]*$'; }
+# a variant's OLD=1 runs the build of .device-data/old (step old) instead of this tree's
+tg() { local bin=$B/ternlm; case " $1 " in *" OLD=1 "*) bin=/tmp/old/build/ternlm ;; esac; env $1 $bin bench -m $M -p 0 -n 128 -r ${TG_RUNS:-3} --gpu 2>&1 | grep -o 'median *[0-9.]*' | grep -o '[0-9.]*$'; }
 if has variants; then
   echo "=== variants: tg128 tokens/s (bench -p 0 -n 128 -r ${TG_RUNS:-3}, median), rounds alternate with the default"
-  for round in 1 2; do
+  for round in $(seq 1 ${ROUNDS:-2}); do
     line="round $round: default $(tg "")"
     for v in $VARIANTS; do line="$line | ${v%%:*} $(tg "$(venv "$v")")"; done
     echo "$line" | tee -a "$OUT/variants.txt"
@@ -92,7 +93,7 @@ fi
 if has skips; then
   echo "=== skips: tg128 with decode launches left out (results meaningless; timing only)"
   line="default $(tg "")"
-  for k in 1 9 2 10 4 12 7 15; do line="$line | skip$k $(tg TERNLM_CUDA_TIMING_SKIP=$k)"; done
+  for k in ${SKIPS:-1 9 2 10 4 12 7 15}; do line="$line | skip$k $(tg TERNLM_CUDA_TIMING_SKIP=$k)"; done
   echo "$line" | tee "$OUT/skips.txt"
 fi
 if has ncuvar; then
@@ -124,7 +125,7 @@ if has ncubatch; then
 fi
 if has ncu; then
   echo "=== ncu (one decode step)"
-  for v in new old; do
+  for v in ${NCU_BUILDS:-new old}; do
     bin=$B/ternlm cnt=${NCU_COUNT:-152}; [ $v = old ] && bin=/tmp/old/build/ternlm cnt=${NCU_COUNT_OLD:-272}
     [ -x $bin ] || continue
     TERNLM_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none --launch-skip 2000 --launch-count $cnt \

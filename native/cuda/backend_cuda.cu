@@ -43,7 +43,9 @@ enum { SITE_QKV = 1, SITE_O = 2, SITE_GU = 4, SITE_DOWN = 8 };
 // Timing experiments (TERNLM_CUDA_TIMING_SKIP, one-token steps only): leave out every k_prep, attention or ternary
 // GEMV launch, or (SKIP_NOOP) launch an empty kernel in its place, to time one kind's share of the decode graph,
 // or the launch boundaries alone. The logits are then meaningless.
-enum { SKIP_PREP = 1, SKIP_ATTN = 2, SKIP_GEMV = 4, SKIP_NOOP = 8 };
+// SKIP_HEAD leaves out the head; SKIP_GEMV_TAIL / SKIP_PREP_TAIL launch the ternary GEMVs / k_prep_tok but stop
+// them after their wait.
+enum { SKIP_PREP = 1, SKIP_ATTN = 2, SKIP_GEMV = 4, SKIP_NOOP = 8, SKIP_HEAD = 16, SKIP_GEMV_TAIL = 32, SKIP_PREP_TAIL = 64 };
 
 struct dlin { // one linear on the GPU, possibly several fused (see fuse_parts)
     int kind, rows, n;
@@ -80,10 +82,15 @@ struct gpu_state {
     int stage;            // TERNLM_CUDA_QSTAGE: one-token GEMVs copy their int8 input to shared memory (TG_STAGE)
     int prep_tok;         // TERNLM_CUDA_PREP_TOK: k_prep_tok for per-token int8 inputs of GEMVs (TG_PSUM)
     int split;            // TERNLM_CUDA_SPLIT: GEMVs on per-token int8 inputs use TG_SPLIT
+    int gridf;            // TERNLM_CUDA_GRIDF: one-token GEMVs split rows into K-slices until rows x S / 64 >= gridf x n_sm
+    int head_bal;         // TERNLM_CUDA_HEAD_BAL: k_float_gemv's grid gives every block the same number of row tiles
+    float *logits_host;   // TERNLM_CUDA_PINNED: one row of logits in page-locked memory (the DMA's target), else NULL
+    int *io_host;         // with it: a one-token step's token and position, page-locked (asynchronous copies)
     int skip;             // TERNLM_CUDA_TIMING_SKIP: SKIP_* (decode timing experiments only: the results are wrong)
     int attn_group;       // prompts may use k_attention_group (GQA groups of 2..4 heads of <= 128 dimensions)
     int attn_dec;         // one-token steps use k_attention_dec (heads of 32, 64, 96 or 128 dimensions)
     int attn_dec_cap;     // the positions whose keys and values it copies to shared memory
+    int attn_dec_threads; // TERNLM_CUDA_ATTN_THREADS: its block size (256 or 512: more warps for K·Q)
     size_t attn_group_smem; // the dynamic shared memory it may take
     cudaGraphExec_t graph;
     int have_graph;
@@ -347,7 +354,7 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
         // k_prep_tok: only where every such input comes from it (no producer's last block, no GEMV of its own)
         const int tok_prep = gemv_tok && g->prep_tok && !g->prep_sites && !g->own_sites && w.steps <= 32;
         if (!prepared && !own && !skipped(g, SKIP_PREP)) {
-            const int n_pad = w.steps * 256, st = prep_stride(w);
+            const int n_pad = w.steps * 256, st = tok_prep && g->pdl_now && (g->skip & SKIP_PREP_TAIL) ? -1 : prep_stride(w);
             if (tok_prep && w.steps <= 16)
                 launch(g, k_prep_tok<16>, dim3(T), dim3(NORM_THREADS), 0, io.x, io.x_stride, w.n, n_pad, io.norm_w, io.eps, g->qa, g->qd, st, g->qsum);
             else if (tok_prep)
@@ -376,15 +383,17 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
         // one warp (S <= 4)
         const int max_lS = io.epi == EPI_GLU ? 2 : 3;
         int lS = 0;
-        while (lS < max_lS && ((w.steps + (1 << lS) - 1) >> lS > TG_PF || (w.rows << lS) / 64 < 2 * g->n_sm)) lS++;
+        while (lS < max_lS && ((w.steps + (1 << lS) - 1) >> lS > TG_PF || (w.rows << lS) / 64 < g->gridf * g->n_sm)) lS++;
         const int R = 64 >> lS;
         const size_t smem = tern_gemv_smem(w.act, w.bps, lS, w.steps, next.mode >= 0 ? next.n : 0, own ? w.n : 0, tgo & TG_STAGE);
         const dim3 grid((w.rows + R - 1) / R, T);
         if (skipped(g, SKIP_GEMV)) return;
-        if (own) launch(g, k_tern_gemv<ACT_TOKEN, true>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
-        else if (w.act == ACT_TOKEN) launch(g, tok_gemv[tgo], grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
-        else if (w.act == ACT_Q8K) launch(g, k_tern_gemv<ACT_Q8K>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
-        else launch(g, k_tern_gemv<ACT_Q80>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, next);
+        prep_args nx = next;
+        if (g->pdl_now && (g->skip & SKIP_GEMV_TAIL)) nx.mode = PREP_TIMING_STOP;
+        if (own) launch(g, k_tern_gemv<ACT_TOKEN, true>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, nx);
+        else if (w.act == ACT_TOKEN) launch(g, tok_gemv[tgo], grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, nx);
+        else if (w.act == ACT_Q8K) launch(g, k_tern_gemv<ACT_Q8K>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, nx);
+        else launch(g, k_tern_gemv<ACT_Q80>, grid, dim3(NORM_THREADS), smem, w, io, prep_buffers(g), lS, nx);
     } else {
         const float_w &w = d->f;
         const size_t smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)w.n * 4;
@@ -399,7 +408,9 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
             launch(g, k_float_gemv_tok, dim3(groups, TL_MAX(1, per / groups)), dim3(NORM_THREADS), tok_smem, w, io, (const float *)g->xs, T);
             return;
         }
-        launch(g, k_float_gemv, dim3(grid_for(g, (const void *)k_float_gemv, tiles, smem), T), dim3(NORM_THREADS), smem, w, io, round_in);
+        int blocks = grid_for(g, (const void *)k_float_gemv, tiles, smem);
+        if (g->head_bal) blocks = (tiles + (tiles + blocks - 1) / blocks - 1) / ((tiles + blocks - 1) / blocks); // equal shares
+        launch(g, k_float_gemv, dim3(blocks, T), dim3(NORM_THREADS), smem, w, io, round_in);
     }
 }
 
@@ -463,7 +474,7 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
         else if (skipped(g, SKIP_ATTN))
             ;
         else if (T == 1 && g->attn_dec && to_o.mode < 0)
-            launch(g, k_attention_dec, dim3(h->n_head, T), dim3(256),
+            launch(g, k_attention_dec, dim3(h->n_head, T), dim3(g->attn_dec_threads),
                    attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, g->attn_dec_cap), a, g->attn_dec_cap);
         else
             launch(g, k_attention, dim3(h->n_head, T), dim3(attn_threads(T, (int)h->head_dim)),
@@ -491,7 +502,7 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
         }
         ready = to_next.mode >= 0;
     }
-    if (which == TERNLM_LOGITS_NONE) return;
+    if (which == TERNLM_LOGITS_NONE || skipped(g, SKIP_HEAD)) return;
     linear(g, &g->head, io_for(g->x + (size_t)first * E, E, g->out_norm, eps, g->logits, h->n_vocab, EPI_STORE, fn), T - first,
            ready, prep_for(g, NULL, NULL, NULL, eps, T, 0), 0);
 }
@@ -532,6 +543,11 @@ static void widths(gpu_state *g, const dlin *d) {
     if (d->kind == LIN_TERNARY && d->t.steps > g->max_steps) g->max_steps = d->t.steps;
 }
 
+static int env_int(const char *name, int fallback) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : fallback;
+}
+
 static ternlm_status upload_model(gpu_state *g, const ternlm_model *m, ternlm_error *err) {
     const tl_hparams *h = &m->hp;
     ternlm_status st = TERNLM_OK;
@@ -555,6 +571,9 @@ static ternlm_status upload_model(gpu_state *g, const ternlm_model *m, ternlm_er
     }
     if (!st && !g->embd_on_gpu && cudaMallocHost(&g->embd_host, (size_t)T_CAP * h->n_embd * 4) != cudaSuccess)
         st = tl_fail(err, TERNLM_ERR_NOMEM, "CUDA: cannot allocate pinned memory for the embeddings");
+    if (!st && env_int("TERNLM_CUDA_PINNED", 1) &&
+        (cudaMallocHost(&g->logits_host, (size_t)h->n_vocab * 4) != cudaSuccess || cudaMallocHost(&g->io_host, 2 * sizeof(int)) != cudaSuccess))
+        st = tl_fail(err, TERNLM_ERR_NOMEM, "CUDA: cannot allocate pinned memory for the logits");
     return st;
 }
 
@@ -580,11 +599,6 @@ static int tok_gemv_smem_limit(size_t bytes) { // nonzero on failure, as cudaFun
     for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
         if (cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)) return 1;
     return 0;
-}
-
-static int env_int(const char *name, int fallback) {
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : fallback;
 }
 
 ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, uint32_t n_seq, ternlm_session **out,
@@ -626,6 +640,8 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->stage = env_int("TERNLM_CUDA_QSTAGE", 1);
         g->prep_tok = env_int("TERNLM_CUDA_PREP_TOK", 1);
         g->split = env_int("TERNLM_CUDA_SPLIT", 1);
+        g->gridf = TL_MAX(1, env_int("TERNLM_CUDA_GRIDF", 2));
+        g->head_bal = env_int("TERNLM_CUDA_HEAD_BAL", 0);
     }
     if (!st && (!s->tok_seq || !s->tok_pos)) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) st = upload_model(g, m, err);
@@ -666,6 +682,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->attn_group = 0;
         cudaGetLastError(); // not an error for the session: prompts use k_attention
     }
+    g->attn_dec_threads = env_int("TERNLM_CUDA_ATTN_THREADS", 512) == 256 ? 256 : 512;
     g->attn_dec_cap = TL_MIN((int)s->n_ctx, TL_MAX(1, TL_MIN(AD_PMAX, env_int("TERNLM_CUDA_ATTN_DEC_CAP", AD_CAP))));
     const size_t dec_smem = attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, g->attn_dec_cap);
     g->attn_dec = env_int("TERNLM_CUDA_ATTN_DEC", 1) && h->head_dim % 32 == 0 && h->head_dim <= 128 && dec_smem <= limit;
@@ -703,6 +720,8 @@ void tl_session_free_gpu(ternlm_session *s) {
         }
         free_linear(&g->head), free_linear(&g->embd);
         if (g->embd_host) cudaFreeHost(g->embd_host);
+        if (g->logits_host) cudaFreeHost(g->logits_host);
+        if (g->io_host) cudaFreeHost(g->io_host);
         free(g->L);
         if (g->st) cudaStreamDestroy(g->st);
         free(g);
@@ -746,8 +765,14 @@ ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, in
         const int last = done + (size_t)T == n;
         const int mode = which == TERNLM_LOGITS_ALL ? which : (last ? which : TERNLM_LOGITS_NONE);
         const int pos = (int)s->pos;
-        CK(cudaMemcpyAsync(g->tok, tokens + done, T * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->pos0, &pos, sizeof(int), cudaMemcpyHostToDevice, g->st));
+        if (T == 1 && g->io_host) { // (free to rewrite: every step ends with a synchronization, or the session failed)
+            g->io_host[0] = tokens[done], g->io_host[1] = pos;
+            CK(cudaMemcpyAsync(g->tok, g->io_host, sizeof(int), cudaMemcpyHostToDevice, g->st));
+            CK(cudaMemcpyAsync(g->pos0, g->io_host + 1, sizeof(int), cudaMemcpyHostToDevice, g->st));
+        } else {
+            CK(cudaMemcpyAsync(g->tok, tokens + done, T * sizeof(int), cudaMemcpyHostToDevice, g->st));
+            CK(cudaMemcpyAsync(g->pos0, &pos, sizeof(int), cudaMemcpyHostToDevice, g->st));
+        }
         if (!g->embd_on_gpu) {
             ternlm_status st = host_embed(s, tokens + done, T, err);
             if (st) return st;
@@ -760,11 +785,11 @@ ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, in
         }
         CK(cudaGetLastError());
         const int rows = mode == TERNLM_LOGITS_ALL ? T : mode == TERNLM_LOGITS_LAST ? 1 : 0;
-        if (rows) {
-            float *dst = s->logits + (which == TERNLM_LOGITS_ALL ? done * nv : 0);
-            CK(cudaMemcpyAsync(dst, g->logits, (size_t)rows * nv * sizeof(float), cudaMemcpyDeviceToHost, g->st));
-        }
+        float *dst = s->logits + (which == TERNLM_LOGITS_ALL ? done * nv : 0);
+        const int staged = rows == 1 && g->logits_host; // one row: into page-locked memory, then a host copy
+        if (rows) CK(cudaMemcpyAsync(staged ? g->logits_host : dst, g->logits, (size_t)rows * nv * sizeof(float), cudaMemcpyDeviceToHost, g->st));
         CK(cudaStreamSynchronize(g->st));
+        if (staged) memcpy(dst, g->logits_host, (size_t)nv * sizeof(float));
         s->pos += (uint32_t)T;
         s->n_evaluated += (uint64_t)T;
         done += (size_t)T;

@@ -109,6 +109,7 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         {"--repeat-penalty", F_FLOAT, &cfg->sampling.repeat_penalty, "default repeat penalty (1 = off)"},
         {"-s|--seed", F_U64, &cfg->sampling.seed, "default seed for requests without one (default: random per request)"},
         {"-a|--alias", F_STR, &cfg->alias, "another model name clients may ask for"},
+        {"--head-quant", F_STR, &cfg->head_quant, "re-quantize an F16 head at load: q8_0 or i8 (int8 rows; a multi-stream step's head costs far less)"},
         {"--api-key", F_STR, &cfg->api_key, "require Authorization: Bearer KEY (all routes but /health)"},
         {"-to|--timeout", F_INT, &cfg->timeout_s, "seconds a connection may stay idle (slow clients; default 60)"},
         {"--deadline", F_INT, &cfg->deadline_s, "seconds a request may take, queue wait included (default 600)"},
@@ -168,6 +169,8 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         return fprintf(stderr, "ternlm-server: -c, -t must be >= 0; --timeout, --deadline, -b, --max-*, --alone-max >= 1; "
                                "--queue, --join-below >= 0; --prefill-alone 0 or 1; --fill-tile 0..64; --admit-wait 0..1000\n"), 2;
     if (cfg->header_limit < 4096) return fprintf(stderr, "ternlm-server: --header-limit must be at least 4096\n"), 2;
+    if (cfg->head_quant && strcmp(cfg->head_quant, "q8_0") && strcmp(cfg->head_quant, "i8"))
+        return fprintf(stderr, "ternlm-server: --head-quant must be q8_0 or i8\n"), 2;
     if (cfg->api_key && !*cfg->api_key) return fprintf(stderr, "ternlm-server: --api-key must not be empty\n"), 2;
     if (strcmp(cfg->reasoning_format, "auto") && strcmp(cfg->reasoning_format, "deepseek") && strcmp(cfg->reasoning_format, "none"))
         return fprintf(stderr, "ternlm-server: --reasoning-format must be auto, deepseek or none\n"), 2;
@@ -202,10 +205,13 @@ static void defaults(srv_config *cfg) {
 
 static int open_model(const srv_config *cfg, ternlm_model **m, char *id, size_t id_cap) {
     ternlm_error err = {0};
+    ternlm_model_params mp = ternlm_model_params_default();
+    mp.head_quant_q8_0 = cfg->head_quant && !strcmp(cfg->head_quant, "q8_0");
+    mp.head_quant_i8 = cfg->head_quant && !strcmp(cfg->head_quant, "i8");
     if (!cfg->model_path) {
 #if defined(TERNLM_EMBEDDED_MODEL)
         snprintf(id, id_cap, "ternlm-tinystories");
-        if (!ternlm_model_open_memory(ternlm_default_model, (size_t)(ternlm_default_model_end - ternlm_default_model), NULL, m, &err))
+        if (!ternlm_model_open_memory(ternlm_default_model, (size_t)(ternlm_default_model_end - ternlm_default_model), &mp, m, &err))
             return 1;
 #else
         fprintf(stderr, "ternlm-server: no model given (use -m FILE); this build has no embedded default model\n");
@@ -214,7 +220,7 @@ static int open_model(const srv_config *cfg, ternlm_model **m, char *id, size_t 
     } else {
         const char *slash = strrchr(cfg->model_path, '/');
         snprintf(id, id_cap, "%s", slash ? slash + 1 : cfg->model_path);
-        if (!ternlm_model_open_file(cfg->model_path, NULL, m, &err)) return 1;
+        if (!ternlm_model_open_file(cfg->model_path, &mp, m, &err)) return 1;
     }
     fprintf(stderr, "ternlm-server: %s\n", err.message);
     return 0;

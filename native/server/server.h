@@ -17,6 +17,7 @@
 
 typedef struct srv_config {
     const char *model_path, *host, *api_key, *alias;
+    const char *head_quant; /* NULL, "q8_0" or "i8": an F16 head re-quantized at load (ternlm run's --head-quant) */
     int port, n_ctx, n_threads, n_slots, n_predict, max_queue, step_tokens, max_messages, max_connections;
     int prefill_alone;    /* a prompt's last chunk runs without the decode tokens (once between two decode steps) */
     int join_below;       /* a later pending prompt joins a step whole only while the step holds fewer tokens */

@@ -1,11 +1,13 @@
 // Raw routes and error cases through curl and plain sockets: health, models, tokenize/detokenize,
 // metrics, OpenAI-shaped 4xx errors that never disturb a request in flight, the API key, body and header
-// limits, slow clients, a full queue (503 + Retry-After), deadlines, and the SIGTERM drain.
+// limits, slow clients, a full queue (503 + Retry-After), deadlines, the SIGTERM drain, and --head-quant.
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
 import { test } from 'node:test';
 
-import { curl, expectOpenAIError, getJson, metrics, parseCurlI, postJson, startServer, waitMetrics } from './helpers.mjs';
+import { SERVER, curl, expectOpenAIError, getJson, metrics, parseCurlI, postJson, startServer, waitMetrics } from './helpers.mjs';
 
 const MODEL = 'ternlm-tinystories';
 
@@ -295,4 +297,21 @@ test('--queue 0: a free slot still takes a request; a busy one answers 503 at on
   } finally {
     assert.equal((await srv.stop()).code, 0);
   }
+});
+
+test('--head-quant i8 serves the CLI\'s --head-quant i8 greedy text; a bad value is a usage error', async () => {
+  const cli = path.join(path.dirname(SERVER), 'ternlm');
+  const golden = execFileSync(cli, ['run', '--head-quant', 'i8', '-p', 'Once upon a time', '-n', '16', '--temp', '0'],
+                              { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const srv = await startServer(['-np', '1', '--head-quant', 'i8']);
+  try {
+    const r = await postJson(srv.base, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 16, temperature: 0 });
+    assert.equal(r.status, 200);
+    assert.equal('Once upon a time' + r.body.choices[0].text, golden.replace(/\n$/, ''));
+  } finally {
+    assert.equal((await srv.stop()).code, 0, srv.stderr);
+  }
+  const bad = spawnSync(SERVER, ['--head-quant', 'i4'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--head-quant must be q8_0 or i8/);
 });

@@ -160,56 +160,40 @@ static void test_float(const tl_kernels *k, const tl_kernels *ref) {
     test_exp_row(k, ref);
 }
 
-/* Attention scores of G heads sharing a K cache with a stride: every path's attn_kq (or, where it has none, dot_f16 per
- * row and head as the forward pass does) against the scalar table's, bit for bit; special halves included. */
-static void test_attn_kq(const tl_kernels *k, const tl_kernels *ref) {
-    static const int64_t hds[] = {32, 64, 128, 40};
+/* Attention over a K/V cache with a stride, G heads per KV head: every path's attn_kq and attn_pv_g (or, where it has
+ * none, dot_f16 and attn_pv per row and head, as the forward pass does) against the scalar table's, bit for bit; an
+ * infinity in K now and then (NaN and inf scores must match too). */
+static void test_attention(const tl_kernels *k, const tl_kernels *ref) {
+    static const int64_t hds[] = {32, 64, 128, 256, 40};
     static const int Gs[] = {1, 2, 3, 4, 5, 8};
     static const int64_t nps[] = {1, 2, 7, 8, 9, 17, 130};
     for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
         for (size_t b = 0; b < sizeof Gs / sizeof Gs[0]; b++)
             for (size_t c = 0; c < sizeof nps / sizeof nps[0]; c++) {
-                const int64_t hd = hds[a], np = nps[c], stride = hd * 3 + 16, ss = np + 5;
+                const int64_t hd = hds[a], np = nps[c], stride = hd * 3 + 16, ss = np + 5, n_s = Gs[b] * ss;
                 const int G = Gs[b];
                 uint16_t *kc = malloc((size_t)(np * stride) * 2);
-                float *q = malloc((size_t)(G * hd) * 4), *sa = malloc((size_t)(G * ss) * 4), *sb = malloc((size_t)(G * ss) * 4);
+                float *q = malloc((size_t)(G * hd) * 4), *sa = calloc((size_t)n_s, 4), *sb = calloc((size_t)n_s, 4);
+                float *oa = malloc((size_t)(G * hd) * 4), *ob = malloc((size_t)(G * hd) * 4);
                 for (int64_t i = 0; i < np * stride; i++) kc[i] = tl_f32_to_f16(frand() * 4.0f);
-                if (c == 3) kc[rnd() % (np * stride)] = 0x7C00; /* an infinity: NaN or inf scores must match too */
+                if (c == 3) kc[rnd() % (np * stride)] = 0x7C00;
                 for (int64_t i = 0; i < G * hd; i++) q[i] = tl_round_f16(frand() * 2.0f);
-                memset(sa, 0, (size_t)(G * ss) * 4);
-                memset(sb, 0, (size_t)(G * ss) * 4);
                 ref->attn_kq(sa, ss, kc, np, stride, q, G, hd, 0.088388f);
                 if (k->attn_kq) k->attn_kq(sb, ss, kc, np, stride, q, G, hd, 0.088388f);
                 else
                     for (int g = 0; g < G; g++)
                         for (int64_t p = 0; p < np; p++) sb[g * ss + p] = k->dot_f16(kc + p * stride, q + g * hd, hd) * 0.088388f;
-                CHECK(!memcmp(sa, sb, (size_t)(G * ss) * 4), "%s attn_kq hd=%lld G=%d n_pos=%lld differs", k->name, (long long)hd,
-                      G, (long long)np);
-                free(kc), free(q), free(sa), free(sb);
-            }
-}
-
-/* P·V of G heads sharing a V cache: every path's attn_pv_g (or attn_pv per head) against the scalar table's. */
-static void test_attn_pv_g(const tl_kernels *k, const tl_kernels *ref) {
-    static const int64_t hds[] = {64, 128, 256, 40};
-    static const int Gs[] = {1, 2, 3, 4, 5, 8};
-    static const int64_t nps[] = {1, 5, 130};
-    for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
-        for (size_t b = 0; b < sizeof Gs / sizeof Gs[0]; b++)
-            for (size_t c = 0; c < sizeof nps / sizeof nps[0]; c++) {
-                const int64_t hd = hds[a], np = nps[c], stride = hd * 3 + 16, ps = np + 3;
-                const int G = Gs[b];
-                uint16_t *v = malloc((size_t)(np * stride) * 2);
-                float *p = malloc((size_t)(G * ps) * 4), *oa = malloc((size_t)(G * hd) * 4), *ob = malloc((size_t)(G * hd) * 4);
-                for (int64_t i = 0; i < np * stride; i++) v[i] = tl_f32_to_f16(frand() * 4.0f);
-                for (int64_t i = 0; i < G * ps; i++) p[i] = (float)(rnd() % 1000) / 1000.0f / (float)np;
-                ref->attn_pv_g(oa, p, ps, G, v, np, stride, hd);
-                if (k->attn_pv_g) k->attn_pv_g(ob, p, ps, G, v, np, stride, hd);
+                CHECK(!memcmp(sa, sb, (size_t)n_s * 4), "%s attn_kq hd=%lld G=%d n_pos=%lld differs", k->name, (long long)hd, G,
+                      (long long)np);
+                for (int64_t i = 0; i < np * stride; i++) kc[i] = tl_f32_to_f16(frand() * 4.0f); /* now the V cache */
+                for (int64_t i = 0; i < n_s; i++) sa[i] = (float)(rnd() % 1000) / 1000.0f / (float)np;
+                ref->attn_pv_g(oa, sa, ss, G, kc, np, stride, hd);
+                if (k->attn_pv_g) k->attn_pv_g(ob, sa, ss, G, kc, np, stride, hd);
                 else
-                    for (int g = 0; g < G; g++) k->attn_pv(ob + g * hd, p + g * ps, v, np, stride, hd);
-                CHECK(!memcmp(oa, ob, (size_t)(G * hd) * 4), "%s attn_pv_g hd=%lld G=%d n_pos=%lld differs", k->name, (long long)hd,
-                      G, (long long)np);
-                free(v), free(p), free(oa), free(ob);
+                    for (int g = 0; g < G; g++) k->attn_pv(ob + g * hd, sa + g * ss, kc, np, stride, hd);
+                CHECK(!memcmp(oa, ob, (size_t)(G * hd) * 4), "%s attn_pv_g hd=%lld G=%d n_pos=%lld differs", k->name,
+                      (long long)hd, G, (long long)np);
+                free(kc), free(q), free(sa), free(sb), free(oa), free(ob);
             }
 }
 
@@ -700,8 +684,7 @@ int main(void) {
         test_q8k_tq(all[i], ref);
         test_float(all[i], ref);
         test_f16_specials(all[i], ref);
-        test_attn_kq(all[i], ref);
-        test_attn_pv_g(all[i], ref);
+        test_attention(all[i], ref);
         test_row_range(all[i], ref);
         test_bonsai(all[i], ref);
         if (all[i]->gemm_i2s_r16) test_r16_i2s(all[i]);

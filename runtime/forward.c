@@ -342,8 +342,11 @@ static void linears_chunk(void *ctx, long c, int ith) {
 }
 
 static void linears(ternlm_session *s, act *a, int n, const tl_weight *const *w, float *const *y) {
-    int same = 1; /* one activation form for all (the quantized buffers hold one at a time) */
-    for (int i = 1; i < n; i++) same &= w[i]->type == w[0]->type && !w[i]->r16.drow == !w[0]->r16.drow;
+    /* one activation form for all (the quantized buffers hold one at a time), and no I2_S weight in file layout: its
+     * rows go through the shared integer scratch s->acc, indexed by row, which two weights would overwrite */
+    int same = !(w[0]->type == TL_I2_S && !w[0]->r16.data);
+    for (int i = 1; i < n; i++)
+        same &= w[i]->type == w[0]->type && !w[i]->r16.drow == !w[0]->r16.drow && !(w[i]->type == TL_I2_S && !w[i]->r16.data);
     if (!same) {
         for (int i = 0; i < n; i++) linear(s, w[i], a, y[i]);
         return;

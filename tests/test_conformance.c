@@ -153,7 +153,9 @@ static void run_fixture(const char *ref_name, const char *mode) {
     ternlm_error err = {0};
     char *image = NULL;
     if (!strcmp(mode, "file")) {
-        ternlm_model_open_file(path, NULL, &m, &err);
+        ternlm_model_params mp = ternlm_model_params_default();
+        mp.no_repack = getenv("TERNLM_TEST_NO_REPACK") != NULL; /* the file-layout kernels (plain NEON's only ones) */
+        ternlm_model_open_file(path, &mp, &m, &err);
     } else if (!strcmp(mode, "memory")) {
         size_t n;
         char *raw = read_whole_file(path, &n);

@@ -700,6 +700,83 @@ static void gemm_i8_r16_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_a
         }
 }
 
+/* ---- Attention per GQA group (kernels.h attn_kq, attn_pv_g) ---- */
+
+/* Two dots' lanes.h folds at once (a[0..3] dot 0's lanes 0-31, a[4..7] dot 1's): the same additions as fold32. */
+AI void fold32x2(const __m256 *a, float *out) {
+    const __m256 v0 = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+    const __m256 v1 = _mm256_add_ps(_mm256_add_ps(a[4], a[6]), _mm256_add_ps(a[5], a[7]));
+    const __m256 w = _mm256_add_ps(_mm256_permute2f128_ps(v0, v1, 0x20), _mm256_permute2f128_ps(v0, v1, 0x31)); /* + 4 */
+    const __m256 u = _mm256_add_ps(w, _mm256_shuffle_ps(w, w, 0xEE));                                        /* + 2 */
+    const __m256 r = _mm256_add_ps(u, _mm256_shuffle_ps(u, u, 0x55));                                        /* + 1 */
+    out[0] = _mm256_cvtss_f32(r);
+    out[1] = _mm_cvtss_f32(_mm256_extractf128_ps(r, 1));
+}
+
+/* Two dots over hd inputs (hd % 32 == 0): K rows k0, k1 times queries q0, q1 (a row converted once serves both when
+ * k0 == k1, the two heads of one position). */
+AI void kq_pair(const uint16_t *k0, const uint16_t *k1, const float *q0, const float *q1, int64_t hd, float *out) {
+    __m256 a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < hd; i += 32)
+        for (int c = 0; c < 4; c++) {
+            const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(k0 + i + 8 * c)));
+            const __m256 w1 = k0 == k1 ? w0 : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(k1 + i + 8 * c)));
+            a[c] = _mm256_add_ps(a[c], _mm256_mul_ps(w0, _mm256_loadu_ps(q0 + i + 8 * c)));
+            a[4 + c] = _mm256_add_ps(a[4 + c], _mm256_mul_ps(w1, _mm256_loadu_ps(q1 + i + 8 * c)));
+        }
+    fold32x2(a, out);
+}
+
+static void attn_kq(float *s, int64_t ss, const uint16_t *k, int64_t n_pos, int64_t stride, const float *q, int G, int64_t hd,
+                    float scale) {
+    int g = 0;
+    float o[2];
+    for (; hd % 32 == 0 && g + 2 <= G; g += 2) /* two heads, each K row converted once */
+        for (int64_t p = 0; p < n_pos; p++) {
+            kq_pair(k + p * stride, k + p * stride, q + g * hd, q + (g + 1) * hd, hd, o);
+            s[g * ss + p] = o[0] * scale, s[(g + 1) * ss + p] = o[1] * scale;
+        }
+    for (; g < G; g++) { /* one head, two positions at a time */
+        int64_t p = 0;
+        for (; hd % 32 == 0 && p + 2 <= n_pos; p += 2) {
+            kq_pair(k + p * stride, k + (p + 1) * stride, q + g * hd, q + g * hd, hd, o);
+            s[g * ss + p] = o[0] * scale, s[g * ss + p + 1] = o[1] * scale;
+        }
+        for (; p < n_pos; p++) s[g * ss + p] = dot_f16(k + p * stride, q + g * hd, hd) * scale;
+    }
+}
+
+/* P·V of H heads over D outputs from output d (H·D/8 == 8 accumulators): every output sums positions in order, mul
+ * then add (the scalar bits), with 8 independent chains instead of one. */
+AI void pv_tile8(float *out, const float *prob, int64_t ps, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd, int H,
+                 int D, int64_t d) {
+    __m256 a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < n_pos; p++) {
+        __m256 vc[8];
+        for (int c = 0; c < D / 8; c++) vc[c] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(v + p * stride + d + 8 * c)));
+        for (int h = 0; h < H; h++) {
+            const __m256 pr = _mm256_set1_ps(prob[h * ps + p]);
+            for (int c = 0; c < D / 8; c++) a[h * (D / 8) + c] = _mm256_add_ps(a[h * (D / 8) + c], _mm256_mul_ps(pr, vc[c]));
+        }
+    }
+    for (int h = 0; h < H; h++)
+        for (int c = 0; c < D / 8; c++) _mm256_storeu_ps(out + h * hd + d + 8 * c, a[h * (D / 8) + c]);
+}
+
+static void attn_pv_g(float *out, const float *prob, int64_t ps, int G, const uint16_t *v, int64_t n_pos, int64_t stride,
+                      int64_t hd) {
+    int g = 0;
+    for (; hd % 16 == 0 && g + 4 <= G; g += 4)
+        for (int64_t d = 0; d < hd; d += 16) pv_tile8(out + g * hd, prob + g * ps, ps, v, n_pos, stride, hd, 4, 16, d);
+    for (; g < G; g++) {
+        int64_t d = 0;
+        for (; d + 64 <= hd; d += 64) pv_tile8(out + g * hd, prob + g * ps, ps, v, n_pos, stride, hd, 1, 64, d);
+        if (d < hd) tl_avx2_attn_pv(out + g * hd + d, prob + g * ps, v + d, n_pos, stride, hd - d);
+    }
+}
+
 static const tl_kernels k_avx2 = {
     .exp_minus_max = tl_exp_minus_max_row,
     .name = "avx2",
@@ -712,6 +789,8 @@ static const tl_kernels k_avx2 = {
     .dot_f32 = dot_f32,
     .dot_q8_0 = tl_avx2_dot_q8_0,
     .attn_pv = tl_avx2_attn_pv,
+    .attn_kq = attn_kq,
+    .attn_pv_g = attn_pv_g,
     .dot_q1_0 = tl_avx2_dot_q1_0,
     .dot_q2_0 = tl_avx2_dot_q2_0,
     .gemm_i2s_r16 = gemm_i2s_r16_avx2,

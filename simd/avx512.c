@@ -366,6 +366,8 @@ static void f16_tile_any(const uint16_t *w, int64_t n, const float *const *x, in
     if (R == r && TT == tt) return f16_tile(w, n, x, r, tt, out);
     F16_CASE(1, 1) F16_CASE(1, 2) F16_CASE(1, 3) F16_CASE(1, 4) F16_CASE(2, 1) F16_CASE(2, 2) F16_CASE(2, 3) F16_CASE(2, 4)
 #undef F16_CASE
+    for (int r = 0; r < R; r++) /* a shape not built above: still every output, by the one-row dot */
+        for (int t = 0; t < TT; t++) out[r * TT + t] = dot_f16(w + r * n, x[t], n);
 }
 
 /* Rows [r, r + R) times every token, in passes of at most TT tokens (the later passes find the rows in L1 or L2). */

@@ -278,7 +278,8 @@ static void linear_rows_r16(const linear_job *j, int64_t r0, int64_t r1) {
     const tl_weight *w = j->w;
     const tl_kernels *k = s->kern, *ref = tl_kernels_scalar();
     const tl_acts acts = {j->a->T, w->ne0, s->qa, s->qa_scale, s->qa_sum, s->q8k};
-    if (w->r16.drow) (k->gemm_i8_r16 ? k->gemm_i8_r16 : ref->gemm_i8_r16)(&w->r16, r0, r1, &acts, j->y, j->y_stride);
+    if (w->r16.sub) (k->gemm_i4_r16 ? k->gemm_i4_r16 : ref->gemm_i4_r16)(&w->r16, r0, r1, &acts, j->y, j->y_stride);
+    else if (w->r16.drow) (k->gemm_i8_r16 ? k->gemm_i8_r16 : ref->gemm_i8_r16)(&w->r16, r0, r1, &acts, j->y, j->y_stride);
     else if (w->type == TL_I2_S)
         (k->gemm_i2s_r16 ? k->gemm_i2s_r16 : ref->gemm_i2s_r16)(&w->r16, r0, r1, &acts, j->y, j->y_stride);
     else (k->gemm_tq_r16 ? k->gemm_tq_r16 : ref->gemm_tq_r16)(&w->r16, r0, r1, &acts, j->y, j->y_stride);

@@ -1,6 +1,6 @@
 /* Load-time repacking: every linear weight the chosen CPU kernel path has a 16-row group GEMM for is copied into
  * that layout (simd/repack.h), and the file pages it came from are released, so resident memory stays about the
- * file size. The int8 head (--head-quant i8) is built here too; it has a generic GEMM on every path. */
+ * file size. The int8 and int4 heads (--head-quant i8 / i4) are built here too; they have a generic GEMM on every path. */
 #include <stdio.h>
 #include <string.h>
 
@@ -27,7 +27,7 @@ static ternlm_status repack_ternary(ternlm_model *m, tl_weight *w, ternlm_error 
     else if (w->type == TL_TQ2_0) tl_repack_tq2(w->data, w->ne0, 0, w->ne1, mem, dw);
     else tl_repack_tq1(w->data, w->ne0, 0, w->ne1, mem, dw);
     tl_file_release(&m->file, w->data, w->row_bytes * (uint64_t)w->ne1);
-    w->r16 = (tl_r16){mem, dw, NULL, w->i2s_scale, w->ne0, w->ne1};
+    w->r16 = (tl_r16){mem, dw, NULL, w->i2s_scale, w->ne0, w->ne1, NULL};
     w->r16_mem = mem;
     m->repacked_bytes += code_bytes + scale_bytes;
     return TERNLM_OK;
@@ -50,10 +50,35 @@ static ternlm_status repack_head_i8(ternlm_model *m, tl_weight *w, ternlm_error 
         tl_repack_i8_from_f16((const uint16_t *)(const void *)w->data, w->ne0, r, r1, mem, drow);
         tl_file_release(&m->file, w->data + (uint64_t)r * w->row_bytes, (uint64_t)(r1 - r) * w->row_bytes);
     }
-    w->r16 = (tl_r16){mem, NULL, drow, 1.0f, w->ne0, w->ne1};
+    w->r16 = (tl_r16){mem, NULL, drow, 1.0f, w->ne0, w->ne1, NULL};
     w->r16_mem = mem;
     m->repacked_bytes += bytes + scale_bytes;
     snprintf(m->head_type, sizeof m->head_type, "I8 (from F16)");
+    return TERNLM_OK;
+}
+
+/* The 4-bit head (simd/repack.h's int4 rows), in slices whose F16 pages are released as they go, as for int8. */
+static ternlm_status repack_head_i4(ternlm_model *m, tl_weight *w, ternlm_error *err) {
+    if (w->type != TL_F16 || w->ne0 % 32 || w->ne0 > TL_I4_MAX_NE0 || w->ne1 % TL_R16_ROWS) {
+        tl_log(&m->log, "warning: --head-quant i4 applies to an F16 head of rows of 32k <= %d values in groups of 16; "
+               "head is %s with %lld inputs, left as is", TL_I4_MAX_NE0, tl_type_name(w->type), (long long)w->ne0);
+        return TERNLM_OK;
+    }
+    const uint64_t bytes = tl_r16_bytes_i4(w->ne0, w->ne1), sub_bytes = tl_r16_bytes_i4_sub(w->ne0, w->ne1),
+                   scale_bytes = (uint64_t)w->ne1 * 4, total = bytes + sub_bytes + scale_bytes;
+    uint8_t *mem = tl_aligned_alloc_uninit((size_t)total); /* fully written */
+    if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes for the int4 head", (unsigned long long)total);
+    float *drow = (float *)(void *)(mem + bytes);
+    uint8_t *sub = mem + bytes + scale_bytes;
+    for (int64_t r = 0; r < w->ne1; r += 1024) {
+        const int64_t r1 = r + 1024 < w->ne1 ? r + 1024 : w->ne1;
+        tl_repack_i4_from_f16((const uint16_t *)(const void *)w->data, w->ne0, r, r1, mem, sub, drow);
+        tl_file_release(&m->file, w->data + (uint64_t)r * w->row_bytes, (uint64_t)(r1 - r) * w->row_bytes);
+    }
+    w->r16 = (tl_r16){mem, NULL, drow, 1.0f, w->ne0, w->ne1, sub};
+    w->r16_mem = mem;
+    m->repacked_bytes += total;
+    snprintf(m->head_type, sizeof m->head_type, "I4 (from F16)");
     return TERNLM_OK;
 }
 
@@ -83,6 +108,8 @@ ternlm_status tl_model_repack(ternlm_model *m, const ternlm_model_params *p, ter
     ternlm_status st = TERNLM_OK;
     if (p->i2s_layout != 0 && p->i2s_layout != 64 && p->i2s_layout != 128)
         return tl_fail(err, TERNLM_ERR_ARG, "i2s_layout must be 0, 64 or 128, not %d", p->i2s_layout);
+    if ((p->head_quant_i8 != 0) + (p->head_quant_i4 != 0) + (p->head_quant_q8_0 != 0) > 1)
+        return tl_fail(err, TERNLM_ERR_ARG, "choose one head quantization (q8_0, i8 or i4), not several");
     if (p->i2s_layout == 64)
         for (uint32_t l = 0; l < m->hp.n_layer && !st; l++) {
             tl_layer *L = &m->layers[l];
@@ -100,6 +127,7 @@ ternlm_status tl_model_repack(ternlm_model *m, const ternlm_model_params *p, ter
         }
     if (!st && !p->no_repack && ternary_repackable(&m->output, k)) st = repack_ternary(m, &m->output, err);
     if (!st && p->head_quant_i8) st = repack_head_i8(m, &m->output, err);
+    if (!st && p->head_quant_i4) st = repack_head_i4(m, &m->output, err);
     return st;
 }
 

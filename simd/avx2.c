@@ -8,6 +8,7 @@
 #include "exp_row.h"
 #include "lanes.h"
 #include "paths.h"
+#include "repack.h"
 
 #define AI __attribute__((always_inline)) static inline
 
@@ -700,6 +701,64 @@ static void gemm_i8_r16_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_a
         }
 }
 
+/* ---- int4 rows (the 4-bit head, repack.h), per half of a group (8 rows): the low nibbles of 32 bytes are one chunk
+ * of q + 8 (0..15) and the high nibbles the next; maddubs pairs are at most 2·15·128 = 3840, so a block's 8 add up in
+ * i16 (30720) before madd widens them. A block's sum starts at -8·Σx and is scaled by its rows' sub-scales. ---- */
+
+AI void i4_tile_avx2(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, const int32_t *off, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 32;
+    const uint8_t *g = w->data + (r / 16) * n * 8, *sc = w->sub + (r / 16) * nb * 16;
+    const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++) {
+        __m256i acc[4];
+        for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_si256();
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i s16[4];
+            for (int t = 0; t < TT; t++) s16[t] = _mm256_setzero_si256();
+            for (int p = 0; p < 4; p++) {
+                const uint8_t *src = g + 64 * (4 * b + p) + 32 * h;
+                if (!h) _mm_prefetch((const char *)(src + CODES_PF_AHEAD), _MM_HINT_T0); /* half 1 reuses it */
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)src);
+                const __m256i vl = _mm256_and_si256(v, m15), vh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
+                for (int t = 0; t < TT; t++) {
+                    const int8_t *xp = a->q + (int64_t)(t0 + t) * n + 32 * b + 8 * p;
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(vl, bc4(xp)));
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(vh, bc4(xp + 4)));
+                }
+            }
+            const __m256i s = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(sc + 16 * b + 8 * h)));
+            for (int t = 0; t < TT; t++) {
+                const __m256i blk = _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(off[t * nb + b]));
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_mullo_epi32(blk, s));
+            }
+        }
+        for (int t = 0; t < TT; t++) {
+            const __m256 f = _mm256_div_ps(_mm256_cvtepi32_ps(acc[t]), _mm256_set1_ps(a->scale[t0 + t]));
+            _mm256_storeu_ps(y + (int64_t)(t0 + t) * ys + r + 8 * h, _mm256_mul_ps(f, _mm256_loadu_ps(w->drow + r + 8 * h)));
+        }
+    }
+}
+
+static void gemm_i4_r16_avx2(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 32;
+    int32_t off[TL_I4_TOKENS * (TL_I4_MAX_NE0 / 32)];
+    for (int tb = 0; tb < a->T; tb += TL_I4_TOKENS) {
+        const int nt = a->T - tb < TL_I4_TOKENS ? a->T - tb : TL_I4_TOKENS;
+        for (int t = 0; t < nt; t++) tl_i4_offsets(a->q + (int64_t)(tb + t) * n, n, off + t * nb);
+        for (int64_t r = r0; r < r1; r += 16)
+            for (int t0 = 0; t0 < nt; t0 += 4) {
+                const int tt = nt - t0 < 4 ? nt - t0 : 4;
+                const int32_t *o = off + t0 * nb;
+                switch (tt) {
+                case 1: i4_tile_avx2(w, r, a, tb + t0, 1, o, y, ys); break;
+                case 2: i4_tile_avx2(w, r, a, tb + t0, 2, o, y, ys); break;
+                case 3: i4_tile_avx2(w, r, a, tb + t0, 3, o, y, ys); break;
+                default: i4_tile_avx2(w, r, a, tb + t0, 4, o, y, ys); break;
+                }
+            }
+    }
+}
+
 /* ---- Attention per GQA group (kernels.h attn_kq, attn_pv_g) ---- */
 
 /* Two dots' lanes.h folds at once (a[0..3] dot 0's lanes 0-31, a[4..7] dot 1's): the same additions as fold32. */
@@ -796,6 +855,7 @@ static const tl_kernels k_avx2 = {
     .gemm_i2s_r16 = gemm_i2s_r16_avx2,
     .gemm_tq_r16 = gemm_tq_r16_avx2,
     .gemm_i8_r16 = gemm_i8_r16_avx2,
+    .gemm_i4_r16 = gemm_i4_r16_avx2,
     .gemm_f16 = gemm_f16,
 };
 

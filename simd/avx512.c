@@ -12,6 +12,7 @@
 #include "exp_row.h"
 #include "lanes.h"
 #include "paths.h"
+#include "repack.h"
 
 static inline int32_t hsum256(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -292,6 +293,76 @@ static void gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *
             const int tt = a->T - t0 < 8 ? a->T - t0 : 8;
             TILE_SWITCH(i8_tile, w, r, 1, a, t0, tt, y, ys)
         }
+}
+
+/* ---- int4 rows (the 4-bit head, repack.h): the low nibbles of a 64-byte load are one int8-layout chunk (q + 8 of
+ * 4 inputs of 16 rows) and the high nibbles the next, so two vpdpbusd per load. A block's sum starts at -8·Σx
+ * (tl_i4_offsets) and is scaled by its 16 rows' sub-scales (vpmulld) before joining the rows' int32 totals. ---- */
+
+AI void i4_store(__m512i acc, const tl_acts *a, int t, const float *drow, float *dst) {
+    const __m512 f = _mm512_div_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(a->scale[t]));
+    _mm512_storeu_ps(dst, _mm512_mul_ps(f, _mm512_loadu_ps(drow)));
+}
+
+/* One group of 16 rows times TT tokens (t0.., whose block offsets are off[t * nb + b]). With few tokens the low and
+ * high nibbles feed two chains so that a block's eight vpdpbusd are not one dependency chain. */
+AI void i4_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, const int32_t *off, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 32;
+    const uint8_t *g = w->data + (r / 16) * n * 8, *sc = w->sub + (r / 16) * nb * 16;
+    const int8_t *x[8];
+    for (int t = 0; t < TT; t++) x[t] = a->q + (int64_t)(t0 + t) * n;
+    const __m512i m15 = _mm512_set1_epi8(15);
+    __m512i acc[8];
+    for (int t = 0; t < TT; t++) acc[t] = _mm512_setzero_si512();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i lo[8], hi[8];
+        for (int t = 0; t < TT; t++) lo[t] = _mm512_set1_epi32(off[t * nb + b]), hi[t] = _mm512_setzero_si512();
+        for (int p = 0; p < 4; p++) {
+            const __m512i v = _mm512_loadu_si512(g + 64 * (4 * b + p));
+            const __m512i vl = _mm512_and_si512(v, m15), vh = _mm512_and_si512(_mm512_srli_epi16(v, 4), m15);
+            for (int t = 0; t < TT; t++) {
+                const int8_t *xp = x[t] + 32 * b + 8 * p;
+                if (TT <= 2) {
+                    lo[t] = _mm512_dpbusd_epi32(lo[t], vl, bcast4(xp));
+                    hi[t] = _mm512_dpbusd_epi32(hi[t], vh, bcast4(xp + 4));
+                } else {
+                    lo[t] = _mm512_dpbusd_epi32(lo[t], vl, bcast4(xp));
+                    lo[t] = _mm512_dpbusd_epi32(lo[t], vh, bcast4(xp + 4));
+                }
+            }
+        }
+        const __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(sc + 16 * b)));
+        for (int t = 0; t < TT; t++) {
+            const __m512i blk = TT <= 2 ? _mm512_add_epi32(lo[t], hi[t]) : lo[t];
+            acc[t] = _mm512_add_epi32(acc[t], _mm512_mullo_epi32(blk, s));
+        }
+    }
+    for (int t = 0; t < TT; t++) i4_store(acc[t], a, t0 + t, w->drow + r, y + (int64_t)(t0 + t) * ys + r);
+}
+
+/* Tokens in batches of TL_I4_TOKENS (their offsets prepared once), every group of the range per batch, 8-token tiles. */
+static void gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 32;
+    int32_t off[TL_I4_TOKENS * (TL_I4_MAX_NE0 / 32)];
+    for (int tb = 0; tb < a->T; tb += TL_I4_TOKENS) {
+        const int nt = a->T - tb < TL_I4_TOKENS ? a->T - tb : TL_I4_TOKENS;
+        for (int t = 0; t < nt; t++) tl_i4_offsets(a->q + (int64_t)(tb + t) * n, n, off + t * nb);
+        for (int64_t r = r0; r < r1; r += 16)
+            for (int t0 = 0; t0 < nt; t0 += 8) {
+                const int tt = nt - t0 < 8 ? nt - t0 : 8;
+                const int32_t *o = off + t0 * nb;
+                switch (tt) {
+                case 1: i4_tile(w, r, a, tb + t0, 1, o, y, ys); break;
+                case 2: i4_tile(w, r, a, tb + t0, 2, o, y, ys); break;
+                case 3: i4_tile(w, r, a, tb + t0, 3, o, y, ys); break;
+                case 4: i4_tile(w, r, a, tb + t0, 4, o, y, ys); break;
+                case 5: i4_tile(w, r, a, tb + t0, 5, o, y, ys); break;
+                case 6: i4_tile(w, r, a, tb + t0, 6, o, y, ys); break;
+                case 7: i4_tile(w, r, a, tb + t0, 7, o, y, ys); break;
+                default: i4_tile(w, r, a, tb + t0, 8, o, y, ys); break;
+                }
+            }
+    }
 }
 
 /* The lanes.h fold in registers (the same additions in the same order): lanes 0-15 += 16-31 is a0 + a1, then each
@@ -648,6 +719,7 @@ static const tl_kernels k_avx512 = {
     .gemm_i2s_r16 = gemm_i2s_r16,
     .gemm_tq_r16 = gemm_tq_r16,
     .gemm_i8_r16 = gemm_i8_r16,
+    .gemm_i4_r16 = gemm_i4_r16,
     .gemm_f16 = gemm_f16,
 };
 

@@ -17,9 +17,10 @@ typedef struct tl_block_q8k {
 typedef struct tl_r16 {
     const uint8_t *data;    /* ne1/16 groups, each 16 rows interleaved */
     const uint16_t *dw;     /* TQ: f16 block scales [group][block][16 rows]; NULL otherwise */
-    const float *drow;      /* int8: one f32 scale per row; NULL otherwise */
+    const float *drow;      /* int8 / int4: one f32 scale per row; NULL otherwise */
     float scale;            /* I2_S: the tensor scale */
     int64_t ne0, ne1;
+    const uint8_t *sub;     /* int4: u8 sub-scales [group][block of 32][16 rows]; NULL otherwise */
 } tl_r16;
 
 /* The quantized input of a linear layer: T tokens of n values. I2_S and int8 weights read q/scale/sum (per-token
@@ -90,6 +91,8 @@ typedef struct tl_kernels {
     void (*gemm_tq_r16)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
     /* int8 rows (the re-quantized head): y = ((float)Σ w·q / scale_t) · d_row. */
     void (*gemm_i8_r16)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
+    /* int4 rows (the 4-bit head): y = ((float)Σ_b s_b·Σ_{k in b} q·x / scale_t) · d_row, the sum exact in int32. */
+    void (*gemm_i4_r16)(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
     /* F16 rows in file layout (the head): rows [r0, r1) of n values (row r at w + r·n) times T f32 token rows (x + t·n),
      * y[t*y_stride + r] = dot_f16(row r, token t) bit for bit, each row read from memory once for all T tokens (so a
      * step of several streams does not read the head T times). NULL: the caller runs dot_f16 per row and token. */

@@ -17,6 +17,7 @@ float tl_avx2_dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n);
 void tl_scalar_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
 void tl_scalar_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
 void tl_scalar_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
+void tl_scalar_gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride);
 
 void tl_avx2_quantize_i8(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum);
 void tl_avx2_i2s_gemm(const uint8_t *w, int64_t n, int64_t r0, int64_t r1, const int8_t *q, int T, int32_t *acc,

@@ -101,3 +101,74 @@ void tl_repack_i8_from_f16(const uint16_t *src, int64_t ne0, int64_t r0, int64_t
         }
     }
 }
+
+/* Largest magnitude among halves h[0..n): finite halves order like their bits without the sign; NaNs are skipped
+ * (an inf is kept, as a float max would). */
+static inline float absmax_f16(const uint16_t *h, int64_t n) {
+    uint16_t m = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const uint16_t a = (uint16_t)(h[k] & 0x7FFF);
+        m = a <= 0x7C00 && a > m ? a : m;
+    }
+    return f16_to_f32(m);
+}
+
+/* Smallest integer >= v for 0 <= v < 2^22 (no libm); 255 for anything else (NaN from an inf row: no UB). */
+static inline int32_t ceil_small(float v) {
+    if (!(v >= 0 && v < 4194304.0f)) return 255;
+    const int32_t i = (int32_t)v;
+    return (float)i < v ? i + 1 : i;
+}
+
+/* Squared error of 32 values quantized to -7..7 steps of st (1/st = ist); float-only so that it vectorizes
+ * (x + 1.5·2^23 − 1.5·2^23 rounds to nearest even for |x| < 2^22). */
+static inline float i4_block_err(const float *v, float st, float ist) {
+    float e = 0;
+    for (int k = 0; k < 32; k++) {
+        float q = (v[k] * ist + 12582912.0f) - 12582912.0f;
+        q = q < -7.0f ? -7.0f : q > 7.0f ? 7.0f : q;
+        const float r = v[k] - q * st;
+        e += r * r;
+    }
+    return e;
+}
+
+/* The sub-scale of one block: ceil(255·m_b/M), or one of three up to 3/16 smaller (clipping the block's largest
+ * values a little to step the rest more finely) where that gives less squared error. */
+static int32_t i4_sub_scale(const float *v, float bmax, float amax, float d) {
+    int32_t s = amax > 0 ? ceil_small((bmax / amax) * 255.0f) : 1;
+    s = s < 1 ? 1 : s > 255 ? 255 : s;
+    int32_t best = s;
+    float best_err = 0;
+    for (int c = 0; c < 4 && amax > 0; c++) {
+        const int32_t sc = s - (s * c) / 16 < 1 ? 1 : s - (s * c) / 16;
+        const float st = d * (float)sc, e = i4_block_err(v, st, 1.0f / st);
+        if (c == 0 || e < best_err) best_err = e, best = sc;
+    }
+    return best;
+}
+
+static void i4_row(const uint16_t *row, int64_t ne0, int64_t r, uint8_t *dst, uint8_t *sub, float *drow) {
+    const int64_t nb = ne0 / 32;
+    const float amax = absmax_f16(row, ne0), d = amax / 1785.0f;
+    drow[r] = d;
+    uint8_t *g = dst + (r / 16) * ne0 * 8 + 4 * (r % 16);
+    for (int64_t b = 0; b < nb; b++) {
+        float v[32];
+        for (int k = 0; k < 32; k++) v[k] = f16_to_f32(row[32 * b + k]);
+        const int32_t s = i4_sub_scale(v, absmax_f16(row + 32 * b, 32), amax, d);
+        sub[((r / 16) * nb + b) * 16 + r % 16] = (uint8_t)s;
+        const float step = d * (float)s, id = amax > 0 ? 1.0f / step : 0.0f;
+        for (int k = 0; k < 32; k += 8)
+            for (int j = 0; j < 4; j++) {
+                int32_t lo = rne(v[k + j] * id), hi = rne(v[k + 4 + j] * id);
+                lo = lo < -7 ? -7 : lo > 7 ? 7 : lo;
+                hi = hi < -7 ? -7 : hi > 7 ? 7 : hi;
+                g[((32 * b + k) / 8) * 64 + j] = (uint8_t)((lo + 8) | (hi + 8) << 4);
+            }
+    }
+}
+
+void tl_repack_i4_from_f16(const uint16_t *src, int64_t ne0, int64_t r0, int64_t r1, uint8_t *dst, uint8_t *sub, float *drow) {
+    for (int64_t r = r0; r < r1; r++) i4_row(src + r * ne0, ne0, r, dst, sub, drow);
+}

@@ -272,6 +272,21 @@ void tl_scalar_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_act
         }
 }
 
+void tl_scalar_gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t y_stride) {
+    const int64_t n = w->ne0;
+    for (int64_t r = r0; r < r1; r++)
+        for (int t = 0; t < a->T; t++) {
+            const int8_t *x = a->q + (int64_t)t * n;
+            int32_t acc = 0;
+            for (int64_t b = 0; b < n / 32; b++) {
+                int32_t blk = 0;
+                for (int64_t k = 32 * b; k < 32 * b + 32; k++) blk += tl_r16_i4(w->data, n, r, k) * x[k];
+                acc += tl_r16_i4_sub(w->sub, n, r, b) * blk;
+            }
+            y[(int64_t)t * y_stride + r] = ((float)acc / a->scale[t]) * w->drow[r];
+        }
+}
+
 static const tl_kernels k_scalar = {
     .exp_minus_max = tl_exp_minus_max_row,
     .name = "scalar",
@@ -292,6 +307,7 @@ static const tl_kernels k_scalar = {
     .gemm_i2s_r16 = tl_scalar_gemm_i2s_r16,
     .gemm_tq_r16 = tl_scalar_gemm_tq_r16,
     .gemm_i8_r16 = tl_scalar_gemm_i8_r16,
+    .gemm_i4_r16 = tl_scalar_gemm_i4_r16,
 };
 
 const tl_kernels *tl_kernels_scalar(void) { return &k_scalar; }

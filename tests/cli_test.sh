@@ -120,6 +120,10 @@ done
 expect_rc 2 "synth bad type" -- "$T" synth --shape tiny --type q4_0 --out "$tmp/x.gguf"
 expect_rc 0 "bench int8 head" -- "$T" bench -m "$tmp/tiny-tq1_0.gguf" -p 8 -n 2 -r 1 --head-quant i8 --json
 contains "$tmp/out" '"head":"I8 (from F16)"' "bench reports the int8 head"
+expect_rc 0 "bench int4 head" -- "$T" bench -m "$tmp/tiny-tq1_0.gguf" -p 8 -n 2 -r 1 --head-quant i4 --json
+contains "$tmp/out" '"head":"I4 (from F16)"' "bench reports the int4 head"
+expect_rc 2 "bad --head-quant" -- "$T" run -m "$tmp/tiny.gguf" -p hi -n 1 --head-quant i3
+contains "$tmp/err" "q8_0, i8 or i4" "a bad --head-quant names the choices"
 expect_rc 0 "bench no repack" -- "$T" bench -m "$tmp/tiny.gguf" -p 8 -n 2 -r 1 --no-repack
 contains "$tmp/out" "repack off" "bench reports repacking off"
 # bench --streams: batched steps of S streams (issue 17), one JSON line per stream count; a bad list is a usage error

@@ -353,7 +353,7 @@ static void test_r16_i2s(const tl_kernels *k) {
                 for (int t = 0; t < T; t++)
                     for (int64_t r = 0; r < R; r++)
                         want[t * ys + r] = (((float)acc[t * R + r] - (float)su[t]) / sc[t]) * wscale;
-                const tl_r16 wr = {rp, NULL, NULL, wscale, n, R};
+                const tl_r16 wr = {rp, NULL, NULL, wscale, n, R, NULL};
                 const tl_acts acts = {T, n, q, sc, su, NULL};
                 run_split(k->gemm_i2s_r16, &wr, &acts, got, ys);
                 CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_i2s_r16 n=%lld T=%d rows=%lld: %d outputs differ",
@@ -395,7 +395,7 @@ static void test_r16_tq(const tl_kernels *k) {
                         for (int64_t r = 0; r < R; r++)
                             want[t * ys + r] = kind == 0 ? ref->dot_tq2(tq2 + r * nb * 66, q8k + t * nb, n)
                                                          : ref->dot_tq1(tq1 + r * nb * 54, q8k + t * nb, n);
-                    const tl_r16 wr = {rp, dw, NULL, 1.0f, n, R};
+                    const tl_r16 wr = {rp, dw, NULL, 1.0f, n, R, NULL};
                     run_split(k->gemm_tq_r16, &wr, &acts, got, ys);
                     CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_tq_r16 (%s) n=%lld T=%d rows=%lld: %d differ",
                           k->name, kind ? "TQ1_0" : "TQ2_0", (long long)n, T, (long long)R, count_diff(want, got, T * ys));
@@ -429,7 +429,7 @@ static void test_r16_i8(const tl_kernels *k) {
                 int32_t su[17];
                 quantize_tokens(ref, T, n, x, q, sc, su, NULL);
                 const tl_acts acts = {T, n, q, sc, su, NULL};
-                const tl_r16 wr = {rp, NULL, drow, 1.0f, n, R};
+                const tl_r16 wr = {rp, NULL, drow, 1.0f, n, R, NULL};
                 float *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
                 for (int t = 0; t < T; t++) /* the definition, from the decoded layout */
                     for (int64_t r = 0; r < R; r++) {
@@ -532,15 +532,102 @@ static void test_r16_hostile(const tl_kernels *k) {
         /* I2_S codes: every byte value, all-3 bytes included */
         for (int64_t i = 0; i < R * n / 4; i += 97) w[i] = 0xFF;
         tl_repack_i2s(w, n, 0, R, rp);
-        const tl_r16 wi = {rp, NULL, NULL, 0.25f, n, R};
+        const tl_r16 wi = {rp, NULL, NULL, 0.25f, n, R, NULL};
         check_r16_equal(k->name, "gemm_i2s_r16 codes 0..3", ref->gemm_i2s_r16, k->gemm_i2s_r16, &wi, &at, want, got, ys);
         /* int8 rows: stored bytes 0..255 (the repacker writes 1..255; any byte must still give the exact sum) */
         float drow[48];
         for (int64_t r = 0; r < R; r++) drow[r] = 0.01f * (float)(r + 1);
-        const tl_r16 w8 = {w, NULL, drow, 1.0f, n, R};
+        const tl_r16 w8 = {w, NULL, drow, 1.0f, n, R, NULL};
         check_r16_equal(k->name, "gemm_i8_r16 bytes 0..255", ref->gemm_i8_r16, k->gemm_i8_r16, &w8, &at, want, got, ys);
     }
     free(w), free(rp), free(q), free(want), free(got);
+}
+
+/* int4 rows: the repack against its definition (every weight within half a step of d_row·s_b·q or clipped), and each path's GEMM against the scalar one on random and hostile bytes: every tile
+ * width and remainder, T = 33 crosses a batch of TL_I4_TOKENS, n = 8192 the widest exact row. */
+static void test_r16_i4(const tl_kernels *k) {
+    static const int Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 33};
+    static const int64_t ns[] = {32, 2560, 8192};
+    const tl_kernels *ref = tl_kernels_scalar();
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (size_t b = 0; b < sizeof Ts / sizeof Ts[0]; b++) {
+            const int64_t n = ns[a], R = Ts[b] % 2 ? 48 : 16, ys = R + 1;
+            const int T = Ts[b];
+            if (n == 8192 && T > 9) continue; /* the widest row once per tile width is enough */
+            uint16_t *wh = malloc((size_t)(R * n) * 2);
+            for (int64_t i = 0; i < R * n; i++)
+                wh[i] = tl_f32_to_f16((i / n) == 3 ? 0.0f : frand() * ((i / 32) % 5 == 0 ? 8.0f : 1.0f));
+            uint8_t *rp = malloc((size_t)(R * n / 2)), *sub = malloc((size_t)(R * n / 32));
+            float *drow = malloc((size_t)R * 4);
+            tl_repack_i4_from_f16(wh, n, 0, R, rp, sub, drow);
+            int bad_q = 0; /* within half a step of d_row·s_b·q, or clipped to ±7 on its own side (the scale search) */
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t i = 0; i < n; i++) {
+                    const float step = drow[r] * (float)tl_r16_i4_sub(sub, n, r, i / 32), w = tl_f16_to_f32(wh[r * n + i]);
+                    const int v = tl_r16_i4(rp, n, r, i);
+                    const int near = fabsf((float)v * step - w) <= step * 0.5001f + 1e-7f;
+                    const int clipped = (v == 7 && w >= 6.4999f * step) || (v == -7 && w <= -6.4999f * step);
+                    bad_q += v < -7 || v > 7 || !(near || clipped);
+                }
+            CHECK(bad_q == 0, "repack_i4 n=%lld: %d weights neither within half a step nor clipped", (long long)n, bad_q);
+            float *x = malloc((size_t)(T * n) * 4), sc[33];
+            int8_t *q = malloc((size_t)(T * n));
+            int32_t su[33];
+            quantize_tokens(ref, T, n, x, q, sc, su, NULL);
+            const tl_acts acts = {T, n, q, sc, su, NULL};
+            const tl_r16 wr = {rp, NULL, drow, 1.0f, n, R, sub};
+            float *want = calloc((size_t)(T * ys), 4), *got = calloc((size_t)(T * ys), 4);
+            for (int t = 0; t < T; t++) /* the definition, from the decoded layout */
+                for (int64_t r = 0; r < R; r++) {
+                    int32_t acc = 0;
+                    for (int64_t i = 0; i < n; i += 32) {
+                        int32_t blk = 0;
+                        for (int64_t e = i; e < i + 32; e++) blk += tl_r16_i4(rp, n, r, e) * q[t * n + e];
+                        acc += tl_r16_i4_sub(sub, n, r, i / 32) * blk;
+                    }
+                    want[t * ys + r] = ((float)acc / sc[t]) * drow[r];
+                }
+            memset(got, 0, (size_t)(T * ys) * 4);
+            ref->gemm_i4_r16(&wr, 0, R, &acts, got, ys);
+            CHECK(count_diff(want, got, T * ys) == 0, "scalar gemm_i4_r16 n=%lld T=%d: %d differ from the definition",
+                  (long long)n, T, count_diff(want, got, T * ys));
+            memset(got, 0, (size_t)(T * ys) * 4);
+            run_split(k->gemm_i4_r16, &wr, &acts, got, ys);
+            CHECK(count_diff(want, got, T * ys) == 0, "%s gemm_i4_r16 n=%lld T=%d rows=%lld: %d differ", k->name,
+                  (long long)n, T, (long long)R, count_diff(want, got, T * ys));
+            /* hostile: every byte (nibble 0 is q = -8, which the repacker never writes), sub-scales 0..255, runs of
+             * -128 / 127 activations: the int32 and 16-bit bounds must hold for any data */
+            for (int64_t i = 0; i < R * n / 2; i++) rp[i] = (uint8_t)rnd();
+            for (int64_t i = 0; i < R * n / 32; i++) sub[i] = i % 7 == 0 ? 255 : (uint8_t)rnd();
+            for (int t = 0; t < T; t++)
+                for (int64_t i = 0; i < n; i++) q[t * n + i] = (i / 64) % 3 == 0 ? -128 : (i / 64) % 3 == 1 ? 127 : (int8_t)rnd();
+            check_r16_equal(k->name, "gemm_i4_r16 any bytes", ref->gemm_i4_r16, k->gemm_i4_r16, &wr, &acts, want, got, ys);
+            free(wh), free(rp), free(sub), free(drow), free(x), free(q), free(want), free(got);
+        }
+}
+
+/* Halves a real file may hold, through the int4 repack: an inf (its row's values all become 0), a NaN (skipped by the
+ * maxima), subnormals only (they still quantize to nonzero steps), zeros. No value leaves -7..7, no sub-scale is 0. */
+static void test_repack_i4_specials(void) {
+    const int64_t n = 64, R = 16;
+    uint16_t wh[16 * 64];
+    for (int64_t i = 0; i < R * n; i++) wh[i] = tl_f32_to_f16(frand());
+    wh[5] = 0x7C00, wh[n + 9] = 0x7E00;
+    for (int64_t i = 0; i < n; i++) wh[2 * n + i] = (uint16_t)((1 + i % 700) | (i % 3 == 0) << 15), wh[3 * n + i] = 0;
+    uint8_t rp[16 * 64 / 2], sub[16 * 2];
+    float drow[16];
+    tl_repack_i4_from_f16(wh, n, 0, R, rp, sub, drow);
+    int bad = 0;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t i = 0; i < n; i++) {
+            const int v = tl_r16_i4(rp, n, r, i);
+            bad += v < -7 || v > 7 || tl_r16_i4_sub(sub, n, r, i / 32) == 0 || (r == 0 && v != 0);
+            if (r == 2) {
+                const float step = drow[r] * (float)tl_r16_i4_sub(sub, n, r, i / 32), w = tl_f16_to_f32(wh[r * n + i]);
+                bad += !(fabsf((float)v * step - w) <= step * 0.5001f || (v == 7 && w > 0) || (v == -7 && w < 0));
+            }
+        }
+    CHECK(bad == 0 && drow[3] == 0, "repack_i4 of inf / NaN / subnormal / zero rows: %d bad values", bad);
 }
 
 /* The tokens-tiled F16 entry against dot_f16 of the reference, per row and token: T = 1..9 (every tile width and
@@ -585,8 +672,8 @@ static void test_gemm_f16(const tl_kernels *k) {
     free(w), free(x), free(want), free(got);
 }
 
-/* ---- the int8 head (--head-quant i8) on the fixtures: its effect on the logits, measured against the F16 head and
- * against the reference logits, which it must still meet within the fixture's own tolerance ---- */
+/* ---- the int8 and int4 heads (--head-quant i8 / i4) on the fixtures: their effect on the logits, measured against
+ * the F16 head and against the reference logits, which they must still meet within the fixture's own tolerance ---- */
 
 static int argmax_f(const float *l, int n) {
     int b = 0;
@@ -595,17 +682,21 @@ static int argmax_f(const float *l, int n) {
     return b;
 }
 
-static ternlm_session *session_for(const char *path, int head_i8, ternlm_model **m) {
+enum { HEAD_F16, HEAD_I8, HEAD_I4 };
+static const char *const head_names[] = {"F16", "int8", "int4"};
+
+static ternlm_session *session_for(const char *path, int head, ternlm_model **m) {
     ternlm_model_params mp = ternlm_model_params_default();
-    mp.head_quant_i8 = head_i8;
+    mp.head_quant_i8 = head == HEAD_I8;
+    mp.head_quant_i4 = head == HEAD_I4;
     ternlm_error err = {0};
     ternlm_session *s = NULL;
     if (ternlm_model_open_file(path, &mp, m, &err) == TERNLM_OK) ternlm_session_new(*m, NULL, &s, &err);
-    CHECK(s != NULL, "%s (head_i8 %d): %s", path, head_i8, err.message);
+    CHECK(s != NULL, "%s (%s head): %s", path, head_names[head], err.message);
     return s;
 }
 
-static void head_i8_effect(const char *ref_name) {
+static void head_effect(const char *ref_name, int head) {
     char path[1200];
     snprintf(path, sizeof path, "%s/fixtures/%s", TERNLM_SHARED_DIR, ref_name);
     size_t len;
@@ -618,7 +709,7 @@ static void head_i8_effect(const char *ref_name) {
     const int nv = (int)json_get(ref, "n_vocab")->num;
     snprintf(path, sizeof path, "%s/fixtures/%s", TERNLM_SHARED_DIR, json_get(ref, "model")->str);
     ternlm_model *m16 = NULL, *m8 = NULL;
-    ternlm_session *s16 = session_for(path, 0, &m16), *s8 = session_for(path, 1, &m8);
+    ternlm_session *s16 = session_for(path, HEAD_F16, &m16), *s8 = session_for(path, head, &m8);
     double vs_f16 = 0, vs_f16_mean = 0, vs_ref = 0, vs_ref_mean = 0;
     int same_top1 = 0, positions = 0;
     for (size_t c = 0; s16 && s8 && cases && c < cases->n; c++) {
@@ -655,13 +746,20 @@ static void head_i8_effect(const char *ref_name) {
         }
         free(want), free(p);
     }
-    printf("int8 head on %s: vs the F16 head worst |diff| %.4f, worst mean %.5f, top-1 same at %d of %d positions; "
+    printf("%s head on %s: vs the F16 head worst |diff| %.4f, worst mean %.5f, top-1 same at %d of %d positions; "
            "vs the reference worst |diff| %.4f, worst mean %.5f (tolerance %.2f / %.2f)\n",
-           json_get(ref, "model")->str, vs_f16, vs_f16_mean, same_top1, positions, vs_ref, vs_ref_mean, tol_abs, tol_mean);
-    CHECK(positions > 0 && vs_ref <= tol_abs && vs_ref_mean <= tol_mean, "%s: the int8 head leaves the fixture tolerance",
-          ref_name);
-    CHECK(same_top1 * 10 >= positions * 9, "%s: the int8 head changes the top-1 at %d of %d positions", ref_name,
-          positions - same_top1, positions);
+           head_names[head], json_get(ref, "model")->str, vs_f16, vs_f16_mean, same_top1, positions, vs_ref, vs_ref_mean, tol_abs, tol_mean);
+    if (head == HEAD_I8) {
+        CHECK(positions > 0 && vs_ref <= tol_abs && vs_ref_mean <= tol_mean, "%s: the int8 head leaves the fixture tolerance",
+              ref_name);
+        CHECK(same_top1 * 10 >= positions * 9, "%s: the int8 head changes the top-1 at %d of %d positions", ref_name,
+              positions - same_top1, positions);
+    } else { /* 4 bits leave the fixtures' tolerance (docs/PERFORMANCE.md): bound the effect measured when it was built */
+        CHECK(positions > 0 && vs_f16_mean <= 0.40 && vs_f16 <= 3.0, "%s: the int4 head moved further from F16 than measured",
+              ref_name);
+        CHECK(same_top1 * 5 >= positions * 4, "%s: the int4 head changes the top-1 at %d of %d positions", ref_name,
+              positions - same_top1, positions);
+    }
     ternlm_session_free(s16), ternlm_session_free(s8);
     ternlm_model_free(m16), ternlm_model_free(m8);
     json_free(ref);
@@ -690,6 +788,7 @@ int main(void) {
         if (all[i]->gemm_i2s_r16) test_r16_i2s(all[i]);
         if (all[i]->gemm_tq_r16) test_r16_tq(all[i]);
         if (all[i]->gemm_i8_r16) test_r16_i8(all[i]);
+        if (all[i]->gemm_i4_r16) test_r16_i4(all[i]);
         if (all[i]->gemm_i2s_r16 && all[i]->gemm_i8_r16) test_r16_hostile(all[i]);
         if (all[i]->gemm_f16) test_gemm_f16(all[i]);
         printf("%s: tokens-tiled F16 GEMM %s\n", all[i]->name, all[i]->gemm_f16 ? "tested" : "not in this path");
@@ -701,13 +800,17 @@ int main(void) {
     if (getenv("TERNLM_TEST_NO_FIXTURES")) {
         printf("int8 head effect on the fixtures: skipped (TERNLM_TEST_NO_FIXTURES)\n");
     } else if (tl_kernels_best()->gemm_i8_r16 && tl_kernels_best() != ref) {
-        head_i8_effect("b158-llama3-i2s.ref.json");
-        head_i8_effect("bitnet-spm-tq2_0.ref.json");
-        head_i8_effect("bitnet-spm-tq1_0.ref.json");
+        static const char *const refs[] = {"b158-llama3-i2s.ref.json", "bitnet-spm-tq2_0.ref.json", "bitnet-spm-tq1_0.ref.json"};
+        for (int f = 0; f < 3; f++) {
+            head_effect(refs[f], HEAD_I8);
+            if (tl_kernels_best()->gemm_i4_r16) head_effect(refs[f], HEAD_I4);
+        }
+        if (!tl_kernels_best()->gemm_i4_r16) printf("int4 head effect on the fixtures: skipped (no int4 GEMM of its own)\n");
     } else {
         printf("int8 head effect on the fixtures: skipped (path %s has no int8 GEMM of its own)\n", tl_kernels_best()->name);
     }
     test_bonsai_reference();
     test_repack_i8_all_halves();
+    test_repack_i4_specials();
     return check_summary();
 }

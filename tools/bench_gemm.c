@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     int32_t *su = malloc((size_t)T * 4);
     for (int64_t i = 0; i < T * n; i++) x[i] = (float)((int32_t)(rnd() >> 16) - 32768) / 8192.0f;
     for (int t = 0; t < T; t++) k->quantize_i8(x + t * n, n, q + t * n, &sc[t], &su[t]);
-    const tl_r16 wr = {rp, NULL, NULL, 0.037f, n, R};
+    const tl_r16 wr = {rp, NULL, NULL, 0.037f, n, R, NULL};
     const tl_acts acts = {T, n, q, sc, su, NULL};
     double best = 1e9;
     for (int r = 0; r < reps; r++) {

@@ -155,6 +155,14 @@ extern const unsigned char ternlm_default_model[], ternlm_default_model_end[];
 static int g_i2s_layout; /* --i2s-layout: a process-wide choice of the command line, read by cli_open_model */
 void cli_set_i2s_layout(int layout) { g_i2s_layout = layout; }
 
+int cli_head_quant(const char *name) {
+    if (!name) return 0;
+    if (!strcmp(name, "q8_0")) return 1;
+    if (!strcmp(name, "i8")) return 2;
+    if (!strcmp(name, "i4")) return 3;
+    return -1;
+}
+
 int cli_open_model(const char *path, const char *pre, int head_q8, const char *activation, int verbose,
                    ternlm_model **out) {
     static int verbose_flag; /* lives as long as the process: the model's log callback reads it */
@@ -164,6 +172,7 @@ int cli_open_model(const char *path, const char *pre, int head_q8, const char *a
     mp.pretokenizer = pre;
     mp.head_quant_q8_0 = head_q8 == 1;
     mp.head_quant_i8 = head_q8 == 2; /* the web package's headQuant: 'i8' */
+    mp.head_quant_i4 = head_q8 == 3;
     mp.activation = activation;
     mp.log = log_to_stderr;
     mp.log_user = &verbose_flag;

@@ -53,7 +53,10 @@ struct ternlm_model;
  * the download cache first (cmd_pull.c). */
 /* --i2s-layout 64: the I2_S layout of bitnet.cpp's NEON quantizer (ternlm_model_params.i2s_layout), for later opens. */
 void cli_set_i2s_layout(int layout);
-/* head_q8: 0 the file's head, 1 Q8_0, 2 int8 rows (head_quant_i8). */
+/* head_q8: 0 the file's head, 1 Q8_0, 2 int8 rows (head_quant_i8), 3 int4 rows (head_quant_i4). */
+#define CLI_HEAD_QUANT_NAMES "q8_0, i8 or i4"
+/* --head-quant's value to that number: NULL gives 0, an unknown name -1. */
+int cli_head_quant(const char *name);
 int cli_open_model(const char *path, const char *pre, int head_q8, const char *activation, int verbose,
                    struct ternlm_model **out);
 int cli_parse_ids(const char *s, int32_t **ids, int *n);

@@ -68,13 +68,14 @@ static double measure_bandwidth(int threads) {
 }
 
 typedef struct bench_cfg {
-    int pp, tg, threads, reps, json, membw, gpu, head_q8, head_i8, no_repack;
+    int pp, tg, threads, reps, json, membw, gpu, head_q8, head_i8, head_i4, no_repack;
     const char *head_type;
     double repacked_mb;
 } bench_cfg;
 
 /* Bytes one generated token reads: every weight except an untied embedding table (one row is read), counted in the
- * form the kernels read: a re-quantized head (Q8_0: 34 bytes per 32; int8: 1 byte per weight and a 4-byte row scale)
+ * form the kernels read: a re-quantized head (Q8_0: 34 bytes per 32; int8: 1 byte per weight and a 4-byte row scale;
+ * int4: 4.25 bits per weight and the row scale)
  * and TQ1_0 linears repacked to 2-bit codes (66 bytes per 256 instead of 54). */
 static double bytes_per_token(const ternlm_model *m, const bench_cfg *c) {
     const ternlm_model_info *info = ternlm_model_get_info(m);
@@ -87,6 +88,7 @@ static double bytes_per_token(const ternlm_model *m, const bench_cfg *c) {
         if (!strcmp(t.name, "token_embd.weight") && !info->head_tied) b = 0;
         if (is_head && !strcmp(t.type, "F16") && c->head_q8) b = b / 2 * 34 / 32;
         if (is_head && !strcmp(t.type, "F16") && c->head_i8) b = b / 2 + 4.0 * (double)info->n_vocab;
+        if (is_head && !strcmp(t.type, "F16") && c->head_i4) b = b / 2 * 4.25 / 8 + 4.0 * (double)info->n_vocab;
         if (!is_head && !strcmp(t.type, "TQ1_0") && info->repacked_bytes) b = b * 66 / 54;
         total += b;
     }
@@ -322,6 +324,7 @@ static int open_bench_model(const char *path, const bench_cfg *c, ternlm_model *
     ternlm_model_params mp = ternlm_model_params_default();
     mp.head_quant_q8_0 = c->head_q8;
     mp.head_quant_i8 = c->head_i8;
+    mp.head_quant_i4 = c->head_i4;
     mp.no_repack = c->no_repack;
     mp.log = log_warnings;
     ternlm_error err = {0};
@@ -331,7 +334,7 @@ static int open_bench_model(const char *path, const bench_cfg *c, ternlm_model *
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_cfg c = {512, 128, 0, 5, 0, 0, 0, 0, 0, 0, "", 0};
+    bench_cfg c = {512, 128, 0, 5, 0, 0, 0, 0, 0, 0, 0, "", 0};
     const char *model = NULL, *head_quant = NULL, *streams = NULL;
     int tokenizer = 0, n_streams = 0, stream_counts[16];
     const opt opts[] = {
@@ -342,7 +345,7 @@ int cmd_bench(int argc, char **argv) {
         {"--repetitions", "-r", OPT_INT, &c.reps, "repetitions per test (default 5)"},
         {"--json", NULL, OPT_FLAG, &c.json, "one JSON object per line and test"},
         {"--membw", NULL, OPT_FLAG, &c.membw, "measure memory bandwidth and print the generation roofline"},
-        {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0 or i8 (int8 rows)"},
+        {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0, i8 (int8 rows) or i4 (int4 rows)"},
         {"--no-repack", NULL, OPT_FLAG, &c.no_repack, "keep weights in file layout (no 16-row group repacking)"},
         {"--gpu", NULL, OPT_FLAG, &c.gpu, "benchmark the GPU backend"},
         {"--tokenizer", NULL, OPT_FLAG, &tokenizer, "measure tokenizer MB/s on TEXT_FILE (1 MB) instead"},
@@ -360,8 +363,8 @@ int cmd_bench(int argc, char **argv) {
         return EXIT_USAGE;
     }
     if (c.pp < 0 || c.tg < 0 || c.reps < 1 || c.threads < 0 ||
-        (head_quant && strcmp(head_quant, "q8_0") && strcmp(head_quant, "i8"))) {
-        fprintf(stderr, "ternlm bench: -p/-n must be >= 0, -r >= 1, --head-quant q8_0 or i8\n");
+        cli_head_quant(head_quant) < 0) {
+        fprintf(stderr, "ternlm bench: -p/-n must be >= 0, -r >= 1, --head-quant %s\n", CLI_HEAD_QUANT_NAMES);
         return EXIT_USAGE;
     }
     if (streams && !(n_streams = parse_streams(streams, stream_counts, 16))) {
@@ -374,6 +377,7 @@ int cmd_bench(int argc, char **argv) {
     }
     c.head_q8 = head_quant && !strcmp(head_quant, "q8_0");
     c.head_i8 = head_quant && !strcmp(head_quant, "i8");
+    c.head_i4 = head_quant && !strcmp(head_quant, "i4");
     ternlm_model *m = NULL;
     if ((rc = open_bench_model(model, &c, &m))) return rc;
     c.head_type = ternlm_model_get_info(m)->head_type;

@@ -32,7 +32,7 @@ int cmd_logits(int argc, char **argv) {
         {"--threads", "-t", OPT_INT, &threads, "threads"},
         {"--ctx-size", "-c", OPT_INT, &ctx, "context size"},
         {"--gpu", NULL, OPT_FLAG, &gpu, "run on the GPU backend"},
-        {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0"},
+        {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0, i8 or i4"},
         {0},
     };
     const cmd_spec spec = {"logits", "-m FILE --tokens 1,2,3 [--out F]",
@@ -47,7 +47,7 @@ int cmd_logits(int argc, char **argv) {
         fprintf(stderr, "ternlm logits: -m FILE and --tokens are required\n");
         return EXIT_USAGE;
     }
-    if (!cli_parse_ids(tokens, &ids, &n) || threads < 0 || ctx < 0 || (head_quant && strcmp(head_quant, "q8_0"))) {
+    if (!cli_parse_ids(tokens, &ids, &n) || threads < 0 || ctx < 0 || cli_head_quant(head_quant) < 0) {
         fprintf(stderr, "ternlm logits: --tokens must be comma-separated non-negative integers\n");
         free(ids);
         return EXIT_USAGE;
@@ -55,7 +55,7 @@ int cmd_logits(int argc, char **argv) {
     ternlm_model *m = NULL;
     ternlm_session *s = NULL;
     ternlm_error err = {0};
-    if ((rc = cli_open_model(model, NULL, head_quant != NULL, NULL, 0, &m))) goto done;
+    if ((rc = cli_open_model(model, NULL, cli_head_quant(head_quant), NULL, 0, &m))) goto done;
     ternlm_session_params sp = ternlm_session_params_default();
     sp.n_threads = (uint32_t)threads;
     sp.n_ctx = ctx ? (uint32_t)ctx : (uint32_t)n;

@@ -68,7 +68,7 @@ void gen_defaults(gen_opts *o) {
     {"--ctx-size", "-c", OPT_INT, &(o)->ctx, "context size (default: the model's, at most 4096)"},                  \
     {"--pre", NULL, OPT_STR, &(o)->pre, "pre-tokenizer override: llama3, gpt2 or default (bitnet.cpp parity)"},     \
     {"--activation", NULL, OPT_STR, &(o)->activation, "FFN activation override for arch bitnet: silu or relu2"},    \
-    {"--head-quant", NULL, OPT_STR, &(o)->head_quant, "re-quantize an F16 head at load: q8_0 or i8"},               \
+    {"--head-quant", NULL, OPT_STR, &(o)->head_quant, "re-quantize an F16 head at load: q8_0, i8 or i4"},               \
     {"--gpu", NULL, OPT_FLAG, &(o)->gpu, "run on the GPU backend"},                                                  \
     {"--n-gpu-layers", "-ngl", OPT_INT, &(o)->ngl, "llama.cpp's flag: N > 0 means --gpu in a CUDA build, else ignored"}, \
     {"--batch-size", "-b", OPT_NOTE, NULL, "ternlm evaluates a prompt as one batch"},                               \
@@ -93,8 +93,8 @@ static int bad_range(const char *flag, double v, double lo, double hi) {
 }
 
 static int check_opts(gen_opts *o) {
-    if (o->head_quant && strcmp(o->head_quant, "q8_0") && strcmp(o->head_quant, "i8")) {
-        fprintf(stderr, "ternlm: --head-quant supports only q8_0 and i8\n");
+    if (cli_head_quant(o->head_quant) < 0) {
+        fprintf(stderr, "ternlm: --head-quant supports only %s\n", CLI_HEAD_QUANT_NAMES);
         return EXIT_USAGE;
     }
     if (o->activation && strcmp(o->activation, "silu") && strcmp(o->activation, "relu2")) {
@@ -152,7 +152,7 @@ int gen_setup(gen_opts *o, ternlm_model **m, ternlm_session **s, ternlm_sampler 
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     cli_set_i2s_layout(o->i2s_layout);
-    if ((rc = cli_open_model(o->model, o->pre, !o->head_quant ? 0 : strcmp(o->head_quant, "i8") ? 1 : 2, o->activation, o->verbose, m))) return rc;
+    if ((rc = cli_open_model(o->model, o->pre, cli_head_quant(o->head_quant), o->activation, o->verbose, m))) return rc;
     const uint32_t trained = ternlm_model_get_info(*m)->n_ctx_train;
     if ((uint32_t)o->ctx > trained)
         fprintf(stderr, "ternlm: warning: -c %d is above the model's trained context of %u tokens: using %u\n", o->ctx,

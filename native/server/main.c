@@ -109,7 +109,7 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         {"--repeat-penalty", F_FLOAT, &cfg->sampling.repeat_penalty, "default repeat penalty (1 = off)"},
         {"-s|--seed", F_U64, &cfg->sampling.seed, "default seed for requests without one (default: random per request)"},
         {"-a|--alias", F_STR, &cfg->alias, "another model name clients may ask for"},
-        {"--head-quant", F_STR, &cfg->head_quant, "re-quantize an F16 head at load: q8_0 or i8 (int8 rows; a multi-stream step's head costs far less)"},
+        {"--head-quant", F_STR, &cfg->head_quant, "re-quantize an F16 head at load: q8_0, i8 (int8 rows; a multi-stream step's head costs far less) or i4 (int4 rows: fewer bytes, larger logit change)"},
         {"--api-key", F_STR, &cfg->api_key, "require Authorization: Bearer KEY (all routes but /health)"},
         {"-to|--timeout", F_INT, &cfg->timeout_s, "seconds a connection may stay idle (slow clients; default 60)"},
         {"--deadline", F_INT, &cfg->deadline_s, "seconds a request may take, queue wait included (default 600)"},
@@ -169,8 +169,8 @@ static int parse_flags(int argc, char **argv, srv_config *cfg) {
         return fprintf(stderr, "ternlm-server: -c, -t must be >= 0; --timeout, --deadline, -b, --max-*, --alone-max >= 1; "
                                "--queue, --join-below >= 0; --prefill-alone 0 or 1; --fill-tile 0..64; --admit-wait 0..1000\n"), 2;
     if (cfg->header_limit < 4096) return fprintf(stderr, "ternlm-server: --header-limit must be at least 4096\n"), 2;
-    if (cfg->head_quant && strcmp(cfg->head_quant, "q8_0") && strcmp(cfg->head_quant, "i8"))
-        return fprintf(stderr, "ternlm-server: --head-quant must be q8_0 or i8\n"), 2;
+    if (cfg->head_quant && strcmp(cfg->head_quant, "q8_0") && strcmp(cfg->head_quant, "i8") && strcmp(cfg->head_quant, "i4"))
+        return fprintf(stderr, "ternlm-server: --head-quant must be q8_0, i8 or i4\n"), 2;
     if (cfg->api_key && !*cfg->api_key) return fprintf(stderr, "ternlm-server: --api-key must not be empty\n"), 2;
     if (strcmp(cfg->reasoning_format, "auto") && strcmp(cfg->reasoning_format, "deepseek") && strcmp(cfg->reasoning_format, "none"))
         return fprintf(stderr, "ternlm-server: --reasoning-format must be auto, deepseek or none\n"), 2;
@@ -208,6 +208,7 @@ static int open_model(const srv_config *cfg, ternlm_model **m, char *id, size_t 
     ternlm_model_params mp = ternlm_model_params_default();
     mp.head_quant_q8_0 = cfg->head_quant && !strcmp(cfg->head_quant, "q8_0");
     mp.head_quant_i8 = cfg->head_quant && !strcmp(cfg->head_quant, "i8");
+    mp.head_quant_i4 = cfg->head_quant && !strcmp(cfg->head_quant, "i4");
     if (!cfg->model_path) {
 #if defined(TERNLM_EMBEDDED_MODEL)
         snprintf(id, id_cap, "ternlm-tinystories");

@@ -107,6 +107,10 @@ typedef struct ternlm_model_params {
      * bitnet.cpp 112f853). Such files have the same type id, sizes and metadata, so nothing in a file tells the two
      * apart: the caller says which, and 64-layout tensors are rewritten to the official layout at load (a copy). */
     int i2s_layout;
+    /* Re-quantize an F16 LM head to int4 rows at load (4-bit values, an 8-bit sub-scale per 32 and a scale per row:
+     * 4.25 bits a weight, a quarter of F16's bytes per generated token); logits change more than with int8
+     * (docs/PERFORMANCE.md states by how much). At most one of head_quant_q8_0, head_quant_i8, head_quant_i4. */
+    int head_quant_i4;
 } ternlm_model_params;
 
 ternlm_model_params ternlm_model_params_default(void);

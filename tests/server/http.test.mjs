@@ -299,19 +299,21 @@ test('--queue 0: a free slot still takes a request; a busy one answers 503 at on
   }
 });
 
-test('--head-quant i8 serves the CLI\'s --head-quant i8 greedy text; a bad value is a usage error', async () => {
+test('--head-quant i8 / i4 serve the CLI\'s greedy text with the same head; a bad value is a usage error', async () => {
   const cli = path.join(path.dirname(SERVER), 'ternlm');
-  const golden = execFileSync(cli, ['run', '--head-quant', 'i8', '-p', 'Once upon a time', '-n', '16', '--temp', '0'],
-                              { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  const srv = await startServer(['-np', '1', '--head-quant', 'i8']);
-  try {
-    const r = await postJson(srv.base, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 16, temperature: 0 });
-    assert.equal(r.status, 200);
-    assert.equal('Once upon a time' + r.body.choices[0].text, golden.replace(/\n$/, ''));
-  } finally {
-    assert.equal((await srv.stop()).code, 0, srv.stderr);
+  for (const head of ['i8', 'i4']) {
+    const golden = execFileSync(cli, ['run', '--head-quant', head, '-p', 'Once upon a time', '-n', '16', '--temp', '0'],
+                                { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const srv = await startServer(['-np', '1', '--head-quant', head]);
+    try {
+      const r = await postJson(srv.base, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 16, temperature: 0 });
+      assert.equal(r.status, 200);
+      assert.equal('Once upon a time' + r.body.choices[0].text, golden.replace(/\n$/, ''), head);
+    } finally {
+      assert.equal((await srv.stop()).code, 0, srv.stderr);
+    }
   }
-  const bad = spawnSync(SERVER, ['--head-quant', 'i4'], { encoding: 'utf8' });
+  const bad = spawnSync(SERVER, ['--head-quant', 'i3'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--head-quant must be q8_0 or i8/);
+  assert.match(bad.stderr, /--head-quant must be q8_0, i8 or i4/);
 });

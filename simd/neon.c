@@ -219,6 +219,7 @@ static float dot_q2_0(const uint8_t *w, const uint8_t *a, int64_t n) {
 void tl_neon_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
+void tl_neon_gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 
 static const tl_kernels k_neon_dot = {
     .exp_minus_max = tl_exp_minus_max_row,
@@ -237,6 +238,7 @@ static const tl_kernels k_neon_dot = {
     .gemm_i2s_r16 = tl_neon_gemm_i2s_r16,
     .gemm_tq_r16 = tl_neon_gemm_tq_r16,
     .gemm_i8_r16 = tl_neon_gemm_i8_r16,
+    .gemm_i4_r16 = tl_neon_gemm_i4_r16,
     .gemm_f16 = gemm_f16,
 };
 static const tl_kernels k_neon_plain = {

@@ -169,3 +169,54 @@ void tl_neon_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts 
         }
     }
 }
+
+/* int4 rows (repack.h): the low and high nibbles of each 16 bytes (4 rows) are q + 8 of two int8-layout chunks; minus
+ * 8 they are signed bytes for sdot by lane. One 16-byte activation load per token covers two pair chunks (lanes 0-1
+ * the first's low and high halves, 2-3 the second's). Each block of 32 is scaled by its rows' sub-scales. */
+void tl_neon_gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 32;
+    const uint8x16_t m15 = vdupq_n_u8(15);
+    const int8x16_t eight = vdupq_n_s8(8);
+    for (int64_t r = r0; r < r1; r += 16) {
+        const uint8_t *g = w->data + (r / 16) * n * 8, *sc = w->sub + (r / 16) * nb * 16;
+        for (int t0 = 0; t0 < a->T; t0 += TT_MAX) {
+            const int TT = a->T - t0 < TT_MAX ? a->T - t0 : TT_MAX;
+            int32x4_t acc[TT_MAX][4];
+            zero_acc(acc);
+            for (int64_t b = 0; b < nb; b++) {
+                int32x4_t blk[TT_MAX][4];
+                zero_acc(blk);
+                for (int h = 0; h < 2; h++) {
+                    int8x16_t xv[TT_MAX];
+                    for (int t = 0; t < TT; t++) xv[t] = vld1q_s8(a->q + (int64_t)(t0 + t) * n + 32 * b + 16 * h);
+                    for (int q = 0; q < 4; q++) {
+                        const uint8x16_t v0 = vld1q_u8(g + 64 * (4 * b + 2 * h) + 16 * q), v1 = vld1q_u8(g + 64 * (4 * b + 2 * h + 1) + 16 * q);
+                        const int8x16_t l0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v0, m15)), eight);
+                        const int8x16_t h0 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), eight);
+                        const int8x16_t l1 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v1, m15)), eight);
+                        const int8x16_t h1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)), eight);
+                        for (int t = 0; t < TT; t++) {
+                            blk[t][q] = vdotq_laneq_s32(blk[t][q], l0, xv[t], 0);
+                            blk[t][q] = vdotq_laneq_s32(blk[t][q], h0, xv[t], 1);
+                            blk[t][q] = vdotq_laneq_s32(blk[t][q], l1, xv[t], 2);
+                            blk[t][q] = vdotq_laneq_s32(blk[t][q], h1, xv[t], 3);
+                        }
+                    }
+                }
+                const uint8x16_t s8 = vld1q_u8(sc + 16 * b);
+                const uint16x8_t slo = vmovl_u8(vget_low_u8(s8)), shi = vmovl_u8(vget_high_u8(s8));
+                const int32x4_t s[4] = {vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(slo))), vreinterpretq_s32_u32(vmovl_u16(vget_high_u16(slo))),
+                                        vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(shi))), vreinterpretq_s32_u32(vmovl_u16(vget_high_u16(shi)))};
+                for (int t = 0; t < TT; t++)
+                    for (int q = 0; q < 4; q++) acc[t][q] = vmlaq_s32(acc[t][q], blk[t][q], s[q]);
+            }
+            for (int t = 0; t < TT; t++) {
+                const float32x4_t scl = vdupq_n_f32(a->scale[t0 + t]);
+                for (int q = 0; q < 4; q++) {
+                    const float32x4_t f = vdivq_f32(vcvtq_f32_s32(acc[t][q]), scl);
+                    vst1q_f32(y + (int64_t)(t0 + t) * ys + r + 4 * q, vmulq_f32(f, vld1q_f32(w->drow + r + 4 * q)));
+                }
+            }
+        }
+    }
+}

@@ -16,7 +16,7 @@
 #include "ternlm.h"
 
 typedef struct ppl_opts {
-    const char *model, *text, *kld_base, *pre;
+    const char *model, *text, *kld_base, *pre, *head_quant;
     int n_ctx, threads, chunks, kld;
 } ppl_opts;
 
@@ -284,7 +284,7 @@ static int perplexity(ppl_opts *o, ternlm_model *m) {
 }
 
 int cmd_perplexity(int argc, char **argv) {
-    ppl_opts o = {NULL, NULL, NULL, NULL, 512, 0, 0, 0};
+    ppl_opts o = {NULL, NULL, NULL, NULL, NULL, 512, 0, 0, 0};
     const opt opts[] = {
         {"--model", "-m", OPT_STR, &o.model, "GGUF file (default: the embedded model)"},
         {"--file", "-f", OPT_STR, &o.text, "the text to score (UTF-8)"},
@@ -295,6 +295,7 @@ int cmd_perplexity(int argc, char **argv) {
          "without --kl-divergence: save the log-probabilities here (llama-perplexity's format); with it: read them"},
         {"--kl-divergence", NULL, OPT_FLAG, &o.kld, "compare with --kl-divergence-base FILE (its tokens; -f is not needed)"},
         {"--pre", NULL, OPT_STR, &o.pre, "pre-tokenizer override: llama3, qwen2, gpt2 or default"},
+        {"--head-quant", NULL, OPT_STR, &o.head_quant, "re-quantize an F16 head at load: q8_0, i8 or i4 (its cost in KL divergence)"},
         {0},
     };
     const cmd_spec spec = {"perplexity", "[-m FILE] -f TEXT [-c 512] [--kl-divergence-base FILE [--kl-divergence]]",
@@ -308,13 +309,14 @@ int cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "ternlm perplexity: -f TEXT is required (or --kl-divergence with --kl-divergence-base FILE)\n");
         return EXIT_USAGE;
     }
-    if (o.n_ctx < 8 || o.n_ctx > 1 << 20 || o.threads < 0 || o.chunks < 0) {
-        fprintf(stderr, "ternlm perplexity: -c must be 8..1048576, -t and --chunks not negative\n");
+    if (o.n_ctx < 8 || o.n_ctx > 1 << 20 || o.threads < 0 || o.chunks < 0 || cli_head_quant(o.head_quant) < 0) {
+        fprintf(stderr, "ternlm perplexity: -c must be 8..1048576, -t and --chunks not negative, --head-quant %s\n",
+                CLI_HEAD_QUANT_NAMES);
         return EXIT_USAGE;
     }
     if ((rc = cli_check_kernels_env())) return rc;
     ternlm_model *m = NULL;
-    if ((rc = cli_open_model(o.model, o.pre, 0, NULL, 0, &m))) return rc;
+    if ((rc = cli_open_model(o.model, o.pre, cli_head_quant(o.head_quant), NULL, 0, &m))) return rc;
     rc = perplexity(&o, m);
     ternlm_model_free(m);
     return rc;

@@ -29,6 +29,17 @@ want=$(( 8 + 12 + 4 * 6 * 128 + 6 * (128 - 1 - 64) * nv * 2 ))
 awk -v k="$(num 'Mean    KLD' "$tmp/kld.txt")" -v s="$(num 'Same top p' "$tmp/kld.txt")" \
   'BEGIN { exit !(k != "" && k < 1e-4 && k > -1e-4 && s == 100) }' || { cat "$tmp/kld.txt"; fail "self-KLD must be ~0 with the same top token"; }
 
+# 2b. the int8 and int4 heads against the F16 head's base file: small, then larger, KL divergence (both > 0)
+for h in i8 i4; do
+  "$T" perplexity --kl-divergence-base "$tmp/base.kld" --kl-divergence -t 2 --head-quant $h >"$tmp/kld-$h.txt" 2>"$tmp/err.txt" \
+    || { cat "$tmp/err.txt"; fail "kl-divergence --head-quant $h"; }
+done
+awk -v a="$(num 'Mean    KLD' "$tmp/kld-i8.txt")" -v b="$(num 'Mean    KLD' "$tmp/kld-i4.txt")" \
+  'BEGIN { exit !(a != "" && b != "" && a > 0 && a < 0.001 && b > a && b < 0.02) }' \
+  || { cat "$tmp/kld-i8.txt" "$tmp/kld-i4.txt"; fail "head KLD: int8 must be tiny, int4 larger but small"; }
+"$T" perplexity --kl-divergence-base "$tmp/base.kld" --kl-divergence --head-quant i3 >/dev/null 2>"$tmp/err.txt" \
+  && fail "--head-quant i3 accepted"
+
 # 3. Bonsai Q1_0 as the base, Q2_0 compared with it (different weights, one vocabulary)
 "$T" perplexity -m "$SHARED/fixtures/qwen3-bonsai-q1_0.gguf" -f "$TXT" -c 64 --chunks 2 -t 2 \
   --kl-divergence-base "$tmp/bonsai.kld" >/dev/null 2>"$tmp/err.txt" || { cat "$tmp/err.txt"; fail "bonsai base"; }
@@ -43,4 +54,4 @@ grep -q "vocabulary of" "$tmp/err.txt" || fail "vocabulary mismatch message: $(c
 printf 'not a logits file' >"$tmp/bogus"
 "$T" perplexity --kl-divergence-base "$tmp/bogus" --kl-divergence >/dev/null 2>"$tmp/err.txt" && fail "bogus base file accepted"
 grep -q "_logits_" "$tmp/err.txt" || fail "bogus base file message: $(cat "$tmp/err.txt")"
-echo "perplexity: PPL $ppl (default model, 6x128), self-KLD $(num 'Mean    KLD' "$tmp/kld.txt"), Q2_0 vs Q1_0 KLD $(num 'Mean    KLD' "$tmp/bk.txt"): 4 passed, 0 failed"
+echo "perplexity: PPL $ppl (default model, 6x128), self-KLD $(num 'Mean    KLD' "$tmp/kld.txt"), Q2_0 vs Q1_0 KLD $(num 'Mean    KLD' "$tmp/bk.txt"), head KLD i8 $(num 'Mean    KLD' "$tmp/kld-i8.txt") i4 $(num 'Mean    KLD' "$tmp/kld-i4.txt"): 5 passed, 0 failed"

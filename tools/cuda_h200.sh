@@ -7,7 +7,7 @@
 # variants (match, memcheck and tg128 of each input-preparation setting in VARIANTS, alternating with the default),
 # skips (tg128 with kinds of decode launches left out or emptied: TERNLM_CUDA_TIMING_SKIP, the values in SKIPS), ncuvar (ncu of a step
 # under NCU_VARIANT, with NCU_METRICS if set)
-# Environment: ROUNDS (variants' rounds, 2), NCU_BUILDS (ncu's builds, "new old"), TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150),
+# Environment: ROUNDS (variants' rounds, 2), BENCH_R (bench's repetitions, 5), BENCH_PREP15 (0: bench skips its PREP=15 run), NCU_BUILDS (ncu's builds, "new old"), TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150),
 # VCHECK (the variant names whose match and memcheck the variants step runs; default all), LOG_TAG (logs-TAG.tgz).
 set -u
 OUT=${OUT:-/tmp/cuda-out}
@@ -61,10 +61,12 @@ if has bench; then
     bin=$B/ternlm; [ $v = old ] && bin=/tmp/old/build/ternlm
     [ -x $bin ] || continue
     echo "--- $v"
-    $bin bench -m $M -p 512 -n 128 -r 5 --gpu 2>&1 | tee "$OUT/bench-$v.log" | tail -4
+    $bin bench -m $M -p 512 -n 128 -r ${BENCH_R:-5} --gpu 2>&1 | tee "$OUT/bench-$v.log" | tail -4
   done
-  echo "--- new, TERNLM_CUDA_PREP=15 (the producer's last block prepares every next input)"
-  TERNLM_CUDA_PREP=15 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -1
+  if [ "${BENCH_PREP15:-1}" = 1 ]; then
+    echo "--- new, TERNLM_CUDA_PREP=15 (the producer's last block prepares every next input)"
+    TERNLM_CUDA_PREP=15 $B/ternlm bench -m $M -p 512 -n 128 -r 3 --gpu 2>&1 | tail -1
+  fi
 fi
 # "NAME:VAR=V,VAR=V" settings of the input preparation (backend_cuda.cu's SITE_* bits: 1 qkv, 2 o, 4 gate/up, 8 down)
 VARIANTS=${VARIANTS:-"own7:TERNLM_CUDA_OWN=7 own1:TERNLM_CUDA_OWN=1 own4:TERNLM_CUDA_OWN=4 prep2:TERNLM_CUDA_PREP=2 prep8:TERNLM_CUDA_PREP=8 own7prep8:TERNLM_CUDA_OWN=7,TERNLM_CUDA_PREP=8 own5prep10:TERNLM_CUDA_OWN=5,TERNLM_CUDA_PREP=10"}

@@ -82,6 +82,13 @@ struct gpu_state {
     int stage;            // TERNLM_CUDA_QSTAGE: one-token GEMVs copy their int8 input to shared memory (TG_STAGE)
     int prep_tok;         // TERNLM_CUDA_PREP_TOK: k_prep_tok for per-token int8 inputs of GEMVs (TG_PSUM)
     int split;            // TERNLM_CUDA_SPLIT: GEMVs on per-token int8 inputs use TG_SPLIT
+    int gmask;            // TERNLM_CUDA_GMASK: k_tern_gemv on per-token int8 inputs uses TG_MASK
+    int fuse;             // TERNLM_CUDA_FUSE: one-token I2_S linears prepare their input in the GEMV (k_tern_gemv_fused);
+                          // 1: one block per SM where an instance fits, 2: one unit per warp (TERNLM_CUDA_FGRID)
+    int fgrid;            // TERNLM_CUDA_FGRID: with one unit, K-slices until rows x S / 64 >= fgrid x n_sm
+    int fuse_log;         // TERNLM_CUDA_FUSE_LOG: print each fused launch's shape (at graph capture)
+    int fbps;             // TERNLM_CUDA_FBPS: its launches' blocks per SM (1 or 2)
+    int fuse_sites;       // TERNLM_CUDA_FUSE_SITES: the SITE_* that use it (others: k_prep_tok + k_tern_gemv)
     int gridf;            // TERNLM_CUDA_GRIDF: one-token GEMVs split rows into K-slices until rows x S / 64 >= gridf x n_sm
     int head_bal;         // TERNLM_CUDA_HEAD_BAL: k_float_gemv's grid gives every block the same number of row tiles
     float *logits_host;   // TERNLM_CUDA_PINNED: one row of logits in page-locked memory (the DMA's target), else NULL
@@ -296,14 +303,29 @@ static int grid_for(gpu_state *g, const void *kernel, int tiles, size_t smem) {
     return tiles < cap ? tiles : cap;
 }
 
-// k_tern_gemv<ACT_TOKEN> by its TGO options (TG_STAGE, TG_PSUM, TG_SPLIT bits)
-static void (*const tok_gemv[8])(tern_w, io_args, prep_out, int, prep_args) = {
-    k_tern_gemv<ACT_TOKEN>, k_tern_gemv<ACT_TOKEN, false, 1>, k_tern_gemv<ACT_TOKEN, false, 2>, k_tern_gemv<ACT_TOKEN, false, 3>,
-    k_tern_gemv<ACT_TOKEN, false, 4>, k_tern_gemv<ACT_TOKEN, false, 5>, k_tern_gemv<ACT_TOKEN, false, 6>,
-    k_tern_gemv<ACT_TOKEN, false, 7>};
+// k_tern_gemv<ACT_TOKEN> by its TGO options (TG_STAGE, TG_PSUM, TG_SPLIT, TG_MASK bits)
+#define TOK_GEMV(o) k_tern_gemv<ACT_TOKEN, false, o>
+static void (*const tok_gemv[16])(tern_w, io_args, prep_out, int, prep_args) = {
+    TOK_GEMV(0), TOK_GEMV(1), TOK_GEMV(2), TOK_GEMV(3), TOK_GEMV(4), TOK_GEMV(5), TOK_GEMV(6), TOK_GEMV(7),
+    TOK_GEMV(8), TOK_GEMV(9), TOK_GEMV(10), TOK_GEMV(11), TOK_GEMV(12), TOK_GEMV(13), TOK_GEMV(14), TOK_GEMV(15)};
 
 static int prep_mode(const tern_w &w) { return w.act == ACT_TOKEN ? PREP_TOKEN : w.act == ACT_Q8K ? PREP_Q8K : PREP_Q80; }
 static int prep_stride(const tern_w &w) { return w.act == ACT_Q80 ? Q80_PER_STEP * w.steps : w.steps; }
+
+// k_tern_gemv_fused's instances (K elements per thread, U units per warp, PER steps per unit before the wait, for
+// launches of at most bps blocks per SM: 64 registers for 2, 128 for 1): the shapes for 2B4T's linears on 132
+// SMs, then one unit per warp for any other shape (bps 0: TERNLM_CUDA_FUSE=2's grid)
+struct fused_kernel {
+    int k, u, per, bps;
+    void (*fn)(tern_w, io_args, int, int);
+};
+#define FK(K, U, P, B) {K, U, P, B, k_tern_gemv_fused<K, U, P, B == 2 ? 4 : 2>}
+static const fused_kernel fused_gemv[] = {
+    FK(12, 1, 3, 2), FK(12, 2, 3, 2),                                                    // 2 blocks per SM
+    FK(12, 1, 5, 1), FK(12, 3, 2, 1), FK(12, 7, 3, 1), FK(28, 3, 4, 1),                  // 1 block per SM
+    FK(12, 1, 4, 0), FK(12, 1, 8, 0), FK(12, 1, 12, 0), FK(16, 1, 8, 0), FK(28, 1, 8, 0), FK(32, 1, 8, 0)};
+#define N_FUSED (int)(sizeof fused_gemv / sizeof fused_gemv[0])
+#define FUSED_MAX_STEPS 32
 
 static prep_out prep_buffers(gpu_state *g) {
     prep_out o;
@@ -326,8 +348,15 @@ static prep_args prep_for(gpu_state *g, const dlin *next, const float *x, const 
     return p;
 }
 
+// Whether linear d takes k_tern_gemv_fused (one-token steps, I2_S, inputs of at most 32 steps).
+static int fused_prep(const gpu_state *g, const dlin *d, int T, int site) {
+    return T == 1 && g->fuse && (g->fuse_sites & site) && !g->prep_sites && !g->own_sites && d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN &&
+           d->t.steps <= FUSED_MAX_STEPS;
+}
+
 // Whether linear d at `site` prepares its own input in the GEMV (one-token steps, I2_S, short inputs).
 static int own_prep(const gpu_state *g, const dlin *d, int T, int site) {
+    if (fused_prep(g, d, T, site)) return 1;
     return T == 1 && (g->own_sites & site) && d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN && d->t.n <= OWN_MAX_N;
 }
 
@@ -363,7 +392,8 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
                 launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)w.n * 8, io.x, io.x_stride, w.n, n_pad, io.norm_w, io.eps,
                        prep_mode(w), prep_buffers(g), st);
         }
-        const int tgo = gemv_tok ? (g->stage ? TG_STAGE : 0) | (tok_prep ? TG_PSUM : 0) | (g->split ? TG_SPLIT : 0) : 0;
+        const int tgo = gemv_tok ? (g->stage ? TG_STAGE : 0) | (tok_prep ? TG_PSUM : 0) | (g->split ? TG_SPLIT : 0) |
+                                       (g->gmask ? TG_MASK : 0) : 0;
         if (T >= GEMM_MIN_T && w.act != ACT_Q80) { // Q1_0 / Q2_0 prompts take the GEMV below, one token per blockIdx.y
             const int8_t *qa = g->qa;
             const float *qd = g->qd;
@@ -384,6 +414,54 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
         const int max_lS = io.epi == EPI_GLU ? 2 : 3;
         int lS = 0;
         while (lS < max_lS && ((w.steps + (1 << lS) - 1) >> lS > TG_PF || (w.rows << lS) / 64 < g->gridf * g->n_sm)) lS++;
+        if (own && fused_prep(g, d, T, site)) {
+            // at most bps blocks per SM: for each S, the fewest units per warp that cover the rows in bps x n_sm
+            // blocks; the S with the fewest rows per block, then the most steps before the wait, then the fewest
+            // registers
+            int best = -1, blS = 0;
+            for (int b2 = 0; b2 < 2 && best < 0; b2++) { // TERNLM_CUDA_FBPS first, then the other
+            for (int l = max_lS, bps = b2 ? 3 - g->fbps : g->fbps; l >= 0 && g->fuse == 1; l--) {
+                const int RW = 8 >> l, per = (w.steps + (1 << l) - 1) >> l;
+                const int U = (w.rows + bps * g->n_sm * 8 * RW - 1) / (bps * g->n_sm * 8 * RW);
+                for (int i = 0; i < N_FUSED; i++) {
+                    const fused_kernel &c = fused_gemv[i];
+                    if (c.bps != bps || c.u != U || c.k < w.steps) continue;
+                    if (best < 0) { best = i, blS = l; continue; }
+                    const fused_kernel &b = fused_gemv[best];
+                    const int rows_c = 8 * U * RW, rows_b = 8 * b.u * (8 >> blS);
+                    const int cov_c = TL_MIN(c.per, per), perb = (w.steps + (1 << blS) - 1) >> blS, cov_b = TL_MIN(b.per, perb);
+                    // coverage as a fraction: cov_c / per against cov_b / perb
+                    const long fc = (long)cov_c * perb, fb = (long)cov_b * per;
+                    if (rows_c < rows_b || (rows_c == rows_b && (fc > fb || (fc == fb && (c.u * c.per < b.u * b.per ||
+                                                                                         (c.u * c.per == b.u * b.per && c.k < b.k))))))
+                        best = i, blS = l;
+                }
+            }
+            }
+            if (best < 0) { // one unit per warp: K-slices until a thread has at most 12 steps and rows x S / 64 >=
+                            // TERNLM_CUDA_FGRID x n_sm; PER: the fewest that cover a thread's steps, else the most
+                blS = 0;
+                while (blS < max_lS && ((w.steps + (1 << blS) - 1) >> blS > 12 || (w.rows << blS) / 64 < g->fgrid * g->n_sm)) blS++;
+                const int per = (w.steps + (1 << blS) - 1) >> blS;
+                for (int i = 0; i < N_FUSED; i++) {
+                    const fused_kernel &c = fused_gemv[i];
+                    if (c.bps != 0 || c.k < w.steps) continue;
+                    if (best < 0) { best = i; continue; }
+                    const fused_kernel &b = fused_gemv[best];
+                    const int cc = c.per >= per, cb = b.per >= per;
+                    if ((cc && !cb) || (cc && cb && (c.per < b.per || (c.per == b.per && c.k < b.k))) ||
+                        (!cc && !cb && (c.per > b.per || (c.per == b.per && c.k < b.k))))
+                        best = i;
+                }
+            }
+            if (skipped(g, SKIP_GEMV)) return;
+            const int stop = g->pdl_now && (g->skip & SKIP_GEMV_TAIL), rpb = 8 * fused_gemv[best].u * (8 >> blS);
+            if (g->fuse_log) fprintf(stderr, "fused: rows %d steps %d: lS %d U %d PER %d K %d, %d blocks\n", w.rows, w.steps, blS,
+                                     fused_gemv[best].u, fused_gemv[best].per, fused_gemv[best].k, (w.rows + rpb - 1) / rpb);
+            launch(g, fused_gemv[best].fn, dim3((w.rows + rpb - 1) / rpb, T), dim3(NORM_THREADS), fused_smem(w.n, w.steps), w, io,
+                   blS, stop);
+            return;
+        }
         const int R = 64 >> lS;
         const size_t smem = tern_gemv_smem(w.act, w.bps, lS, w.steps, next.mode >= 0 ? next.n : 0, own ? w.n : 0, tgo & TG_STAGE);
         const dim3 grid((w.rows + R - 1) / R, T);
@@ -592,6 +670,7 @@ static void set_carveout(int pct) {
         cudaFuncSetAttribute(ks[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
         cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
+    for (int i = 0; i < N_FUSED; i++) cudaFuncSetAttribute(fused_gemv[i].fn, cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     cudaGetLastError(); // a preference only: a kernel the driver refuses it for keeps its own split
 }
 
@@ -640,6 +719,12 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->stage = env_int("TERNLM_CUDA_QSTAGE", 1);
         g->prep_tok = env_int("TERNLM_CUDA_PREP_TOK", 1);
         g->split = env_int("TERNLM_CUDA_SPLIT", 1);
+        g->fuse = env_int("TERNLM_CUDA_FUSE", 0);
+        g->gmask = env_int("TERNLM_CUDA_GMASK", 0);
+        g->fgrid = TL_MAX(1, env_int("TERNLM_CUDA_FGRID", 1));
+        g->fuse_log = env_int("TERNLM_CUDA_FUSE_LOG", 0);
+        g->fbps = env_int("TERNLM_CUDA_FBPS", 2) == 1 ? 1 : 2;
+        g->fuse_sites = env_int("TERNLM_CUDA_FUSE_SITES", 15);
         g->gridf = TL_MAX(1, env_int("TERNLM_CUDA_GRIDF", 2));
         g->head_bal = env_int("TERNLM_CUDA_HEAD_BAL", 0);
     }

@@ -78,7 +78,7 @@ __device__ __forceinline__ int dot16(uint32_t w, int4 a, int acc) {
 // one per warp); TG_PSUM reads the token's sum as the 8 per-warp partial sums k_prep_tok writes (PSUM_PARTS ints
 // per token; integers, so any order); TG_SPLIT keeps four independent dp4a chains per step and adds a row's lanes
 // with one redux when a whole warp holds the row (integer sums: exact in any order).
-enum { TG_STAGE = 1, TG_PSUM = 2, TG_SPLIT = 4 };
+enum { TG_STAGE = 1, TG_PSUM = 2, TG_SPLIT = 4, TG_MASK = 8 }; // TG_MASK: tern_step_mask's dot products
 #define PSUM_PARTS (NORM_THREADS / 32)
 #define STAGE_STEP 272 // bytes per step in the staged input: 256 + 16, so two slices' lanes in a quarter warp use other banks
 __host__ __device__ inline size_t stage_smem(int steps) { return (size_t)steps * STAGE_STEP + 16; }
@@ -432,6 +432,28 @@ __device__ __forceinline__ void q80_step(uint4 w, const int8_t *q, const float *
     }
 }
 
+// A step by masks instead of shifts: byte b of word j holds codes 4i + b at bits 2i, so word & (3 << 2i) is 4^i
+// times the four codes i; a[i] accumulates 4^i times its dot products (i = 3 with unsigned bytes, up to 128), and
+// the caller adds a[i] >> 2i (exact: every term is a multiple of 4^i). One LOP3 per dp4a instead of two.
+__device__ __forceinline__ int dp4a_us(unsigned a, int b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+__device__ __forceinline__ void tern_step_mask(uint4 w, const int8_t *qs, int g, int *a) {
+    const int4 *x = (const int4 *)qs;
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const int4 v = x[CHUNK(j, g)];
+        a[0] = __dp4a((int)(ws[j] & 0x03030303u), v.x, a[0]);
+        a[1] = __dp4a((int)(ws[j] & 0x0c0c0c0cu), v.y, a[1]);
+        a[2] = __dp4a((int)(ws[j] & 0x30303030u), v.z, a[2]);
+        a[3] = dp4a_us(ws[j] & 0xc0c0c0c0u, v.w, a[3]);
+    }
+}
+
 // y = W x for one token per blockIdx.y, W ternary, x prepared (prep_out). A warp owns 8 / S rows: each row has 4
 // threads g in each of S K-slices (S = 1, 2, 4, 8; slice k takes steps k, k + S, ...), all in one warp, so partial
 // sums meet through shuffles: no shared memory and no barrier (Q8_K keeps its per-step sums in the warp's shared
@@ -475,6 +497,8 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     constexpr bool tok = ACT == ACT_TOKEN && !OWN, stage = tok && (TGO & TG_STAGE), psum = tok && (TGO & TG_PSUM);
     constexpr bool split = TGO & TG_SPLIT;
     static_assert((TGO & ~TG_SPLIT) == 0 || tok, "options for per-token int8 inputs only");
+    constexpr bool mask = tok && (TGO & TG_MASK);
+    int am[4] = {0, 0, 0, 0};
     const int8_t *q = in.q + (long)t * w.steps * 256;
     const float *qd = in.qd + (long)t * qstride;
     const int *qs = in.qsum + (long)t * (psum ? PSUM_PARTS : qstride);
@@ -510,6 +534,10 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             q80_step(pf[i], q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
         }
+        if (mask) {
+            tern_step_mask(pf[i], qb + qstep * s, g, am);
+            continue;
+        }
         const int d = tern_step(pf[i], qb + qstep * s, g, split);
         if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
@@ -524,6 +552,10 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             q80_step(__ldg(wr + s * 4), q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
         }
+        if (mask) {
+            tern_step_mask(__ldg(wr + s * 4), qb + qstep * s, g, am);
+            continue;
+        }
         const int d = tern_step(__ldg(wr + s * 4), qb + qstep * s, g, split);
         if (ACT == ACT_Q8K) {
             const int d2 = d + __shfl_xor_sync(quad, d, 1);
@@ -535,6 +567,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     }
     float v = 0.0f;
     if (ACT == ACT_TOKEN) { // scalar.c's i2s result: ((acc - sum) / scale) * tensor scale
+        if (mask) acc = (am[0] + (am[1] >> 2)) + ((am[2] >> 4) + (am[3] >> 6));
         if (split && S == 8) acc = __reduce_add_sync(FULL_MASK, acc); // the warp is one row
         else
             for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
@@ -562,6 +595,138 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     }
     __syncwarp();
     finish_and_prep(next, (float *)part_all);
+}
+
+// Decode (one token per blockIdx.y) for per-token int8 inputs: k_prep_tok's RMSNorm + quantization and
+// k_tern_gemv's product in one launch (TERNLM_CUDA_FUSE; off by default: measured slower, docs/PERFORMANCE.md's
+// eighth session), so a ternary linear is one kernel boundary instead of two. Every block prepares the whole input
+// itself (the same arithmetic as k_prep_tok, thread i owning elements i + 256k: lane i of the RMS sum) straight
+// into TG_STAGE's shared-memory layout, while the block's weights (registers; steps past PER prefetched to L1) and
+// the norm weights (shared memory) were loaded before the wait. Shape: a row has 4 threads in each of S = 2^lS
+// K-slices (as k_tern_gemv); a warp holds U units of RW = 8 / S consecutive rows, a block 8 U RW rows, each thread
+// PER steps of each unit before the wait. The host picks U for at most one or two blocks per SM (MINB caps the
+// registers at half an SM's), so that the next launch's blocks can be resident while this one runs.
+// K >= steps (K * 256 >= the padded input). Dynamic shared memory: fused_smem.
+__host__ __device__ inline size_t fused_smem(int n, int steps) { return (size_t)steps * STAGE_STEP + (size_t)n * 4; }
+
+template <int K, int U, int PER, int MINB>
+__global__ void __launch_bounds__(NORM_THREADS, MINB) k_tern_gemv_fused(tern_w w, io_args io, int lS, int stop) {
+    extern __shared__ __align__(16) uint8_t fsm[];
+    __shared__ double lanes[NORM_THREADS];
+    __shared__ unsigned wmax[NORM_THREADS / 32];
+    __shared__ int wsum[NORM_THREADS / 32];
+    const int S = 1 << lS, RW = 8 >> lS, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, t = blockIdx.y;
+    const int g = lane & 3, slice = (lane >> 2) & (S - 1), rr = lane >> (2 + lS);
+    const int row0 = (blockIdx.x * 8 + warp) * U * RW + rr; // unit u: row0 + u * RW
+    const int n = w.n, n_pad = w.steps * 256;
+    uint4 pf[U][PER];
+    float rs[U], os[U], bs[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int r = min(row0 + u * RW, w.rows - 1);
+        const uint4 *wr = w.codes + (size_t)r * w.steps * 4 + g;
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            if (slice + S * i < w.steps) pf[u][i] = __ldg(wr + (slice + S * i) * 4);
+        for (int s = slice + S * PER; s < w.steps; s += S) asm volatile("prefetch.global.L1 [%0];" ::"l"(wr + s * 4));
+        rs[u] = w.row_scale[r], os[u] = w.out_scale[r], bs[u] = w.bias ? w.bias[r] : 0.0f;
+    }
+    int8_t *sq = (int8_t *)fsm;
+    float *snw = (float *)(fsm + (size_t)w.steps * STAGE_STEP); // thread i writes and reads its own elements
+    const float *nwp = io.norm_w;
+    if (nwp)
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (tid + k * NORM_THREADS < n) snw[tid + k * NORM_THREADS] = __ldg(nwp + tid + k * NORM_THREADS);
+    dep_launch_next();
+    dep_wait();
+    if (stop) { // a timing experiment (SKIP_GEMV_TAIL): the weights are loaded, nothing is computed
+        unsigned h = 0;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int i = 0; i < PER; i++)
+                if (slice + S * i < w.steps) h ^= pf[u][i].x ^ pf[u][i].y ^ pf[u][i].z ^ pf[u][i].w;
+        if (h == 0x5a5a5a5au) io.y[0] = 0.0f; // (keeps the loads)
+        return;
+    }
+    const float *xt = io.x + (long)t * io.x_stride;
+    float v[K];
+#pragma unroll
+    for (int k = 0; k < K; k++) v[k] = tid + k * NORM_THREADS < n ? __ldcg(xt + tid + k * NORM_THREADS) : 0.0f;
+    const bool out_lane = (lane & (4 * S - 1)) == 0;
+    float resid[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int row = row0 + u * RW;
+        resid[u] = io.epi == EPI_ADD && out_lane && row < w.rows ? __ldcg(io.y + (long)t * io.y_stride + row) : 0.0f;
+    }
+    float scale = 1.0f;
+    if (nwp) { // forward.c's rmsnorm: lane i adds its squares in element order, then lanes.h's fold
+        double l = 0.0;
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (tid + k * NORM_THREADS < n) l += (double)(v[k] * v[k]);
+        lanes[tid] = l;
+        __syncthreads();
+        scale = 1.0f / sqrtf((float)(fold_256(lanes) / (double)n) + io.eps);
+    }
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < K; k++)
+        if (tid + k * NORM_THREADS < n) {
+            if (nwp) v[k] = (v[k] * scale) * snw[tid + k * NORM_THREADS];
+            m = fmaxf(m, fabsf(v[k]));
+        }
+    const unsigned wm = __reduce_max_sync(FULL_MASK, __float_as_uint(m));
+    if (lane == 0) wmax[warp] = wm;
+    __syncthreads();
+    unsigned mb = wmax[0];
+#pragma unroll
+    for (int i = 1; i < NORM_THREADS / 32; i++) mb = max(mb, wmax[i]);
+    m = __uint_as_float(mb);
+    const float qs = (double)m >= 1e-5 ? 127.0f / m : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
+    int csum = 0;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        const int i = tid + k * NORM_THREADS;
+        if (i >= n_pad) break;
+        const int c = i < n ? max(-128, min(127, __float2int_rn(v[k] * qs))) : 0;
+        sq[k * STAGE_STEP + tid] = (int8_t)c;
+        csum += c;
+    }
+    const int ws = __reduce_add_sync(FULL_MASK, csum);
+    if (lane == 0) wsum[warp] = ws;
+    __syncthreads(); // codes and sums are visible
+    int sum = 0;
+#pragma unroll
+    for (int i = 0; i < NORM_THREADS / 32; i++) sum += wsum[i];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int row = row0 + u * RW, r = min(row, w.rows - 1);
+        int am[4] = {0, 0, 0, 0};
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            const int s = slice + S * i;
+            if (s >= w.steps) break;
+            tern_step_mask(pf[u][i], sq + STAGE_STEP * s, g, am);
+        }
+        const uint4 *wr = w.codes + (size_t)r * w.steps * 4 + g;
+        for (int s = slice + S * PER; s < w.steps; s += S) tern_step_mask(__ldg(wr + s * 4), sq + STAGE_STEP * s, g, am);
+        int acc = (am[0] + (am[1] >> 2)) + ((am[2] >> 4) + (am[3] >> 6));
+        if (S == 8) acc = __reduce_add_sync(FULL_MASK, acc); // the warp is one row
+        else
+            for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
+        float val = (((float)acc - (float)sum) / qs) * rs[u]; // scalar.c's i2s result, then out_scale and bias
+        val *= os[u];
+        if (w.bias) val += bs[u];
+        if (io.epi == EPI_GLU) { // rows 2i (gate) and 2i + 1 (up) are neighbours in this warp (S <= 4)
+            const float up = __shfl_down_sync(FULL_MASK, val, 4 * S);
+            if (out_lane && (rr & 1) == 0 && row < w.rows) io.y[(long)t * io.y_stride + row / 2] = glu(val, up, io.glu);
+        } else if (out_lane && row < w.rows) {
+            io.y[(long)t * io.y_stride + row] = io.epi == EPI_ADD ? resid[u] + val : val;
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------------ float GEMV

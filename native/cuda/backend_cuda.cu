@@ -640,6 +640,9 @@ static ternlm_status upload_model(gpu_state *g, const ternlm_model *m, ternlm_er
     }
     if (!st) st = upload_vec(m->output_norm, h->n_embd, &g->out_norm, err);
     const tl_weight *head = &m->output, *embd = &m->tok_embd;
+    if (head->r16.drow) // the int8 / int4 head is a CPU-side copy; the file's head (its pages are read back) goes up
+        tl_log(&m->log, "warning: the GPU backend runs the file's %s head; --head-quant i8 / i4 applies to the CPU kernels only",
+               tl_type_name(head->type));
     if (!st) st = upload_linear(&head, 1, 0, &g->head, err);
     if (!st) widths(g, &g->head);
     g->embd_on_gpu = embd->type == TL_F16 || embd->type == TL_F32;

@@ -154,6 +154,46 @@ static void attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_
     }
 }
 
+/* Attention per GQA group (kernels.h): K·Q of two heads at a time through f16_row_tile, so a K row is converted once
+ * per pair of heads, each dot in dot_f16's lanes and fold. */
+static void attn_kq(float *s, int64_t ss, const uint16_t *k, int64_t n_pos, int64_t stride, const float *q, int G, int64_t hd,
+                    float scale) {
+    for (int g = 0; g < G; g += 2) {
+        const int TT = G - g >= 2 ? 2 : 1;
+        const float *xs[2] = {q + (int64_t)g * hd, q + (int64_t)(g + TT - 1) * hd};
+        for (int64_t p = 0; p < n_pos; p++) {
+            float out[2];
+            if (TT == 2) f16_row_tile(k + p * stride, xs, 2, hd, out);
+            else f16_row_tile(k + p * stride, xs, 1, hd, out);
+            for (int t = 0; t < TT; t++) s[(int64_t)(g + t) * ss + p] = out[t] * scale;
+        }
+    }
+}
+
+/* P·V of 4 heads at a time over 16 outputs: each V row's 16 values converted once for the 4 heads; every output sums
+ * positions in order, mul then add (attn_pv's bits). */
+static void attn_pv_g(float *out, const float *prob, int64_t ps, int G, const uint16_t *v, int64_t n_pos, int64_t stride,
+                      int64_t hd) {
+    int g = 0;
+    for (; hd % 16 == 0 && g + 4 <= G; g += 4)
+        for (int64_t d = 0; d < hd; d += 16) {
+            float32x4_t a[4][4];
+            for (int h = 0; h < 4; h++)
+                for (int c = 0; c < 4; c++) a[h][c] = vdupq_n_f32(0);
+            for (int64_t p = 0; p < n_pos; p++) {
+                float32x4_t vv[4];
+                for (int c = 0; c < 4; c++) vv[c] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + p * stride + d + 4 * c)));
+                for (int h = 0; h < 4; h++) {
+                    const float pr = prob[(int64_t)(g + h) * ps + p];
+                    for (int c = 0; c < 4; c++) a[h][c] = vaddq_f32(a[h][c], vmulq_n_f32(vv[c], pr));
+                }
+            }
+            for (int h = 0; h < 4; h++)
+                for (int c = 0; c < 4; c++) vst1q_f32(out + (int64_t)(g + h) * hd + d + 4 * c, a[h][c]);
+        }
+    for (; g < G; g++) attn_pv(out + (int64_t)g * hd, prob + (int64_t)g * ps, v, n_pos, stride, hd);
+}
+
 /* ---- Bonsai: Q1_0 / Q2_0 · Q8_0 in plain NEON (widening multiplies; integer sums exact, float order of kernels.h) ---- */
 
 static inline float f16_at(const uint8_t *p) { return tl_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
@@ -233,6 +273,8 @@ static const tl_kernels k_neon_dot = {
     .dot_f32 = dot_f32,
     .dot_q8_0 = tl_scalar_dot_q8_0,
     .attn_pv = attn_pv,
+    .attn_kq = attn_kq,
+    .attn_pv_g = attn_pv_g,
     .dot_q1_0 = dot_q1_0,
     .dot_q2_0 = dot_q2_0,
     .gemm_i2s_r16 = tl_neon_gemm_i2s_r16,
@@ -253,6 +295,8 @@ static const tl_kernels k_neon_plain = {
     .dot_f32 = dot_f32,
     .dot_q8_0 = tl_scalar_dot_q8_0,
     .attn_pv = attn_pv,
+    .attn_kq = attn_kq,
+    .attn_pv_g = attn_pv_g,
     .dot_q1_0 = dot_q1_0,
     .dot_q2_0 = dot_q2_0,
     .gemm_f16 = gemm_f16,

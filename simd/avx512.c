@@ -75,11 +75,6 @@ AI void codes_dot1(const uint8_t *const *g, int NG, const int8_t *x, int64_t n_c
                                   _mm512_add_epi32(_mm512_srai_epi32(a[i][2], 4), _mm512_srai_epi32(a[i][3], 6)));
 }
 
-/* NG groups × TT tokens of 2-bit codes over chunks [c0, c1) (x[t] points at the activations of chunk c0): each
- * 64-byte load is decoded once (shift, mask) and feeds TT vpdpbusd; each broadcast activation feeds NG.
- * acc[i*TT + t] accumulates group i, token t. A small tile splits each sum over AS partial accumulators (code slice s
- * into partial s % AS; integer sums, so the order is free): with one, the 4 vpdpbusd of a chunk form one dependency
- * chain and 3 or 4 chains leave the unit idle most cycles (1 group × 4 tokens: 200 G MAC/s per core before, 370 after). */
 /* Up to 3 (group, token) pairs: the codes_dot1 decode, one mask per slice and no shift (slice s is code·4^s), with
  * one accumulator per slice, shifted back once at the end (exact: each sums multiples of 4^s). Per 64-byte load that
  * is 4 masks for up to 12 vpdpbusd instead of 3 shifts and 4 masks (one core, L3-resident weight, T = 2: 220 against 163
@@ -110,6 +105,11 @@ AI void codes_tile_masked(const uint8_t *const *g, int NG, const int8_t *const *
                                                                             _mm512_srai_epi32(part[k][3], 6))));
 }
 
+/* NG groups × TT tokens of 2-bit codes over chunks [c0, c1) (x[t] points at the activations of chunk c0): each
+ * 64-byte load is decoded once (shift, mask) and feeds TT vpdpbusd; each broadcast activation feeds NG.
+ * acc[i*TT + t] accumulates group i, token t. A small tile splits each sum over AS partial accumulators (code slice s
+ * into partial s % AS; integer sums, so the order is free): with one, the 4 vpdpbusd of a chunk form one dependency
+ * chain and 3 or 4 chains leave the unit idle most cycles (1 group × 4 tokens: 200 G MAC/s per core before, 370 after). */
 AI void codes_tile(const uint8_t *const *g, int NG, const int8_t *const *x, int TT, int64_t c0, int64_t c1, __m512i *acc) {
     if (NG * TT <= 3 && NG <= 2) { /* at 4 (1 × 4) the shifted decode measured faster: 222 against 199 G MAC/s */
         codes_tile_masked(g, NG, x, TT, c0, c1, acc);

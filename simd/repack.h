@@ -17,7 +17,8 @@
  *   q + 8 of input 8p + j in its low nibble and of input 8p + 4 + j in its high one (so the low nibbles of a 64-byte
  *   load are exactly an int8 chunk, and so are the high ones); sub[(g·(n/32) + b)·16 + r] = s_b; drow[row] = d_row.
  *   Quantization per row: m_b = max|w| over block b, M = max_b m_b, d_row = M / 1785 (7 · 255),
- *   s_b = ceil(255 · (m_b / M)) clamped to 1..255, q = rne(w · (1 / (d_row · s_b))) clamped to -7..7.
+ *   s_0 = ceil(255 · (m_b / M)) clamped to 1..255, s_b the one of s_0 - (s_0·c)/16 (c = 0..3, at least 1) whose q give
+ *   the least squared error over the block (the first on a tie), q = rne(w · (1 / (d_row · s_b))) clamped to -7..7.
  *   A dot is Σ_b s_b · Σ_{k in b} q·x in int32, exact for n <= 8192; 4.25 bits per weight plus 4 bytes a row. */
 #ifndef TERNLM_REPACK_H
 #define TERNLM_REPACK_H

@@ -68,7 +68,7 @@ static double measure_bandwidth(int threads) {
 }
 
 typedef struct bench_cfg {
-    int pp, tg, threads, reps, json, membw, gpu, head_q8, head_i8, head_i4, no_repack;
+    int pp, tg, threads, reps, json, membw, gpu, head, no_repack; /* head: cli_head_quant's number */
     const char *head_type;
     double repacked_mb;
 } bench_cfg;
@@ -86,9 +86,9 @@ static double bytes_per_token(const ternlm_model *m, const bench_cfg *c) {
         double b = (double)t.nbytes;
         const int is_head = !strcmp(t.name, "output.weight") || (!strcmp(t.name, "token_embd.weight") && info->head_tied);
         if (!strcmp(t.name, "token_embd.weight") && !info->head_tied) b = 0;
-        if (is_head && !strcmp(t.type, "F16") && c->head_q8) b = b / 2 * 34 / 32;
-        if (is_head && !strcmp(t.type, "F16") && c->head_i8) b = b / 2 + 4.0 * (double)info->n_vocab;
-        if (is_head && !strcmp(t.type, "F16") && c->head_i4) b = b / 2 * 4.25 / 8 + 4.0 * (double)info->n_vocab;
+        if (is_head && !strcmp(t.type, "F16") && c->head == 1) b = b / 2 * 34 / 32;
+        if (is_head && !strcmp(t.type, "F16") && c->head == 2) b = b / 2 + 4.0 * (double)info->n_vocab;
+        if (is_head && !strcmp(t.type, "F16") && c->head == 3) b = b / 2 * 4.25 / 8 + 4.0 * (double)info->n_vocab;
         if (!is_head && !strcmp(t.type, "TQ1_0") && info->repacked_bytes) b = b * 66 / 54;
         total += b;
     }
@@ -322,9 +322,9 @@ static void log_warnings(void *user, const char *msg) {
 /* The bench opens its model itself: it needs the load options that only it offers (int8 head, no repacking). */
 static int open_bench_model(const char *path, const bench_cfg *c, ternlm_model **out) {
     ternlm_model_params mp = ternlm_model_params_default();
-    mp.head_quant_q8_0 = c->head_q8;
-    mp.head_quant_i8 = c->head_i8;
-    mp.head_quant_i4 = c->head_i4;
+    mp.head_quant_q8_0 = c->head == 1;
+    mp.head_quant_i8 = c->head == 2;
+    mp.head_quant_i4 = c->head == 3;
     mp.no_repack = c->no_repack;
     mp.log = log_warnings;
     ternlm_error err = {0};
@@ -334,7 +334,7 @@ static int open_bench_model(const char *path, const bench_cfg *c, ternlm_model *
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_cfg c = {512, 128, 0, 5, 0, 0, 0, 0, 0, 0, 0, "", 0};
+    bench_cfg c = {512, 128, 0, 5, 0, 0, 0, 0, 0, "", 0};
     const char *model = NULL, *head_quant = NULL, *streams = NULL;
     int tokenizer = 0, n_streams = 0, stream_counts[16];
     const opt opts[] = {
@@ -375,9 +375,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "ternlm bench: --streams needs -n >= 1 (the steps per run)\n");
         return EXIT_USAGE;
     }
-    c.head_q8 = head_quant && !strcmp(head_quant, "q8_0");
-    c.head_i8 = head_quant && !strcmp(head_quant, "i8");
-    c.head_i4 = head_quant && !strcmp(head_quant, "i4");
+    c.head = cli_head_quant(head_quant);
     ternlm_model *m = NULL;
     if ((rc = open_bench_model(model, &c, &m))) return rc;
     c.head_type = ternlm_model_get_info(m)->head_type;
@@ -385,7 +383,7 @@ int cmd_bench(int argc, char **argv) {
     if (!c.json) {
         const ternlm_model_info *i = ternlm_model_get_info(m);
         printf("model %s: %s, %u layers, %s linears, %s head%s; CPU kernels %s\n", model, i->arch, i->n_layer,
-               i->weight_type, i->head_type, c.head_q8 ? " (re-quantized)" : "", ternlm_cpu_kernels());
+               i->weight_type, i->head_type, c.head == 1 ? " (re-quantized)" : "", ternlm_cpu_kernels());
     }
     if (tokenizer) rc = bench_tokenizer(m, n_pos ? pos[0] : NULL, c.reps, c.json);
     else if (n_streams)

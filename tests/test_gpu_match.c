@@ -1,8 +1,11 @@
 /* The GPU backend computes the CPU's bits: for each model, every logit of a prompt (batched, chunked past the GPU's
  * 512-token batch, and token by token) and of 100 greedy decode steps must be identical between a CPU session and a
  * --gpu session, and so must the greedy ids; a multi-sequence batch on the GPU must give the logits of the same batch
- * on the CPU. Skips (77) where no GPU backend is built or no device exists.
- *   test_gpu_match [MODEL.gguf ...]   (default: the conformance fixtures and the default model) */
+ * on the CPU. Each model runs with the file's head and, where the head is F16, with it re-quantized at load
+ * (head_quant_i8, head_quant_i4: the GPU must then compute the CPU's logits for that head). Skips (77) where no GPU
+ * backend is built or no device exists.
+ *   test_gpu_match [MODEL.gguf ...]   (default: the conformance fixtures and the default model)
+ *   TERNLM_MATCH_HEADS: the head options to run, a comma-separated subset of "file,i8,i4" (default all three) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,11 +118,24 @@ static int match_batch(ternlm_model *m, const int32_t *ids, uint32_t nv, const c
     return ok;
 }
 
-static void match_model(const char *path) {
+enum { HEAD_FILE, HEAD_I8, HEAD_I4 };
+static const char *const head_names[] = {"file", "i8", "i4"};
+
+static void match_model(const char *path, int head) {
     ternlm_model *m = NULL;
     ternlm_error err = {0};
-    if (ternlm_model_open_file(path, NULL, &m, &err)) {
-        CHECK(0, "open %s: %s", path, err.message);
+    ternlm_model_params mp = ternlm_model_params_default();
+    mp.head_quant_i8 = head == HEAD_I8;
+    mp.head_quant_i4 = head == HEAD_I4;
+    if (ternlm_model_open_file(path, &mp, &m, &err)) {
+        CHECK(0, "open %s (head %s): %s", path, head_names[head], err.message);
+        return;
+    }
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *ht = ternlm_model_get_info(m)->head_type;
+    if (head != HEAD_FILE && (!ht || strncmp(ht, head == HEAD_I8 ? "I8" : "I4", 2))) { /* not an F16 head: left as is */
+        printf("%-28s head %s: the head stays %s, skipped\n", base, head_names[head], ht ? ht : "?");
+        ternlm_model_free(m);
         return;
     }
     const uint32_t nv = ternlm_model_get_info(m)->n_vocab;
@@ -130,7 +146,8 @@ static void match_model(const char *path) {
     ternlm_session *c = NULL, *g = NULL;
     CHECK(ternlm_session_new(m, &pc, &c, &err) == TERNLM_OK, "cpu session: %s", err.message);
     CHECK(ternlm_session_new(m, &pg, &g, &err) == TERNLM_OK, "gpu session: %s", err.message);
-    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    char name[300];
+    snprintf(name, sizeof name, "%.200s%s%s", base, head == HEAD_FILE ? "" : " head ", head == HEAD_FILE ? "" : head_names[head]);
     char what[512];
     int32_t *ids = prompt_tokens(m, 700);
     int ok = c && g;
@@ -204,6 +221,7 @@ int main(int argc, char **argv) {
         ternlm_session_free(s);
         ternlm_model_free(m);
     }
+    const char *heads = getenv("TERNLM_MATCH_HEADS");
     for (int i = 0; i < n; i++) {
         FILE *f = fopen(paths[i], "rb");
         if (!f) {
@@ -211,7 +229,8 @@ int main(int argc, char **argv) {
             continue;
         }
         fclose(f);
-        match_model(paths[i]);
+        for (int h = HEAD_FILE; h <= HEAD_I4; h++)
+            if (!heads || !*heads || strstr(heads, head_names[h])) match_model(paths[i], h);
     }
     return check_summary();
 }

@@ -3,7 +3,8 @@
  * out, as a server does). Prints the prompt and decode rates; the next token is the argmax of the sequence's logits.
  *   cc -std=c11 -O2 -Iruntime/include tools/cuda_batch_bench.c BUILD/libternlm.a -L/usr/local/cuda/lib64 \
  *      -lcudart_static -lstdc++ -lm -lpthread -ldl -lrt -o cuda_batch_bench
- *   cuda_batch_bench MODEL.gguf [n_seq 64] [steps 64] [prompt 64] [n_ctx 512] [gpu 1] */
+ *   cuda_batch_bench MODEL.gguf [n_seq 64] [steps 64] [prompt 64] [n_ctx 512] [gpu 1] [head file|i8|i4]
+ * head: the file's head, or an F16 head re-quantized at load (--head-quant i8 / i4). */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,15 +28,19 @@ static int32_t argmax(const float *x, uint32_t n) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf [n_seq] [steps] [prompt] [n_ctx] [gpu]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf [n_seq] [steps] [prompt] [n_ctx] [gpu] [head file|i8|i4]\n", argv[0]);
         return 2;
     }
     const uint32_t n_seq = argc > 2 ? (uint32_t)atoi(argv[2]) : 64, steps = argc > 3 ? (uint32_t)atoi(argv[3]) : 64;
     const uint32_t prompt = argc > 4 ? (uint32_t)atoi(argv[4]) : 64, n_ctx = argc > 5 ? (uint32_t)atoi(argv[5]) : 512;
     const int gpu = argc > 6 ? atoi(argv[6]) : 1;
+    const char *head = argc > 7 ? argv[7] : "file";
+    ternlm_model_params mp = ternlm_model_params_default();
+    mp.head_quant_i8 = !strcmp(head, "i8");
+    mp.head_quant_i4 = !strcmp(head, "i4");
     ternlm_error err = {0};
     ternlm_model *m = NULL;
-    if (ternlm_model_open_file(argv[1], NULL, &m, &err)) {
+    if (ternlm_model_open_file(argv[1], &mp, &m, &err)) {
         fprintf(stderr, "open: %s\n", err.message);
         return 1;
     }
@@ -71,9 +76,9 @@ int main(int argc, char **argv) {
         }
         const double t3 = now_s();
         if (!rc && round == 1)
-            printf("%s: %u sequences, backend %s: prompt %u x %u tokens %.0f tokens/s; decode %u steps: %.0f tokens/s "
+            printf("%s (head %s): %u sequences, backend %s: prompt %u x %u tokens %.0f tokens/s; decode %u steps: %.0f tokens/s "
                    "aggregate (%.0f counting ternlm_batch_eval alone), %.2f ms a step\n",
-                   argv[1], n_seq, ternlm_batch_backend(b), n_seq, prompt, n_seq * prompt / (t1 - t0), steps,
+                   argv[1], ternlm_model_get_info(m)->head_type, n_seq, ternlm_batch_backend(b), n_seq, prompt, n_seq * prompt / (t1 - t0), steps,
                    n_seq * steps / (t3 - t2), n_seq * steps / t_eval, 1e3 * (t3 - t2) / steps);
     }
     if (rc) fprintf(stderr, "error: %s\n", err.message);

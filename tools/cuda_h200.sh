@@ -3,12 +3,14 @@
 # previous native/cuda files, that version too), then runs tools/cuda_check.sh's checks, ternlm bench, an Nsight
 # Compute profile of one decode step and a bandwidth copy, with every log under $OUT.
 #   OUT=/tmp/out TERNLM_SHARED_DIR=.device-data/shared tools/cuda_h200.sh [steps...]
-# steps: build old match memcheck conformance bench bonsai batch ncubatch ncu ncupp torch (default: all), and
+# steps: build old match memcheck conformance bench bonsai batch ncubatch ncu ncupp torch (default: all), heads (tg128 per
+# head option, with k_headq's TERNLM_CUDA_HQ_D=4 and the head left out, then Nsight Compute of the head kernels), and
 # variants (match, memcheck and tg128 of each input-preparation setting in VARIANTS, alternating with the default),
 # skips (tg128 with kinds of decode launches left out or emptied: TERNLM_CUDA_TIMING_SKIP, the values in SKIPS), ncuvar (ncu of a step
 # under NCU_VARIANT, with NCU_METRICS if set)
 # Environment: ROUNDS (variants' rounds, 2), BENCH_R (bench's repetitions, 5), BENCH_PREP15 (0: bench skips its PREP=15 run), NCU_BUILDS (ncu's builds, "new old"), TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150),
-# VCHECK (the variant names whose match and memcheck the variants step runs; default all), LOG_TAG (logs-TAG.tgz).
+# VCHECK (the variant names whose match and memcheck the variants step runs; default all), LOG_TAG (logs-TAG.tgz),
+# HEADS (the head options of bench, batch and memcheck: "file i8 i4"; file = the file's head, i8 / i4 = --head-quant).
 set -u
 OUT=${OUT:-/tmp/cuda-out}
 mkdir -p "$OUT"
@@ -54,14 +56,26 @@ if has memcheck; then
     echo "$(basename "$m"): $(grep -E 'ERROR SUMMARY' "$OUT/cs-$(basename $m).log" | tail -1) (rc $rc)"
     [ $rc = 0 ] || fails=$((fails + 1))
   done
+  # the quantized heads' kernels at every token count test_gpu_match uses (1, 3, 70 tokens, batches)
+  for h in ${HEADS:-file i8 i4}; do
+    [ $h = file ] && continue
+    TERNLM_MATCH_HEADS=$h compute-sanitizer --tool memcheck --error-exitcode 3 --log-file "$OUT/cs-match-$h.log" \
+      $B/tests/test_gpu_match models/ternlm-tinystories.gguf > "$OUT/cs-match-$h.out" 2>&1
+    rc=$?
+    echo "test_gpu_match tinystories head $h: $(grep -E 'ERROR SUMMARY' "$OUT/cs-match-$h.log" | tail -1) (rc $rc; $(tail -1 "$OUT/cs-match-$h.out"))"
+    [ $rc = 0 ] || fails=$((fails + 1))
+  done
 fi
 if has bench; then
   echo "=== bench"
   for v in new old; do
     bin=$B/ternlm; [ $v = old ] && bin=/tmp/old/build/ternlm
     [ -x $bin ] || continue
-    echo "--- $v"
-    $bin bench -m $M -p 512 -n 128 -r ${BENCH_R:-5} --gpu 2>&1 | tee "$OUT/bench-$v.log" | tail -4
+    for h in ${HEADS:-file i8 i4}; do
+      hq=; [ $h = file ] || hq="--head-quant $h"
+      echo "--- $v, head $h"
+      $bin bench -m $M -p 512 -n 128 -r ${BENCH_R:-5} --gpu $hq 2>&1 | tee "$OUT/bench-$v-$h.log" | tail -4
+    done
   done
   if [ "${BENCH_PREP15:-1}" = 1 ]; then
     echo "--- new, TERNLM_CUDA_PREP=15 (the producer's last block prepares every next input)"
@@ -72,7 +86,7 @@ fi
 VARIANTS=${VARIANTS:-"own7:TERNLM_CUDA_OWN=7 own1:TERNLM_CUDA_OWN=1 own4:TERNLM_CUDA_OWN=4 prep2:TERNLM_CUDA_PREP=2 prep8:TERNLM_CUDA_PREP=8 own7prep8:TERNLM_CUDA_OWN=7,TERNLM_CUDA_PREP=8 own5prep10:TERNLM_CUDA_OWN=5,TERNLM_CUDA_PREP=10"}
 venv() { echo "${1#*:}" | tr ',' ' '; } # NAME:A=1,B=2 -> "A=1 B=2"
 # a variant's OLD=1 runs the build of .device-data/old (step old) instead of this tree's
-tg() { local bin=$B/ternlm; case " $1 " in *" OLD=1 "*) bin=/tmp/old/build/ternlm ;; esac; env $1 $bin bench -m $M -p 0 -n 128 -r ${TG_RUNS:-3} --gpu 2>&1 | grep -o 'median *[0-9.]*' | grep -o '[0-9.]*$'; }
+tg() { local bin=$B/ternlm; case " $1 " in *" OLD=1 "*) bin=/tmp/old/build/ternlm ;; esac; env $1 $bin bench -m $M -p 0 -n 128 -r ${TG_RUNS:-3} --gpu ${TG_ARGS:-} 2>&1 | grep -o 'median *[0-9.]*' | grep -o '[0-9.]*$'; }
 if has variants; then
   echo "=== variants: tg128 tokens/s (bench -p 0 -n 128 -r ${TG_RUNS:-3}, median), rounds alternate with the default"
   for round in $(seq 1 ${ROUNDS:-2}); do
@@ -105,6 +119,32 @@ if has ncuvar; then
     $B/ternlm run -m $M -p hi -n 24 --gpu > "$OUT/ncu-var.csv" 2>"$OUT/ncu-var.err"
   python3 tools/cuda_profile.py "$OUT/ncu-var.csv" | tee "$OUT/prof-var.txt"
 fi
+if has heads; then
+  echo "=== heads: tg128 (bench -p 0 -n 128 -r ${TG_RUNS:-3}, median) per head option, k_headq's chunks in flight (HQ_D), head left out (skip 16)"
+  for round in $(seq 1 ${ROUNDS:-2}); do
+    line="round $round:"
+    for h in ${HEADS:-file i8 i4}; do
+      hq=; [ $h = file ] || hq="--head-quant $h"
+      line="$line | $h $(TG_ARGS="$hq" tg "") skip16 $(TG_ARGS="$hq" tg TERNLM_CUDA_TIMING_SKIP=16)"
+      [ $h = file ] || line="$line d4 $(TG_ARGS="$hq" tg TERNLM_CUDA_HQ_D=4)"
+    done
+    echo "$line" | tee -a "$OUT/heads.txt"
+  done
+  echo "=== ncu: the head's kernel in 4 decode steps (ternlm run) and in 2 steps of 64 sequences (cuda_batch_bench, 1-token prompts)"
+  for h in ${HEADS:-file i8 i4}; do
+    hq=; [ $h = file ] || hq="--head-quant $h"
+    TERNLM_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none -k regex:'k_headq|k_float_gemv' --launch-skip 2 --launch-count 4 \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
+      $B/ternlm run -m $M -p hi -n 8 --gpu $hq > "$OUT/ncu-head-$h.csv" 2>"$OUT/ncu-head-$h.err"
+    echo "--- decode, head $h"; python3 tools/cuda_profile.py "$OUT/ncu-head-$h.csv" | tee "$OUT/prof-head-$h.txt"
+    [ -x /tmp/cuda_batch_bench ] || gcc -std=c11 -O2 -Iruntime/include tools/cuda_batch_bench.c $B/libternlm.a -L/usr/local/cuda/lib64 \
+      -lcudart_static -lstdc++ -lm -lpthread -ldl -lrt -o /tmp/cuda_batch_bench || continue
+    timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none -k regex:'k_headq|k_float_gemv' --launch-skip 5 --launch-count 2 \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
+      /tmp/cuda_batch_bench $M 64 4 1 512 1 $h > "$OUT/ncu-hbatch-$h.csv" 2>"$OUT/ncu-hbatch-$h.err"
+    echo "--- 64-sequence step, head $h"; python3 tools/cuda_profile.py "$OUT/ncu-hbatch-$h.csv" | tee "$OUT/prof-hbatch-$h.txt"
+  done
+fi
 if has bonsai; then
   echo "=== bench --gpu, Bonsai 1.7B shapes (synthetic)"
   for t in q1_0 q2_0; do
@@ -116,7 +156,9 @@ if has batch; then
   echo "=== multi-sequence batch on the GPU (tools/cuda_batch_bench.c), 2B4T shape"
   gcc -std=c11 -O2 -Iruntime/include tools/cuda_batch_bench.c $B/libternlm.a -L/usr/local/cuda/lib64 -lcudart_static \
     -lstdc++ -lm -lpthread -ldl -lrt -o /tmp/cuda_batch_bench || fails=$((fails + 1))
-  for n in ${BATCH_SEQS:-1 16 64}; do /tmp/cuda_batch_bench $M $n 64 64 512 2>&1 | tee -a "$OUT/batch.log"; done
+  for h in ${HEADS:-file i8 i4}; do
+    for n in ${BATCH_SEQS:-1 16 64}; do /tmp/cuda_batch_bench $M $n 64 64 512 1 $h 2>&1 | tee -a "$OUT/batch.log"; done
+  done
 fi
 if has ncubatch; then
   echo "=== ncu (one 64-sequence decode step of tools/cuda_batch_bench: 303 launches after 20 micro-batches)"

@@ -21,6 +21,7 @@ extern "C" {
 #include "../../runtime/model.h"
 #include "../../runtime/session.h"
 #include "../../runtime/tensor_types.h"
+#include "../../simd/repack.h"
 }
 
 #include "kernels.cuh"
@@ -35,7 +36,7 @@ extern "C" {
 #define T_CAP 512       // tokens per prompt chunk on the GPU
 #define GEMM_MIN_T 4    // from this many tokens, ternary linears use the tensor-core GEMM
 
-enum { LIN_NONE, LIN_TERNARY, LIN_FLOAT };
+enum { LIN_NONE, LIN_TERNARY, LIN_FLOAT, LIN_HEADQ }; // LIN_HEADQ: the int8 / int4 head (k_headq)
 
 // The four ternary linears of a layer, as bits: which input preparation each uses for one-token steps.
 enum { SITE_QKV = 1, SITE_O = 2, SITE_GU = 4, SITE_DOWN = 8 };
@@ -51,6 +52,8 @@ struct dlin { // one linear on the GPU, possibly several fused (see fuse_parts)
     int kind, rows, n;
     tern_w t;
     float_w f;
+    headq_w q;
+    int q4;       // LIN_HEADQ: int4 rows (else int8)
     void *mem[6]; // device allocations it owns
 };
 
@@ -102,6 +105,8 @@ struct gpu_state {
     cudaGraphExec_t graph;
     int have_graph;
     size_t ftok_smem;     // k_float_gemv_tok's shared memory limit (0: not usable; several tokens use k_float_gemv)
+    int hq_mt;            // LIN_HEADQ head: the most 16-token fragments a k_headq block stages for > 16 tokens (4, 2, 1)
+    int hq_dec_d;         // TERNLM_CUDA_HQ_D: chunks in flight per warp in k_headq for <= 16 tokens (8 or 4)
     // multi-sequence batches (tl_gpu_eval_ubatch): n_seq KV slots of `slot` elements, each token's slot and position
     uint32_t n_seq;
     size_t slot;
@@ -239,6 +244,58 @@ static void free_linear(dlin *d) {
     memset(d, 0, sizeof *d);
 }
 
+// The CPU's int8 / int4 head (w->r16 from repack_head_i8 / repack_head_i4) in k_headq's layout (kernels.cuh): the
+// same integers and scales, regrouped by row. Device memory: rows x kc x 64 bytes (int8: n; int4: n / 2, rounded up
+// to whole chunks), int4's sub-scales (rows x n / 32 bytes, rounded up to 4 blocks), row scales and out_scale
+// (4 bytes a row each); the CPU's copy stays on the host for CPU sessions of the same model.
+static ternlm_status upload_headq(const tl_weight *w, dlin *d, ternlm_error *err) {
+    memset(d, 0, sizeof *d);
+    const tl_r16 *q = &w->r16;
+    const int i4 = q->sub != NULL;
+    const int64_t n = w->ne0, rows = w->ne1;
+    const int kc = (int)(i4 ? (n + 127) / 128 : (n + 63) / 64);
+    const size_t row_bytes = (size_t)kc * 64;
+    uint8_t *host = (uint8_t *)malloc(row_bytes * (size_t)rows);
+    uint32_t *sub = i4 ? (uint32_t *)calloc((size_t)rows * kc, 4) : NULL;
+    float *os = (float *)malloc((size_t)rows * 4);
+    if (!host || (i4 && !sub) || !os) {
+        free(host), free(sub), free(os);
+        return tl_fail(err, TERNLM_ERR_NOMEM, "out of host memory preparing the quantized head for the GPU");
+    }
+    for (int64_t r = 0; r < rows; r++) os[r] = w->out_scale;
+    if (!i4) { // group g: chunk c of 4 inputs is 64 bytes, byte 4 r + j = w[16 g + r][4 c + j] + 128
+        memset(host, 0, row_bytes * (size_t)rows);
+        for (int64_t g = 0; g < rows / 16; g++)
+            for (int64_t c = 0; c < n / 4; c++) {
+                const uint8_t *src = q->data + (uint64_t)g * 16 * n + (uint64_t)c * 64;
+                for (int r = 0; r < 16; r++)
+                    for (int j = 0; j < 4; j++) host[(size_t)(16 * g + r) * row_bytes + 4 * c + j] = (uint8_t)(src[4 * r + j] ^ 0x80);
+            }
+    } else { // group g: pair chunk p is 64 bytes, bytes 4 r .. 4 r + 3 the word of row 16 g + r (inputs 8p .. 8p + 7)
+        uint32_t *hw = (uint32_t *)(void *)host;
+        for (size_t i = 0; i < row_bytes / 4 * (size_t)rows; i++) hw[i] = 0x88888888u; // q = 0
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t p = 0; p < n / 8; p++) {
+                uint32_t word;
+                memcpy(&word, q->data + (uint64_t)(r / 16) * 8 * n + (uint64_t)p * 64 + 4 * (r % 16), 4);
+                const int64_t c = p / 16, pp = p % 16; // pp = 4 (block in chunk) + tig
+                hw[(size_t)r * (row_bytes / 4) + 16 * c + 4 * (pp & 3) + (pp >> 2)] = word;
+            }
+            for (int64_t b = 0; b < n / 32; b++) sub[(size_t)r * kc + b / 4] |= (uint32_t)tl_r16_i4_sub(q->sub, n, r, b) << (8 * (b % 4));
+        }
+    }
+    ternlm_status st = to_device(&d->q.wq, host, row_bytes * (size_t)rows, d, 0, err);
+    if (!st && i4) st = to_device(&d->q.sub, sub, (size_t)rows * kc * 4, d, 1, err);
+    if (!st) st = to_device(&d->q.drow, q->drow, (size_t)rows * 4, d, 2, err);
+    if (!st) st = to_device(&d->q.out_scale, os, (size_t)rows * 4, d, 3, err);
+    if (!st && w->bias) st = to_device(&d->q.bias, w->bias, (size_t)rows * 4, d, 4, err);
+    free(host), free(sub), free(os);
+    if (st) return st;
+    d->kind = LIN_HEADQ, d->q4 = i4, d->rows = (int)rows, d->n = (int)n;
+    d->q.rows = (int)rows, d->q.n = (int)n, d->q.kc = kc;
+    return TERNLM_OK;
+}
+
 static ternlm_status upload_vec(const float *h, int n, float **d, ternlm_error *err) {
     *d = NULL;
     if (!h) return TERNLM_OK;
@@ -372,10 +429,53 @@ static int skipped(gpu_state *g, int kind) {
     return 1;
 }
 
+// k_headq's instances: [int4][shape]. Up to 16 tokens (decode, short prompts, small micro-batches): one 16-token
+// fragment, one 8-row fragment a tile (the most tiles to share among the warps), 8 or 4 chunks a warp in flight
+// (TERNLM_CUDA_HQ_D); more tokens: 4 or 2 fragments (as shared memory allows) and two 8-row fragments, so each
+// staged input and each weight load serves more products, 16 warps a block (int4 with 4 fragments: one 8-row
+// fragment, since two spill at the 128 registers of 512 threads).
+typedef void (*headq_fn)(headq_w, io_args, const int8_t *, int, const float *, int);
+struct headq_kernel {
+    int mt, j[2], w; // j: 8-row fragments a tile, for int8 and int4
+    headq_fn fn[2];
+};
+#define HQK(MT, J8, J4, D, W) {MT, {J8, J4}, W, {k_headq<false, MT, J8, D, W>, k_headq<true, MT, J4, D, W>}}
+static const headq_kernel headq_kernels[] = {HQK(1, 1, 1, 8, 8), HQK(1, 1, 1, 4, 8), HQK(2, 2, 2, 2, 16), HQK(4, 2, 1, 2, 16)};
+enum { HQ_DEC8, HQ_DEC4, HQ_MT2, HQ_MT4, N_HQ };
+
+static size_t headq_smem(const dlin *d, int rows_staged) { return (size_t)rows_staged * hq_srow(d->q4, d->q.kc); }
+
+// The head's integer products for T tokens already prepared in g->qa / g->qd (one scale a token).
+static void headq_launch(gpu_state *g, const dlin *d, const io_args &io, int T) {
+    const int n_pad = (d->n + 255) / 256 * 256;
+    const int k = T <= 16 || g->hq_mt == 1 ? (g->hq_dec_d == 4 ? HQ_DEC4 : HQ_DEC8) : g->hq_mt == 2 ? HQ_MT2 : HQ_MT4;
+    const headq_kernel &c = headq_kernels[k];
+    const int staged = c.mt == 1 && T <= 8 ? 8 : 16 * c.mt;
+    const size_t smem = headq_smem(d, staged);
+    const int ntiles = (d->rows + 8 * c.j[d->q4] - 1) / (8 * c.j[d->q4]);
+    int per_sm = 1;
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, c.fn[d->q4], 32 * c.w, smem);
+    const int blocks = TL_MIN((ntiles + c.w - 1) / c.w, g->n_sm * TL_MAX(1, per_sm));
+    launch(g, c.fn[d->q4], dim3(blocks, (T + 16 * c.mt - 1) / (16 * c.mt)), dim3(32 * c.w), smem, d->q, io, (const int8_t *)g->qa,
+           n_pad, (const float *)g->qd, T);
+}
+
 // y (per io) = W x for T tokens: the GEMV kernels for few tokens, the tensor-core GEMM for many; a ternary
 // linear's input is prepared by k_prep here unless `prepared` (its producer did it, or an earlier linear with the
 // same input) or the GEMV prepares it (own_prep). next: what this linear's kernel prepares for the one after it.
 static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int prepared, const prep_args &next, int site) {
+    if (d->kind == LIN_HEADQ) { // the CPU's quantize_i8 of the normed input (its int8 head takes I2_S's activations)
+        const int n_pad = (d->n + 255) / 256 * 256;
+        if (T == 1 && d->n <= 16 * NORM_THREADS)
+            launch(g, k_prep_tok<16>, dim3(1), dim3(NORM_THREADS), 0, io.x, io.x_stride, d->n, n_pad, io.norm_w, io.eps, g->qa, g->qd, 1, g->qsum);
+        else if (T == 1 && d->n <= 32 * NORM_THREADS)
+            launch(g, k_prep_tok<32>, dim3(1), dim3(NORM_THREADS), 0, io.x, io.x_stride, d->n, n_pad, io.norm_w, io.eps, g->qa, g->qd, 1, g->qsum);
+        else
+            launch(g, k_prep, dim3(T), dim3(NORM_THREADS), (size_t)d->n * 8, io.x, io.x_stride, d->n, n_pad, io.norm_w, io.eps,
+                   (int)PREP_TOKEN, prep_buffers(g), 1);
+        headq_launch(g, d, io, T);
+        return;
+    }
     if (d->kind == LIN_TERNARY) {
         const tern_w &w = d->t;
         const int own = !prepared && own_prep(g, d, T, site);
@@ -619,6 +719,7 @@ static ternlm_status alloc_scratch(gpu_state *g, const ternlm_session *s, ternlm
 static void widths(gpu_state *g, const dlin *d) {
     if (d->n > g->max_n) g->max_n = d->n;
     if (d->kind == LIN_TERNARY && d->t.steps > g->max_steps) g->max_steps = d->t.steps;
+    if (d->kind == LIN_HEADQ && (d->n + 255) / 256 > g->max_steps) g->max_steps = (d->n + 255) / 256; // its g->qa rows
 }
 
 static int env_int(const char *name, int fallback) {
@@ -640,14 +741,13 @@ static ternlm_status upload_model(gpu_state *g, const ternlm_model *m, ternlm_er
     }
     if (!st) st = upload_vec(m->output_norm, h->n_embd, &g->out_norm, err);
     const tl_weight *head = &m->output, *embd = &m->tok_embd;
-    if (head->r16.drow) // the int8 / int4 head is a CPU-side copy; the file's head (its pages are read back) goes up
-        tl_log(&m->log, "warning: the GPU backend runs the file's %s head; --head-quant i8 / i4 applies to the CPU kernels only",
-               tl_type_name(head->type));
-    if (!st) st = upload_linear(&head, 1, 0, &g->head, err);
+    // --head-quant i8 / i4: the CPU's re-quantized rows (r16.drow) go up, so the GPU computes the CPU's logits for
+    // that option; a tied head's embedding table then goes up on its own (its F16 pages are read back from the file)
+    if (!st) st = head->r16.drow ? upload_headq(head, &g->head, err) : upload_linear(&head, 1, 0, &g->head, err);
     if (!st) widths(g, &g->head);
     g->embd_on_gpu = embd->type == TL_F16 || embd->type == TL_F32;
     if (!st && g->embd_on_gpu) {
-        if (embd->data == head->data) g->embd = g->head, memset(g->embd.mem, 0, sizeof g->embd.mem); // tied: one copy
+        if (embd->data == head->data && !head->r16.drow) g->embd = g->head, memset(g->embd.mem, 0, sizeof g->embd.mem); // tied: one copy
         else st = upload_linear(&embd, 1, 0, &g->embd, err);
     }
     if (!st && !g->embd_on_gpu && cudaMallocHost(&g->embd_host, (size_t)T_CAP * h->n_embd * 4) != cudaSuccess)
@@ -674,6 +774,8 @@ static void set_carveout(int pct) {
     for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
         cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     for (int i = 0; i < N_FUSED; i++) cudaFuncSetAttribute(fused_gemv[i].fn, cudaFuncAttributePreferredSharedMemoryCarveout, pct);
+    for (int i = 0; i < N_HQ; i++)
+        for (int q4 = 0; q4 < 2; q4++) cudaFuncSetAttribute(headq_kernels[i].fn[q4], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     cudaGetLastError(); // a preference only: a kernel the driver refuses it for keeps its own split
 }
 
@@ -755,6 +857,18 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
                 cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM_MI(1)) ||
                 cudaFuncSetAttribute(k_float_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)float_smem)))
         st = tl_fail(err, TERNLM_ERR_BACKEND, "CUDA: cannot reserve shared memory for the kernels");
+    if (!st && g->head.kind == LIN_HEADQ) { // k_headq's staged tokens: the most fragments shared memory holds
+        const dlin *hd = &g->head;
+        g->hq_dec_d = env_int("TERNLM_CUDA_HQ_D", 8) == 4 ? 4 : 8;
+        g->hq_mt = headq_smem(hd, 64) <= limit ? 4 : headq_smem(hd, 32) <= limit ? 2 : 1;
+        if (headq_smem(hd, 16) > limit)
+            st = tl_fail(err, TERNLM_ERR_UNSUPPORTED, "--gpu: a quantized head of %d inputs needs more shared memory than this GPU has", hd->n);
+        for (int i = 0; i < N_HQ && !st; i++)
+            if (headq_smem(hd, 16 * headq_kernels[i].mt) <= limit &&
+                cudaFuncSetAttribute(headq_kernels[i].fn[hd->q4], cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)headq_smem(hd, 16 * headq_kernels[i].mt)))
+                st = tl_fail(err, TERNLM_ERR_BACKEND, "CUDA: cannot reserve shared memory for the quantized head");
+    }
     g->ftok_smem = TL_MIN(limit, (size_t)FT_TB * g->max_n * 4);
     if (!st && cudaFuncSetAttribute(k_float_gemv_tok, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->ftok_smem)) {
         g->ftok_smem = 0; // several tokens take k_float_gemv, one launch per token

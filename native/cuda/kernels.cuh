@@ -1062,6 +1062,170 @@ __global__ void __launch_bounds__(256, 2) k_tern_gemm(tern_w w, io_args io, cons
             }
 }
 
+// ------------------------------------------------------------------------------------------------ int8 / int4 head
+
+// The head re-quantized at load for --head-quant i8 / i4 (runtime/repack_weights.c), in a layout upload_headq
+// (backend_cuda.cu) builds from the CPU's 16-row groups. A row is kc chunks of 64 bytes. int8: 64 inputs a chunk,
+// signed (the CPU stores value + 128). int4: 128 inputs a chunk (4 sub-scale blocks of 32), word 4 tig + j of a chunk
+// being word tig of block j in the CPU's layout (q + 8 of input 32 j + 8 tig + e in the low nibble of byte e, of
+// 32 j + 8 tig + 4 + e in the high one). So in both, thread tig of a quad takes the 16-byte piece tig of a chunk of
+// its row, and a quad's four pieces are 64 contiguous bytes (two whole sectors a row). Padding past n: int8 0,
+// int4 q = 0 with sub-scale 0 (the staged inputs there are 0 as well).
+struct headq_w {
+    const uint4 *wq;
+    const unsigned *sub; // int4: rows x kc words, byte j of word c the sub-scale of block 4c + j; NULL for int8
+    const float *drow, *out_scale, *bias;
+    int rows, n, kc;
+};
+
+// Bytes per staged token row in k_headq's shared memory: int8 rows are read 16 bytes per thread at 16 tig, int4
+// rows 32 bytes at 32 tig; with rows 64 (int8) or 16 (int4) bytes past a multiple of 128, the 8 threads of a
+// 16-byte phase (two tokens x four tig) fall in 8 different bank quads.
+__host__ __device__ inline int hq_srow(int i4, int kc) { return i4 ? kc * 128 + 16 : (kc * 64 + 127) / 128 * 128 + 64; }
+
+// q + 8 in each byte (0..15) to q as a signed byte: q + 128 fits a byte without carrying into the next, and flipping
+// its top bit gives q's two's complement.
+__device__ __forceinline__ int hq_s8(unsigned nib) { return (int)((nib + 0x78787878u) ^ 0x80808080u); }
+
+// A batch of D chunks (c0 .. c0 + D - 1) of tile `tile` (J fragments of 8 rows): the weights of row grp of each
+// fragment and, for int4, the sub-scale words of rows 2 tig and 2 tig + 1 (the rows of the thread's accumulators).
+template <bool I4, int D, int J>
+__device__ __forceinline__ void hq_load(const headq_w &w, int tile, int c0, int ntiles, int grp, int tig, uint4 (&b)[D][J],
+                                        unsigned (&s)[D][J][2]) {
+#pragma unroll
+    for (int d = 0; d < D; d++)
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            const int c = c0 + d, r = tile * 8 * J + 8 * j;
+            if (tile >= ntiles || c >= w.kc) {
+                b[d][j] = make_uint4(0, 0, 0, 0), s[d][j][0] = s[d][j][1] = 0;
+                continue;
+            }
+            b[d][j] = __ldcs(w.wq + ((size_t)min(r + grp, w.rows - 1) * w.kc + c) * 4 + tig); // read once a step
+            if (I4) {
+                s[d][j][0] = __ldg(w.sub + (size_t)min(r + 2 * tig, w.rows - 1) * w.kc + c);
+                s[d][j][1] = __ldg(w.sub + (size_t)min(r + 2 * tig + 1, w.rows - 1) * w.kc + c);
+            } else {
+                s[d][j][0] = s[d][j][1] = 0;
+            }
+        }
+}
+
+// Logits y[t][r] = ((float)acc / scale_t) * d_row (then out_scale, bias), scalar.c's gemm_i8_r16 / gemm_i4_r16, for
+// T tokens prepared by k_prep / k_prep_tok (int8 codes as quantize_i8: q at t * n_pad, scale qd[t]). The integer
+// sums use int8 tensor cores (mma m16n8k32; A = 16 tokens, B = 8 rows): a sum is exact in any order, so each
+// thread's k indices may be any assignment that A and B share. int8: thread tig's 16-byte piece of a 64-input chunk
+// gives two mmas. int4: each mma is one 32-input block, started from 0 and added into the int32 total times that
+// row's sub-scale, as the CPU does per block. The block's MT x 16 tokens are staged in shared memory once (int4:
+// each 8-byte piece p = 4 j + tig of a 128-input chunk moved to 32 tig + 8 j, so a thread's pieces are
+// contiguous). Each warp then streams its tiles (J x 8 rows, every k) with D chunks of weights in flight while it
+// multiplies the previous D; the first batch is loaded before the wait (programmatic dependent launch). Grid:
+// x persistent over row tiles, y over token tiles of MT x 16. Dynamic shared memory: staged rows x hq_srow.
+template <bool I4, int MT, int J, int D, int W>
+__global__ void __launch_bounds__(32 * W) k_headq(headq_w w, io_args io, const int8_t *qa, int n_pad, const float *qd, int T) {
+    extern __shared__ __align__(16) uint8_t hs[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2, tig = lane & 3;
+    const int t0 = blockIdx.y * 16 * MT, srow = hq_srow(I4, w.kc);
+    const bool hi = MT > 1 || T - t0 > 8; // tokens 8..15 of the first fragment exist (else never staged nor read)
+    const int ntiles = (w.rows + 8 * J - 1) / (8 * J), stride = gridDim.x * W;
+    int tile = blockIdx.x * W + warp;
+    uint4 cur[D][J];
+    unsigned scur[D][J][2];
+    hq_load<I4, D, J>(w, tile, 0, ntiles, grp, tig, cur, scur);
+    dep_launch_next();
+    dep_wait();
+    {
+        const int rows_st = hi ? 16 * MT : 8, units = w.kc * (I4 ? 8 : 4); // 16-byte units of a token row
+        for (int i = threadIdx.x; i < rows_st * units; i += 32 * W) {
+            const int tt = i / units, u = i - tt * units, t = t0 + tt;
+            const uint4 v = t < T ? __ldcg((const uint4 *)(qa + (size_t)t * n_pad) + u) : make_uint4(0, 0, 0, 0);
+            uint8_t *row = hs + (size_t)tt * srow;
+            if (!I4) {
+                *(uint4 *)(row + 16 * u) = v;
+            } else {
+                const int c = u >> 3, p0 = 2 * (u & 7), p1 = p0 + 1;
+                *(uint2 *)(row + 128 * c + 32 * (p0 & 3) + 8 * (p0 >> 2)) = make_uint2(v.x, v.y);
+                *(uint2 *)(row + 128 * c + 32 * (p1 & 3) + 8 * (p1 >> 2)) = make_uint2(v.z, v.w);
+            }
+        }
+    }
+    __syncthreads();
+    for (; tile < ntiles; tile += stride) {
+        int acc[MT][J][4];
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+#pragma unroll
+            for (int j = 0; j < J; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[m][j][e] = 0;
+        for (int c0 = 0; c0 < w.kc; c0 += D) {
+            uint4 nxt[D][J];
+            unsigned snxt[D][J][2];
+            const bool more = c0 + D < w.kc; // else the next tile's first batch
+            hq_load<I4, D, J>(w, more ? tile : tile + stride, more ? c0 + D : 0, ntiles, grp, tig, nxt, snxt);
+#pragma unroll
+            for (int d = 0; d < D; d++) {
+                const int c = c0 + d;
+                if (c >= w.kc) break;
+                if (!I4) {
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        const uint8_t *ra = hs + (size_t)(16 * m + grp) * srow + 64 * c + 16 * tig;
+                        const uint4 lo = *(const uint4 *)ra, h = hi ? *(const uint4 *)(ra + 8 * srow) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+                        for (int j = 0; j < J; j++) {
+                            mma_s8(acc[m][j], (int)lo.x, (int)h.x, (int)lo.y, (int)h.y, (int)cur[d][j].x, (int)cur[d][j].y);
+                            mma_s8(acc[m][j], (int)lo.z, (int)h.z, (int)lo.w, (int)h.w, (int)cur[d][j].z, (int)cur[d][j].w);
+                        }
+                    }
+                } else {
+                    int bw[J][4][2]; // block b's B fragment: low nibbles (inputs 8 tig + 0..3), high (+ 4..7)
+#pragma unroll
+                    for (int j = 0; j < J; j++) {
+                        const unsigned wv[4] = {cur[d][j].x, cur[d][j].y, cur[d][j].z, cur[d][j].w};
+#pragma unroll
+                        for (int b = 0; b < 4; b++) bw[j][b][0] = hq_s8(wv[b] & 0x0f0f0f0fu), bw[j][b][1] = hq_s8((wv[b] >> 4) & 0x0f0f0f0fu);
+                    }
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        const uint8_t *ra = hs + (size_t)(16 * m + grp) * srow + 128 * c + 32 * tig;
+                        const uint4 l0 = *(const uint4 *)ra, l1 = *(const uint4 *)(ra + 16);
+                        const uint4 h0 = hi ? *(const uint4 *)(ra + 8 * srow) : make_uint4(0, 0, 0, 0);
+                        const uint4 h1 = hi ? *(const uint4 *)(ra + 8 * srow + 16) : make_uint4(0, 0, 0, 0);
+                        const unsigned la[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+                        const unsigned ha[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+#pragma unroll
+                        for (int j = 0; j < J; j++)
+#pragma unroll
+                            for (int b = 0; b < 4; b++) {
+                                int cc[4] = {0, 0, 0, 0};
+                                mma_s8(cc, (int)la[2 * b], (int)ha[2 * b], (int)la[2 * b + 1], (int)ha[2 * b + 1], bw[j][b][0], bw[j][b][1]);
+                                const int s0 = (int)((scur[d][j][0] >> (8 * b)) & 255u), s1 = (int)((scur[d][j][1] >> (8 * b)) & 255u);
+                                acc[m][j][0] += s0 * cc[0], acc[m][j][1] += s1 * cc[1];
+                                acc[m][j][2] += s0 * cc[2], acc[m][j][3] += s1 * cc[3];
+                            }
+                    }
+                }
+            }
+#pragma unroll
+            for (int d = 0; d < D; d++)
+#pragma unroll
+                for (int j = 0; j < J; j++) cur[d][j] = nxt[d][j], scur[d][j][0] = snxt[d][j][0], scur[d][j][1] = snxt[d][j][1];
+        }
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+#pragma unroll
+            for (int j = 0; j < J; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) { // c[e]: token grp + 8 (e >> 1), row 2 tig + (e & 1) of the fragment
+                    const int t = t0 + 16 * m + grp + 8 * (e >> 1), r = tile * 8 * J + 8 * j + 2 * tig + (e & 1);
+                    if (t >= T || r >= w.rows) continue;
+                    const float v = ((float)acc[m][j][e] / qd[t]) * w.drow[r];
+                    emit(io, t, r, finish_row(v, r, w.out_scale, w.bias));
+                }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ the rest
 
 __global__ void k_embed(const float *wf, const __half *wh, int n, const int *tok, float *x) {

@@ -10,7 +10,8 @@
 # under NCU_VARIANT, with NCU_METRICS if set)
 # Environment: ROUNDS (variants' rounds, 2), BENCH_R (bench's repetitions, 5), BENCH_PREP15 (0: bench skips its PREP=15 run), NCU_BUILDS (ncu's builds, "new old"), TERNLM_FIXTURES (conformance subset, default "b158,stories"), NCU_TIMEOUT (seconds per ncu run, 150),
 # VCHECK (the variant names whose match and memcheck the variants step runs; default all), LOG_TAG (logs-TAG.tgz),
-# HEADS (the head options of bench, batch and memcheck: "file i8 i4"; file = the file's head, i8 / i4 = --head-quant).
+# HEADS (the head options of bench, batch, memcheck and heads: "file i8 i4"; file = the file's head, i8 / i4 =
+# --head-quant), NCU_HEADS (heads' Nsight Compute runs, default HEADS), HEADS_TG (0: heads runs only Nsight Compute).
 set -u
 OUT=${OUT:-/tmp/cuda-out}
 mkdir -p "$OUT"
@@ -122,6 +123,7 @@ fi
 if has heads; then
   echo "=== heads: tg128 (bench -p 0 -n 128 -r ${TG_RUNS:-3}, median) per head option, k_headq's chunks in flight (HQ_D), head left out (skip 16)"
   for round in $(seq 1 ${ROUNDS:-2}); do
+    [ "${HEADS_TG:-1}" = 1 ] || break
     line="round $round:"
     for h in ${HEADS:-file i8 i4}; do
       hq=; [ $h = file ] || hq="--head-quant $h"
@@ -131,7 +133,7 @@ if has heads; then
     echo "$line" | tee -a "$OUT/heads.txt"
   done
   echo "=== ncu: the head's kernel in 4 decode steps (ternlm run) and in 2 steps of 64 sequences (cuda_batch_bench, 1-token prompts)"
-  for h in ${HEADS:-file i8 i4}; do
+  for h in ${NCU_HEADS:-${HEADS:-file i8 i4}}; do
     hq=; [ $h = file ] || hq="--head-quant $h"
     TERNLM_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none -k regex:'k_headq|k_float_gemv' --launch-skip 2 --launch-count 4 \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \

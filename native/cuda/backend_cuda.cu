@@ -10,7 +10,8 @@
 // kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
 // the tensor-core GEMM and, for grouped-query models, one attention block per KV group and token. Bonsai's Q1_0 and
 // Q2_0 ride the ternary layout (upload_linear), qwen3 adds k_head_norm. A session may hold n_seq KV slots for
-// multi-sequence batches (tl_gpu_eval_ubatch: each token's slot and position, the prompt path's kernels).
+// multi-sequence batches (tl_gpu_eval_ubatch: each token's slot and position, the prompt path's kernels). A head
+// re-quantized at load (--head-quant i8 / i4) goes up as the CPU's integers (upload_headq) and runs in k_headq.
 #include <cuda_runtime.h>
 
 #include <stdio.h>

@@ -646,7 +646,8 @@ AI void i4_chunk(const uint8_t *src, int NQ, const int16_t *const *xs, int TT, v
         const v128_t f[4] = {wasm_v128_and(v, lo), wasm_v128_and(v, hi), wasm_v128_and(u, lo), wasm_v128_and(u, hi)};
         for (int t = 0; t < TT; t++) {
             v128_t s = acc[NQ * t + i];
-            for (int k = 0; k < 4; k++) s = wasm_i32x4_add(s, wasm_i32x4_dot_i16x8(f[k], wasm_v128_load32_splat(xs[t] + 2 * k)));
+            for (int k = 0; k < 4; k++)
+                s = wasm_i32x4_add(s, wasm_i32x4_dot_i16x8(f[k], wasm_v128_load32_splat(xs[t] + 2 * k)));
             acc[NQ * t + i] = s;
         }
     }

@@ -12,6 +12,7 @@
 #include "../runtime/tensor_types.h"
 #include "exp_row.h"
 #include "paths.h"
+#include "repack.h"
 #include "wasm_util.h"
 
 static inline v128_t rdot(v128_t acc, v128_t x, v128_t codes) {
@@ -171,6 +172,94 @@ R16_CODE_TILES(rx_range)
 static R16_GEMM(gemm_i2s_r16, i2s_tile)
 static R16_GEMM(gemm_tq_r16, tq_tile)
 
+/* ---- int4 rows (the 4-bit head, repack.h): the low nibbles of a quarter's 16 bytes are 4 rows x inputs 8p..8p+3 of
+ * pair chunk p, the high nibbles inputs 8p+4..8p+7. Stored values q + 8 are 0..15, exact 7-bit operands, and a
+ * 16-bit pair is at most 2·15·128 = 3840, so the relaxed dot with 4 activations splat from the int8 row leaves each
+ * row's exact Σ (q + 8)·x in its own lane on every engine. A block's sum starts at −8·Σx (tl_i4_offsets) and is
+ * scaled by the rows' sub-scales in i32. ---- */
+
+/* Quarters per pass, as RX_NV. One token in Chromium (head-shaped weight out of cache, 32768 rows): 3.2-3.3 ms with
+ * the whole group a pass, 4.3-4.6 with half, 5.1-5.3 with a quarter. */
+#define RX_I4_NQ(TT) ((TT) == 1 ? 4 : 2)
+
+/* One pair chunk: acc[NQ·t + i] += Σ (q + 8)·x of quarter i at src + 16i, x[t] at the chunk's first input. */
+AI void rx_i4_chunk(const uint8_t *src, int NQ, const int8_t *const *x, int TT, v128_t *acc) {
+    const v128_t m15 = wasm_i8x16_splat(15);
+    for (int i = 0; i < NQ; i++) {
+        const v128_t v = wasm_v128_load(src + 16 * i);
+        const v128_t lo = wasm_v128_and(v, m15), hi = wasm_v128_and(wasm_u16x8_shr(v, 4), m15);
+        for (int t = 0; t < TT; t++)
+            acc[NQ * t + i] =
+                rdot(rdot(acc[NQ * t + i], wasm_v128_load32_splat(x[t]), lo), wasm_v128_load32_splat(x[t] + 4), hi);
+    }
+}
+
+/* The u8 sub-scales of NQ quarters (4·NQ rows at s) as i32 lanes. */
+AI void rx_i4_subs(const uint8_t *s, int NQ, v128_t *sv) {
+    const v128_t v = NQ == 4 ? wasm_v128_load(s) : wasm_v128_load64_zero(s);
+    const v128_t l = wasm_u16x8_extend_low_u8x16(v), h = wasm_u16x8_extend_high_u8x16(v);
+    sv[0] = wasm_u32x4_extend_low_u16x8(l), sv[1] = wasm_u32x4_extend_high_u16x8(l);
+    if (NQ == 4) sv[2] = wasm_u32x4_extend_low_u16x8(h), sv[3] = wasm_u32x4_extend_high_u16x8(h);
+}
+
+/* y = ((float)Σ_b s_b·(Σ (q + 8)·x − 8·Σx) / scale_t) · d_row for 16 rows x TT tokens (off: the tile's block offsets,
+ * n / 32 apart per token). */
+AI void rx_i4_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT, const int32_t *off, float *y,
+                   int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 32;
+    const int NQ = RX_I4_NQ(TT);
+    const uint8_t *g = w->data + (r / 16) * n * 8, *sg = w->sub + (r / 16) * nb * 16;
+    for (int q0 = 0; q0 < 4; q0 += NQ) {
+        v128_t tot[4 * R16_TT];
+        for (int i = 0; i < NQ * TT; i++) tot[i] = wasm_i32x4_splat(0);
+        for (int64_t b = 0; b < nb; b++) {
+            v128_t blk[4 * R16_TT];
+            for (int t = 0; t < TT; t++)
+                for (int i = 0; i < NQ; i++) blk[NQ * t + i] = wasm_i32x4_splat(off[t * nb + b]);
+            for (int p = 0; p < 4; p++) {
+                const int8_t *xp[R16_TT];
+                for (int t = 0; t < TT; t++) xp[t] = a->q + (int64_t)(t0 + t) * n + 32 * b + 8 * p;
+                rx_i4_chunk(g + 64 * (4 * b + p) + 16 * q0, NQ, xp, TT, blk);
+            }
+            v128_t sv[4];
+            rx_i4_subs(sg + 16 * b + 4 * q0, NQ, sv);
+            for (int t = 0; t < TT; t++)
+                for (int i = 0; i < NQ; i++)
+                    tot[NQ * t + i] = wasm_i32x4_add(tot[NQ * t + i], wasm_i32x4_mul(blk[NQ * t + i], sv[i]));
+        }
+        for (int t = 0; t < TT; t++) {
+            const v128_t sc = wasm_f32x4_splat(a->scale[t0 + t]);
+            for (int i = 0; i < NQ; i++) {
+                const int64_t row = r + 4 * (q0 + i);
+                const v128_t f = wasm_f32x4_div(wasm_f32x4_convert_i32x4(tot[NQ * t + i]), sc);
+                wasm_v128_store(y + (int64_t)(t0 + t) * ys + row, wasm_f32x4_mul(f, wasm_v128_load(w->drow + row)));
+            }
+        }
+    }
+}
+
+/* Block offsets for TL_I4_TOKENS tokens at a time (32 KB of stack at TL_I4_MAX_NE0), then every group once per
+ * batch, R16_TT tokens a tile. */
+static void gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    const int64_t n = w->ne0, nb = n / 32;
+    int32_t off[TL_I4_TOKENS * (TL_I4_MAX_NE0 / 32)];
+    for (int tb = 0; tb < a->T; tb += TL_I4_TOKENS) {
+        const int nt = a->T - tb < TL_I4_TOKENS ? a->T - tb : TL_I4_TOKENS;
+        for (int t = 0; t < nt; t++) tl_i4_offsets(a->q + (int64_t)(tb + t) * n, n, off + t * nb);
+        for (int64_t r = r0; r < r1; r += 16)
+            for (int t0 = 0; t0 < nt; t0 += R16_TT) {
+                const int tt = nt - t0 < R16_TT ? nt - t0 : R16_TT;
+                const int32_t *o = off + t0 * nb;
+                switch (tt) {
+                case 1: rx_i4_tile(w, r, a, tb + t0, 1, o, y, ys); break;
+                case 2: rx_i4_tile(w, r, a, tb + t0, 2, o, y, ys); break;
+                case 3: rx_i4_tile(w, r, a, tb + t0, 3, o, y, ys); break;
+                default: rx_i4_tile(w, r, a, tb + t0, 4, o, y, ys); break;
+                }
+            }
+    }
+}
+
 /* ---- Bonsai Q2_0 · Q8_0 (the float part and its order in wasm_util.h): codes 0..3 are exact relaxed operands, and
  * Σ (code − 1)·x = Σ code·x − Σ x, each Σ a relaxed dot. Q1_0 keeps SIMD128's dot: its relaxed form, 2·Σ bit·x − Σ x,
  * ran slower in Chromium (docs/PERFORMANCE.md). ---- */
@@ -207,6 +296,7 @@ static const tl_kernels k_wasm_relaxed = {
     .gemm_i2s_r16 = gemm_i2s_r16,
     .gemm_tq_r16 = gemm_tq_r16,
     .gemm_i8_r16 = tl_wasm128_gemm_i8_r16, /* int8 weights use all 8 bits: no exact relaxed dot; SIMD128's */
+    .gemm_i4_r16 = gemm_i4_r16,
     .gemm_f16 = tl_wasm128_gemm_f16,       /* float products: SIMD128's */
 };
 

@@ -793,6 +793,7 @@ int main(void) {
         if (all[i]->gemm_f16) test_gemm_f16(all[i]);
         printf("%s: tokens-tiled F16 GEMM %s\n", all[i]->name, all[i]->gemm_f16 ? "tested" : "not in this path");
         printf("%s: 16-row group GEMMs %s\n", all[i]->name, all[i]->gemm_i2s_r16 ? "tested" : "not in this path");
+        printf("%s: int4 head GEMM %s\n", all[i]->name, all[i]->gemm_i4_r16 ? "tested" : "not in this path");
     }
     /* the fixtures with an F16 head (the I2_S, TQ2_0 and TQ1_0 models), where this machine's best path has its own
      * int8 GEMM (the generic one is too slow for a 128k vocabulary under qemu or wasm) */

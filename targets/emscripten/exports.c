@@ -28,11 +28,13 @@ API ternlm_loader *tlw_loader_new(double total, ternlm_error *err) {
 }
 API void *tlw_loader_buffer(ternlm_loader *ld, size_t *cap) { return ternlm_loader_buffer(ld, cap); }
 API int tlw_loader_commit(ternlm_loader *ld, size_t n, ternlm_error *err) { return (int)ternlm_loader_commit(ld, n, err); }
-/* head_i8: the C API's head_quant_i8 (native's `--head-quant i8`), so a page gets the same bits as native with it. */
-API ternlm_model *tlw_loader_finish(ternlm_loader *ld, const char *pretokenizer, int head_i8, ternlm_error *err) {
+/* head: 0 the file's head, 1 the C API's head_quant_i8, 2 its head_quant_i4 (native's `--head-quant i8` / `i4`), so a
+ * page gets the same bits as native with that option; 1 was the only nonzero value before i4, so old hosts still work. */
+API ternlm_model *tlw_loader_finish(ternlm_loader *ld, const char *pretokenizer, int head, ternlm_error *err) {
     ternlm_model_params p = ternlm_model_params_default();
     p.pretokenizer = pretokenizer && *pretokenizer ? pretokenizer : NULL;
-    p.head_quant_i8 = head_i8 != 0;
+    p.head_quant_i8 = head == 1;
+    p.head_quant_i4 = head == 2;
     ternlm_model *m = NULL;
     ternlm_loader_finish(ld, &p, &m, err);
     ternlm_loader_free(ld);

@@ -3,6 +3,7 @@
 // every kernel path (scalar, wasm128, wasm_relaxed) against scalar on random data (tests/test_kernels.c), and the
 // CLI's greedy text equal to native's. The modules run on @bjorn3/browser_wasi_shim with the model in memory.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,7 @@ import { RELAXED_PROBE, runWasiInPage } from '../../tools/wasi-page.mjs';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const build = path.join(root, 'build-wasi-relaxed');
 const built = existsSync(path.join(build, 'ternlm.wasm')) && existsSync(path.join(build, 'tests/test_kernels.wasm'));
+const nativeCli = ['build/ternlm', 'build-release/ternlm'].map((p) => path.join(root, p)).find((p) => existsSync(p));
 
 
 describe('relaxed-SIMD WASI module in Chromium', { skip: built ? false : 'build-wasi-relaxed not built' }, () => {
@@ -49,6 +51,8 @@ describe('relaxed-SIMD WASI module in Chromium', { skip: built ? false : 'build-
       ['TERNLM_TEST_NO_FIXTURES=1']);
     assert.match(r.out, /kernel paths on this machine: scalar wasm128 wasm_relaxed/);
     assert.match(r.out, /wasm_relaxed: 16-row group GEMMs tested/); // the relaxed entries, not SIMD128's
+    assert.match(r.out, /wasm_relaxed: int4 head GEMM tested/);
+    assert.match(r.out, /wasm128: int4 head GEMM tested/);
     assert.match(r.out, /\b[1-9]\d* passed, 0 failed/, r.out.split('\n').slice(-20).join('\n'));
     assert.equal(r.code, 0);
   });
@@ -63,4 +67,15 @@ describe('relaxed-SIMD WASI module in Chromium', { skip: built ? false : 'build-
     const v = await runWasi('/build-wasi-relaxed/ternlm.wasm', ['ternlm', '--version']);
     assert.match(v.out, /kernels: wasm_relaxed/, 'the module picks its relaxed kernels');
   });
+
+  test("greedy text with --head-quant i4 (the relaxed int4 GEMM) equals native's", { skip: !nativeCli && 'no native build/ternlm' },
+    async () => {
+      const args = ['run', '-p', 'Once upon a time', '-n', '150', '--temp', '0', '--no-display-prompt', '--head-quant', 'i4'];
+      const expected = execFileSync(nativeCli, [...args, '-m', path.join(root, 'models/ternlm-tinystories.gguf')],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      const r = await runWasi('/build-wasi-relaxed/ternlm.wasm', ['ternlm', ...args, '-m', '/data/m.gguf'],
+        { 'm.gguf': '/models/ternlm-tinystories.gguf' });
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out, expected);
+    });
 });

@@ -1,7 +1,8 @@
 // The browser package's four modules in headless Chromium (cross-origin isolated page): pthreads or single-thread,
 // relaxed SIMD or plain SIMD128. Chromium validates relaxed SIMD, so `simd: 'auto'` must pick the relaxed module,
-// and every module must stream native's greedy text, with the file's F16 head and with `headQuant: 'i8'` (native's
-// `--head-quant i8`: the same int8 head, the same bits). Relaxed SIMD is tested here and never in Node (Node 20
+// and every module must stream native's greedy text, with the file's F16 head and with `headQuant: 'i8'` / `'i4'`
+// (native's `--head-quant i8` / `i4`: the same re-quantized head, the same bits; 'i4' runs each module's own int4
+// GEMM, wasm128's or wasm_relaxed's). Relaxed SIMD is tested here and never in Node (Node 20
 // miscomputes its dot: ../shared/specs/toolchain.md §4).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -22,10 +23,13 @@ const expectedF16 = readFileSync(path.join(root, 'tests/expected/default-greedy-
 const nativeCli = ['build/ternlm', 'build-release/ternlm'].map((p) => path.join(root, p)).find((p) => existsSync(p));
 const dist = (name) => existsSync(path.join(root, 'web/dist', `${name}.wasm`));
 
-// Native's text with the int8 head: the reference the page must match bit for bit (greedy argmax of the same logits).
-function nativeI8() {
-  return execFileSync(nativeCli, ['run', '-m', path.join(root, MODEL), '-p', PROMPT, '-n', '150', '--temp', '0',
-    '--no-display-prompt', '--head-quant', 'i8'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+// Native's text with a re-quantized head: the reference the page must match bit for bit (greedy argmax of the same
+// logits). Computed once per head.
+const nativeText = {};
+function nativeHead(head) {
+  nativeText[head] ??= execFileSync(nativeCli, ['run', '-m', path.join(root, MODEL), '-p', PROMPT, '-n', '150', '--temp', '0',
+    '--no-display-prompt', '--head-quant', head], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  return nativeText[head];
 }
 
 async function runOnPage(page, opts) {
@@ -73,25 +77,27 @@ describe('browser package modules (relaxed SIMD / SIMD128, pthreads / single-thr
   for (const [threads, variant] of [[1, 'st'], [2, 'mt']]) {
     for (const simd of ['relaxed', 'simd128']) {
       const name = `ternlm-web${variant === 'mt' ? '-mt' : ''}${simd === 'relaxed' ? '-relaxed' : ''}`;
-      test(`${name}: native's greedy text with the F16 head and with headQuant 'i8'`,
-        { skip: (!dist(name) && `no ${name} in web/dist`) || (!nativeCli && 'no native build/ternlm for the i8 reference') },
+      test(`${name}: native's greedy text with the F16 head and with headQuant 'i8' and 'i4'`,
+        { skip: (!dist(name) && `no ${name} in web/dist`) || (!nativeCli && 'no native build/ternlm for the i8 / i4 reference') },
         async () => {
           const opts = { threads, simd: simd === 'relaxed' ? 'auto' : 'simd128' };
           const f16 = await runOnPage(page, opts);
           assert.deepEqual([f16.info.simd, f16.info.threadsVariant], [simd, variant]);
           assert.equal(f16.text, expectedF16);
-          const i8 = await runOnPage(page, { ...opts, headQuant: 'i8' });
-          assert.notEqual(i8.info.headType, f16.info.headType, 'the head was re-quantized');
-          assert.equal(i8.text, nativeI8(), "the int8 head gives native's --head-quant i8 text");
+          for (const head of ['i8', 'i4']) {
+            const q = await runOnPage(page, { ...opts, headQuant: head });
+            assert.notEqual(q.info.headType, f16.info.headType, `the head was re-quantized (${head})`);
+            assert.equal(q.text, nativeHead(head), `the ${head} head gives native's --head-quant ${head} text`);
+          }
         });
     }
   }
 
-  test("headQuant rejects anything but 'f16' and 'i8'", async () => {
+  test("headQuant rejects anything but 'f16', 'i8' and 'i4'", async () => {
     const err = await page.evaluate(async (model) => {
       const { load } = await import('/web/src/index.js');
       try { await load(model, { cache: 'none', threads: 1, headQuant: 'q4' }); return 'loaded?!'; } catch (e) { return e.message; }
     }, `/${MODEL}`);
-    assert.match(err, /headQuant must be 'f16' or 'i8'/);
+    assert.match(err, /headQuant must be 'f16', 'i8' or 'i4'/);
   });
 });

@@ -78,6 +78,21 @@ test('maxTokens: -1 generates until the context is full, as native -n -1 does', 
   })();
 });
 
+test("headQuant 'i8' and 'i4' give native's --head-quant text (the SIMD128 module's int8 and int4 GEMMs)", async () => {
+  for (const head of ['i8', 'i4']) {
+    const nativeText = execFileSync(native, ['run', '-m', MODEL, '-p', 'Once upon a time', '-n', '100', '--temp', '0',
+      '--no-display-prompt', '--head-quant', head], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    const m = await load(MODEL, { headQuant: head });
+    try {
+      assert.equal(m.info.headType, `${head.toUpperCase()} (from F16)`);
+      assert.equal(await text(m.generate('Once upon a time', { ...greedy, maxTokens: 100 })), nativeText);
+    } finally {
+      await m.unload();
+    }
+  }
+  await assert.rejects(load(MODEL, { headQuant: 'q4' }), /headQuant must be 'f16', 'i8' or 'i4'/);
+});
+
 test('contextSize applies to its own call only', async () => {
   const fresh = await text(model.generate('Once upon a time', { ...greedy, maxTokens: 60, ignoreEos: true }));
   await text(model.generate('Once upon a time', { ...greedy, maxTokens: -1, contextSize: 32 }));

@@ -44,11 +44,13 @@ function checkMaxTokens(n) {
   return n < 0 ? Infinity : n;
 }
 
-// The LM head's load-time format, as native's `--head-quant`: undefined/'f16' keeps the file's head, 'i8' int8 rows.
+// The LM head's load-time format, as native's `--head-quant`: undefined/'f16' keeps the file's head, 'i8' int8 rows,
+// 'i4' 4-bit rows with 8-bit sub-scales; the number is tlw_loader_finish's `head` (targets/emscripten/exports.c).
 function headQuantFlag(headQuant) {
   if (headQuant === undefined || headQuant === null || headQuant === 'f16') return 0;
   if (headQuant === 'i8') return 1;
-  throw new TernlmError(`headQuant must be 'f16' or 'i8' (got ${headQuant})`, 'ARG');
+  if (headQuant === 'i4') return 2;
+  throw new TernlmError(`headQuant must be 'f16', 'i8' or 'i4' (got ${headQuant})`, 'ARG');
 }
 
 export class Engine {
@@ -77,9 +79,10 @@ export class Engine {
 
   // Stream a file's bytes (an async iterable of Uint8Array, `total` bytes in all) into wasm memory through the
   // incremental GGUF loader: the header is parsed as it arrives and tensor data lands in its final place.
-  // headQuant: 'f16' (default: the file's head, native's default bits) or 'i8' (native's --head-quant i8, same bits).
+  // headQuant: 'f16' (default: the file's head, native's default bits), 'i8' or 'i4' (native's --head-quant i8 / i4,
+  // same bits as native with that option).
   async loadModel(total, chunks, { onProgress, signal, pretokenizer, headQuant } = {}) {
-    const headI8 = headQuantFlag(headQuant);
+    const head = headQuantFlag(headQuant);
     const m = this.mod;
     const ld = m._tlw_loader_new(total, this.err) >>> 0;
     if (!ld) throw this.fail('cannot load the model');
@@ -107,7 +110,7 @@ export class Engine {
       throw e;
     }
     const pre = this.cstr(pretokenizer || '');
-    const model = m._tlw_loader_finish(ld, pre.ptr, headI8, this.err) >>> 0;
+    const model = m._tlw_loader_finish(ld, pre.ptr, head, this.err) >>> 0;
     m._free(pre.ptr);
     if (!model) throw this.fail();
     return new ModelHandle(this, model);

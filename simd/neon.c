@@ -12,6 +12,9 @@
 
 #if defined(__linux__)
 #include <sys/auxv.h>
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13)
+#endif
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
@@ -260,6 +263,9 @@ void tl_neon_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts
 void tl_neon_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
+/* neon_i8mm.c: the I2_S and TQ ones on smmla for two tokens or more (ARMv8.6 i8mm) */
+void tl_neon_mm_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
+void tl_neon_mm_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 
 static const tl_kernels k_neon_dot = {
     .exp_minus_max = tl_exp_minus_max_row,
@@ -279,6 +285,29 @@ static const tl_kernels k_neon_dot = {
     .dot_q2_0 = dot_q2_0,
     .gemm_i2s_r16 = tl_neon_gemm_i2s_r16,
     .gemm_tq_r16 = tl_neon_gemm_tq_r16,
+    .gemm_i8_r16 = tl_neon_gemm_i8_r16,
+    .gemm_i4_r16 = tl_neon_gemm_i4_r16,
+    .gemm_f16 = gemm_f16,
+};
+/* The same with the several-token I2_S / TQ GEMMs on smmla (neon_i8mm.c, ARMv8.6 i8mm). */
+static const tl_kernels k_neon_mm = {
+    .exp_minus_max = tl_exp_minus_max_row,
+    .name = "neon",
+    .quantize_i8 = quantize_i8,
+    .quantize_q8k = tl_scalar_quantize_q8k,
+    .i2s_gemm = tl_neon_i2s_gemm_dot,
+    .dot_tq2 = tl_scalar_dot_tq2,
+    .dot_tq1 = tl_scalar_dot_tq1,
+    .dot_f16 = dot_f16,
+    .dot_f32 = dot_f32,
+    .dot_q8_0 = tl_scalar_dot_q8_0,
+    .attn_pv = attn_pv,
+    .attn_kq = attn_kq,
+    .attn_pv_g = attn_pv_g,
+    .dot_q1_0 = dot_q1_0,
+    .dot_q2_0 = dot_q2_0,
+    .gemm_i2s_r16 = tl_neon_mm_gemm_i2s_r16,
+    .gemm_tq_r16 = tl_neon_mm_gemm_tq_r16,
     .gemm_i8_r16 = tl_neon_gemm_i8_r16,
     .gemm_i4_r16 = tl_neon_gemm_i4_r16,
     .gemm_f16 = gemm_f16,
@@ -304,10 +333,15 @@ static const tl_kernels k_neon_plain = {
 
 const tl_kernels *tl_kernels_neon_table(void) {
 #if defined(__linux__)
-    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) return &k_neon_dot;
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if ((hw & HWCAP_ASIMDDP) && (hw2 & HWCAP2_I8MM)) return &k_neon_mm;
+    if (hw & HWCAP_ASIMDDP) return &k_neon_dot;
 #endif
     return &k_neon_plain;
 }
 
-/* Which I2_S variant runs here ("dotprod" or "plain"), for tests and `inspect --system`. */
-const char *tl_neon_variant(void) { return tl_kernels_neon_table() == &k_neon_dot ? "dotprod" : "plain"; }
+/* Which I2_S variant runs here ("i8mm", "dotprod" or "plain"), for tests and `inspect --system`. */
+const char *tl_neon_variant(void) {
+    const tl_kernels *k = tl_kernels_neon_table();
+    return k == &k_neon_mm ? "i8mm" : k == &k_neon_dot ? "dotprod" : "plain";
+}

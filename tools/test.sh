@@ -101,10 +101,18 @@ wasi() {
 }
 
 aarch64() {
-  log "aarch64 cross build, tests under qemu (dotprod, then cortex-a53 without it)"
+  log "aarch64 cross build, tests under qemu (i8mm, then neoverse-n1 with dotprod only, then cortex-a53 without it)"
   cmake -S . -B build-arm -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build-arm -j "$JOBS"
   ctest --test-dir build-arm --output-on-failure -j "$JOBS" -E 'conformance_'
+  qemu-aarch64-static -cpu max -L /usr/aarch64-linux-gnu build-arm/tests/test_kernels > /tmp/ternlm-max.log
+  grep -q "variant on this core: i8mm" /tmp/ternlm-max.log # ctest's qemu cpu (max) has i8mm
+  local n1=(qemu-aarch64-static -cpu neoverse-n1 -L /usr/aarch64-linux-gnu)
+  "${n1[@]}" build-arm/tests/test_kernels | tee /tmp/ternlm-n1.log | tail -1
+  grep -q "variant on this core: dotprod" /tmp/ternlm-n1.log
+  "${n1[@]}" build-arm/ternlm run -m models/ternlm-tinystories.gguf -p "Once upon a time" -n 150 --temp 0 \
+      --no-display-prompt 2>/dev/null | cmp - tests/expected/default-greedy-150.txt
+  echo "aarch64 neoverse-n1: 2 passed, 0 failed"
   local q=(qemu-aarch64-static -cpu cortex-a53 -L /usr/aarch64-linux-gnu)
   "${q[@]}" build-arm/tests/test_kernels | tee /tmp/ternlm-a53.log | tail -1
   grep -q "variant on this core: plain" /tmp/ternlm-a53.log

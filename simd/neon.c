@@ -267,51 +267,29 @@ void tl_neon_gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts 
 void tl_neon_mm_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_mm_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 
-static const tl_kernels k_neon_dot = {
-    .exp_minus_max = tl_exp_minus_max_row,
-    .name = "neon",
-    .quantize_i8 = quantize_i8,
-    .quantize_q8k = tl_scalar_quantize_q8k,
-    .i2s_gemm = tl_neon_i2s_gemm_dot,
-    .dot_tq2 = tl_scalar_dot_tq2,
-    .dot_tq1 = tl_scalar_dot_tq1,
-    .dot_f16 = dot_f16,
-    .dot_f32 = dot_f32,
-    .dot_q8_0 = tl_scalar_dot_q8_0,
-    .attn_pv = attn_pv,
-    .attn_kq = attn_kq,
-    .attn_pv_g = attn_pv_g,
-    .dot_q1_0 = dot_q1_0,
-    .dot_q2_0 = dot_q2_0,
-    .gemm_i2s_r16 = tl_neon_gemm_i2s_r16,
-    .gemm_tq_r16 = tl_neon_gemm_tq_r16,
-    .gemm_i8_r16 = tl_neon_gemm_i8_r16,
-    .gemm_i4_r16 = tl_neon_gemm_i4_r16,
+/* The entries the dotprod and i8mm tables share (they differ in the several-token I2_S / TQ GEMMs). */
+#define NEON_DOT_ENTRIES \
+    .exp_minus_max = tl_exp_minus_max_row, \
+    .name = "neon", \
+    .quantize_i8 = quantize_i8, \
+    .quantize_q8k = tl_scalar_quantize_q8k, \
+    .i2s_gemm = tl_neon_i2s_gemm_dot, \
+    .dot_tq2 = tl_scalar_dot_tq2, \
+    .dot_tq1 = tl_scalar_dot_tq1, \
+    .dot_f16 = dot_f16, \
+    .dot_f32 = dot_f32, \
+    .dot_q8_0 = tl_scalar_dot_q8_0, \
+    .attn_pv = attn_pv, \
+    .attn_kq = attn_kq, \
+    .attn_pv_g = attn_pv_g, \
+    .dot_q1_0 = dot_q1_0, \
+    .dot_q2_0 = dot_q2_0, \
+    .gemm_i8_r16 = tl_neon_gemm_i8_r16, \
+    .gemm_i4_r16 = tl_neon_gemm_i4_r16, \
     .gemm_f16 = gemm_f16,
-};
-/* The same with the several-token I2_S / TQ GEMMs on smmla (neon_i8mm.c, ARMv8.6 i8mm). */
-static const tl_kernels k_neon_mm = {
-    .exp_minus_max = tl_exp_minus_max_row,
-    .name = "neon",
-    .quantize_i8 = quantize_i8,
-    .quantize_q8k = tl_scalar_quantize_q8k,
-    .i2s_gemm = tl_neon_i2s_gemm_dot,
-    .dot_tq2 = tl_scalar_dot_tq2,
-    .dot_tq1 = tl_scalar_dot_tq1,
-    .dot_f16 = dot_f16,
-    .dot_f32 = dot_f32,
-    .dot_q8_0 = tl_scalar_dot_q8_0,
-    .attn_pv = attn_pv,
-    .attn_kq = attn_kq,
-    .attn_pv_g = attn_pv_g,
-    .dot_q1_0 = dot_q1_0,
-    .dot_q2_0 = dot_q2_0,
-    .gemm_i2s_r16 = tl_neon_mm_gemm_i2s_r16,
-    .gemm_tq_r16 = tl_neon_mm_gemm_tq_r16,
-    .gemm_i8_r16 = tl_neon_gemm_i8_r16,
-    .gemm_i4_r16 = tl_neon_gemm_i4_r16,
-    .gemm_f16 = gemm_f16,
-};
+static const tl_kernels k_neon_dot = {NEON_DOT_ENTRIES .gemm_i2s_r16 = tl_neon_gemm_i2s_r16, .gemm_tq_r16 = tl_neon_gemm_tq_r16};
+/* smmla for two tokens or more (neon_i8mm.c, ARMv8.6 i8mm) */
+static const tl_kernels k_neon_mm = {NEON_DOT_ENTRIES .gemm_i2s_r16 = tl_neon_mm_gemm_i2s_r16, .gemm_tq_r16 = tl_neon_mm_gemm_tq_r16};
 static const tl_kernels k_neon_plain = {
     .exp_minus_max = tl_exp_minus_max_row,
     .name = "neon",

@@ -227,14 +227,7 @@ AI void rx_i4_tile(const tl_r16 *w, int64_t r, const tl_acts *a, int t0, int TT,
                 for (int i = 0; i < NQ; i++)
                     tot[NQ * t + i] = wasm_i32x4_add(tot[NQ * t + i], wasm_i32x4_mul(blk[NQ * t + i], sv[i]));
         }
-        for (int t = 0; t < TT; t++) {
-            const v128_t sc = wasm_f32x4_splat(a->scale[t0 + t]);
-            for (int i = 0; i < NQ; i++) {
-                const int64_t row = r + 4 * (q0 + i);
-                const v128_t f = wasm_f32x4_div(wasm_f32x4_convert_i32x4(tot[NQ * t + i]), sc);
-                wasm_v128_store(y + (int64_t)(t0 + t) * ys + row, wasm_f32x4_mul(f, wasm_v128_load(w->drow + row)));
-            }
-        }
+        i4_store_rows(tot, NQ, TT, a, t0, w->drow, r + 4 * q0, y, ys);
     }
 }
 

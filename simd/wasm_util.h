@@ -285,4 +285,18 @@ void tl_wasm128_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_ac
 void tl_wasm128_attn_pv(float *out, const float *prob, const uint16_t *v, int64_t n_pos, int64_t stride, int64_t hd);
 void tl_wasm128_gemm_f16(const uint16_t *w, int64_t n, int64_t r0, int64_t r1, const float *x, int T, float *y, int64_t ys);
 
+/* The int4 head's epilogue for NQ row quads from row0 and TT tokens from t0 (tot[NQ·t + i]: exact int32 sums):
+ * the scalar formula ((float)Σ / scale_t) · d_row, lane by lane. */
+static inline void i4_store_rows(const v128_t *tot, int NQ, int TT, const tl_acts *a, int t0, const float *drow, int64_t row0,
+                                 float *y, int64_t ys) {
+    for (int t = 0; t < TT; t++) {
+        const v128_t sc = wasm_f32x4_splat(a->scale[t0 + t]);
+        for (int i = 0; i < NQ; i++) {
+            const int64_t row = row0 + 4 * i;
+            const v128_t f = wasm_f32x4_div(wasm_f32x4_convert_i32x4(tot[NQ * t + i]), sc);
+            wasm_v128_store(y + (int64_t)(t0 + t) * ys + row, wasm_f32x4_mul(f, wasm_v128_load(drow + row)));
+        }
+    }
+}
+
 #endif

@@ -85,7 +85,7 @@ if (args.includes('--browser') || browserOnly) {
   server.close();
   // the npm package's Emscripten builds (single-thread, pthreads) through the Worker: their own prompt and timing
   const b = spawnSync(process.execPath, [path.join(root, 'tools/bench-browser.mjs'), path.resolve(model), '--tokens', tg,
-    '--repeat', opt('--repeat', '4')],
+    '--repeat', opt('--repeat', '4'), ...(headQuant ? ['--head-quant', headQuant] : [])],
     { encoding: 'utf8', maxBuffer: 1 << 26 });
   const lines = (b.stdout || '').split('\n').filter((l) => l.startsWith('{'));
   if (!lines.length) rows.push({ name: 'Chromium, web package', note: `failed: ${(b.stderr || '').trim().split('\n').pop()}` });

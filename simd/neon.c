@@ -266,8 +266,9 @@ void tl_neon_gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts 
 /* neon_i8mm.c: the I2_S and TQ ones on smmla for two tokens or more (ARMv8.6 i8mm) */
 void tl_neon_mm_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_mm_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
+void tl_neon_mm_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 
-/* The entries the dotprod and i8mm tables share (they differ in the several-token I2_S / TQ GEMMs). */
+/* The entries the dotprod and i8mm tables share (they differ in the several-token I2_S / TQ / int8 GEMMs). */
 #define NEON_DOT_ENTRIES \
     .exp_minus_max = tl_exp_minus_max_row, \
     .name = "neon", \
@@ -284,12 +285,13 @@ void tl_neon_mm_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_ac
     .attn_pv_g = attn_pv_g, \
     .dot_q1_0 = dot_q1_0, \
     .dot_q2_0 = dot_q2_0, \
-    .gemm_i8_r16 = tl_neon_gemm_i8_r16, \
     .gemm_i4_r16 = tl_neon_gemm_i4_r16, \
     .gemm_f16 = gemm_f16,
-static const tl_kernels k_neon_dot = {NEON_DOT_ENTRIES .gemm_i2s_r16 = tl_neon_gemm_i2s_r16, .gemm_tq_r16 = tl_neon_gemm_tq_r16};
+static const tl_kernels k_neon_dot = {NEON_DOT_ENTRIES .gemm_i2s_r16 = tl_neon_gemm_i2s_r16, .gemm_tq_r16 = tl_neon_gemm_tq_r16,
+                                     .gemm_i8_r16 = tl_neon_gemm_i8_r16};
 /* smmla for two tokens or more (neon_i8mm.c, ARMv8.6 i8mm) */
-static const tl_kernels k_neon_mm = {NEON_DOT_ENTRIES .gemm_i2s_r16 = tl_neon_mm_gemm_i2s_r16, .gemm_tq_r16 = tl_neon_mm_gemm_tq_r16};
+static const tl_kernels k_neon_mm = {NEON_DOT_ENTRIES .gemm_i2s_r16 = tl_neon_mm_gemm_i2s_r16, .gemm_tq_r16 = tl_neon_mm_gemm_tq_r16,
+                                    .gemm_i8_r16 = tl_neon_mm_gemm_i8_r16};
 static const tl_kernels k_neon_plain = {
     .exp_minus_max = tl_exp_minus_max_row,
     .name = "neon",

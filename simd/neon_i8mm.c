@@ -3,9 +3,11 @@
  * an 8 x 2 one into a 2 x 2 int32 block: two weight rows x 8 inputs against two tokens x the same 8 inputs, 32
  * products an instruction where sdot by lane gives 16. The repacked layout (repack.h) stays the one sdot reads; two
  * 32-bit zips turn its code slices into smmla's row pairs. Integer sums are exact, so every result equals the sdot
- * kernels' and the scalar reference's bit for bit. One token has no partner: it runs the sdot kernels. */
+ * kernels' and the scalar reference's bit for bit. One token has no partner: it runs the sdot kernels. The int8 head
+ * (--head-quant i8) gets the same treatment: two int8 chunks of 4 inputs zipped into 8. */
 #include <arm_neon.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -128,6 +130,66 @@ void tl_neon_mm_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_ac
             }
             for (int t = 0; t < TT; t++)
                 for (int p = 0; p < 4; p++) vst1q_f32(y + (int64_t)(t0 + t) * ys + r + 4 * p, sum[t][p]);
+        }
+    }
+}
+
+void tl_neon_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
+
+/* Chunks c and c + 1 of an int8 group (repack.h: part p of a 64-byte chunk is rows 4p..4p+3 x 4 inputs, stored
+ * w + 128) as smmla's row pairs over 8 inputs; `next` NULL stands for a chunk of zero weights (an odd last chunk). */
+static inline void i8_operands(const uint8_t *cur, const uint8_t *next, int p, int8x16_t m[2]) {
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    const int32x4_t u = vreinterpretq_s32_u8(veorq_u8(vld1q_u8(cur + 16 * p), flip));
+    const int32x4_t v = next ? vreinterpretq_s32_u8(veorq_u8(vld1q_u8(next + 16 * p), flip)) : vdupq_n_s32(0);
+    m[0] = vreinterpretq_s8_s32(vzip1q_s32(u, v));
+    m[1] = vreinterpretq_s8_s32(vzip2q_s32(u, v));
+}
+
+/* Token pair k's 8 activations from input i (4 of them, then zeros, where only 4 remain in the row). */
+static inline int8x16_t i8_pair_acts(const int8_t *const *x, int k, int64_t i, int four) {
+    if (!four) return vcombine_s8(vld1_s8(x[2 * k] + i), vld1_s8(x[2 * k + 1] + i));
+    int8_t b[16] = {0};
+    memcpy(b, x[2 * k] + i, 4);
+    memcpy(b + 8, x[2 * k + 1] + i, 4);
+    return vld1q_s8(b);
+}
+
+/* The int8 head for two tokens or more: y = ((float)Σ w·q / scale_t) · d_row, as tl_neon_gemm_i8_r16. */
+void tl_neon_mm_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys) {
+    if (a->T == 1) {
+        tl_neon_gemm_i8_r16(w, r0, r1, a, y, ys);
+        return;
+    }
+    const int64_t n = w->ne0, chunks = n / 4;
+    for (int64_t r = r0; r < r1; r += 16) {
+        const uint8_t *g = w->data + (r / 16) * n * 16;
+        for (int t0 = 0; t0 < a->T; t0 += 2 * PAIRS_MAX) {
+            const int TT = a->T - t0 < 2 * PAIRS_MAX ? a->T - t0 : 2 * PAIRS_MAX;
+            const int8_t *x[2 * PAIRS_MAX];
+            const int NP = pair_tokens(a->q, n, t0, TT, x);
+            int32x4_t acc[PAIRS_MAX][4][2];
+            zero_pairs(acc);
+            for (int64_t c = 0; c < chunks; c += 2) {
+                const int four = c + 1 == chunks;
+                int8x16_t b[PAIRS_MAX];
+                for (int k = 0; k < NP; k++) b[k] = i8_pair_acts(x, k, 4 * c, four);
+                for (int p = 0; p < 4; p++) {
+                    int8x16_t m[2];
+                    i8_operands(g + 64 * c, four ? NULL : g + 64 * (c + 1), p, m);
+                    for (int k = 0; k < NP; k++) {
+                        acc[k][p][0] = vmmlaq_s32(acc[k][p][0], m[0], b[k]);
+                        acc[k][p][1] = vmmlaq_s32(acc[k][p][1], m[1], b[k]);
+                    }
+                }
+            }
+            for (int t = 0; t < TT; t++) {
+                const float32x4_t sc = vdupq_n_f32(a->scale[t0 + t]);
+                for (int p = 0; p < 4; p++) {
+                    const float32x4_t f = vdivq_f32(vcvtq_f32_s32(token_rows(acc, t / 2, p, t % 2)), sc);
+                    vst1q_f32(y + (int64_t)(t0 + t) * ys + r + 4 * p, vmulq_f32(f, vld1q_f32(w->drow + r + 4 * p)));
+                }
+            }
         }
     }
 }

@@ -263,7 +263,7 @@ void tl_neon_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts
 void tl_neon_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_gemm_i4_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
-/* neon_i8mm.c: the I2_S and TQ ones on smmla for two tokens or more (ARMv8.6 i8mm) */
+/* neon_i8mm.c: the I2_S, TQ and int8 ones on smmla for two tokens or more (ARMv8.6 i8mm) */
 void tl_neon_mm_gemm_i2s_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_mm_gemm_tq_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
 void tl_neon_mm_gemm_i8_r16(const tl_r16 *w, int64_t r0, int64_t r1, const tl_acts *a, float *y, int64_t ys);
@@ -320,7 +320,7 @@ const tl_kernels *tl_kernels_neon_table(void) {
     return &k_neon_plain;
 }
 
-/* Which I2_S variant runs here ("i8mm", "dotprod" or "plain"), for tests and `inspect --system`. */
+/* Which I2_S variant runs here ("i8mm", "dotprod" or "plain"); test_kernels prints it. */
 const char *tl_neon_variant(void) {
     const tl_kernels *k = tl_kernels_neon_table();
     return k == &k_neon_mm ? "i8mm" : k == &k_neon_dot ? "dotprod" : "plain";

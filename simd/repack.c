@@ -73,13 +73,19 @@ static inline int32_t rne(float v) {
 
 /* tl_f16_to_f32 inlined for finite halves: the magnitude shifted into place times 2^112 is exact for normals and
  * subnormals alike. Two calls per weight of a 128k x 2560 head made this repack most of a wasm load (node --cpu-prof). */
+static inline float f16_finite_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)(h & 0x7FFF) << 13;
+    float m;
+    memcpy(&m, &bits, 4);
+    m *= 5.192296858534828e+33f; /* 2^112 */
+    memcpy(&bits, &m, 4);
+    bits |= (uint32_t)(h & 0x8000) << 16; /* or-ing the sign into the magnitude is negation, branch-free */
+    memcpy(&m, &bits, 4);
+    return m;
+}
+
 static inline float f16_to_f32(uint16_t h) {
-    if ((h & 0x7C00) == 0x7C00) return tl_f16_to_f32(h); /* inf / NaN */
-    const uint32_t bits = (uint32_t)(h & 0x7FFF) << 13;
-    float v;
-    memcpy(&v, &bits, 4);
-    v *= 5.192296858534828e+33f; /* 2^112 */
-    return h & 0x8000 ? -v : v;
+    return (h & 0x7C00) == 0x7C00 ? tl_f16_to_f32(h) /* inf / NaN */ : f16_finite_to_f32(h);
 }
 
 void tl_repack_i8_from_f16(const uint16_t *src, int64_t ne0, int64_t r0, int64_t r1, uint8_t *dst, float *drow) {
@@ -144,24 +150,11 @@ static int32_t i4_sub_scale(const float *v, float bmax, float amax, float d) {
     return best;
 }
 
-/* 32 halves to floats: f16_to_f32's arithmetic without its branch (so that it vectorizes), unless the block holds an
- * inf or NaN. The sign is or-ed into the positive magnitude, which is the same float as negating it. */
+/* 32 halves to floats with one test for inf / NaN per block instead of a branch per half (so that it vectorizes). */
 static void f16_block_to_f32(const uint16_t *h, float *v) {
     int special = 0;
     for (int k = 0; k < 32; k++) special |= (h[k] & 0x7C00) == 0x7C00;
-    if (special) {
-        for (int k = 0; k < 32; k++) v[k] = f16_to_f32(h[k]);
-        return;
-    }
-    for (int k = 0; k < 32; k++) {
-        uint32_t bits = (uint32_t)(h[k] & 0x7FFF) << 13;
-        float m;
-        memcpy(&m, &bits, 4);
-        m *= 5.192296858534828e+33f; /* 2^112 */
-        memcpy(&bits, &m, 4);
-        bits |= (uint32_t)(h[k] & 0x8000) << 16;
-        memcpy(&v[k], &bits, 4);
-    }
+    for (int k = 0; k < 32; k++) v[k] = special ? f16_to_f32(h[k]) : f16_finite_to_f32(h[k]);
 }
 
 static void i4_row(const uint16_t *row, int64_t ne0, int64_t r, uint8_t *dst, uint8_t *sub, float *drow) {

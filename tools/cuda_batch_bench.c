@@ -35,6 +35,10 @@ int main(int argc, char **argv) {
     const uint32_t prompt = argc > 4 ? (uint32_t)atoi(argv[4]) : 64, n_ctx = argc > 5 ? (uint32_t)atoi(argv[5]) : 512;
     const int gpu = argc > 6 ? atoi(argv[6]) : 1;
     const char *head = argc > 7 ? argv[7] : "file";
+    if (strcmp(head, "file") && strcmp(head, "i8") && strcmp(head, "i4")) {
+        fprintf(stderr, "head must be file, i8 or i4 (got %s)\n", head);
+        return 2;
+    }
     ternlm_model_params mp = ternlm_model_params_default();
     mp.head_quant_i8 = !strcmp(head, "i8");
     mp.head_quant_i4 = !strcmp(head, "i4");

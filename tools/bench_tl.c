@@ -351,18 +351,23 @@ static void mode_token(const tl_kernels *k, int reps) {
     tl_acts a[2] = {make_acts(k, 2560, 1, 0), make_acts(k, 6912, 1, 0)};
     float *y = malloc(6912 * 4);
     uint8_t *tab = malloc(16 * 6912);
-    double best[2] = {1e9, 1e9};
+    double best[2] = {1e9, 1e9}, part[2][7] = {{0}}, low[2][7];
+    for (int i = 0; i < 14; i++) low[i / 7][i % 7] = 1e9;
     uint32_t h[2] = {0, 0};
     for (int r = 0; r < reps; r++)
         for (int which = 0; which < 2; which++) {
             const double t0 = now();
             for (int l = 0; l < LAYERS; l++)
                 for (int m = 0; m < 7; m++) {
+                    const double tm = now();
                     const shape_w *s = &w[l][m];
                     const tl_acts *act = &a[s->n == 6912];
                     const tl_r16 wr = {s->old, NULL, NULL, 0.037f, s->n, s->R, NULL};
                     if (which == 0) k->gemm_i2s_r16(&wr, 0, s->R, act, y, s->R);
                     else tl_gemv(PLANES, s->proto, s->n, s->R, act, tab, 0, 0.037f, y);
+                    const double dm = now() - tm;
+                    part[which][m] += dm;
+                    low[which][m] = dm < low[which][m] ? dm : low[which][m];
                     if (l == 0 && r == 0) h[which] = h[which] * 31u + checksum(y, s->R);
                 }
             const double dt = now() - t0;
@@ -370,6 +375,12 @@ static void mode_token(const tl_kernels *k, int reps) {
         }
     printf("token, %d layers (%.0f MB of codes): old %.2f ms, tl %.2f ms, old/tl %.3f, checksums %08x %08x\n", LAYERS,
            LAYERS * 17.3, best[0] * 1e3, best[1] * 1e3, best[0] / best[1], h[0], h[1]);
+    static const char *names[7] = {"q", "k", "v", "o", "gate", "up", "down"};
+    for (int m = 0; m < 7; m++) /* over all reps and layers: where the token's difference comes from */
+        printf("  %-4s %4lld x %4lld: mean old %.3f / tl %.3f ms (old/tl %.3f), best old %.3f / tl %.3f ms (%.3f)\n",
+               names[m], (long long)shp[m][0], (long long)shp[m][1], part[0][m] / (reps * LAYERS) * 1e3,
+               part[1][m] / (reps * LAYERS) * 1e3, part[0][m] / part[1][m], low[0][m] * 1e3, low[1][m] * 1e3,
+               low[0][m] / low[1][m]);
 }
 
 int main(int argc, char **argv) {

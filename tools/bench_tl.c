@@ -11,15 +11,16 @@
  *           and Σ code·x = Σ plane0 + 2·Σ plane1 (code 3 is exact too).
  * A lookup is i8x16.swizzle(table, index): 16 rows at once. Entries exceed int8 (pairs: [-768, 762], planes: [-512,
  * 508]), so each table is split into low and high bytes and an interleave of the two lookups gives exact i16 values of
- * 16 rows, summed in i16 for 32 pairs / quads (|sum| < 2^15), then in i32.
+ * 16 rows, summed in i16 for 32 pairs / quads (|sum| < 2^15), then in i32. "packed" is the planes layout with
+ * smaller tables (5 bytes an input instead of 8): the 2-bit high parts of 4 quads share one vector.
  *
  * Build and run (WASI, V8 through node:wasi; time it under the exclusive CPU lock):
  *   clang-19 --target=wasm32-wasi -O3 -msimd128 -D_WASI_EMULATED_PROCESS_CLOCKS -Iruntime tools/bench_tl.c \
  *     build-wasi/libternlm.a -lm -lwasi-emulated-process-clocks -o /tmp/btl.wasm
  *   node --no-warnings node/ternlm-wasi.mjs --dir=/ /tmp/btl.wasm MODE [reps] [arg]
- * MODE: exact (both layouts against the scalar reference on codes 0..3 and activations -128..127), shapes (one
+ * MODE: exact (each kernel against the scalar reference on codes 0..3 and activations -128..127), shapes (one
  * token, the three 2B4T shapes), tokens (arg = T, bit planes in tiles of 2), token (a decode token's GEMVs over 10
- * layers), fold (arg = inputs: the bit-plane tables folded to that many inputs, wrong sums, timing only). */
+ * layers; arg 2: the packed tables instead of planes), fold (arg = inputs: the bit-plane tables folded to that many inputs, wrong sums, timing only). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,30 @@ static void tables_planes(const int8_t *x, int64_t n, uint8_t *tab) {
     }
 }
 
+/* Packed plane tables (5 bytes an input): per 16 inputs, 80 bytes: the low bytes of quads 0-3 (16 each) of
+ * u = Σ_{bit i of e} x + 512 (in [0, 1020]), then one vector whose byte e holds the 2-bit high part u >> 8 of quad t
+ * in bits 2t..2t+1. The +512 keeps the high parts unsigned; it is taken out once per row at the end. */
+static void tables_packed(const int8_t *x, int64_t n, uint8_t *tab) {
+    const v128_t b0 = wasm_i16x8_make(0, 1, 0, 1, 0, 1, 0, 1), b1 = wasm_i16x8_make(0, 0, 1, 1, 0, 0, 1, 1),
+                 b2 = wasm_i16x8_make(0, 0, 0, 0, 1, 1, 1, 1), bias = wasm_i16x8_splat(512);
+    for (int64_t J = 0; J < n / 16; J++) {
+        uint8_t *t = tab + 80 * J;
+        v128_t hp = wasm_i8x16_splat(0);
+        for (int q = 0; q < 4; q++) {
+            const int8_t *x4 = x + 16 * J + 4 * q;
+            const v128_t e0 = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_mul(wasm_i16x8_splat(x4[0]), b0),
+                                                                           wasm_i16x8_mul(wasm_i16x8_splat(x4[1]), b1)),
+                                                            wasm_i16x8_mul(wasm_i16x8_splat(x4[2]), b2)),
+                                             bias);
+            const v128_t e1 = wasm_i16x8_add(e0, wasm_i16x8_splat(x4[3]));
+            wasm_v128_store(t + 16 * q, wasm_i8x16_shuffle(e0, e1, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30));
+            const v128_t hi = wasm_i8x16_shuffle(e0, e1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            hp = wasm_v128_or(hp, wasm_i16x8_shl(hi, 2 * q)); /* bytes 0..3 shifted by <= 6: no carry into the next */
+        }
+        wasm_v128_store(t + 64, hp);
+    }
+}
+
 /* Rows 0-7 and 8-15 of the exact i16 values whose low bytes are lo and high bytes hi. */
 AI v128_t rows_lo(v128_t lo, v128_t hi) {
     return wasm_i8x16_shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -167,6 +192,35 @@ static void planes_group(const uint8_t *g, const uint8_t *tab, int64_t n, int64_
     }
 }
 
+/* As planes_group with the packed tables: the high parts of 4 quads share one vector and one lookup per index. */
+static void packed_group(const uint8_t *g, const uint8_t *tab, int64_t n, v128_t s[4]) {
+    const v128_t m4 = wasm_i8x16_splat(0x0F), z = wasm_i16x8_splat(0);
+    for (int i = 0; i < 4; i++) s[i] = wasm_i32x4_splat(0);
+    for (int64_t k = 0; k < n; k += 128) { /* 32 quads: 32·1020 < 2^15 per plane */
+        v128_t a0 = z, a1 = z, b0 = z, b1 = z;
+        const uint8_t *gk = g + 4 * k, *tk = tab + 5 * k;
+        for (int J = 0; J < 8; J++) {
+            const uint8_t *tb = tk + 80 * J;
+            v128_t hp = wasm_v128_load(tb + 64);
+            /* rolled: unrolled, V8 spilled ~10 vectors a quad; the table of high parts moves 2 bits down a quad
+             * (a 16-bit shift: bits entering a byte from its neighbour land above the 2 that the mask keeps) */
+#pragma clang loop unroll(disable)
+            for (int q = 0; q < 4; q++, hp = wasm_u16x8_shr(hp, 2)) {
+                const v128_t m3 = wasm_i8x16_splat(3);
+                const v128_t w = wasm_v128_load(gk + 64 * J + 16 * q), lo = wasm_v128_load(tb + 16 * q);
+                const v128_t i0 = wasm_v128_and(w, m4), i1 = wasm_v128_and(wasm_u16x8_shr(w, 4), m4);
+                const v128_t l0 = wasm_i8x16_swizzle(lo, i0), h0 = wasm_v128_and(wasm_i8x16_swizzle(hp, i0), m3);
+                const v128_t l1 = wasm_i8x16_swizzle(lo, i1), h1 = wasm_v128_and(wasm_i8x16_swizzle(hp, i1), m3);
+                a0 = wasm_i16x8_add(a0, rows_lo(l0, h0)), a1 = wasm_i16x8_add(a1, rows_hi(l0, h0));
+                b0 = wasm_i16x8_add(b0, rows_lo(l1, h1)), b1 = wasm_i16x8_add(b1, rows_hi(l1, h1));
+            }
+        }
+        flush(s, a0, a1, b0, b1);
+    }
+    const v128_t bias = wasm_i32x4_splat((int32_t)(384 * n)); /* 512 a lookup, 3 lookups' weight a quad */
+    for (int i = 0; i < 4; i++) s[i] = wasm_i32x4_sub(s[i], bias);
+}
+
 /* TT tokens x one group, plane layout: each index vector serves every token (tables 8n bytes apart); plane 1 is
  * added twice into the same i16 sums (|sum| <= 16·1536 < 2^15 per 64 inputs) to keep 2 registers a token. */
 AI void planes_tokens(const uint8_t *g, const uint8_t *tab, int64_t n, int TT, v128_t *s) {
@@ -202,17 +256,20 @@ static void store16(const v128_t s[4], const tl_acts *a, int t, float wscale, fl
     }
 }
 
-enum { PAIRS, PLANES };
+enum { PAIRS, PLANES, PACKED };
+static const char *const layout_names[3] = {"pairs", "planes", "packed"};
 
 /* One token, R rows (tables built inside: their cost is part of the timing). */
 static void tl_gemv(int layout, const uint8_t *w, int64_t n, int64_t R, const tl_acts *a, uint8_t *tab, int64_t fold,
                     float wscale, float *y) {
     if (layout == PAIRS) tables_pairs(a->q, n, tab);
-    else tables_planes(a->q, n, tab);
+    else if (layout == PLANES) tables_planes(a->q, n, tab);
+    else tables_packed(a->q, n, tab);
     for (int64_t r = 0; r < R; r += 16) {
         v128_t s[4];
         if (layout == PAIRS) pairs_group(w + r * n / 4, tab, n, s);
-        else planes_group(w + r * n / 4, tab, n, fold, s);
+        else if (layout == PLANES) planes_group(w + r * n / 4, tab, n, fold, s);
+        else packed_group(w + r * n / 4, tab, n, s);
         store16(s, a, 0, wscale, y + r);
     }
 }
@@ -281,9 +338,9 @@ static void free_acts(tl_acts *a) { free((void *)a->q), free((void *)a->scale), 
 static int mode_exact(void) {
     const tl_kernels *ref = tl_kernels_scalar();
     int bad = 0;
-    for (int layout = PAIRS; layout <= PLANES; layout++)
+    for (int layout = PAIRS; layout <= PACKED; layout++)
         for (int T = 1; T <= 3; T += 2) {
-            if (layout == PAIRS && T > 1) continue; /* no multi-token pair kernel */
+            if (layout != PLANES && T > 1) continue; /* multi-token: planes only */
             shape_w s;
             make_weights(&s, 2560, 64, layout, 1, 1);
             tl_acts a = make_acts(ref, s.n, T, 1);
@@ -294,7 +351,7 @@ static int mode_exact(void) {
             if (T == 1) tl_gemv(layout, s.proto, s.n, s.R, &a, tab, 0, 0.25f, got);
             else tl_gemm(s.proto, s.n, s.R, &a, tab, 0.25f, got);
             const int d = memcmp(want, got, (size_t)(T * s.R) * 4) != 0;
-            printf("exact %s T=%d: %s\n", layout == PAIRS ? "pairs" : "planes", T, d ? "DIFFERS" : "same bits as scalar");
+            printf("exact %s T=%d: %s\n", layout_names[layout], T, d ? "DIFFERS" : "same bits as scalar");
             bad += d;
             free(s.old), free(s.proto), free(want), free(got), free(tab), free_acts(&a);
         }
@@ -324,7 +381,7 @@ static void time_shape(const tl_kernels *k, int layout, int64_t n, int64_t R, in
     }
     const double macs = (double)n * (double)R * T;
     printf("%-6s n=%4lld rows=%4lld T=%d: old %.3f ms (%.1f G MAC/s, %08x)  tl %.3f ms (%.1f G MAC/s, %08x)  old/tl %.3f\n",
-           layout == PAIRS ? "pairs" : "planes", (long long)n, (long long)R, T, best_old * 1e3, macs / best_old * 1e-9,
+           layout_names[layout], (long long)n, (long long)R, T, best_old * 1e3, macs / best_old * 1e-9,
            checksum(y, T * R), best_new * 1e3, macs / best_new * 1e-9, checksum(y2, T * R), best_old / best_new);
     free(s.old), free(s.proto), free(y), free(y2), free(tab), free_acts(&a);
 }
@@ -334,7 +391,7 @@ static const int64_t shapes[3][2] = {{2560, 6912}, {6912, 2560}, {2560, 2560}}; 
 /* A decode token's ternary GEMVs: 10 layers of q, k, v, o, gate, up, down (17.3 MB of codes a layer), each matrix
  * in its own memory, walked in forward order: the old kernel's token, then the plane kernel's, best of reps. */
 #define LAYERS 10
-static void mode_token(const tl_kernels *k, int reps) {
+static void mode_token(const tl_kernels *k, int reps, int layout) {
     static const int64_t shp[7][2] = {{2560, 2560}, {2560, 640}, {2560, 640}, {2560, 2560},
                                       {2560, 6912}, {2560, 6912}, {6912, 2560}};
     shape_w w[LAYERS][7];
@@ -364,7 +421,7 @@ static void mode_token(const tl_kernels *k, int reps) {
                     const tl_acts *act = &a[s->n == 6912];
                     const tl_r16 wr = {s->old, NULL, NULL, 0.037f, s->n, s->R, NULL};
                     if (which == 0) k->gemm_i2s_r16(&wr, 0, s->R, act, y, s->R);
-                    else tl_gemv(PLANES, s->proto, s->n, s->R, act, tab, 0, 0.037f, y);
+                    else tl_gemv(layout, s->proto, s->n, s->R, act, tab, 0, 0.037f, y);
                     const double dm = now() - tm;
                     if (r > 0) part[which][m] += dm; /* rep 0 holds V8's compilation of each kernel */
                     low[which][m] = dm < low[which][m] ? dm : low[which][m];
@@ -373,7 +430,7 @@ static void mode_token(const tl_kernels *k, int reps) {
             const double dt = now() - t0;
             best[which] = dt < best[which] ? dt : best[which];
         }
-    printf("token, %d layers (%.0f MB of codes): old %.2f ms, tl %.2f ms, old/tl %.3f, checksums %08x %08x\n", LAYERS,
+    printf("token, %s, %d layers (%.0f MB of codes): old %.2f ms, tl %.2f ms, old/tl %.3f, checksums %08x %08x\n", layout_names[layout], LAYERS,
            LAYERS * 17.3, best[0] * 1e3, best[1] * 1e3, best[0] / best[1], h[0], h[1]);
     static const char *names[7] = {"q", "k", "v", "o", "gate", "up", "down"};
     const int counted = reps > 1 ? reps - 1 : 1;
@@ -392,12 +449,12 @@ int main(int argc, char **argv) {
     if (!k || !k->gemm_i2s_r16) return fprintf(stderr, "no wasm128 path\n"), 1;
     if (!strcmp(mode, "exact")) return mode_exact() != 0;
     if (!strcmp(mode, "token")) {
-        mode_token(k, reps);
+        mode_token(k, reps, arg == PACKED ? PACKED : PLANES);
         return 0;
     }
     for (int s = 0; s < 3; s++) {
         if (!strcmp(mode, "shapes"))
-            for (int layout = PAIRS; layout <= PLANES; layout++) time_shape(k, layout, shapes[s][0], shapes[s][1], 1, reps, 0);
+            for (int layout = PAIRS; layout <= PACKED; layout++) time_shape(k, layout, shapes[s][0], shapes[s][1], 1, reps, 0);
         else if (!strcmp(mode, "tokens")) time_shape(k, PLANES, shapes[s][0], shapes[s][1], (int)(arg ? arg : 3), reps, 0);
         else if (!strcmp(mode, "fold")) time_shape(k, PLANES, shapes[s][0], shapes[s][1], 1, reps, arg);
         else return fprintf(stderr, "modes: exact shapes tokens token fold\n"), 2;

@@ -17,10 +17,12 @@
  * Build and run (WASI, V8 through node:wasi; time it under the exclusive CPU lock):
  *   clang-19 --target=wasm32-wasi -O3 -msimd128 -D_WASI_EMULATED_PROCESS_CLOCKS -Iruntime tools/bench_tl.c \
  *     build-wasi/libternlm.a -lm -lwasi-emulated-process-clocks -o /tmp/btl.wasm
- *   node --no-warnings node/ternlm-wasi.mjs --dir=/ /tmp/btl.wasm MODE [reps] [arg]
+ *   node --no-warnings node/ternlm-wasi.mjs --dir=/ /tmp/btl.wasm MODE [reps] [arg] [kblock rchunk]
  * MODE: exact (each kernel against the scalar reference on codes 0..3 and activations -128..127), shapes (one
  * token, the three 2B4T shapes), tokens (arg = T, bit planes in tiles of 2), token (a decode token's GEMVs over 10
- * layers; arg 2: the packed tables instead of planes), fold (arg = inputs: the bit-plane tables folded to that many inputs, wrong sums, timing only). */
+ * layers; arg 2: the packed tables instead of planes), fold (arg = inputs: the bit-plane tables folded to that many
+ * inputs, wrong sums, timing only). kblock > 0 runs packed rows whose tables exceed 24 KB in input blocks of kblock
+ * over rchunk groups (measured slower; kept to show it). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,11 +194,11 @@ static void planes_group(const uint8_t *g, const uint8_t *tab, int64_t n, int64_
     }
 }
 
-/* As planes_group with the packed tables: the high parts of 4 quads share one vector and one lookup per index. */
-static void packed_group(const uint8_t *g, const uint8_t *tab, int64_t n, v128_t s[4]) {
+/* As planes_group with the packed tables: the high parts of 4 quads share one vector and one lookup per index.
+ * Inputs [k0, k1) (multiples of 128) added to s[4], the +512 of each lookup still in. */
+static void packed_part(const uint8_t *g, const uint8_t *tab, int64_t k0, int64_t k1, v128_t s[4]) {
     const v128_t m4 = wasm_i8x16_splat(0x0F), z = wasm_i16x8_splat(0);
-    for (int i = 0; i < 4; i++) s[i] = wasm_i32x4_splat(0);
-    for (int64_t k = 0; k < n; k += 128) { /* 32 quads: 32·1020 < 2^15 per plane */
+    for (int64_t k = k0; k < k1; k += 128) { /* 32 quads: 32·1020 < 2^15 per plane */
         v128_t a0 = z, a1 = z, b0 = z, b1 = z;
         const uint8_t *gk = g + 4 * k, *tk = tab + 5 * k;
         for (int J = 0; J < 8; J++) {
@@ -217,8 +219,47 @@ static void packed_group(const uint8_t *g, const uint8_t *tab, int64_t n, v128_t
         }
         flush(s, a0, a1, b0, b1);
     }
-    const v128_t bias = wasm_i32x4_splat((int32_t)(384 * n)); /* 512 a lookup, 3 lookups' weight a quad */
+}
+
+/* The exact sums: 512 a lookup, 3 lookups' weight a quad, n / 4 quads. */
+static void packed_unbias(v128_t s[4], int64_t n) {
+    const v128_t bias = wasm_i32x4_splat((int32_t)(384 * n));
     for (int i = 0; i < 4; i++) s[i] = wasm_i32x4_sub(s[i], bias);
+}
+
+static void packed_group(const uint8_t *g, const uint8_t *tab, int64_t n, v128_t s[4]) {
+    for (int i = 0; i < 4; i++) s[i] = wasm_i32x4_splat(0);
+    packed_part(g, tab, 0, n, s);
+    packed_unbias(s, n);
+}
+
+/* The scalar reference's epilogue for 16 rows of token t: y = (((float)Σ code·q − (float)Σq) / scale) · wscale. */
+static void store16(const v128_t s[4], const tl_acts *a, int t, float wscale, float *y) {
+    const v128_t sq = wasm_f32x4_splat((float)a->sum[t]), sc = wasm_f32x4_splat(a->scale[t]);
+    for (int i = 0; i < 4; i++) {
+        const v128_t f = wasm_f32x4_div(wasm_f32x4_sub(wasm_f32x4_convert_i32x4(s[i]), sq), sc);
+        wasm_v128_store(y + 4 * i, wasm_f32x4_mul(f, wasm_f32x4_splat(wscale)));
+    }
+}
+
+static int64_t kblock = 0; /* > 0: rows whose packed tables exceed 24 KB run in input blocks of kblock over rchunk groups */
+static int rchunk = 16;
+
+/* Packed tables, rows in chunks of rchunk groups, each chunk walked kblock inputs at a time (the block's tables,
+ * 5·kblock bytes, reused by every group of the chunk; each group's weights then read in 4·kblock-byte runs). */
+static void packed_blocked(const uint8_t *w, int64_t n, int64_t R, const tl_acts *a, const uint8_t *tab, float wscale,
+                           float *y) {
+    v128_t s[64][4];
+    for (int64_t r = 0; r < R; r += 16 * rchunk) {
+        const int ng = (int)((R - r) / 16 < rchunk ? (R - r) / 16 : rchunk);
+        for (int i = 0; i < ng; i++)
+            for (int j = 0; j < 4; j++) s[i][j] = wasm_i32x4_splat(0);
+        for (int64_t k = 0; k < n; k += kblock) {
+            const int64_t k1 = n - k < kblock ? n : k + kblock;
+            for (int i = 0; i < ng; i++) packed_part(w + (r + 16 * i) * n / 4, tab, k, k1, s[i]);
+        }
+        for (int i = 0; i < ng; i++) packed_unbias(s[i], n), store16(s[i], a, 0, wscale, y + r + 16 * i);
+    }
 }
 
 /* TT tokens x one group, plane layout: each index vector serves every token (tables 8n bytes apart); plane 1 is
@@ -247,15 +288,6 @@ AI void planes_tokens(const uint8_t *g, const uint8_t *tab, int64_t n, int TT, v
     }
 }
 
-/* The scalar reference's epilogue for 16 rows of token t: y = (((float)Σ code·q − (float)Σq) / scale) · wscale. */
-static void store16(const v128_t s[4], const tl_acts *a, int t, float wscale, float *y) {
-    const v128_t sq = wasm_f32x4_splat((float)a->sum[t]), sc = wasm_f32x4_splat(a->scale[t]);
-    for (int i = 0; i < 4; i++) {
-        const v128_t f = wasm_f32x4_div(wasm_f32x4_sub(wasm_f32x4_convert_i32x4(s[i]), sq), sc);
-        wasm_v128_store(y + 4 * i, wasm_f32x4_mul(f, wasm_f32x4_splat(wscale)));
-    }
-}
-
 enum { PAIRS, PLANES, PACKED };
 static const char *const layout_names[3] = {"pairs", "planes", "packed"};
 
@@ -265,6 +297,10 @@ static void tl_gemv(int layout, const uint8_t *w, int64_t n, int64_t R, const tl
     if (layout == PAIRS) tables_pairs(a->q, n, tab);
     else if (layout == PLANES) tables_planes(a->q, n, tab);
     else tables_packed(a->q, n, tab);
+    if (layout == PACKED && kblock > 0 && 5 * n > 24576) { /* tables beyond ~24 KB of the 32 KB L1 */
+        packed_blocked(w, n, R, a, tab, wscale, y);
+        return;
+    }
     for (int64_t r = 0; r < R; r += 16) {
         v128_t s[4];
         if (layout == PAIRS) pairs_group(w + r * n / 4, tab, n, s);
@@ -445,6 +481,9 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "shapes";
     const int reps = argc > 2 ? atoi(argv[2]) : 32;
     const int64_t arg = argc > 3 ? atoll(argv[3]) : 0;
+    kblock = argc > 4 ? atoll(argv[4]) : 0;
+    rchunk = argc > 5 ? atoi(argv[5]) : 16;
+    rchunk = rchunk < 1 ? 1 : rchunk > 64 ? 64 : rchunk;
     const tl_kernels *k = tl_kernels_by_name("wasm128");
     if (!k || !k->gemm_i2s_r16) return fprintf(stderr, "no wasm128 path\n"), 1;
     if (!strcmp(mode, "exact")) return mode_exact() != 0;

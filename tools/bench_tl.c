@@ -34,6 +34,18 @@
 #include "../simd/repack.h"
 
 #define AI __attribute__((always_inline)) static inline
+
+/* -DBENCH_TL_RELAXED (with -mrelaxed-simd, against a relaxed library): lookups by i8x16.relaxed_swizzle, which is
+ * defined alike on every engine for indices 0..15 (all these are), and wasm_relaxed's kernels as the baseline. */
+#ifdef BENCH_TL_RELAXED
+#define SWZ wasm_i8x16_relaxed_swizzle
+#define SWZ_NAME "i8x16.relaxed_swizzle"
+#define BASELINE "wasm_relaxed"
+#else
+#define SWZ wasm_i8x16_swizzle
+#define SWZ_NAME "i8x16.swizzle"
+#define BASELINE "wasm128"
+#endif
 #define COPIES 32 /* copies of each shape's weights, one a call: 52-141 MB, beyond the 32 MB L3 */
 
 static uint32_t seed = 12345;
@@ -152,7 +164,7 @@ AI void flush(v128_t s[4], v128_t a0, v128_t a1, v128_t b0, v128_t b1) {
 
 /* One pair's lookups for 16 rows added to a0 / a1. */
 AI void pair_step(v128_t idx, const uint8_t *t, v128_t *a0, v128_t *a1) {
-    const v128_t lo = wasm_i8x16_swizzle(wasm_v128_load(t), idx), hi = wasm_i8x16_swizzle(wasm_v128_load(t + 16), idx);
+    const v128_t lo = SWZ(wasm_v128_load(t), idx), hi = SWZ(wasm_v128_load(t + 16), idx);
     *a0 = wasm_i16x8_add(*a0, rows_lo(lo, hi));
     *a1 = wasm_i16x8_add(*a1, rows_hi(lo, hi));
 }
@@ -185,8 +197,8 @@ static void planes_group(const uint8_t *g, const uint8_t *tab, int64_t n, int64_
             const v128_t w = wasm_v128_load(gk + 16 * m);
             const v128_t tl = wasm_v128_load(tk + 32 * m), th = wasm_v128_load(tk + 32 * m + 16);
             const v128_t i0 = wasm_v128_and(w, m4), i1 = wasm_v128_and(wasm_u16x8_shr(w, 4), m4);
-            const v128_t l0 = wasm_i8x16_swizzle(tl, i0), h0 = wasm_i8x16_swizzle(th, i0);
-            const v128_t l1 = wasm_i8x16_swizzle(tl, i1), h1 = wasm_i8x16_swizzle(th, i1);
+            const v128_t l0 = SWZ(tl, i0), h0 = SWZ(th, i0);
+            const v128_t l1 = SWZ(tl, i1), h1 = SWZ(th, i1);
             a0 = wasm_i16x8_add(a0, rows_lo(l0, h0)), a1 = wasm_i16x8_add(a1, rows_hi(l0, h0));
             b0 = wasm_i16x8_add(b0, rows_lo(l1, h1)), b1 = wasm_i16x8_add(b1, rows_hi(l1, h1));
         }
@@ -211,8 +223,8 @@ static void packed_part(const uint8_t *g, const uint8_t *tab, int64_t k0, int64_
                 const v128_t m3 = wasm_i8x16_splat(3);
                 const v128_t w = wasm_v128_load(gk + 64 * J + 16 * q), lo = wasm_v128_load(tb + 16 * q);
                 const v128_t i0 = wasm_v128_and(w, m4), i1 = wasm_v128_and(wasm_u16x8_shr(w, 4), m4);
-                const v128_t l0 = wasm_i8x16_swizzle(lo, i0), h0 = wasm_v128_and(wasm_i8x16_swizzle(hp, i0), m3);
-                const v128_t l1 = wasm_i8x16_swizzle(lo, i1), h1 = wasm_v128_and(wasm_i8x16_swizzle(hp, i1), m3);
+                const v128_t l0 = SWZ(lo, i0), h0 = wasm_v128_and(SWZ(hp, i0), m3);
+                const v128_t l1 = SWZ(lo, i1), h1 = wasm_v128_and(SWZ(hp, i1), m3);
                 a0 = wasm_i16x8_add(a0, rows_lo(l0, h0)), a1 = wasm_i16x8_add(a1, rows_hi(l0, h0));
                 b0 = wasm_i16x8_add(b0, rows_lo(l1, h1)), b1 = wasm_i16x8_add(b1, rows_hi(l1, h1));
             }
@@ -277,8 +289,8 @@ AI void planes_tokens(const uint8_t *g, const uint8_t *tab, int64_t n, int TT, v
             for (int t = 0; t < TT; t++) {
                 const uint8_t *tt = tk + 8 * n * t + 32 * m;
                 const v128_t tl = wasm_v128_load(tt), th = wasm_v128_load(tt + 16);
-                const v128_t l0 = wasm_i8x16_swizzle(tl, i0), h0 = wasm_i8x16_swizzle(th, i0);
-                const v128_t l1 = wasm_i8x16_swizzle(tl, i1), h1 = wasm_i8x16_swizzle(th, i1);
+                const v128_t l0 = SWZ(tl, i0), h0 = SWZ(th, i0);
+                const v128_t l1 = SWZ(tl, i1), h1 = SWZ(th, i1);
                 const v128_t p1lo = rows_lo(l1, h1), p1hi = rows_hi(l1, h1);
                 a[2 * t] = wasm_i16x8_add(wasm_i16x8_add(a[2 * t], rows_lo(l0, h0)), wasm_i16x8_add(p1lo, p1lo));
                 a[2 * t + 1] = wasm_i16x8_add(wasm_i16x8_add(a[2 * t + 1], rows_hi(l0, h0)), wasm_i16x8_add(p1hi, p1hi));
@@ -484,8 +496,9 @@ int main(int argc, char **argv) {
     kblock = argc > 4 ? atoll(argv[4]) : 0;
     rchunk = argc > 5 ? atoi(argv[5]) : 16;
     rchunk = rchunk < 1 ? 1 : rchunk > 64 ? 64 : rchunk;
-    const tl_kernels *k = tl_kernels_by_name("wasm128");
-    if (!k || !k->gemm_i2s_r16) return fprintf(stderr, "no wasm128 path\n"), 1;
+    const tl_kernels *k = tl_kernels_by_name(BASELINE);
+    if (!k || !k->gemm_i2s_r16) return fprintf(stderr, "no %s path\n", BASELINE), 1;
+    printf("baseline (old): %s, lookups: %s\n", BASELINE, SWZ_NAME);
     if (!strcmp(mode, "exact")) return mode_exact() != 0;
     if (!strcmp(mode, "token")) {
         mode_token(k, reps, arg == PACKED ? PACKED : PLANES);

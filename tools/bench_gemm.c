@@ -13,24 +13,7 @@
 #include "../simd/kernels.h"
 #include "../simd/repack.h"
 
-static uint32_t seed = 12345;
-static uint32_t rnd(void) { return seed = seed * 1664525u + 1013904223u; }
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint32_t checksum(const float *y, int64_t n) {
-    uint32_t h = 2166136261u;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &y[i], 4);
-        h = (h ^ b) * 16777619u;
-    }
-    return h;
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "wasm128";

@@ -48,24 +48,7 @@
 #endif
 #define COPIES 32 /* copies of each shape's weights, one a call: 52-141 MB, beyond the 32 MB L3 */
 
-static uint32_t seed = 12345;
-static uint32_t rnd(void) { return seed = seed * 1664525u + 1013904223u; }
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint32_t checksum(const float *y, int64_t n) {
-    uint32_t h = 2166136261u;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &y[i], 4);
-        h = (h ^ b) * 16777619u;
-    }
-    return h;
-}
+#include "bench_util.h"
 
 /* I2_S code of input k of a row (file layout: 128-input blocks of 32 bytes, element 32g + j at bits 6 - 2g of byte j). */
 static int i2s_code(const uint8_t *row, int64_t k) {

@@ -26,6 +26,7 @@ extern "C" {
 }
 
 #include "kernels.cuh"
+#include "persist.cuh"
 
 #define CK(call)                                                                                        \
     do {                                                                                                \
@@ -113,6 +114,15 @@ struct gpu_state {
     size_t slot;
     int *tok_seq, *tok_pos;
     int batch_now;        // the forward pass in flight reads tok_seq / tok_pos
+    // the persistent decode kernel (persist.cuh): TERNLM_CUDA_PERSIST, and whether this model and GPU allow it
+    int persist, pk_ok, pk_mode, pk_cap;
+    pk_layer *pk_L;       // device: per layer, its linears and norms
+    unsigned *pk_bar;     // device: the barrier's counter and launch count
+    size_t pk_smem;
+    unsigned pk_off[4];   // buffers 0 and 1, staged codes, attention (byte offsets)
+    unsigned long long *pk_prof, *pk_prof_host; // TERNLM_CUDA_PERSIST_PROF: barrier times of each step (pk_args.prof)
+    double pk_acc[6][4];  // per phase kind (q|k|v, attention, o, gate|up, down, the whole launch): sums of us
+    int pk_steps;
 };
 
 // ------------------------------------------------------------------------------------------------ upload
@@ -620,6 +630,34 @@ static int same_prep(const dlin *b, const dlin *a) {
 static int attn_threads(int T, int hd) { return T == 1 || hd > 128 ? 256 : 128; } // decode: finish_and_prep's 256
 static int attn_tile(int T) { return T == 1 ? 128 : 64; }                             // V positions per smem tile
 
+static void persist_prof_print(const gpu_state *g, const ternlm_session *s);
+
+// The persistent decode kernel for a one-token step (persist.cuh): every layer in one cooperative launch (all its
+// blocks resident at once, which its grid-wide barriers need; the driver refuses the launch otherwise).
+static void persist_launch(gpu_state *g, const ternlm_session *s) {
+    const tl_hparams *h = &s->m->hp;
+    pk_args p;
+    memset(&p, 0, sizeof p);
+    p.L = g->pk_L, p.n_layer = (int)h->n_layer, p.a = attn_for(g, s, 0);
+    p.x = g->x, p.qkv = g->qkv, p.att = g->att, p.h = g->h;
+    p.E = (int)h->n_embd, p.F = (int)h->n_ff, p.QW = (int)(h->n_head * h->head_dim), p.eps = h->eps;
+    p.glu_fn = h->act == TL_ACT_RELU2 ? GLU_RELU2 : GLU_SILU, p.cap = g->pk_cap, p.mode = g->pk_mode;
+    if (g->embd_on_gpu) p.emb_h = g->embd.f.wh, p.emb_f = g->embd.f.wh ? NULL : g->embd.f.wf;
+    p.tok = g->tok, p.bar = g->pk_bar, p.prof = g->pk_prof;
+    p.buf[0] = g->pk_off[0], p.buf[1] = g->pk_off[1], p.sq = g->pk_off[2], p.at = g->pk_off[3];
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(g->n_sm);
+    cfg.blockDim = dim3(PK_THREADS);
+    cfg.dynamicSmemBytes = g->pk_smem;
+    cfg.stream = g->st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeCooperative;
+    at[0].val.cooperative = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, k_persist, p);
+}
+
 // One batch of T tokens (already in g->tok, the first position in g->pos0, or with g->batch_now each token's slot
 // and position in g->tok_seq / g->tok_pos), as forward.c's eval_batch; n_pos: 1 + the largest position. `ready`
 // says whether the next linear's input has been prepared by the kernel before it (prep_for).
@@ -631,9 +669,11 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
     const float eps = h->eps;
     const int first = which == TERNLM_LOGITS_ALL ? 0 : T - 1;
     g->pdl_now = g->pdl && T == 1; // measured: overlapping launches helps decode, slows the prompt's big kernels
-    if (g->embd_on_gpu) launch(g, k_embed, dim3((E + 255) / 256, T), dim3(256), 0, (const float *)g->embd.f.wf, (const __half *)g->embd.f.wh, E, (const int *)g->tok, g->x);
+    const int persist = T == 1 && g->persist && g->pk_ok && !g->batch_now;
+    if (persist) persist_launch(g, s); // every layer; the head below as before
+    else if (g->embd_on_gpu) launch(g, k_embed, dim3((E + 255) / 256, T), dim3(256), 0, (const float *)g->embd.f.wf, (const __half *)g->embd.f.wh, E, (const int *)g->tok, g->x);
     int ready = 0;
-    for (uint32_t l = 0; l < h->n_layer; l++) {
+    for (uint32_t l = 0; l < h->n_layer && !persist; l++) {
         const dlayer *L = &g->L[l];
         const int qkv_own = !ready && own_prep(g, &L->qkv[0], T, SITE_QKV); // then no prepared input in g->qa
         for (int i = 0; i < L->n_qkv; i++)
@@ -786,6 +826,77 @@ static int tok_gemv_smem_limit(size_t bytes) { // nonzero on failure, as cudaFun
     return 0;
 }
 
+// Whether the persistent decode kernel can run this model (persist.cuh's limits), and its shared-memory layout:
+// two weight buffers (the largest share of rows any block stages, per buffer), the staged codes, then
+// k_attention_dec's keys, values and scores (fewer cached positions if the whole does not fit).
+static int pk_linear_ok(const dlin *d, int rows, int n, int max_steps) {
+    return d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN && d->t.rows == rows && d->t.n == n && d->t.steps <= max_steps;
+}
+
+static size_t pk_share(const dlin *d, int ur, int nb) { // bytes of the most rows one block stages
+    const int units = d->t.rows / ur, most = (units + nb - 1) / nb * ur;
+    return ((size_t)most * (d->t.steps * 64 + 12) + 15) / 16 * 16;
+}
+
+static ternlm_status persist_setup(gpu_state *g, const ternlm_session *s, const cudaDeviceProp &prop, ternlm_error *err) {
+    const tl_hparams *h = &s->m->hp;
+    const int E = (int)h->n_embd, F = (int)h->n_ff, QW = (int)(h->n_head * h->head_dim), nb = g->n_sm;
+    g->pk_ok = 0;
+    if (!g->persist || !prop.cooperativeLaunch || !g->attn_dec || (int)h->n_head > nb || h->n_layer == 0) return TERNLM_OK;
+    size_t b0 = 0, b1 = 0;
+    for (uint32_t l = 0; l < h->n_layer; l++) {
+        const dlayer *L = &g->L[l];
+        if (L->n_qkv != 1 || L->n_gu != 1 || L->q_norm || !pk_linear_ok(&L->qkv[0], g->qkv_rows, E, PK_KE) ||
+            !pk_linear_ok(&L->o, E, QW, PK_KE) || !pk_linear_ok(&L->gu[0], 2 * F, E, PK_KE) || !pk_linear_ok(&L->down, E, F, PK_KF))
+            return TERNLM_OK;
+        b0 = TL_MAX(b0, TL_MAX(pk_share(&L->qkv[0], 1, nb), pk_share(&L->gu[0], 2, nb)));
+        b1 = TL_MAX(b1, TL_MAX(pk_share(&L->o, 1, nb), pk_share(&L->down, 1, nb)));
+    }
+    const size_t sq = (size_t)(F + 255) / 256 * STAGE_STEP, base = b0 + b1 + (sq + 15) / 16 * 16;
+    const size_t limit = prop.sharedMemPerBlockOptin - sizeof(pk_scratch) - 512; // the kernel's static arrays
+    int cap = g->attn_dec_cap;
+    while (cap > 16 && base + attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, cap) > limit) cap /= 2;
+    const size_t total = base + attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, cap);
+    if (total > limit) return TERNLM_OK;
+    g->pk_cap = cap, g->pk_smem = total;
+    g->pk_off[0] = 0, g->pk_off[1] = (unsigned)b0, g->pk_off[2] = (unsigned)(b0 + b1), g->pk_off[3] = (unsigned)base;
+    int per_sm = 0;
+    if (cudaFuncSetAttribute(k_persist, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)total) ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k_persist, PK_THREADS, total) || per_sm < 1) {
+        cudaGetLastError(); // not an error for the session: decode takes the launches per linear
+        return TERNLM_OK;
+    }
+    pk_layer *host = (pk_layer *)calloc(h->n_layer, sizeof(pk_layer));
+    if (!host) return tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
+    for (uint32_t l = 0; l < h->n_layer; l++) {
+        const dlayer *L = &g->L[l];
+        const dlin *lin[PK_KINDS] = {&L->qkv[0], &L->o, &L->gu[0], &L->down};
+        const float *norm[PK_KINDS] = {L->attn_norm, L->attn_sub_norm, L->ffn_norm, L->ffn_sub_norm};
+        for (int k = 0; k < PK_KINDS; k++) {
+            const tern_w &w = lin[k]->t;
+            host[l].lin[k] = {w.codes, w.row_scale, w.out_scale, w.bias, w.rows, w.steps};
+            host[l].norm[k] = norm[k];
+        }
+        host[l].kc = g->kc + (size_t)l * s->n_ctx * g->kv_dim, host[l].vc = g->vc + (size_t)l * s->n_ctx * g->kv_dim;
+    }
+    cudaError_t e = cudaMalloc(&g->pk_L, h->n_layer * sizeof(pk_layer));
+    if (e == cudaSuccess) e = cudaMemcpy(g->pk_L, host, h->n_layer * sizeof(pk_layer), cudaMemcpyHostToDevice);
+    free(host);
+    if (e == cudaSuccess) e = cudaMalloc(&g->pk_bar, 64 * sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMemset(g->pk_bar, 0, 64 * sizeof(unsigned));
+    if (e == cudaSuccess && env_int("TERNLM_CUDA_PERSIST_PROF", 0)) {
+        const size_t n = (size_t)5 * h->n_layer * nb * 2;
+        g->pk_prof_host = (unsigned long long *)malloc(n * 8);
+        e = g->pk_prof_host ? cudaMalloc(&g->pk_prof, n * 8) : cudaErrorMemoryAllocation;
+    }
+    CK(e);
+    g->pk_ok = 1;
+    if (env_int("TERNLM_CUDA_PERSIST_LOG", 0))
+        fprintf(stderr, "persist: %d blocks x %d threads, %zu bytes of shared memory (buffers %zu + %zu), %d cached positions\n",
+                nb, PK_THREADS, total, b0, b1, cap);
+    return TERNLM_OK;
+}
+
 ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, uint32_t n_seq, ternlm_session **out,
                                  ternlm_error *err) {
     *out = NULL;
@@ -833,6 +944,8 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->fuse_sites = env_int("TERNLM_CUDA_FUSE_SITES", 15);
         g->gridf = TL_MAX(1, env_int("TERNLM_CUDA_GRIDF", 2));
         g->head_bal = env_int("TERNLM_CUDA_HEAD_BAL", 0);
+        g->persist = env_int("TERNLM_CUDA_PERSIST", 0);
+        g->pk_mode = env_int("TERNLM_CUDA_PERSIST_MODE", PK_RUN);
     }
     if (!st && (!s->tok_seq || !s->tok_pos)) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) st = upload_model(g, m, err);
@@ -898,6 +1011,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         const int fit = (int)((dec_smem + 2048) * 100 / TL_MAX((size_t)1, prop.sharedMemPerMultiprocessor)) + 1;
         set_carveout(env_int("TERNLM_CUDA_CARVEOUT", g->attn_dec ? TL_MIN(100, fit) : -1));
     }
+    if (!st) st = persist_setup(g, s, prop, err);
     if (st) {
         ternlm_session_free(s);
         return st;
@@ -909,9 +1023,11 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
 void tl_session_free_gpu(ternlm_session *s) {
     gpu_state *g = (gpu_state *)s->gpu;
     if (g) {
+        persist_prof_print(g, s);
+        free(g->pk_prof_host);
         if (g->have_graph) cudaGraphExecDestroy(g->graph);
         void *bufs[] = {g->x, g->qkv, g->att, g->h, g->u, g->xs, g->logits, g->qa, g->qd, g->qsum, g->tok, g->pos0, g->done,
-                        g->kc, g->vc, g->rope, g->out_norm, g->tok_seq, g->tok_pos};
+                        g->kc, g->vc, g->rope, g->out_norm, g->tok_seq, g->tok_pos, g->pk_L, g->pk_bar, g->pk_prof};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
         for (uint32_t l = 0; g->L && l < s->m->hp.n_layer; l++) {
             dlayer *D = &g->L[l];
@@ -960,6 +1076,46 @@ static ternlm_status decode_graph(ternlm_session *s, ternlm_error *err) {
     return TERNLM_OK;
 }
 
+// TERNLM_CUDA_PERSIST_PROF: one step's barrier times into the per-kind sums: the phase's wall time (latest
+// departure to latest departure), its work (departure to the next arrival) averaged over blocks and the slowest
+// block's, and the barrier's own latency (latest arrival to earliest departure).
+static void persist_prof_step(gpu_state *g, const ternlm_session *s) {
+    const int nb = g->n_sm, nbar = 5 * (int)s->m->hp.n_layer - 1;
+    const size_t n = (size_t)(nbar + 1) * nb * 2;
+    if (cudaMemcpy(g->pk_prof_host, g->pk_prof, n * 8, cudaMemcpyDeviceToHost) != cudaSuccess) return;
+    const unsigned long long *t = g->pk_prof_host, *st = t + (size_t)nbar * nb * 2;
+    unsigned long long prev_max = 0, t0 = ~0ull, t1 = 0;
+    for (int b = 0; b < nb; b++) prev_max = TL_MAX(prev_max, st[2 * b]), t0 = TL_MIN(t0, st[2 * b]), t1 = TL_MAX(t1, st[2 * b + 1]);
+    for (int k = 0; k <= nbar; k++) { // k == nbar: the last phase, to each block's end
+        double work = 0, work_max = 0;
+        unsigned long long arr_max = 0, dep_min = ~0ull, dep_max = 0;
+        for (int b = 0; b < nb; b++) {
+            const unsigned long long from = k ? t[((size_t)(k - 1) * nb + b) * 2 + 1] : st[2 * b];
+            const unsigned long long arr = k < nbar ? t[((size_t)k * nb + b) * 2] : st[2 * b + 1];
+            const unsigned long long dep = k < nbar ? t[((size_t)k * nb + b) * 2 + 1] : arr;
+            work += (double)(arr - from), work_max = TL_MAX(work_max, (double)(arr - from));
+            arr_max = TL_MAX(arr_max, arr), dep_min = TL_MIN(dep_min, dep), dep_max = TL_MAX(dep_max, dep);
+        }
+        double *a = g->pk_acc[k % 5];
+        a[0] += (double)(dep_max - prev_max) / 1e3, a[1] += work / nb / 1e3, a[2] += work_max / 1e3;
+        a[3] += (double)(dep_min > arr_max ? dep_min - arr_max : 0) / 1e3;
+        prev_max = dep_max;
+    }
+    g->pk_acc[5][0] += (double)(t1 - t0) / 1e3;
+    g->pk_steps++;
+}
+
+static void persist_prof_print(const gpu_state *g, const ternlm_session *s) {
+    if (!g->pk_steps) return;
+    const char *names[5] = {"q|k|v", "attention", "o", "gate|up", "down"};
+    const double per = (double)g->pk_steps * s->m->hp.n_layer;
+    fprintf(stderr, "persist profile, %d steps, us per layer (wall / work mean / work max / barrier):\n", g->pk_steps);
+    for (int k = 0; k < 5; k++)
+        fprintf(stderr, "  %-10s %7.2f %7.2f %7.2f %7.2f\n", names[k], g->pk_acc[k][0] / per, g->pk_acc[k][1] / per,
+                g->pk_acc[k][2] / per, g->pk_acc[k][3] / per);
+    fprintf(stderr, "  launch     %7.2f us a step\n", g->pk_acc[5][0] / g->pk_steps);
+}
+
 ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, int which, ternlm_error *err) {
     gpu_state *g = (gpu_state *)s->gpu;
     const uint32_t nv = s->m->hp.n_vocab;
@@ -993,6 +1149,7 @@ ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, in
         if (rows) CK(cudaMemcpyAsync(staged ? g->logits_host : dst, g->logits, (size_t)rows * nv * sizeof(float), cudaMemcpyDeviceToHost, g->st));
         CK(cudaStreamSynchronize(g->st));
         if (staged) memcpy(dst, g->logits_host, (size_t)nv * sizeof(float));
+        if (g->pk_prof && T == 1 && g->persist && g->pk_ok) persist_prof_step(g, s);
         s->pos += (uint32_t)T;
         s->n_evaluated += (uint64_t)T;
         done += (size_t)T;

@@ -17,16 +17,16 @@
 #ifndef TERNLM_CUDA_PERSIST_CUH
 #define TERNLM_CUDA_PERSIST_CUH
 
-#define PK_THREADS 512 // 16 warps an SM: the GEMVs' products; the input preparation uses the first 256 threads
-#define PK_KE 16       // k_prep_tok's K for n_embd-wide inputs
-#define PK_KF 32       // and for n_ff-wide ones
+#define PK_THREADS 512 // the default block (TERNLM_CUDA_PERSIST_THREADS: 512 or 1024): one block an SM
+#define PK_MAX_WARPS 32
+#define PK_MAX_STEPS 32 // the widest input a block prepares (pk_prep: PK_PER elements a thread)
 enum { PK_QKV, PK_O, PK_GU, PK_DOWN, PK_KINDS };
 enum { PK_RUN = 0, PK_BARRIERS = 1, PK_NOCOMPUTE = 2 }; // pk_args.mode: timing experiments skip work (logits wrong)
 
-struct pk_lin { // one I2_S linear as staged: codes rows x steps x 4 uint4 (kernels.cuh's layout), per-row scales
-    const uint4 *codes;
-    const float *rs, *os, *bias;
-    int rows, steps;
+struct pk_lin { // one I2_S linear as staged: codes rows x steps x 4 uint4 (kernels.cuh's layout), then per row
+    const uint4 *codes; // {row scale, out_scale, bias, 0} (16 bytes: a block's rows are one aligned range)
+    const float4 *sc;
+    int rows, steps, bias;
 };
 
 struct pk_layer {
@@ -41,22 +41,21 @@ struct pk_args {
     int n_layer;
     attn_args a; // kc, vc: per layer from L
     float *x, *qkv, *att, *h;
-    int E, F, QW;
+    int E, F, QW, max_n;
     float eps;
-    int glu_fn, cap, mode;
+    int glu_fn, cap, mode, fenced; // fenced: pk_barrier's variant
     const __half *emb_h; // layer 0 reads the token's embedding row (F16 or F32) and block 0 stores it as x;
     const float *emb_f;  // both NULL: x was copied in (host_embed)
     const int *tok;
     unsigned *bar;            // bar[0]: arrivals; bar[32]: launches so far (the base of this launch's targets)
-    unsigned long long *prof; // NULL, or per barrier k and block b: [(k * blocks + b) * 2] arrival, departure (ns);
-                              // after the last barrier: each block's start, then its end
+    unsigned long long *prof; // NULL, or per phase k and block b, at (k * blocks + b) * 4: times in ns (k_persist)
     unsigned buf[2], sq, at; // byte offsets in dynamic shared memory: weight buffers, staged codes, attention
 };
 
 struct pk_scratch {
     double lanes[NORM_THREADS];
-    unsigned wmax[NORM_THREADS / 32];
-    int wsum[NORM_THREADS / 32];
+    unsigned wmax[PK_MAX_WARPS];
+    int wsum[PK_MAX_WARPS];
 };
 
 __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
@@ -64,7 +63,6 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(gmem) : "memory");
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-__device__ __forceinline__ void cp_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
 
 // Every block arrives (thread 0, release at GPU scope, after the block's barrier: its writes are ordered before)
 // and waits until the arrivals reach target (acquire), which counts every block at every barrier so far. Targets
@@ -76,15 +74,25 @@ __device__ __forceinline__ unsigned long long pk_now() {
 }
 
 // prof (TERNLM_CUDA_PERSIST_PROF, else NULL): this block's arrival and departure times (ns) at this barrier.
-__device__ __forceinline__ void pk_barrier(unsigned *ctr, unsigned target, unsigned long long *prof) {
+// fenced (TERNLM_CUDA_PERSIST_BAR=1): a fence, a relaxed add and relaxed polling, then a fence, instead.
+__device__ __forceinline__ void pk_barrier(unsigned *ctr, unsigned target, unsigned long long *prof, int fenced) {
     __syncthreads();
     if (threadIdx.x == 0) {
         if (prof) prof[0] = pk_now();
-        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(ctr) : "memory");
         unsigned v;
-        do {
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ctr) : "memory");
-        } while ((int)(v - target) < 0);
+        if (fenced) {
+            __threadfence();
+            asm volatile("red.relaxed.gpu.global.add.u32 [%0], 1;" ::"l"(ctr) : "memory");
+            do {
+                asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ctr) : "memory");
+            } while ((int)(v - target) < 0);
+            __threadfence();
+        } else {
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(ctr) : "memory");
+            do {
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ctr) : "memory");
+            } while ((int)(v - target) < 0);
+        }
         if (prof) prof[1] = pk_now();
     }
     __syncthreads();
@@ -96,98 +104,108 @@ __device__ __forceinline__ void pk_rows(int rows, int ur, int *r0, int *r1) {
     *r0 = (int)((long)b * units / nb) * ur, *r1 = (int)((long)(b + 1) * units / nb) * ur;
 }
 
-// The block's rows of w into buf: codes, then row scales, out_scales and biases (one cp.async group is committed
-// by the caller).
-__device__ void pk_stage(uint8_t *buf, const pk_lin &w, int ur) {
+// The block's rows of w into buf, codes then the rows' scales: thread 0 asks the copy engine for both ranges,
+// completing on mbarrier mb (the buffer's previous contents were read before the caller's block barrier; the
+// fence orders those generic-proxy reads before the async-proxy writes).
+__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+__device__ __noinline__ void pk_stage(uint8_t *buf, const pk_lin &w, int ur, unsigned long long *mb) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the host runs this kernel on Hopper only)
     int r0, r1;
     pk_rows(w.rows, ur, &r0, &r1);
     const int nr = r1 - r0, nq = nr * w.steps * 4;
     const uint4 *src = w.codes + (size_t)r0 * w.steps * 4;
-    for (int i = threadIdx.x; i < nq; i += blockDim.x) cp_async16(buf + 16 * (size_t)i, src + i);
-    float *f = (float *)(buf + 16 * (size_t)nq);
-    for (int i = threadIdx.x; i < nr; i += blockDim.x) {
-        cp_async4(f + i, w.rs + r0 + i);
-        cp_async4(f + nr + i, w.os + r0 + i);
-        if (w.bias) cp_async4(f + 2 * nr + i, w.bias + r0 + i);
-    }
+    if (threadIdx.x != 0) return;
+    const unsigned bar = smem_u32(mb), bytes = 16u * (unsigned)(nq + nr);
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+    const uint8_t *from[2] = {(const uint8_t *)src, (const uint8_t *)(w.sc + r0)};
+    const unsigned len[2] = {16u * (unsigned)nq, 16u * (unsigned)nr};
+    unsigned dst = smem_u32(buf);
+    for (int k = 0; k < 2; k++)
+        for (unsigned o = 0; o < len[k]; o += 32768u) { // in pieces of at most 32 KB
+            const unsigned n = min(32768u, len[k] - o);
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                         ::"r"(dst), "l"(from[k] + o), "r"(n), "r"(bar) : "memory");
+            dst += n;
+        }
+#endif
 }
 
-// k_prep_tok<K>'s arithmetic for this block's copy of one input: x from xf (read through L2) or xh (an F16
-// embedding row); xw: where to store the raw input too (layer 0's x), else NULL. The codes go to sq in TG_STAGE's
-// layout (step k at k * STAGE_STEP, element i + 256k in byte i), padding codes are 0; every thread returns with
-// the scale in *scl and the codes' sum in *sum. Every thread of the block calls it (three barriers).
-template <int K>
-__device__ void pk_prep(const float *xf, const __half *xh, float *xw, int n, int n_pad, const float *norm_w, float eps,
-                        int8_t *sq, pk_scratch *sc, float *scl, int *sum) {
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const bool on = tid < NORM_THREADS;
-    constexpr bool early = false; // norm weights with the input (registers: 128 B of spills) or after the RMS fold
-    float v[K], nw[early ? K : 1];
-    if (on) {
-#pragma unroll
-        for (int k = 0; k < K; k++) {
-            const int i = tid + k * NORM_THREADS;
-            if (early) nw[k] = norm_w && i < n ? __ldg(norm_w + i) : 1.0f;
-            v[k] = i < n ? (xh ? __half2float(xh[i]) : __ldcg(xf + i)) : 0.0f;
-        }
-        if (xw)
-#pragma unroll
-            for (int k = 0; k < K; k++)
-                if (tid + k * NORM_THREADS < n) xw[tid + k * NORM_THREADS] = v[k];
+__device__ __forceinline__ void mbar_wait(unsigned long long *mb, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    unsigned ok = 0;
+    while (!ok)
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                     : "=r"(ok) : "r"(smem_u32(mb)), "r"(parity) : "memory");
+#endif
+}
+
+// k_prep_tok's arithmetic for this block's copy of one input: x from xf (read through L2) or xh (an F16 embedding
+// row); xw: where to store the raw input too (layer 0's x), else NULL. x and the norm weights are copied to shared
+// memory (xs, nws: n floats each; cp.async, all in flight at once, or element loads for an F16 row); lane i < 256
+// adds the squares of elements i + 256k in element order (forward.c's rmsnorm), lanes.h's fold; then every
+// thread scales elements t + 512k, takes the maximum (exact in any order) and quantizes them (quantize_i8; the
+// codes' sum is exact in any order). The codes go to sq in TG_STAGE's layout (step k at k * STAGE_STEP), padding
+// codes up to n_pad are 0; every thread returns with the scale in *scl and the codes' sum in *sum. Every thread
+// of the block calls it. Loops, not unrolled arrays: each phase runs this code once per layer, so its size is
+// instruction fetches on the critical path. Needs n % 4 == 0 and no cp.async group of the caller in flight.
+__device__ __noinline__ void pk_prep(const float *xf, const __half *xh, float *xw, int n, int n_pad, const float *norm_w,
+                                     float eps, int8_t *sq, float *xs, float *nws, pk_scratch *sc, float *scl, int *sum) {
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nt = blockDim.x, nw = nt >> 5;
+    for (int i = tid; i < n / 4; i += nt) {
+        if (!xh) cp_async16(xs + 4 * i, xf + 4 * i);
+        if (norm_w) cp_async16(nws + 4 * i, norm_w + 4 * i);
     }
+    cp_commit();
+    if (xh)
+        for (int i = tid; i < n; i += nt) xs[i] = __half2float(xh[i]);
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    __syncthreads();
+    if (xw)
+        for (int i = tid; i < n; i += nt) xw[i] = xs[i];
     float scale = 1.0f;
-    if (norm_w) { // forward.c's rmsnorm: lane i adds its squares in element order, then lanes.h's fold
-        if (on) {
+    if (norm_w) {
+        if (tid < NORM_THREADS) {
             double l = 0.0;
-#pragma unroll
-            for (int k = 0; k < K; k++)
-                if (tid + k * NORM_THREADS < n) l += (double)(v[k] * v[k]);
+#pragma unroll 4
+            for (int i = tid; i < n; i += NORM_THREADS) l += (double)(xs[i] * xs[i]);
             sc->lanes[tid] = l;
         }
         __syncthreads();
-        if (on) scale = 1.0f / sqrtf((float)(fold_256(sc->lanes) / (double)n) + eps);
+        scale = 1.0f / sqrtf((float)(fold_256(sc->lanes) / (double)n) + eps); // every warp folds the same lanes
     }
-    if (on) {
-        float m = 0.0f;
-#pragma unroll
-        for (int k = 0; k < K; k++)
-            if (tid + k * NORM_THREADS < n) {
-                if (norm_w) v[k] = (v[k] * scale) * (early ? nw[early ? k : 0] : __ldg(norm_w + tid + k * NORM_THREADS));
-                m = fmaxf(m, fabsf(v[k]));
-            }
-        const unsigned wm = __reduce_max_sync(FULL_MASK, __float_as_uint(m));
-        if (lane == 0) sc->wmax[warp] = wm;
+    float m = 0.0f;
+    for (int i = tid; i < n; i += nt) { // (each thread rewrites only its own elements)
+        const float y = norm_w ? (xs[i] * scale) * nws[i] : xs[i];
+        xs[i] = y;
+        m = fmaxf(m, fabsf(y));
     }
+    const unsigned wm = __reduce_max_sync(FULL_MASK, __float_as_uint(m));
+    if (lane == 0) sc->wmax[warp] = wm;
     __syncthreads();
     unsigned mb = sc->wmax[0];
-#pragma unroll
-    for (int w = 1; w < NORM_THREADS / 32; w++) mb = max(mb, sc->wmax[w]);
-    const float m = __uint_as_float(mb);
-    const float s = (double)m >= 1e-5 ? 127.0f / m : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
-    if (on) {
-        int acc = 0;
-#pragma unroll
-        for (int k = 0; k < K; k++) {
-            const int i = tid + k * NORM_THREADS;
-            if (i >= n_pad) break;
-            const int r = i < n ? max(-128, min(127, __float2int_rn(v[k] * s))) : 0;
-            sq[k * STAGE_STEP + tid] = (int8_t)r;
-            acc += r;
-        }
-        const int ws = __reduce_add_sync(FULL_MASK, acc);
-        if (lane == 0) sc->wsum[warp] = ws;
+    for (int w = 1; w < nw; w++) mb = max(mb, sc->wmax[w]);
+    const float mf = __uint_as_float(mb);
+    const float s = (double)mf >= 1e-5 ? 127.0f / mf : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
+    int acc = 0;
+    for (int i = tid; i < n_pad; i += nt) {
+        const int r = i < n ? max(-128, min(127, __float2int_rn(xs[i] * s))) : 0;
+        sq[(i >> 8) * STAGE_STEP + (i & 255)] = (int8_t)r;
+        acc += r;
     }
+    const int ws = __reduce_add_sync(FULL_MASK, acc);
+    if (lane == 0) sc->wsum[warp] = ws;
     __syncthreads(); // codes and sums are visible
     int t = 0;
-#pragma unroll
-    for (int w = 0; w < NORM_THREADS / 32; w++) t += sc->wsum[w];
+    for (int w = 0; w < nw; w++) t += sc->wsum[w];
     *scl = s, *sum = t;
 }
 
 // The block's rows of a linear from its staged buffer, k_tern_gemv's products and epilogue: a row has 4 threads in
 // each of S K-slices (S = 8: a warp per row; gate|up S = 4, so a gate row and its up row share a warp), the warps
 // take units of 8 / S rows in turn.
-__device__ void pk_gemv(const uint8_t *buf, const pk_lin &w, int ur, const int8_t *sq, float scl, int sum, int epi,
+__device__ __noinline__ void pk_gemv(const uint8_t *buf, const pk_lin &w, int ur, const int8_t *sq, float scl, int sum, int epi,
                         int glu_fn, float *y) {
     int r0, r1;
     pk_rows(w.rows, ur, &r0, &r1);
@@ -197,7 +215,7 @@ __device__ void pk_gemv(const uint8_t *buf, const pk_lin &w, int ur, const int8_
     const int g = lane & 3, slice = (lane >> 2) & (S - 1), rr = lane >> (2 + lS);
     const bool out_lane = (lane & (4 * S - 1)) == 0;
     const uint4 *W = (const uint4 *)buf;
-    const float *rs = (const float *)(buf + (size_t)nr * steps * 64), *os = rs + nr, *bs = os + nr;
+    const float4 *sc4 = (const float4 *)(buf + (size_t)nr * steps * 64);
     for (int u = warp; u * RW < nr; u += nwarps) {
         const int lr = u * RW + rr, lc = min(lr, nr - 1), row = r0 + lr;
         const float resid = epi == EPI_ADD && out_lane && lr < nr ? __ldcg(y + row) : 0.0f; // in flight during the products
@@ -206,9 +224,10 @@ __device__ void pk_gemv(const uint8_t *buf, const pk_lin &w, int ur, const int8_
         if (S == 8) acc = __reduce_add_sync(FULL_MASK, acc); // the warp is one row
         else
             for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-        float v = (((float)acc - (float)sum) / scl) * rs[lc]; // scalar.c's i2s result, then out_scale and bias
-        v *= os[lc];
-        if (w.bias) v += bs[lc];
+        const float4 rsc = sc4[lc];
+        float v = (((float)acc - (float)sum) / scl) * rsc.x; // scalar.c's i2s result, then out_scale and bias
+        v *= rsc.y;
+        if (w.bias) v += rsc.z;
         if (epi == EPI_GLU) { // rows 2i (gate) and 2i + 1 (up): the warp's two halves
             const float up = __shfl_down_sync(FULL_MASK, v, 4 * S);
             if (out_lane && rr == 0 && lr < nr) y[row / 2] = glu(v, up, glu_fn);
@@ -220,7 +239,7 @@ __device__ void pk_gemv(const uint8_t *buf, const pk_lin &w, int ur, const int8_
 
 // k_attention_dec's part before its wait: the cached keys and values of earlier positions (cp.async, committed by
 // the caller) and the RoPE angles of this position.
-__device__ void pk_attn_prefetch(const attn_args &a, int h, int cap, uint8_t *smem) {
+__device__ __noinline__ void pk_attn_prefetch(const attn_args &a, int h, int cap, uint8_t *smem) {
     const int tid = threadIdx.x, hd = a.hd, grp = a.n_head / a.n_head_kv, kvh = h / grp, kv_dim = hd * a.n_head_kv;
     const int pos = *a.pos0, per = hd / 8, ncached = min(pos, cap);
     const __half *K = a.kc + kvh * hd, *V = a.vc + kvh * hd;
@@ -236,7 +255,7 @@ __device__ void pk_attn_prefetch(const attn_args &a, int h, int cap, uint8_t *sm
 
 // k_attention_dec's arithmetic for query head h of the one token, after pk_attn_prefetch's copies have landed and
 // a barrier (the q|k|v row is read through L2: other blocks wrote it in this launch).
-__device__ void pk_attn(const attn_args &a, int h, int cap, uint8_t *smem, float *shf, double *shd) {
+__device__ __noinline__ void pk_attn(const attn_args &a, int h, int cap, uint8_t *smem, float *shf, double *shd) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, hd = a.hd;
     const int grp = a.n_head / a.n_head_kv, kvh = h / grp, kv_dim = hd * a.n_head_kv, pos = *a.pos0;
     const int nc = hd / 32, half = a.n_rot / 2;
@@ -308,12 +327,20 @@ __device__ void pk_attn(const attn_args &a, int h, int cap, uint8_t *smem, float
 }
 
 // Weight phase j (layer j / 4, linear j % 4) into buffer j % 2 (q|k|v and gate|up share buffer 0, o and down 1).
-__device__ __forceinline__ void pk_stage_phase(const pk_args &p, uint8_t *smem, int j) {
-    if (j < 4 * p.n_layer && p.mode != PK_BARRIERS) {
-        const pk_lin w = p.L[j / 4].lin[j % 4];
-        pk_stage(smem + p.buf[j & 1], w, j % 4 == PK_GU ? 2 : 1);
-    }
-    cp_commit(); // one group per phase, empty or not: pk_wait's count stays right
+__device__ __forceinline__ void pk_stage_phase(const pk_args &p, uint8_t *smem, unsigned long long *mb, int j) {
+    if (j < 4 * p.n_layer && p.mode != PK_BARRIERS) pk_stage(smem + p.buf[j & 1], p.L[j / 4].lin[j % 4], j % 4 == PK_GU ? 2 : 1, mb + (j & 1));
+}
+
+// Wait for phase j's weights (the phase after it may stay in flight); the mbarrier makes them visible.
+__device__ __forceinline__ void pk_wait(const pk_args &p, unsigned long long *mb, int j) {
+    if (j < 4 * p.n_layer && p.mode != PK_BARRIERS) mbar_wait(mb + (j & 1), (j >> 1) & 1);
+    __syncthreads();
+}
+
+// Before attention: its cached keys and values (cp.async).
+__device__ __forceinline__ void pk_wait_attn() {
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    __syncthreads();
 }
 
 // The norm weights phase j reads after its barrier, to L2 (one line per thread), while the phase before runs.
@@ -324,29 +351,37 @@ __device__ __forceinline__ void pk_norm_prefetch(const pk_args &p, int j) {
     if (nw && 32 * (int)threadIdx.x < n) asm volatile("prefetch.global.L2 [%0];" ::"l"(nw + 32 * threadIdx.x));
 }
 
-// Wait for this phase's weights (the phase after it may stay in flight) and make every thread's copies visible.
-__device__ __forceinline__ void pk_wait() {
-    cp_wait1();
-    __syncthreads();
-}
-
-__global__ void __launch_bounds__(PK_THREADS, 1) k_persist(pk_args p) {
+template <int NT>
+__global__ void __launch_bounds__(NT, 1) k_persist(pk_args p) {
     extern __shared__ __align__(16) uint8_t psm[];
     __shared__ pk_scratch sc;
     __shared__ float shf[32];
     __shared__ double shd[1];
+    __shared__ unsigned long long mb[2]; // one mbarrier per weight buffer
     const int nb = gridDim.x, b = blockIdx.x;
     const unsigned launches = *(volatile unsigned *)(p.bar + 32);
     unsigned target = launches * (unsigned)(5 * p.n_layer - 1) * (unsigned)nb;
     int8_t *sq = (int8_t *)(psm + p.sq);
+    float *xs = (float *)(psm + p.at), *nws = xs + p.max_n; // pk_prep's input and norm: the attention area, free then
     const bool attn_block = b < p.a.n_head, run = p.mode == PK_RUN;
     const int np_e = (p.E + 255) / 256 * 256, np_q = (p.QW + 255) / 256 * 256, np_f = (p.F + 255) / 256 * 256;
     const unsigned nbar = 5 * p.n_layer - 1;
-    unsigned k_bar = 0;
-#define PROF (p.prof ? p.prof + ((size_t)(k_bar++) * nb + b) * 2 : NULL)
-    if (p.prof && threadIdx.x == 0) p.prof[((size_t)nbar * nb + b) * 2] = pk_now();
-    pk_stage_phase(p, psm, 0);
-    pk_stage_phase(p, psm, 1);
+    // TERNLM_CUDA_PERSIST_PROF: phase k's slot: [0] its end (arrival), [1] departure, [2] weights ready, [3] input
+    // prepared; slot nbar + 1: [0] the launch's start
+    unsigned ph = 0;
+    unsigned long long *pf = p.prof ? p.prof + (size_t)b * 4 : NULL;
+#define MARK(i) if (pf && threadIdx.x == 0) pf[i] = pk_now()
+#define PROF ph++, pf = p.prof ? p.prof + ((size_t)ph * nb + b) * 4 : NULL
+    if (p.prof && threadIdx.x == 0) p.prof[((size_t)(nbar + 1) * nb + b) * 4] = pk_now();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < 2; i++) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(mb + i)) : "memory");
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+#endif
+    __syncthreads();
+    pk_stage_phase(p, psm, mb, 0);
+    pk_stage_phase(p, psm, mb, 1);
     float scl;
     int sum;
     for (int l = 0; l < p.n_layer; l++) {
@@ -355,58 +390,77 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(pk_args p) {
         a.kc = L.kc, a.vc = L.vc;
         const int j = 4 * l;
         // q|k|v: the input is x (layer 0: the token's embedding row, which block 0 also stores as x)
-        pk_wait();
+        pk_wait(p, mb, j);
+        MARK(2);
         if (run) {
             const bool emb = l == 0 && (p.emb_h || p.emb_f);
             const float *xf = emb && p.emb_f ? p.emb_f + (long)*p.tok * p.E : p.x;
             const __half *xh = emb && p.emb_h ? p.emb_h + (long)*p.tok * p.E : NULL;
-            pk_prep<PK_KE>(xf, xh, emb && b == 0 ? p.x : NULL, p.E, np_e, L.norm[PK_QKV], p.eps, sq, &sc, &scl, &sum);
+            pk_prep(xf, xh, emb && b == 0 ? p.x : NULL, p.E, np_e, L.norm[PK_QKV], p.eps, sq, xs, nws, &sc, &scl, &sum);
+            MARK(3);
             pk_gemv(psm + p.buf[0], L.lin[PK_QKV], 1, sq, scl, sum, EPI_STORE, p.glu_fn, p.qkv);
         }
         if (attn_block && p.mode != PK_BARRIERS) pk_attn_prefetch(a, b, p.cap, psm + p.at);
         cp_commit();
         __syncthreads(); // buffer 0 is read
-        pk_stage_phase(p, psm, j + 2);
+        pk_stage_phase(p, psm, mb, j + 2);
         pk_norm_prefetch(p, j + 1);
-        pk_barrier(p.bar, target += nb, PROF);
+        pk_barrier(p.bar, target += nb, pf, p.fenced);
+        PROF;
         // attention: one block per query head
-        pk_wait();
+        pk_wait_attn();
+        MARK(2);
+        MARK(3);
         if (attn_block && run) pk_attn(a, b, p.cap, psm + p.at, shf, shd);
-        pk_barrier(p.bar, target += nb, PROF);
+        pk_barrier(p.bar, target += nb, pf, p.fenced);
+        PROF;
         // o, added to x
-        pk_wait();
+        pk_wait(p, mb, j + 1);
+        MARK(2);
         if (run) {
-            pk_prep<PK_KE>(p.att, NULL, NULL, p.QW, np_q, L.norm[PK_O], p.eps, sq, &sc, &scl, &sum);
+            pk_prep(p.att, NULL, NULL, p.QW, np_q, L.norm[PK_O], p.eps, sq, xs, nws, &sc, &scl, &sum);
+            MARK(3);
             pk_gemv(psm + p.buf[1], L.lin[PK_O], 1, sq, scl, sum, EPI_ADD, p.glu_fn, p.x);
         }
         __syncthreads();
-        pk_stage_phase(p, psm, j + 3);
+        pk_stage_phase(p, psm, mb, j + 3);
         pk_norm_prefetch(p, j + 2);
-        pk_barrier(p.bar, target += nb, PROF);
+        pk_barrier(p.bar, target += nb, pf, p.fenced);
+        PROF;
         // gate|up with the activation
-        pk_wait();
+        pk_wait(p, mb, j + 2);
+        MARK(2);
         if (run) {
-            pk_prep<PK_KE>(p.x, NULL, NULL, p.E, np_e, L.norm[PK_GU], p.eps, sq, &sc, &scl, &sum);
+            pk_prep(p.x, NULL, NULL, p.E, np_e, L.norm[PK_GU], p.eps, sq, xs, nws, &sc, &scl, &sum);
+            MARK(3);
             pk_gemv(psm + p.buf[0], L.lin[PK_GU], 2, sq, scl, sum, EPI_GLU, p.glu_fn, p.h);
         }
         __syncthreads();
-        pk_stage_phase(p, psm, j + 4);
+        pk_stage_phase(p, psm, mb, j + 4);
         pk_norm_prefetch(p, j + 3);
-        pk_barrier(p.bar, target += nb, PROF);
+        pk_barrier(p.bar, target += nb, pf, p.fenced);
+        PROF;
         // down, added to x
-        pk_wait();
+        pk_wait(p, mb, j + 3);
+        MARK(2);
         if (run) {
-            pk_prep<PK_KF>(p.h, NULL, NULL, p.F, np_f, L.norm[PK_DOWN], p.eps, sq, &sc, &scl, &sum);
+            pk_prep(p.h, NULL, NULL, p.F, np_f, L.norm[PK_DOWN], p.eps, sq, xs, nws, &sc, &scl, &sum);
+            MARK(3);
             pk_gemv(psm + p.buf[1], L.lin[PK_DOWN], 1, sq, scl, sum, EPI_ADD, p.glu_fn, p.x);
         }
         __syncthreads();
-        pk_stage_phase(p, psm, j + 5);
+        pk_stage_phase(p, psm, mb, j + 5);
         pk_norm_prefetch(p, j + 4);
-        if (l + 1 < p.n_layer) pk_barrier(p.bar, target += nb, PROF);
+        if (l + 1 < p.n_layer) {
+            pk_barrier(p.bar, target += nb, pf, p.fenced);
+            PROF;
+        }
     }
-#undef PROF
     asm volatile("cp.async.wait_all;" ::: "memory"); // (the last groups are empty)
-    if (p.prof && threadIdx.x == 0) p.prof[((size_t)nbar * nb + b) * 2 + 1] = pk_now();
+    MARK(0);
+    MARK(1);
+#undef PROF
+#undef MARK
     if (b == 0 && threadIdx.x == 0) p.bar[32] = launches + 1; // every block read it before the first barrier
 }
 

@@ -4,7 +4,8 @@
 # of the launch-per-linear path and of PK_VARIANTS in alternating rounds, compute-sanitizer memcheck with it on.
 #   OUT=/tmp/out TERNLM_SHARED_DIR=.device-data/shared tools/cuda_pk.sh [steps: build smoke match tg memcheck bench]
 # PK_VARIANTS: "NAME:VAR=V,VAR=V ..." (default: the kernel, its barriers alone, its barriers and copies alone);
-# ROUNDS (2), HEADS for bench ("file i4").
+# ROUNDS (2), HEADS for bench ("file i4"). The phase profile: TERNLM_CUDA_PERSIST=1 TERNLM_CUDA_PERSIST_PROF=1
+# ternlm run -m /tmp/2b4t.gguf -p hi -n 64 --gpu (printed at the end); TERNLM_CUDA_PERSIST_LOG=1: the launch shape.
 set -u
 OUT=${OUT:-/tmp/cuda-out}
 mkdir -p "$OUT"

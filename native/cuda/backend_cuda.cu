@@ -12,6 +12,8 @@
 // Q2_0 ride the ternary layout (upload_linear), qwen3 adds k_head_norm. A session may hold n_seq KV slots for
 // multi-sequence batches (tl_gpu_eval_ubatch: each token's slot and position, the prompt path's kernels). A head
 // re-quantized at load (--head-quant i8 / i4) goes up as the CPU's integers (upload_headq) and runs in k_headq.
+// TERNLM_CUDA_PERSIST=1 runs a one-token step's layers in one persistent kernel instead (persist.cuh; measured
+// slower, so off by default).
 #include <cuda_runtime.h>
 
 #include <stdio.h>

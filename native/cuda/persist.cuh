@@ -1,19 +1,24 @@
-// The persistent decode kernel (TERNLM_CUDA_PERSIST): one launch runs every layer of a one-token step, one block
-// per SM, its phases (q|k|v, attention, o, gate|up, down) separated by grid-wide barriers instead of kernel
-// boundaries. Why: a decode step as ~270 launches spends ~2 us of pure latency in each k_prep_tok and each GEMV
-// after its dependency wait (docs/PERFORMANCE.md, seventh session), while a layer's weights are ~4 us of DRAM time.
-// Here every block copies (cp.async) the weights of the phase after next into shared memory as soon as it has
-// finished reading its buffer, before it waits at the barrier: weights never depend on the previous phase, so the
-// DRAM stream overlaps the barriers and the latency chains. Each block prepares a linear's input itself (RMSNorm +
-// int8 quantization: k_prep_tok's arithmetic, thread i of the first 256 owning elements i + 256k) from the vector
-// the previous phase left in global memory, so a phase costs one barrier and no separate preparation.
+// The persistent decode kernel (TERNLM_CUDA_PERSIST=1; off by default: measured slower, docs/PERFORMANCE.md's tenth
+// session): one cooperative launch runs every layer of a one-token step, one block per SM, its phases (q|k|v,
+// attention, o, gate|up, down) separated by grid-wide barriers instead of kernel boundaries. Why it was tried: a
+// decode step as ~270 launches spends ~2 us of pure latency in each k_prep_tok and each GEMV after its dependency
+// wait (seventh session), while a layer's weights are ~4 us of DRAM time. Each block has the copy engine
+// (cp.async.bulk on an mbarrier per buffer) bring its rows of the phase after next into shared memory as soon as it
+// has finished reading that buffer, before it waits at the barrier: weights never depend on the previous phase, so
+// the weight stream overlaps the barriers and the latency chains (measured: the wait for weights is ~0.2 us a
+// phase, 1.6 for q|k|v). Each block prepares a linear's input itself (RMSNorm + int8 quantization) from the vector
+// the previous phase left in global memory, so a phase costs one barrier and no separate preparation launch. What
+// the profile (TERNLM_CUDA_PERSIST_PROF) shows it loses on: the preparation, 3.5-5.8 us a phase with one block of
+// 16 warps an SM (two global round trips' worth of latency plus four block barriers and the fold), the products of
+// 30-106 rows a block (2.5-4.7 us), and 1.4-2.9 us a barrier: ~45 us a layer against ~31 for the launches.
 //
 // Bits: the float operations are k_prep_tok's, k_tern_gemv's epilogue and k_attention_dec's, in the same order;
 // integer dot products are exact in any order. Data written by other blocks in this launch is read through L2
-// (__ldcg); constants (weights, norms, the RoPE table) may use any path.
+// (__ldcg, cp.async.cg); constants (weights, norms, the RoPE table) may use any path.
 //
-// Limits (pk_usable in backend_cuda.cu): I2_S linears with q|k|v and gate|up fused, inputs of at most 16 steps
-// (n_embd, the attention width) and 32 (n_ff), heads for k_attention_dec, no per-head norms, n_head <= blocks.
+// Limits (persist_setup in backend_cuda.cu): Hopper (bulk copies), I2_S linears with q|k|v and gate|up fused,
+// inputs of at most PK_MAX_STEPS steps and widths divisible by 4, heads for k_attention_dec, no per-head norms,
+// n_head <= blocks, the shared memory of one block an SM (else a smaller attention cache, else the old path).
 #ifndef TERNLM_CUDA_PERSIST_CUH
 #define TERNLM_CUDA_PERSIST_CUH
 
@@ -184,9 +189,7 @@ __device__ __noinline__ void pk_prep(const float *xf, const __half *xh, float *x
     const unsigned wm = __reduce_max_sync(FULL_MASK, __float_as_uint(m));
     if (lane == 0) sc->wmax[warp] = wm;
     __syncthreads();
-    unsigned mb = sc->wmax[0];
-    for (int w = 1; w < nw; w++) mb = max(mb, sc->wmax[w]);
-    const float mf = __uint_as_float(mb);
+    const float mf = __uint_as_float(__reduce_max_sync(FULL_MASK, lane < nw ? sc->wmax[lane] : 0u)); // one load a lane
     const float s = (double)mf >= 1e-5 ? 127.0f / mf : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
     int acc = 0;
     for (int i = tid; i < n_pad; i += nt) {
@@ -197,9 +200,7 @@ __device__ __noinline__ void pk_prep(const float *xf, const __half *xh, float *x
     const int ws = __reduce_add_sync(FULL_MASK, acc);
     if (lane == 0) sc->wsum[warp] = ws;
     __syncthreads(); // codes and sums are visible
-    int t = 0;
-    for (int w = 0; w < nw; w++) t += sc->wsum[w];
-    *scl = s, *sum = t;
+    *scl = s, *sum = __reduce_add_sync(FULL_MASK, lane < nw ? sc->wsum[lane] : 0);
 }
 
 // The block's rows of a linear from its staged buffer, k_tern_gemv's products and epilogue: a row has 4 threads in

@@ -12,6 +12,8 @@
 // Q2_0 ride the ternary layout (upload_linear), qwen3 adds k_head_norm. A session may hold n_seq KV slots for
 // multi-sequence batches (tl_gpu_eval_ubatch: each token's slot and position, the prompt path's kernels). A head
 // re-quantized at load (--head-quant i8 / i4) goes up as the CPU's integers (upload_headq) and runs in k_headq.
+// TERNLM_CUDA_PERSIST=1 runs a one-token step's layers in one persistent kernel instead (persist.cuh; measured
+// slower, so off by default).
 #include <cuda_runtime.h>
 
 #include <stdio.h>
@@ -26,6 +28,7 @@ extern "C" {
 }
 
 #include "kernels.cuh"
+#include "persist.cuh"
 
 #define CK(call)                                                                                        \
     do {                                                                                                \
@@ -113,6 +116,18 @@ struct gpu_state {
     size_t slot;
     int *tok_seq, *tok_pos;
     int batch_now;        // the forward pass in flight reads tok_seq / tok_pos
+    // the persistent decode kernel (persist.cuh): TERNLM_CUDA_PERSIST, and whether this model and GPU allow it
+    int persist, pk_ok, pk_mode, pk_cap, pk_fenced; // pk_fenced: TERNLM_CUDA_PERSIST_BAR
+    int pk_threads;       // TERNLM_CUDA_PERSIST_THREADS: its block size (512 or 1024)
+    pk_layer *pk_L;       // device: per layer, its linears and norms
+    unsigned *pk_bar;     // device: the barrier's counter and launch count
+    size_t pk_smem;
+    unsigned pk_off[4];   // buffers 0 and 1, staged codes, attention (byte offsets)
+    unsigned long long *pk_prof, *pk_prof_host; // TERNLM_CUDA_PERSIST_PROF: barrier times of each step (pk_args.prof)
+    float4 **pk_sc;       // its per-row scale records, n_layer x PK_KINDS device arrays
+    int max_rows;
+    double pk_acc[6][5];  // per phase kind (q|k|v, attention, o, gate|up, down, the whole launch): sums of us
+    int pk_steps;
 };
 
 // ------------------------------------------------------------------------------------------------ upload
@@ -620,6 +635,36 @@ static int same_prep(const dlin *b, const dlin *a) {
 static int attn_threads(int T, int hd) { return T == 1 || hd > 128 ? 256 : 128; } // decode: finish_and_prep's 256
 static int attn_tile(int T) { return T == 1 ? 128 : 64; }                             // V positions per smem tile
 
+static void persist_prof_print(const gpu_state *g, const ternlm_session *s);
+
+// The persistent decode kernel for a one-token step (persist.cuh): every layer in one cooperative launch (all its
+// blocks resident at once, which its grid-wide barriers need; the driver refuses the launch otherwise).
+static void persist_launch(gpu_state *g, const ternlm_session *s) {
+    const tl_hparams *h = &s->m->hp;
+    pk_args p;
+    memset(&p, 0, sizeof p);
+    p.L = g->pk_L, p.n_layer = (int)h->n_layer, p.a = attn_for(g, s, 0);
+    p.x = g->x, p.qkv = g->qkv, p.att = g->att, p.h = g->h;
+    p.E = (int)h->n_embd, p.F = (int)h->n_ff, p.QW = (int)(h->n_head * h->head_dim), p.eps = h->eps;
+    p.max_n = TL_MAX(TL_MAX(p.E, p.F), p.QW);
+    p.glu_fn = h->act == TL_ACT_RELU2 ? GLU_RELU2 : GLU_SILU, p.cap = g->pk_cap, p.mode = g->pk_mode;
+    p.fenced = g->pk_fenced;
+    if (g->embd_on_gpu) p.emb_h = g->embd.f.wh, p.emb_f = g->embd.f.wh ? NULL : g->embd.f.wf;
+    p.tok = g->tok, p.bar = g->pk_bar, p.prof = g->pk_prof;
+    p.buf[0] = g->pk_off[0], p.buf[1] = g->pk_off[1], p.sq = g->pk_off[2], p.at = g->pk_off[3];
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(g->n_sm);
+    cfg.blockDim = dim3(g->pk_threads);
+    cfg.dynamicSmemBytes = g->pk_smem;
+    cfg.stream = g->st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeCooperative;
+    at[0].val.cooperative = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, g->pk_threads == 1024 ? k_persist<1024> : k_persist<PK_THREADS>, p);
+}
+
 // One batch of T tokens (already in g->tok, the first position in g->pos0, or with g->batch_now each token's slot
 // and position in g->tok_seq / g->tok_pos), as forward.c's eval_batch; n_pos: 1 + the largest position. `ready`
 // says whether the next linear's input has been prepared by the kernel before it (prep_for).
@@ -631,9 +676,11 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
     const float eps = h->eps;
     const int first = which == TERNLM_LOGITS_ALL ? 0 : T - 1;
     g->pdl_now = g->pdl && T == 1; // measured: overlapping launches helps decode, slows the prompt's big kernels
-    if (g->embd_on_gpu) launch(g, k_embed, dim3((E + 255) / 256, T), dim3(256), 0, (const float *)g->embd.f.wf, (const __half *)g->embd.f.wh, E, (const int *)g->tok, g->x);
+    const int persist = T == 1 && g->persist && g->pk_ok && !g->batch_now;
+    if (persist) persist_launch(g, s); // every layer; the head below as before
+    else if (g->embd_on_gpu) launch(g, k_embed, dim3((E + 255) / 256, T), dim3(256), 0, (const float *)g->embd.f.wf, (const __half *)g->embd.f.wh, E, (const int *)g->tok, g->x);
     int ready = 0;
-    for (uint32_t l = 0; l < h->n_layer; l++) {
+    for (uint32_t l = 0; l < h->n_layer && !persist; l++) {
         const dlayer *L = &g->L[l];
         const int qkv_own = !ready && own_prep(g, &L->qkv[0], T, SITE_QKV); // then no prepared input in g->qa
         for (int i = 0; i < L->n_qkv; i++)
@@ -786,6 +833,97 @@ static int tok_gemv_smem_limit(size_t bytes) { // nonzero on failure, as cudaFun
     return 0;
 }
 
+// Whether the persistent decode kernel can run this model (persist.cuh's limits), and its shared-memory layout:
+// two weight buffers (the largest share of rows any block stages, per buffer), the staged codes, then
+// k_attention_dec's keys, values and scores (fewer cached positions if the whole does not fit).
+static int pk_linear_ok(const dlin *d, int rows, int n, int max_steps) {
+    return d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN && d->t.rows == rows && d->t.n == n && d->t.steps <= max_steps;
+}
+
+static size_t pk_share(const dlin *d, int ur, int nb) { // bytes of the most rows one block stages
+    const int units = d->t.rows / ur, most = (units + nb - 1) / nb * ur;
+    return (size_t)most * (d->t.steps * 64 + 16);
+}
+
+static ternlm_status persist_setup(gpu_state *g, const ternlm_session *s, const cudaDeviceProp &prop, ternlm_error *err) {
+    const tl_hparams *h = &s->m->hp;
+    const int E = (int)h->n_embd, F = (int)h->n_ff, QW = (int)(h->n_head * h->head_dim), nb = g->n_sm;
+    g->pk_ok = 0;
+    g->max_rows = 0;
+    for (uint32_t l = 0; l < h->n_layer; l++) {
+        const dlayer *L = &g->L[l];
+        g->max_rows = TL_MAX(g->max_rows, TL_MAX(TL_MAX(L->qkv[0].rows, L->o.rows), TL_MAX(L->gu[0].rows, L->down.rows)));
+    }
+    if (!g->persist || prop.major < 9 || !prop.cooperativeLaunch || !g->attn_dec || (int)h->n_head > nb || h->n_layer == 0) return TERNLM_OK;
+    size_t b0 = 0, b1 = 0;
+    for (uint32_t l = 0; l < h->n_layer; l++) {
+        const dlayer *L = &g->L[l];
+        if (L->n_qkv != 1 || L->n_gu != 1 || L->q_norm || !pk_linear_ok(&L->qkv[0], g->qkv_rows, E, PK_MAX_STEPS) ||
+            !pk_linear_ok(&L->o, E, QW, PK_MAX_STEPS) || !pk_linear_ok(&L->gu[0], 2 * F, E, PK_MAX_STEPS) ||
+            !pk_linear_ok(&L->down, E, F, PK_MAX_STEPS))
+            return TERNLM_OK;
+        b0 = TL_MAX(b0, TL_MAX(pk_share(&L->qkv[0], 1, nb), pk_share(&L->gu[0], 2, nb)));
+        b1 = TL_MAX(b1, TL_MAX(pk_share(&L->o, 1, nb), pk_share(&L->down, 1, nb)));
+    }
+    const size_t sq = (size_t)(F + 255) / 256 * STAGE_STEP, base = b0 + b1 + (sq + 15) / 16 * 16;
+    const size_t limit = prop.sharedMemPerBlockOptin - sizeof(pk_scratch) - 512; // the kernel's static arrays
+    int cap = g->attn_dec_cap; // the attention area also holds pk_prep's copy of an input (the widest: max_n floats)
+    const size_t xs = (size_t)TL_MAX(TL_MAX(E, F), QW) * 8; // and its norm weights
+    if (E % 4 || F % 4 || QW % 4) return TERNLM_OK;        // (16-byte copies)
+    while (cap > 16 && base + TL_MAX(xs, attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, cap)) > limit) cap /= 2;
+    const size_t total = base + TL_MAX(xs, attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, cap));
+    if (total > limit) return TERNLM_OK;
+    g->pk_cap = cap, g->pk_smem = total;
+    g->pk_off[0] = 0, g->pk_off[1] = (unsigned)b0, g->pk_off[2] = (unsigned)(b0 + b1), g->pk_off[3] = (unsigned)base;
+    int per_sm = 0;
+    void (*kern)(pk_args) = g->pk_threads == 1024 ? k_persist<1024> : k_persist<PK_THREADS>;
+    if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)total) ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, g->pk_threads, total) || per_sm < 1) {
+        cudaGetLastError(); // not an error for the session: decode takes the launches per linear
+        return TERNLM_OK;
+    }
+    pk_layer *host = (pk_layer *)calloc(h->n_layer, sizeof(pk_layer));
+    g->pk_sc = (float4 **)calloc((size_t)h->n_layer * PK_KINDS, sizeof(float4 *));
+    float *tmp = (float *)malloc((size_t)g->max_rows * 3 * 4);
+    float4 *sc4 = (float4 *)malloc((size_t)g->max_rows * 16);
+    cudaError_t e = host && g->pk_sc && tmp && sc4 ? cudaSuccess : cudaErrorMemoryAllocation;
+    for (uint32_t l = 0; l < h->n_layer && e == cudaSuccess; l++) {
+        const dlayer *L = &g->L[l];
+        const dlin *lin[PK_KINDS] = {&L->qkv[0], &L->o, &L->gu[0], &L->down};
+        const float *norm[PK_KINDS] = {L->attn_norm, L->attn_sub_norm, L->ffn_norm, L->ffn_sub_norm};
+        for (int k = 0; k < PK_KINDS && e == cudaSuccess; k++) { // the rows' scales as 16-byte records (pk_lin)
+            const tern_w &w = lin[k]->t;
+            float4 **dst = &g->pk_sc[l * PK_KINDS + k];
+            e = cudaMemcpy(tmp, w.row_scale, (size_t)w.rows * 4, cudaMemcpyDeviceToHost);
+            if (e == cudaSuccess) e = cudaMemcpy(tmp + w.rows, w.out_scale, (size_t)w.rows * 4, cudaMemcpyDeviceToHost);
+            if (e == cudaSuccess && w.bias) e = cudaMemcpy(tmp + 2 * w.rows, w.bias, (size_t)w.rows * 4, cudaMemcpyDeviceToHost);
+            for (int r = 0; r < w.rows; r++) sc4[r] = make_float4(tmp[r], tmp[w.rows + r], w.bias ? tmp[2 * w.rows + r] : 0.0f, 0.0f);
+            if (e == cudaSuccess) e = cudaMalloc(dst, (size_t)w.rows * 16);
+            if (e == cudaSuccess) e = cudaMemcpy(*dst, sc4, (size_t)w.rows * 16, cudaMemcpyHostToDevice);
+            host[l].lin[k] = {w.codes, *dst, w.rows, w.steps, w.bias != NULL};
+            host[l].norm[k] = norm[k];
+        }
+        host[l].kc = g->kc + (size_t)l * s->n_ctx * g->kv_dim, host[l].vc = g->vc + (size_t)l * s->n_ctx * g->kv_dim;
+    }
+    free(tmp), free(sc4);
+    if (e == cudaSuccess) e = cudaMalloc(&g->pk_L, h->n_layer * sizeof(pk_layer));
+    if (e == cudaSuccess) e = cudaMemcpy(g->pk_L, host, h->n_layer * sizeof(pk_layer), cudaMemcpyHostToDevice);
+    free(host);
+    if (e == cudaSuccess) e = cudaMalloc(&g->pk_bar, 64 * sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMemset(g->pk_bar, 0, 64 * sizeof(unsigned));
+    if (e == cudaSuccess && env_int("TERNLM_CUDA_PERSIST_PROF", 0)) {
+        const size_t n = ((size_t)5 * h->n_layer + 1) * nb * 4;
+        g->pk_prof_host = (unsigned long long *)malloc(n * 8);
+        e = g->pk_prof_host ? cudaMalloc(&g->pk_prof, n * 8) : cudaErrorMemoryAllocation;
+    }
+    CK(e);
+    g->pk_ok = 1;
+    if (env_int("TERNLM_CUDA_PERSIST_LOG", 0))
+        fprintf(stderr, "persist: %d blocks x %d threads, %zu bytes of shared memory (buffers %zu + %zu), %d cached positions\n",
+                nb, g->pk_threads, total, b0, b1, cap);
+    return TERNLM_OK;
+}
+
 ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p, uint32_t n_seq, ternlm_session **out,
                                  ternlm_error *err) {
     *out = NULL;
@@ -833,6 +971,10 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->fuse_sites = env_int("TERNLM_CUDA_FUSE_SITES", 15);
         g->gridf = TL_MAX(1, env_int("TERNLM_CUDA_GRIDF", 2));
         g->head_bal = env_int("TERNLM_CUDA_HEAD_BAL", 0);
+        g->persist = env_int("TERNLM_CUDA_PERSIST", 0);
+        g->pk_mode = env_int("TERNLM_CUDA_PERSIST_MODE", PK_RUN);
+        g->pk_fenced = env_int("TERNLM_CUDA_PERSIST_BAR", 0);
+        g->pk_threads = env_int("TERNLM_CUDA_PERSIST_THREADS", PK_THREADS) == 1024 ? 1024 : PK_THREADS;
     }
     if (!st && (!s->tok_seq || !s->tok_pos)) st = tl_fail(err, TERNLM_ERR_NOMEM, "out of memory");
     if (!st) st = upload_model(g, m, err);
@@ -898,6 +1040,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         const int fit = (int)((dec_smem + 2048) * 100 / TL_MAX((size_t)1, prop.sharedMemPerMultiprocessor)) + 1;
         set_carveout(env_int("TERNLM_CUDA_CARVEOUT", g->attn_dec ? TL_MIN(100, fit) : -1));
     }
+    if (!st) st = persist_setup(g, s, prop, err);
     if (st) {
         ternlm_session_free(s);
         return st;
@@ -909,9 +1052,13 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
 void tl_session_free_gpu(ternlm_session *s) {
     gpu_state *g = (gpu_state *)s->gpu;
     if (g) {
+        persist_prof_print(g, s);
+        for (uint32_t i = 0; g->pk_sc && i < s->m->hp.n_layer * PK_KINDS; i++) cudaFree(g->pk_sc[i]);
+        free(g->pk_sc);
+        free(g->pk_prof_host);
         if (g->have_graph) cudaGraphExecDestroy(g->graph);
         void *bufs[] = {g->x, g->qkv, g->att, g->h, g->u, g->xs, g->logits, g->qa, g->qd, g->qsum, g->tok, g->pos0, g->done,
-                        g->kc, g->vc, g->rope, g->out_norm, g->tok_seq, g->tok_pos};
+                        g->kc, g->vc, g->rope, g->out_norm, g->tok_seq, g->tok_pos, g->pk_L, g->pk_bar, g->pk_prof};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
         for (uint32_t l = 0; g->L && l < s->m->hp.n_layer; l++) {
             dlayer *D = &g->L[l];
@@ -960,6 +1107,46 @@ static ternlm_status decode_graph(ternlm_session *s, ternlm_error *err) {
     return TERNLM_OK;
 }
 
+// TERNLM_CUDA_PERSIST_PROF: one step's times into the per-kind sums (us): the phase's wall time (latest departure
+// to latest departure), and averaged over blocks its wait for weights, its input preparation, the rest of its work
+// (products, stores, the next copies' issue), and the barrier (arrival to departure).
+static void persist_prof_step(gpu_state *g, const ternlm_session *s) {
+    const int nb = g->n_sm, nbar = 5 * (int)s->m->hp.n_layer - 1;
+    const size_t n = (size_t)(nbar + 2) * nb * 4;
+    if (cudaMemcpy(g->pk_prof_host, g->pk_prof, n * 8, cudaMemcpyDeviceToHost) != cudaSuccess) return;
+    const unsigned long long *t = g->pk_prof_host, *st = t + (size_t)(nbar + 1) * nb * 4;
+    unsigned long long prev_max = 0, t0 = ~0ull, t1 = 0;
+    for (int b = 0; b < nb; b++) prev_max = TL_MAX(prev_max, st[4 * b]), t0 = TL_MIN(t0, st[4 * b]);
+    for (int k = 0; k <= nbar; k++) {
+        double sum[4] = {0, 0, 0, 0};
+        unsigned long long dep_max = 0;
+        for (int b = 0; b < nb; b++) {
+            const unsigned long long *c = t + ((size_t)k * nb + b) * 4;
+            const unsigned long long from = k ? t[((size_t)(k - 1) * nb + b) * 4 + 1] : st[4 * b];
+            sum[0] += (double)(c[2] - from), sum[1] += (double)(c[3] - c[2]), sum[2] += (double)(c[0] - c[3]);
+            sum[3] += (double)(c[1] - c[0]);
+            dep_max = TL_MAX(dep_max, c[1]);
+        }
+        double *a = g->pk_acc[k % 5];
+        a[0] += (double)(dep_max - prev_max) / 1e3;
+        for (int i = 0; i < 4; i++) a[1 + i] += sum[i] / nb / 1e3;
+        prev_max = dep_max, t1 = TL_MAX(t1, dep_max);
+    }
+    g->pk_acc[5][0] += (double)(t1 - t0) / 1e3;
+    g->pk_steps++;
+}
+
+static void persist_prof_print(const gpu_state *g, const ternlm_session *s) {
+    if (!g->pk_steps) return;
+    const char *names[5] = {"q|k|v", "attention", "o", "gate|up", "down"};
+    const double per = (double)g->pk_steps * s->m->hp.n_layer;
+    fprintf(stderr, "persist profile, %d steps, us per layer (wall / weights wait / prep / rest of work / barrier):\n", g->pk_steps);
+    for (int k = 0; k < 5; k++)
+        fprintf(stderr, "  %-10s %7.2f %7.2f %7.2f %7.2f %7.2f\n", names[k], g->pk_acc[k][0] / per, g->pk_acc[k][1] / per,
+                g->pk_acc[k][2] / per, g->pk_acc[k][3] / per, g->pk_acc[k][4] / per);
+    fprintf(stderr, "  launch     %7.2f us a step\n", g->pk_acc[5][0] / g->pk_steps);
+}
+
 ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, int which, ternlm_error *err) {
     gpu_state *g = (gpu_state *)s->gpu;
     const uint32_t nv = s->m->hp.n_vocab;
@@ -993,6 +1180,7 @@ ternlm_status tl_gpu_eval(ternlm_session *s, const int32_t *tokens, size_t n, in
         if (rows) CK(cudaMemcpyAsync(staged ? g->logits_host : dst, g->logits, (size_t)rows * nv * sizeof(float), cudaMemcpyDeviceToHost, g->st));
         CK(cudaStreamSynchronize(g->st));
         if (staged) memcpy(dst, g->logits_host, (size_t)nv * sizeof(float));
+        if (g->pk_prof && T == 1 && g->persist && g->pk_ok) persist_prof_step(g, s);
         s->pos += (uint32_t)T;
         s->n_evaluated += (uint64_t)T;
         done += (size_t)T;

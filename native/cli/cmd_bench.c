@@ -49,22 +49,41 @@ static void bw_task(void *ctx, int ith, int nth) {
     j->sums[ith & 63] = s0 + s1 + s2 + s3;
 }
 
-static double measure_bandwidth(int threads) {
+/* A 1 GB buffer and a pool kept for repeated measurements: the host's bandwidth moves between minutes, so the
+ * roofline of each generation run is measured just before it. */
+typedef struct bw_probe {
+    uint64_t *p;
+    tl_pool *pool;
+} bw_probe;
+
+static int bw_probe_open(bw_probe *b, int threads) {
     const size_t bytes = (size_t)1 << 30;
-    uint64_t *p = malloc(bytes);
-    if (!p) return 0;
-    for (size_t i = 0; i < bytes / 8; i++) p[i] = i;
-    tl_pool *pool = tl_pool_new(threads);
-    bw_job job = {p, bytes / 8, {0}};
+    b->p = malloc(bytes);
+    b->pool = b->p ? tl_pool_new(threads) : NULL;
+    if (!b->pool) {
+        free(b->p);
+        return 0;
+    }
+    for (size_t i = 0; i < bytes / 8; i++) b->p[i] = i;
+    return 1;
+}
+
+static void bw_probe_close(bw_probe *b) {
+    if (b->pool) tl_pool_free(b->pool), free(b->p);
+    b->pool = NULL;
+}
+
+/* GB/s: the median of `passes` (<= 7) reads of the whole buffer (the machine is shared: not the best pass). */
+static double bw_probe_read(bw_probe *b, int passes) {
+    const size_t bytes = (size_t)1 << 30;
+    bw_job job = {b->p, bytes / 8, {0}};
     double gbs[7];
-    for (int r = 0; r < 7; r++) {
+    for (int r = 0; r < passes; r++) {
         const double t0 = now();
-        tl_pool_run(pool, bw_task, &job);
+        tl_pool_run(b->pool, bw_task, &job);
         gbs[r] = (double)bytes / (now() - t0) / 1e9;
     }
-    tl_pool_free(pool);
-    free(p);
-    return median(gbs, 7); /* the machine is shared: the median of several passes, not the best */
+    return median(gbs, passes);
 }
 
 typedef struct bench_cfg {
@@ -162,22 +181,33 @@ static int run_test(ternlm_session *s, const int32_t *toks, int n, int batch, do
     return 0;
 }
 
-static void report(const char *test, const bench_cfg *c, const char *backend, const double *v, int n, double roof) {
+/* roof: each run's roofline in tokens/s (NULL: none); the fraction reported is the median of the runs' own. */
+static void report(const char *test, const bench_cfg *c, const char *backend, const double *v, int n, const double *roofs) {
     const double med = median(v, n);
-    double lo = v[0], hi = v[0];
+    double lo = v[0], hi = v[0], roof = 0, froof = 0;
     for (int i = 1; i < n; i++) lo = v[i] < lo ? v[i] : lo, hi = v[i] > hi ? v[i] : hi;
+    double *frac = roofs ? malloc((size_t)n * sizeof *frac) : NULL;
+    if (frac) {
+        for (int i = 0; i < n; i++) frac[i] = v[i] / roofs[i];
+        roof = median(roofs, n), froof = median(frac, n);
+    }
+    free(frac);
     if (c->json) {
         printf("{\"test\":\"%s\",\"threads\":%d,\"kernels\":\"%s\",\"head\":\"%s\",\"repack\":%s,\"repacked_mb\":%.1f,"
                "\"median_tps\":%.3f,\"min_tps\":%.3f,\"max_tps\":%.3f,\"samples_tps\":[",
                test, c->threads, backend, c->head_type, c->repacked_mb > 0 ? "true" : "false", c->repacked_mb, med, lo, hi);
         for (int i = 0; i < n; i++) printf("%s%.3f", i ? "," : "", v[i]);
         printf("]");
-        if (roof > 0) printf(",\"roofline_tps\":%.3f,\"roofline_fraction\":%.3f", roof, med / roof);
+        if (roof > 0) {
+            printf(",\"roofline_tps\":%.3f,\"roofline_fraction\":%.3f,\"roofline_samples_tps\":[", roof, froof);
+            for (int i = 0; i < n; i++) printf("%s%.3f", i ? "," : "", roofs[i]);
+            printf("]");
+        }
         printf("}\n");
     } else {
         printf("%-8s %3d threads  %-7s  median %8.2f tokens/s  (min %.2f, max %.2f, %d runs)", test, c->threads, backend,
                med, lo, hi, n);
-        if (roof > 0) printf("  roofline %.2f -> %.0f%%", roof, 100 * med / roof);
+        if (roof > 0) printf("  roofline %.2f (measured before each run) -> %.0f%%", roof, 100 * froof);
         printf("\n");
     }
     fflush(stdout);
@@ -206,13 +236,16 @@ static int bench_model(ternlm_model *m, bench_cfg *c) {
     int32_t *toks = malloc((size_t)n * sizeof *toks);
     uint64_t r = 42;
     for (int i = 0; i < n; i++) r = r * 6364136223846793005ull + 1, toks[i] = (int32_t)((r >> 33) % nv);
-    double *v = malloc((size_t)c->reps * sizeof *v), roof = 0, tmp;
+    double *v = malloc((size_t)c->reps * sizeof *v), *roofs = malloc((size_t)c->reps * sizeof *roofs), tmp;
     int rc = 0;
-    if (c->membw && !c->gpu) {
-        const double gbs = measure_bandwidth(c->threads), bpt = bytes_per_token(m, c);
-        roof = gbs * 1e9 / bpt;
+    bw_probe bw = {NULL, NULL};
+    const double bpt = bytes_per_token(m, c);
+    if (c->membw && !c->gpu && bw_probe_open(&bw, c->threads)) {
+        const double gbs = bw_probe_read(&bw, 7), roof = gbs * 1e9 / bpt;
         if (c->json) printf("{\"test\":\"membw\",\"threads\":%d,\"read_gbs\":%.3f,\"bytes_per_token\":%.0f,\"roofline_tps\":%.3f}\n", c->threads, gbs, bpt, roof);
         else printf("memory read bandwidth %.2f GB/s (%d threads); %.1f MB read per generated token -> roofline %.2f tokens/s\n", gbs, c->threads, bpt / 1e6, roof);
+    } else if (c->membw && !c->gpu) {
+        fprintf(stderr, "ternlm bench: cannot allocate the 1 GB buffer that --membw reads; no roofline\n");
     }
     if (c->pp > 0) {
         run_test(s, toks, c->pp < 16 ? c->pp : 16, 1, &tmp, &err); /* warm-up: page in the weights */
@@ -223,20 +256,23 @@ static int bench_model(ternlm_model *m, bench_cfg *c) {
         if (!c->json) fprintf(stderr, "\r%40s\r", "");
         char name[32];
         snprintf(name, sizeof name, "pp%d", c->pp);
-        if (!rc) report(name, c, backend, v, c->reps, 0);
+        if (!rc) report(name, c, backend, v, c->reps, NULL);
     }
     if (c->tg > 0 && !rc) {
         run_test(s, toks, 4, 0, &tmp, &err);
         for (int i = 0; i < c->reps && !rc; i++) {
+            if (bw.pool) roofs[i] = bw_probe_read(&bw, 3) * 1e9 / bpt;
             rc = run_test(s, toks, c->tg, 0, &v[i], &err);
             if (!c->json) fprintf(stderr, "\rtg%d: run %d/%d %.2f tokens/s   ", c->tg, i + 1, c->reps, v[i]);
         }
         if (!c->json) fprintf(stderr, "\r%40s\r", "");
         char name[32];
         snprintf(name, sizeof name, "tg%d", c->tg);
-        if (!rc) report(name, c, backend, v, c->reps, roof);
+        if (!rc) report(name, c, backend, v, c->reps, bw.pool ? roofs : NULL);
     }
     if (rc) fprintf(stderr, "ternlm: %s\n", err.message);
+    bw_probe_close(&bw);
+    free(roofs);
     free(v);
     free(toks);
     ternlm_session_free(s);
@@ -344,7 +380,7 @@ int cmd_bench(int argc, char **argv) {
         {"--threads", "-t", OPT_INT, &c.threads, "threads (default: physical cores)"},
         {"--repetitions", "-r", OPT_INT, &c.reps, "repetitions per test (default 5)"},
         {"--json", NULL, OPT_FLAG, &c.json, "one JSON object per line and test"},
-        {"--membw", NULL, OPT_FLAG, &c.membw, "measure memory bandwidth and print the generation roofline"},
+        {"--membw", NULL, OPT_FLAG, &c.membw, "measure memory bandwidth, and again before each generation run: the roofline and the fraction of it each run reached"},
         {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0, i8 (int8 rows) or i4 (int4 rows)"},
         {"--no-repack", NULL, OPT_FLAG, &c.no_repack, "keep weights in file layout (no 16-row group repacking)"},
         {"--gpu", NULL, OPT_FLAG, &c.gpu, "benchmark the GPU backend"},

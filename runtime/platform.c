@@ -93,6 +93,16 @@ void tl_file_unmap(tl_mapped_file *f) {
     f->data = NULL;
 }
 
+void tl_memory_hint_huge(void *p, uint64_t n) {
+#if defined(TL_HAVE_MMAP) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20, a = (uintptr_t)p, b = a + (uintptr_t)n;
+    const uintptr_t lo = (a + huge - 1) / huge * huge, hi = b / huge * huge;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p, (void)n;
+#endif
+}
+
 double tl_now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

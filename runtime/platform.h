@@ -19,6 +19,11 @@ void tl_file_unmap(tl_mapped_file *f);
  * into a copy then costs no memory twice. A no-op for heap copies and targets without mmap. */
 void tl_file_release(const tl_mapped_file *f, const void *p, uint64_t n);
 
+/* Ask for huge pages on the whole 2 MB pages inside [p, p + n), before they are first written: a weight streamed
+ * once per token then costs fewer TLB misses, and the hardware prefetcher is not stopped at every 4 KB page. A hint;
+ * a no-op where the OS has none. */
+void tl_memory_hint_huge(void *p, uint64_t n);
+
 double tl_now_seconds(void);                 /* monotonic */
 uint64_t tl_random_u64(void);                /* from the OS (getrandom, WASI random_get, ...) */
 uint32_t tl_physical_cores(void);

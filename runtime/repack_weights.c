@@ -7,6 +7,7 @@
 #include "../simd/kernels.h"
 #include "../simd/repack.h"
 #include "model.h"
+#include "platform.h"
 #include "tensor_types.h"
 
 static int ternary_repackable(const tl_weight *w, const tl_kernels *k) {
@@ -16,10 +17,25 @@ static int ternary_repackable(const tl_weight *w, const tl_kernels *k) {
     return 0;
 }
 
+/* A weight's repacked copy: `*owner` is what tl_aligned_free takes; the copy starts on a 2 MB boundary and asks
+ * for huge pages on the whole 2 MB pages inside it (the tail stays small pages, so the slack around the copy is never
+ * touched and costs no memory). One core streaming a 2560 x 110,592 I2_S weight from memory: one token 2.44 against
+ * 3.38 ms, 4 tokens 6.07 against 6.94 (medians of 6 alternating runs). */
+#define HUGE_PAGE ((uint64_t)2 << 20)
+static uint8_t *alloc_streamed(uint64_t size, void **owner) {
+    uint8_t *raw = size > SIZE_MAX - HUGE_PAGE ? NULL : tl_aligned_alloc_uninit((size_t)(size + HUGE_PAGE));
+    *owner = raw;
+    if (!raw) return NULL;
+    uint8_t *p = raw + (HUGE_PAGE - (uintptr_t)raw % HUGE_PAGE) % HUGE_PAGE;
+    tl_memory_hint_huge(p, size);
+    return p;
+}
+
 static ternlm_status repack_ternary(ternlm_model *m, tl_weight *w, ternlm_error *err) {
     const uint64_t code_bytes = tl_r16_bytes_2bit(w->ne0, w->ne1);
     const uint64_t scale_bytes = w->type == TL_I2_S ? 0 : (uint64_t)w->ne1 * (uint64_t)(w->ne0 / 256) * 2;
-    uint8_t *mem = tl_aligned_alloc_uninit((size_t)(code_bytes + scale_bytes)); /* fully written */
+    void *owner;
+    uint8_t *mem = alloc_streamed(code_bytes + scale_bytes, &owner); /* fully written */
     if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes to repack a weight",
                              (unsigned long long)(code_bytes + scale_bytes));
     uint16_t *dw = w->type == TL_I2_S ? NULL : (uint16_t *)(void *)(mem + code_bytes);
@@ -28,7 +44,7 @@ static ternlm_status repack_ternary(ternlm_model *m, tl_weight *w, ternlm_error 
     else tl_repack_tq1(w->data, w->ne0, 0, w->ne1, mem, dw);
     tl_file_release(&m->file, w->data, w->row_bytes * (uint64_t)w->ne1);
     w->r16 = (tl_r16){mem, dw, NULL, w->i2s_scale, w->ne0, w->ne1, NULL};
-    w->r16_mem = mem;
+    w->r16_mem = owner;
     m->repacked_bytes += code_bytes + scale_bytes;
     return TERNLM_OK;
 }
@@ -40,7 +56,8 @@ static ternlm_status repack_head_i8(ternlm_model *m, tl_weight *w, ternlm_error 
         return TERNLM_OK;
     }
     const uint64_t bytes = tl_r16_bytes_i8(w->ne0, w->ne1), scale_bytes = (uint64_t)w->ne1 * 4;
-    uint8_t *mem = tl_aligned_alloc_uninit((size_t)(bytes + scale_bytes)); /* fully written */
+    void *owner;
+    uint8_t *mem = alloc_streamed(bytes + scale_bytes, &owner); /* fully written */
     if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes for the int8 head", (unsigned long long)bytes);
     float *drow = (float *)(void *)(mem + bytes);
     /* in slices whose file pages are released as soon as they are converted, so the F16 table is never resident
@@ -51,7 +68,7 @@ static ternlm_status repack_head_i8(ternlm_model *m, tl_weight *w, ternlm_error 
         tl_file_release(&m->file, w->data + (uint64_t)r * w->row_bytes, (uint64_t)(r1 - r) * w->row_bytes);
     }
     w->r16 = (tl_r16){mem, NULL, drow, 1.0f, w->ne0, w->ne1, NULL};
-    w->r16_mem = mem;
+    w->r16_mem = owner;
     m->repacked_bytes += bytes + scale_bytes;
     snprintf(m->head_type, sizeof m->head_type, "I8 (from F16)");
     return TERNLM_OK;
@@ -66,7 +83,8 @@ static ternlm_status repack_head_i4(ternlm_model *m, tl_weight *w, ternlm_error 
     }
     const uint64_t bytes = tl_r16_bytes_i4(w->ne0, w->ne1), sub_bytes = tl_r16_bytes_i4_sub(w->ne0, w->ne1),
                    scale_bytes = (uint64_t)w->ne1 * 4, total = bytes + sub_bytes + scale_bytes;
-    uint8_t *mem = tl_aligned_alloc_uninit((size_t)total); /* fully written */
+    void *owner;
+    uint8_t *mem = alloc_streamed(total, &owner); /* fully written */
     if (!mem) return tl_fail(err, TERNLM_ERR_NOMEM, "cannot allocate %llu bytes for the int4 head", (unsigned long long)total);
     float *drow = (float *)(void *)(mem + bytes);
     uint8_t *sub = mem + bytes + scale_bytes;
@@ -76,7 +94,7 @@ static ternlm_status repack_head_i4(ternlm_model *m, tl_weight *w, ternlm_error 
         tl_file_release(&m->file, w->data + (uint64_t)r * w->row_bytes, (uint64_t)(r1 - r) * w->row_bytes);
     }
     w->r16 = (tl_r16){mem, NULL, drow, 1.0f, w->ne0, w->ne1, sub};
-    w->r16_mem = mem;
+    w->r16_mem = owner;
     m->repacked_bytes += total;
     snprintf(m->head_type, sizeof m->head_type, "I4 (from F16)");
     return TERNLM_OK;

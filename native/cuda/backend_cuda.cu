@@ -106,6 +106,8 @@ struct gpu_state {
     int attn_dec_cap;     // the positions whose keys and values it copies to shared memory
     int attn_dec_threads; // TERNLM_CUDA_ATTN_THREADS: its block size (256 or 512: more warps for K·Q)
     size_t attn_group_smem; // the dynamic shared memory it may take
+    int attn_tile;        // single-sequence prompts may use k_attention_tile<attn_tile / 32> (0: not usable)
+    size_t attn_tile_smem; // the dynamic shared memory it may take
     cudaGraphExec_t graph;
     int have_graph;
     size_t ftok_smem;     // k_float_gemv_tok's shared memory limit (0: not usable; several tokens use k_float_gemv)
@@ -694,7 +696,10 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
         if (T > 1) launch(g, k_rope_store, dim3(T), dim3(128), 0, a);
         const prep_args to_o = prep_for(g, &L->o, g->att, L->attn_sub_norm, eps, T, SITE_O);
         const int grp = (int)(h->n_head / h->n_head_kv);
-        if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
+        if (T > 1 && g->attn_tile && !g->batch_now && attn_tile_smem(n_pos, g->attn_tile) <= g->attn_tile_smem)
+            launch(g, g->attn_tile == 128 ? k_attention_tile<4> : g->attn_tile == 64 ? k_attention_tile<2> : k_attention_tile<1>,
+                   dim3((T + AT_NT - 1) / AT_NT * h->n_head_kv), dim3(AT_THREADS), attn_tile_smem(n_pos, g->attn_tile), a, n_pos, T);
+        else if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
             launch(g, k_attention_group, dim3(h->n_head_kv, T), dim3(128 * grp),
                    attn_group_smem_bytes(n_pos, (int)h->head_dim, grp), a, n_pos);
         else if (skipped(g, SKIP_ATTN))
@@ -1026,6 +1031,18 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         cudaFuncSetAttribute(k_attention_group, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->attn_group_smem)) {
         g->attn_group = 0;
         cudaGetLastError(); // not an error for the session: prompts use k_attention
+    }
+    // TERNLM_CUDA_ATTN_TILE=0: prompts take k_attention_group (comparisons)
+    const int hdim = (int)h->head_dim;
+    void (*tile_fn)(attn_args, int, int) = hdim == 128 ? k_attention_tile<4> : hdim == 64 ? k_attention_tile<2> : k_attention_tile<1>;
+    g->attn_tile = env_int("TERNLM_CUDA_ATTN_TILE", 1) && grp == AT_G && grp * h->n_head_kv == h->n_head &&
+                   (hdim == 32 || hdim == 64 || hdim == 128) ? hdim : 0;
+    g->attn_tile_smem = TL_MIN(limit, attn_tile_smem((int)s->n_ctx, hdim));
+    if (!st && g->attn_tile &&
+        (cudaFuncSetAttribute(tile_fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->attn_tile_smem) ||
+         cudaFuncSetAttribute(tile_fn, cudaFuncAttributePreferredSharedMemoryCarveout, 100))) { // 2 blocks an SM
+        g->attn_tile = 0;
+        cudaGetLastError(); // not an error for the session: prompts use k_attention_group
     }
     g->attn_dec_threads = env_int("TERNLM_CUDA_ATTN_THREADS", 512) == 256 ? 256 : 512;
     g->attn_dec_cap = TL_MIN((int)s->n_ctx, TL_MAX(1, TL_MIN(AD_PMAX, env_int("TERNLM_CUDA_ATTN_DEC_CAP", AD_CAP))));

@@ -1690,3 +1690,187 @@ __global__ void __launch_bounds__(512) k_attention_dec(attn_args a, int cap) {
         a.out[((long)t * a.n_head + h) * hd + tid] = acc;
     }
 }
+
+// Prompts of one sequence: AT_NT consecutive tokens and the AT_G = 4 query heads of one KV head per block (256
+// threads), keys and values through shared memory in tiles of AT_PT positions (cp.async, two tiles deep) shared by
+// the 32 (token, head) rows. Per row the arithmetic is k_attention's, in the CPU's order:
+// - K·Q: each score is dot_f16's 32 lanes (lane j: elements j + 32c, in order) then lanes.h's fold. A half-warp
+//   computes 16 scores at once (8 rows: 2 tokens x 4 heads, times 2 positions): thread tau holds lanes tau and
+//   tau + 16 of every row's query in registers, so it does the fold's first level itself, and the other four levels
+//   (l[i] += l[i + 8], + 4, + 2, + 1) are a butterfly over the half-warp that leaves one score per thread: register k
+//   of thread tau holds score k ^ tau, so each level sends one half of the registers (no selects). A product of two
+//   f16 values is exact in f32, so the lane's `l += k * q` is one FMA with the same bits (the first product needs no
+//   add: 0 + x differs from x only in the sign of a zero, which no later step can turn into another value: exp(-0) =
+//   exp(+0)).
+// - softmax as block_softmax, a warp per token (4 heads at once);
+// - P·V: a warp per token, lane owning NC consecutive outputs of the 4 heads, each an in-order f32 sum over
+//   positions (multiply, then add).
+// Needs n_head = 4 n_head_kv, hd = 32 NC (NC 1, 2 or 4), no multi-sequence batch (positions pos0 + t).
+// Dynamic shared memory: attn_tile_smem (scores: AT_NT x n_pos x 4 floats; two tiles of AT_PT x hd halves).
+#define AT_NT 8
+#define AT_G 4
+#define AT_PT 64
+#define AT_THREADS 256
+
+__host__ __device__ inline size_t attn_tile_smem(int n_pos, int hd) {
+    return (size_t)AT_NT * n_pos * AT_G * 4 + (size_t)2 * AT_PT * hd * 2;
+}
+
+template <int NC>
+__global__ void __launch_bounds__(AT_THREADS, 2) k_attention_tile(attn_args a, int n_pos, int T) {
+    extern __shared__ __align__(16) float sa[];
+    constexpr int hd = 32 * NC;
+    const int kv_dim = hd * a.n_head_kv, n_tb = (T + AT_NT - 1) / AT_NT;
+    const int kvh = blockIdx.x % a.n_head_kv, t0 = (n_tb - 1 - (int)blockIdx.x / a.n_head_kv) * AT_NT; // longest first
+    const int nt = min(AT_NT, T - t0), tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    float *sc = sa; // [AT_NT][n_pos][AT_G]
+    __half *const buf = (__half *)(sa + (size_t)AT_NT * n_pos * AT_G);
+    constexpr int tile_h = AT_PT * hd;
+    const __half *K = a.kc + kvh * hd, *V = a.vc + kvh * hd;
+    dep_launch_next();
+    dep_wait();
+    const int pos0 = *a.pos0, p_end = pos0 + t0 + nt, tiles = (p_end + AT_PT - 1) / AT_PT; // positions < p_end
+    kv_tile_copy(buf, K, 0, min(AT_PT, p_end), hd, kv_dim);
+    // K·Q: half-warp hw = (token pair tp, quarter sub of each tile's positions); thread tau of it
+    const int hw = tid >> 4, tau = tid & 15, tp = hw >> 2, sub = hw & 3, tx = tau & 7, tb3 = tau >> 3;
+    const int pair_t = t0 + 2 * tp, pos_hi = pos0 + min(pair_t + 1, T - 1); // (pairs past T compute nothing)
+    float q[8][2][NC]; // q[r][m][c]: row r ^ tx (token 2 tp + (row >> 2), head row & 3), element tau + 16 m + 32 c
+#pragma unroll
+    for (int r = 0; r < 8; r++) {
+        const int row = r ^ tx, t = min(pair_t + (row >> 2), T - 1);
+        const float *qr = a.qkv + (long)t * a.qkv_stride + (kvh * AT_G + (row & 3)) * hd;
+#pragma unroll
+        for (int m = 0; m < 2; m++)
+#pragma unroll
+            for (int c = 0; c < NC; c++) q[r][m][c] = round_f16(qr[tau + 16 * m + 32 * c]);
+    }
+    const float scale = 1.0f / sqrtf((float)hd);
+    // this thread's score after the butterfly: head tau & 3, token 2 tp + ((tau >> 2) & 1), position pb + tb3
+    const int my_t = pair_t + ((tau >> 2) & 1), my_pos = pos0 + my_t;
+    float *my_sc = sc + ((size_t)(2 * tp + ((tau >> 2) & 1)) * n_pos) * AT_G + (tau & 3);
+    for (int it = 0; it < tiles; it++) {
+        const int p0 = it * AT_PT;
+        if (it + 1 < tiles) {
+            kv_tile_copy(buf + ((it + 1) & 1) * tile_h, K, p0 + AT_PT, min(AT_PT, p_end - p0 - AT_PT), hd, kv_dim);
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads();
+        const __half *kt = buf + (it & 1) * tile_h;
+        for (int qd = 0; qd < AT_PT / 8 && pair_t < T && p0 + 8 * qd <= pos_hi; qd++) { // uniform in a warp
+            const int pb = 8 * qd + 2 * sub; // tile rows pb, pb + 1
+            float kf[2][2][NC];              // [position: pb + tb3, pb + 1 - tb3][m][c]
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const __half *kr = kt + (pb + (u ^ tb3)) * hd + tau;
+#pragma unroll
+                for (int m = 0; m < 2; m++)
+#pragma unroll
+                    for (int c = 0; c < NC; c++) kf[u][m][c] = __half2float(kr[16 * m + 32 * c]);
+            }
+            float v[16]; // v[k]: lanes tau + (tau + 16) of score k ^ tau
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                const int u = k >> 3, r = k & 7;
+                float l0 = kf[u][0][0] * q[r][0][0], l1 = kf[u][1][0] * q[r][1][0];
+#pragma unroll
+                for (int c = 1; c < NC; c++) {
+                    l0 = __fmaf_rn(kf[u][0][c], q[r][0][c], l0);
+                    l1 = __fmaf_rn(kf[u][1][c], q[r][1][c], l1);
+                }
+                v[k] = l0 + l1;
+            }
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[k] += __shfl_xor_sync(FULL_MASK, v[k + 8], 8);
+#pragma unroll
+            for (int k = 0; k < 4; k++) v[k] += __shfl_xor_sync(FULL_MASK, v[k + 4], 4);
+#pragma unroll
+            for (int k = 0; k < 2; k++) v[k] += __shfl_xor_sync(FULL_MASK, v[k + 2], 2);
+            v[0] += __shfl_xor_sync(FULL_MASK, v[1], 1);
+            const int p = p0 + pb + tb3;
+            if (my_t < T && p <= my_pos) my_sc[(size_t)p * AT_G] = v[0] * scale;
+        }
+        __syncthreads(); // this tile is read; the next copy may overwrite it
+    }
+    kv_tile_copy(buf, V, 0, min(AT_PT, p_end), hd, kv_dim); // the first V tile, during the softmax
+    // softmax: a warp per token, the 4 heads at once (lane p % 32 of the double sums, as block_softmax)
+    if (t0 + warp < T) {
+        const int n = pos0 + t0 + warp + 1;
+        float4 *row = (float4 *)(sc + (size_t)warp * n_pos * AT_G);
+        float4 mx = make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+        for (int p = lane; p < n; p += 32) {
+            const float4 s = row[p];
+            mx.x = fmaxf(mx.x, s.x), mx.y = fmaxf(mx.y, s.y), mx.z = fmaxf(mx.z, s.z), mx.w = fmaxf(mx.w, s.w);
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            mx.x = fmaxf(mx.x, __shfl_xor_sync(FULL_MASK, mx.x, o)), mx.y = fmaxf(mx.y, __shfl_xor_sync(FULL_MASK, mx.y, o));
+            mx.z = fmaxf(mx.z, __shfl_xor_sync(FULL_MASK, mx.z, o)), mx.w = fmaxf(mx.w, __shfl_xor_sync(FULL_MASK, mx.w, o));
+        }
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        for (int p = lane; p < n; p += 32) {
+            float4 s = row[p];
+            s.x = dev::tl_expf(s.x - mx.x), s.y = dev::tl_expf(s.y - mx.y);
+            s.z = dev::tl_expf(s.z - mx.z), s.w = dev::tl_expf(s.w - mx.w);
+            s0 += (double)s.x, s1 += (double)s.y, s2 += (double)s.z, s3 += (double)s.w;
+            row[p] = s;
+        }
+        s0 = __shfl_sync(FULL_MASK, warp_fold_d(s0), 0), s1 = __shfl_sync(FULL_MASK, warp_fold_d(s1), 0);
+        s2 = __shfl_sync(FULL_MASK, warp_fold_d(s2), 0), s3 = __shfl_sync(FULL_MASK, warp_fold_d(s3), 0);
+        const float i0 = (float)(1.0 / s0), i1 = (float)(1.0 / s1), i2 = (float)(1.0 / s2), i3 = (float)(1.0 / s3);
+        for (int p = lane; p < n; p += 32) {
+            float4 s = row[p];
+            s.x *= i0, s.y *= i1, s.z *= i2, s.w *= i3;
+            if (a.probs_f16) s.x = round_f16(s.x), s.y = round_f16(s.y), s.z = round_f16(s.z), s.w = round_f16(s.w);
+            row[p] = s;
+        }
+    }
+    // P·V: warp = token, lane = outputs NC lane .. NC lane + NC - 1 of each head
+    const int t = t0 + warp, pos = pos0 + t;
+    const float4 *pr = (const float4 *)(sc + (size_t)warp * n_pos * AT_G);
+    float acc[AT_G][NC];
+#pragma unroll
+    for (int h = 0; h < AT_G; h++)
+#pragma unroll
+        for (int c = 0; c < NC; c++) acc[h][c] = 0.0f;
+    for (int it = 0; it < tiles; it++) {
+        const int p0 = it * AT_PT;
+        if (it + 1 < tiles) {
+            kv_tile_copy(buf + ((it + 1) & 1) * tile_h, V, p0 + AT_PT, min(AT_PT, p_end - p0 - AT_PT), hd, kv_dim);
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads(); // (the first time, also: every probability is written)
+        const __half *vt = buf + (it & 1) * tile_h + NC * lane;
+        const int np = t < T ? min(AT_PT, pos + 1 - p0) : 0;
+#pragma unroll 4
+        for (int p = 0; p < np; p++) {
+            const float4 w = pr[p0 + p];
+            float vf[NC];
+            if (NC == 4) {
+                const uint2 raw = *(const uint2 *)(vt + p * hd);
+                const float2 f0 = __half22float2(*(const __half2 *)&raw.x), f1 = __half22float2(*(const __half2 *)&raw.y);
+                vf[0] = f0.x, vf[1] = f0.y, vf[2 % NC] = f1.x, vf[3 % NC] = f1.y;
+            } else if (NC == 2) {
+                const float2 f0 = __half22float2(*(const __half2 *)(vt + p * hd));
+                vf[0] = f0.x, vf[1 % NC] = f0.y;
+            } else {
+                vf[0] = __half2float(vt[p * hd]);
+            }
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                acc[0][c] = acc[0][c] + w.x * vf[c];
+                acc[1][c] = acc[1][c] + w.y * vf[c];
+                acc[2][c] = acc[2][c] + w.z * vf[c];
+                acc[3][c] = acc[3][c] + w.w * vf[c];
+            }
+        }
+        __syncthreads();
+    }
+    if (t < T)
+#pragma unroll
+        for (int h = 0; h < AT_G; h++)
+#pragma unroll
+            for (int c = 0; c < NC; c++) a.out[((long)t * a.n_head + kvh * AT_G + h) * hd + NC * lane + c] = acc[h][c];
+}

@@ -108,6 +108,7 @@ struct gpu_state {
     size_t attn_group_smem; // the dynamic shared memory it may take
     int attn_tile;        // single-sequence prompts may use k_attention_tile<attn_tile / 32> (0: not usable)
     size_t attn_tile_smem; // the dynamic shared memory it may take
+    int attn_tile_per_sm; // its blocks per SM with the shared memory of a whole prompt chunk from position 0
     cudaGraphExec_t graph;
     int have_graph;
     size_t ftok_smem;     // k_float_gemv_tok's shared memory limit (0: not usable; several tokens use k_float_gemv)
@@ -698,7 +699,8 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
         const int grp = (int)(h->n_head / h->n_head_kv);
         if (T > 1 && g->attn_tile && !g->batch_now && attn_tile_smem(n_pos, g->attn_tile) <= g->attn_tile_smem)
             launch(g, g->attn_tile == 128 ? k_attention_tile<4> : g->attn_tile == 64 ? k_attention_tile<2> : k_attention_tile<1>,
-                   dim3((T + AT_NT - 1) / AT_NT * h->n_head_kv), dim3(AT_THREADS), attn_tile_smem(n_pos, g->attn_tile), a, n_pos, T);
+                   dim3((T + AT_NT - 1) / AT_NT * h->n_head_kv), dim3(AT_THREADS), attn_tile_smem(n_pos, g->attn_tile), a, n_pos, T, g->n_sm,
+                   g->n_sm * g->attn_tile_per_sm);
         else if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
             launch(g, k_attention_group, dim3(h->n_head_kv, T), dim3(128 * grp),
                    attn_group_smem_bytes(n_pos, (int)h->head_dim, grp), a, n_pos);
@@ -1034,7 +1036,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
     }
     // TERNLM_CUDA_ATTN_TILE=0: prompts take k_attention_group (comparisons)
     const int hdim = (int)h->head_dim;
-    void (*tile_fn)(attn_args, int, int) = hdim == 128 ? k_attention_tile<4> : hdim == 64 ? k_attention_tile<2> : k_attention_tile<1>;
+    void (*tile_fn)(attn_args, int, int, int, int) = hdim == 128 ? k_attention_tile<4> : hdim == 64 ? k_attention_tile<2> : k_attention_tile<1>;
     g->attn_tile = env_int("TERNLM_CUDA_ATTN_TILE", 1) && grp == AT_G && grp * h->n_head_kv == h->n_head &&
                    (hdim == 32 || hdim == 64 || hdim == 128) ? hdim : 0;
     g->attn_tile_smem = TL_MIN(limit, attn_tile_smem((int)s->n_ctx, hdim));
@@ -1044,6 +1046,12 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->attn_tile = 0;
         cudaGetLastError(); // not an error for the session: prompts use k_attention_group
     }
+    g->attn_tile_per_sm = 1;
+    if (!st && g->attn_tile &&
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&g->attn_tile_per_sm, tile_fn, AT_THREADS,
+                                                      attn_tile_smem(TL_MIN((int)s->n_ctx, T_CAP), hdim)))
+        g->attn_tile_per_sm = 1, cudaGetLastError();
+    g->attn_tile_per_sm = env_int("TERNLM_CUDA_ATTN_SNAKE", 1) ? TL_MAX(1, g->attn_tile_per_sm) : 1; // 0: longest first only
     g->attn_dec_threads = env_int("TERNLM_CUDA_ATTN_THREADS", 512) == 256 ? 256 : 512;
     g->attn_dec_cap = TL_MIN((int)s->n_ctx, TL_MAX(1, TL_MIN(AD_PMAX, env_int("TERNLM_CUDA_ATTN_DEC_CAP", AD_CAP))));
     const size_t dec_smem = attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, g->attn_dec_cap);

@@ -1716,12 +1716,16 @@ __host__ __device__ inline size_t attn_tile_smem(int n_pos, int hd) {
     return (size_t)AT_NT * n_pos * AT_G * 4 + (size_t)2 * AT_PT * hd * 2;
 }
 
+// Work items run longest first (item i: token block n_tb - 1 - i / n_head_kv); blocks [0, sm) start one an SM and
+// blocks [sm, sm2) the second round (sm2 = sm x blocks per SM), so that round takes its items in reverse: an SM's
+// two first items add up to about the same work on every SM.
 template <int NC>
-__global__ void __launch_bounds__(AT_THREADS, 2) k_attention_tile(attn_args a, int n_pos, int T) {
+__global__ void __launch_bounds__(AT_THREADS, 2) k_attention_tile(attn_args a, int n_pos, int T, int sm, int sm2) {
     extern __shared__ __align__(16) float sa[];
     constexpr int hd = 32 * NC;
-    const int kv_dim = hd * a.n_head_kv, n_tb = (T + AT_NT - 1) / AT_NT;
-    const int kvh = blockIdx.x % a.n_head_kv, t0 = (n_tb - 1 - (int)blockIdx.x / a.n_head_kv) * AT_NT; // longest first
+    const int kv_dim = hd * a.n_head_kv, n_tb = (T + AT_NT - 1) / AT_NT, b = blockIdx.x, nb = gridDim.x;
+    const int s1 = min(sm, nb), s2 = min(sm2, nb), item = b >= s1 && b < s2 ? s1 + s2 - 1 - b : b;
+    const int kvh = item % a.n_head_kv, t0 = (n_tb - 1 - item / a.n_head_kv) * AT_NT;
     const int nt = min(AT_NT, T - t0), tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     float *sc = sa; // [AT_NT][n_pos][AT_G]
     __half *const buf = (__half *)(sa + (size_t)AT_NT * n_pos * AT_G);

@@ -4,7 +4,7 @@
 #   OUT=/tmp/out tools/cuda_attn.sh [steps...]
 # steps: match2b (test_gpu_match on the 2B4T file, its own head: heads of 128 dimensions), memcheck2b (compute-sanitizer
 # over a 512-token prompt), bench0 (bench with TERNLM_CUDA_ATTN_TILE=0), ncu0 (Nsight Compute of one 512-token prompt
-# with it), nt (pp512, attention time and test_gpu_match for TERNLM_CUDA_ATTN_NT in NTS), snake (bench and attention time with TERNLM_CUDA_ATTN_SNAKE=0 and 1), ncuattn (the attention kernel's sections on one launch), sass (the tile kernel's instruction mix)
+# with it), nt (pp512, attention time and test_gpu_match for each NT:PT in NTS: TERNLM_CUDA_ATTN_NT, _PT), snake (bench and attention time with TERNLM_CUDA_ATTN_SNAKE=0 and 1), ncuattn (the attention kernel's sections on one launch), sass (the tile kernel's instruction mix)
 set -u
 OUT=${OUT:-/tmp/cuda-out}
 export TERNLM_SHARED_DIR=${TERNLM_SHARED_DIR:-.device-data/shared}
@@ -43,14 +43,15 @@ if has snake; then
 fi
 if has nt; then
   echo "=== tokens per block (TERNLM_CUDA_ATTN_NT): pp512, the attention kernel's time (ncu, 30 launches), test_gpu_match (file head)"
-  for v in ${NTS:-4 8 16}; do
-    echo "--- NT=$v: $(TERNLM_CUDA_ATTN_NT=$v $B/ternlm bench -m $M -p 512 -n 0 -r ${BENCH_R:-3} --gpu 2>&1 | grep -o 'median *[0-9.]*')"
-    TERNLM_CUDA_ATTN_NT=$v timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none -k regex:k_attention_tile --launch-skip 30 \
+  for v in ${NTS:-4:64 4:32 2:32}; do
+    nt=${v%%:*} pt=${v#*:}
+    echo "--- NT=$nt PT=$pt: $(TERNLM_CUDA_ATTN_NT=$nt TERNLM_CUDA_ATTN_PT=$pt $B/ternlm bench -m $M -p 512 -n 0 -r ${BENCH_R:-3} --gpu 2>&1 | grep -o 'median *[0-9.]*')"
+    TERNLM_CUDA_ATTN_NT=$nt TERNLM_CUDA_ATTN_PT=$pt timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none -k regex:k_attention_tile --launch-skip 30 \
       --launch-count 30 --metrics gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_elapsed.avg $B/ternlm bench -m $M -p 512 -n 0 -r 1 --gpu \
-      > "$OUT/ncu-nt$v.csv" 2>/dev/null
-    python3 tools/cuda_profile.py "$OUT/ncu-nt$v.csv" | grep k_attention
-    TERNLM_CUDA_ATTN_NT=$v TERNLM_MATCH_HEADS=file $B/tests/test_gpu_match "$TERNLM_SHARED_DIR"/fixtures/*.gguf models/ternlm-tinystories.gguf > "$OUT/match-nt$v.log" 2>&1 || fails=$((fails + 1))
-    tail -1 "$OUT/match-nt$v.log"
+      > "$OUT/ncu-nt$nt-$pt.csv" 2>/dev/null
+    python3 tools/cuda_profile.py "$OUT/ncu-nt$nt-$pt.csv" | grep k_attention
+    TERNLM_CUDA_ATTN_NT=$nt TERNLM_CUDA_ATTN_PT=$pt TERNLM_MATCH_HEADS=file $B/tests/test_gpu_match "$TERNLM_SHARED_DIR"/fixtures/*.gguf models/ternlm-tinystories.gguf > "$OUT/match-nt$nt-$pt.log" 2>&1 || fails=$((fails + 1))
+    tail -1 "$OUT/match-nt$nt-$pt.log"
   done
 fi
 if has ncu0; then

@@ -107,7 +107,7 @@ struct gpu_state {
     int attn_dec_threads; // TERNLM_CUDA_ATTN_THREADS: its block size (256 or 512: more warps for K·Q)
     size_t attn_group_smem; // the dynamic shared memory it may take
     void (*attn_tile)(attn_args, int, int, int, int); // single-sequence prompts: k_attention_tile<hd / 32, attn_nt> or NULL
-    int attn_nt;          // its tokens per block (TERNLM_CUDA_ATTN_NT: 4, 8, 16)
+    int attn_nt, attn_pt; // its tokens per block and positions per tile (TERNLM_CUDA_ATTN_NT 2 / 4 / 8, _PT 32 / 64)
     size_t attn_tile_smem; // the dynamic shared memory it may take
     int attn_tile_per_sm; // its blocks per SM with the shared memory of a whole prompt chunk from position 0
     cudaGraphExec_t graph;
@@ -698,9 +698,9 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
         if (T > 1) launch(g, k_rope_store, dim3(T), dim3(128), 0, a);
         const prep_args to_o = prep_for(g, &L->o, g->att, L->attn_sub_norm, eps, T, SITE_O);
         const int grp = (int)(h->n_head / h->n_head_kv);
-        if (T > 1 && g->attn_tile && !g->batch_now && attn_tile_smem(n_pos, (int)h->head_dim, g->attn_nt) <= g->attn_tile_smem)
+        if (T > 1 && g->attn_tile && !g->batch_now && attn_tile_smem(n_pos, (int)h->head_dim, g->attn_nt, g->attn_pt) <= g->attn_tile_smem)
             launch(g, g->attn_tile, dim3((T + g->attn_nt - 1) / g->attn_nt * h->n_head_kv), dim3(32 * g->attn_nt),
-                   attn_tile_smem(n_pos, (int)h->head_dim, g->attn_nt), a, n_pos, T, g->n_sm, g->n_sm * g->attn_tile_per_sm);
+                   attn_tile_smem(n_pos, (int)h->head_dim, g->attn_nt, g->attn_pt), a, n_pos, T, g->n_sm, g->n_sm * g->attn_tile_per_sm);
         else if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
             launch(g, k_attention_group, dim3(h->n_head_kv, T), dim3(128 * grp),
                    attn_group_smem_bytes(n_pos, (int)h->head_dim, grp), a, n_pos);
@@ -1035,16 +1035,16 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         cudaGetLastError(); // not an error for the session: prompts use k_attention
     }
     // TERNLM_CUDA_ATTN_TILE=0: prompts take k_attention_group (comparisons)
-    const int hdim = (int)h->head_dim, nt_env = env_int("TERNLM_CUDA_ATTN_NT", 8);
-    g->attn_nt = nt_env == 4 || nt_env == 16 ? nt_env : 8;
-    void (*const tile_fns[3][3])(attn_args, int, int, int, int) = {
-        {k_attention_tile<1, 4>, k_attention_tile<1, 8>, k_attention_tile<1, 16>},
-        {k_attention_tile<2, 4>, k_attention_tile<2, 8>, k_attention_tile<2, 16>},
-        {k_attention_tile<4, 4>, k_attention_tile<4, 8>, k_attention_tile<4, 16>}};
-    const int ntk = g->attn_nt == 4 ? 0 : g->attn_nt == 8 ? 1 : 2;
+    const int hdim = (int)h->head_dim, nt_env = env_int("TERNLM_CUDA_ATTN_NT", 4), pt_env = env_int("TERNLM_CUDA_ATTN_PT", 64);
+    void (*const tile_fns[3][4])(attn_args, int, int, int, int) = { // tokens per block and positions per tile:
+        {k_attention_tile<1, 4, 64>, k_attention_tile<1, 4, 32>, k_attention_tile<1, 2, 32>, k_attention_tile<1, 8, 64>},
+        {k_attention_tile<2, 4, 64>, k_attention_tile<2, 4, 32>, k_attention_tile<2, 2, 32>, k_attention_tile<2, 8, 64>},
+        {k_attention_tile<4, 4, 64>, k_attention_tile<4, 4, 32>, k_attention_tile<4, 2, 32>, k_attention_tile<4, 8, 64>}};
+    const int v = nt_env == 8 ? 3 : nt_env == 2 ? 2 : pt_env == 32 ? 1 : 0; // 4 x 64, 4 x 32, 2 x 32, 8 x 64
+    g->attn_nt = v == 3 ? 8 : v == 2 ? 2 : 4, g->attn_pt = v == 0 || v == 3 ? 64 : 32;
     g->attn_tile = env_int("TERNLM_CUDA_ATTN_TILE", 1) && grp == AT_G && grp * h->n_head_kv == h->n_head &&
-                   (hdim == 32 || hdim == 64 || hdim == 128) ? tile_fns[hdim == 32 ? 0 : hdim == 64 ? 1 : 2][ntk] : NULL;
-    g->attn_tile_smem = TL_MIN(limit, attn_tile_smem((int)s->n_ctx, hdim, g->attn_nt));
+                   (hdim == 32 || hdim == 64 || hdim == 128) ? tile_fns[hdim == 32 ? 0 : hdim == 64 ? 1 : 2][v] : NULL;
+    g->attn_tile_smem = TL_MIN(limit, attn_tile_smem((int)s->n_ctx, hdim, g->attn_nt, g->attn_pt));
     if (!st && g->attn_tile &&
         (cudaFuncSetAttribute(g->attn_tile, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->attn_tile_smem) ||
          cudaFuncSetAttribute(g->attn_tile, cudaFuncAttributePreferredSharedMemoryCarveout, 100))) { // blocks an SM
@@ -1054,7 +1054,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
     g->attn_tile_per_sm = 1;
     if (!st && g->attn_tile &&
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&g->attn_tile_per_sm, g->attn_tile, 32 * g->attn_nt,
-                                                      attn_tile_smem(TL_MIN((int)s->n_ctx, T_CAP), hdim, g->attn_nt)))
+                                                      attn_tile_smem(TL_MIN((int)s->n_ctx, T_CAP), hdim, g->attn_nt, g->attn_pt)))
         g->attn_tile_per_sm = 1, cudaGetLastError();
     g->attn_tile_per_sm = env_int("TERNLM_CUDA_ATTN_SNAKE", 1) ? TL_MAX(1, g->attn_tile_per_sm) : 1; // 0: longest first only
     g->attn_dec_threads = env_int("TERNLM_CUDA_ATTN_THREADS", 512) == 256 ? 256 : 512;

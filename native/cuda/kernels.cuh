@@ -1691,8 +1691,8 @@ __global__ void __launch_bounds__(512) k_attention_dec(attn_args a, int cap) {
     }
 }
 
-// Prompts of one sequence: AT_NT (4, 8 or 16) consecutive tokens and the AT_G = 4 query heads of one KV head per block
-// (32 AT_NT threads), keys and values through shared memory in tiles of AT_PT positions (cp.async, two tiles deep) shared by
+// Prompts of one sequence: AT_NT (2, 4 or 8) consecutive tokens and the AT_G = 4 query heads of one KV head per block
+// (32 AT_NT threads), keys and values through shared memory in tiles of AT_PT (32 or 64) positions (cp.async, two tiles deep) shared by
 // the 32 (token, head) rows. Per row the arithmetic is k_attention's, in the CPU's order:
 // - K·Q: each score is dot_f16's 32 lanes (lane j: elements j + 32c, in order) then lanes.h's fold. A half-warp
 //   computes 16 scores at once (8 rows: 2 tokens x 4 heads, times 2 positions): thread tau holds lanes tau and
@@ -1708,16 +1708,15 @@ __global__ void __launch_bounds__(512) k_attention_dec(attn_args a, int cap) {
 // Needs n_head = 4 n_head_kv, hd = 32 NC (NC 1, 2 or 4), no multi-sequence batch (positions pos0 + t).
 // Dynamic shared memory: attn_tile_smem (scores: AT_NT x n_pos x 4 floats; two tiles of AT_PT x hd halves).
 #define AT_G 4
-#define AT_PT 64
 
-__host__ __device__ inline size_t attn_tile_smem(int n_pos, int hd, int nt) {
-    return (size_t)nt * n_pos * AT_G * 4 + (size_t)2 * AT_PT * hd * 2;
+__host__ __device__ inline size_t attn_tile_smem(int n_pos, int hd, int nt, int pt) {
+    return (size_t)nt * n_pos * AT_G * 4 + (size_t)2 * pt * hd * 2;
 }
 
 // Work items run longest first (item i: token block n_tb - 1 - i / n_head_kv); blocks [0, sm) start one an SM and
 // blocks [sm, sm2) the second round (sm2 = sm x blocks per SM), so that round takes its items in reverse: an SM's
 // two first items add up to about the same work on every SM.
-template <int NC, int AT_NT>
+template <int NC, int AT_NT, int AT_PT>
 __global__ void __launch_bounds__(32 * AT_NT, 16 / AT_NT) k_attention_tile(attn_args a, int n_pos, int T, int sm, int sm2) {
     extern __shared__ __align__(16) float sa[];
     constexpr int hd = 32 * NC;

@@ -4,7 +4,7 @@
 #   OUT=/tmp/out tools/cuda_attn.sh [steps...]
 # steps: match2b (test_gpu_match on the 2B4T file, its own head: heads of 128 dimensions), memcheck2b (compute-sanitizer
 # over a 512-token prompt), bench0 (bench with TERNLM_CUDA_ATTN_TILE=0), ncu0 (Nsight Compute of one 512-token prompt
-# with it), nt (pp512, attention time and test_gpu_match for each NT:PT in NTS: TERNLM_CUDA_ATTN_NT, _PT), snake (bench and attention time with TERNLM_CUDA_ATTN_SNAKE=0 and 1), ncuattn (the attention kernel's sections on one launch), sass (the tile kernel's instruction mix)
+# with it), nt (pp512, attention time and test_gpu_match for each NT:PT in NTS: TERNLM_CUDA_ATTN_NT, _PT), ncuattn (the attention kernel's sections on one launch), sass (the tile kernel's instruction mix)
 set -u
 OUT=${OUT:-/tmp/cuda-out}
 export TERNLM_SHARED_DIR=${TERNLM_SHARED_DIR:-.device-data/shared}
@@ -30,16 +30,6 @@ if has bench0; then
   TERNLM_CUDA_ATTN_TILE=0 $B/ternlm bench -m $M -p 512 -n 128 -r ${BENCH_R:-3} --gpu 2>&1 | tee "$OUT/bench-tile0.log" | tail -3
   echo "=== bench, default"
   $B/ternlm bench -m $M -p 512 -n 128 -r ${BENCH_R:-3} --gpu 2>&1 | tee "$OUT/bench-tile1.log" | tail -3
-fi
-if has snake; then
-  echo "=== bench and the attention kernel's time (ncu, the 30 launches of one 512-token prompt): TERNLM_CUDA_ATTN_SNAKE=0 / default"
-  for v in 0 1; do
-    TERNLM_CUDA_ATTN_SNAKE=$v $B/ternlm bench -m $M -p 512 -n 0 -r ${BENCH_R:-3} --gpu 2>&1 | grep median
-    TERNLM_CUDA_ATTN_SNAKE=$v timeout ${NCU_TIMEOUT:-150} ncu --csv --clock-control none -k regex:k_attention_tile --launch-skip 30 \
-      --launch-count 30 --metrics gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_elapsed.avg $B/ternlm bench -m $M -p 512 -n 0 -r 1 --gpu \
-      > "$OUT/ncu-snake$v.csv" 2>/dev/null
-    python3 tools/cuda_profile.py "$OUT/ncu-snake$v.csv" | grep k_attention
-  done
 fi
 if has nt; then
   echo "=== tokens per block (TERNLM_CUDA_ATTN_NT): pp512, the attention kernel's time (ncu, 30 launches), test_gpu_match (file head)"

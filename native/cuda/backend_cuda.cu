@@ -8,7 +8,8 @@
 // (TERNLM_CUDA_OWN)), float linears prepare their own. Float-like
 // weights stay F16 or become F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose
 // kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
-// the tensor-core GEMM and, for grouped-query models, one attention block per KV group and token. Bonsai's Q1_0 and
+// the tensor-core GEMM and, for grouped-query models, k_attention_tile (4 tokens and the 4 heads of a KV group a
+// block; k_attention_group, a block per KV group and token, for other groups and for batches). Bonsai's Q1_0 and
 // Q2_0 ride the ternary layout (upload_linear), qwen3 adds k_head_norm. A session may hold n_seq KV slots for
 // multi-sequence batches (tl_gpu_eval_ubatch: each token's slot and position, the prompt path's kernels). A head
 // re-quantized at load (--head-quant i8 / i4) goes up as the CPU's integers (upload_headq) and runs in k_headq.
@@ -106,10 +107,9 @@ struct gpu_state {
     int attn_dec_cap;     // the positions whose keys and values it copies to shared memory
     int attn_dec_threads; // TERNLM_CUDA_ATTN_THREADS: its block size (256 or 512: more warps for K·Q)
     size_t attn_group_smem; // the dynamic shared memory it may take
-    void (*attn_tile)(attn_args, int, int, int, int); // single-sequence prompts: k_attention_tile<hd / 32, attn_nt> or NULL
+    void (*attn_tile)(attn_args, int, int); // single-sequence prompts: k_attention_tile<hd / 32, attn_nt> or NULL
     int attn_nt, attn_pt; // its tokens per block and positions per tile (TERNLM_CUDA_ATTN_NT 2 / 4 / 8, _PT 32 / 64)
     size_t attn_tile_smem; // the dynamic shared memory it may take
-    int attn_tile_per_sm; // its blocks per SM with the shared memory of a whole prompt chunk from position 0
     cudaGraphExec_t graph;
     int have_graph;
     size_t ftok_smem;     // k_float_gemv_tok's shared memory limit (0: not usable; several tokens use k_float_gemv)
@@ -700,7 +700,7 @@ static void forward(ternlm_session *s, int T, int which, int n_pos) {
         const int grp = (int)(h->n_head / h->n_head_kv);
         if (T > 1 && g->attn_tile && !g->batch_now && attn_tile_smem(n_pos, (int)h->head_dim, g->attn_nt, g->attn_pt) <= g->attn_tile_smem)
             launch(g, g->attn_tile, dim3((T + g->attn_nt - 1) / g->attn_nt * h->n_head_kv), dim3(32 * g->attn_nt),
-                   attn_tile_smem(n_pos, (int)h->head_dim, g->attn_nt, g->attn_pt), a, n_pos, T, g->n_sm, g->n_sm * g->attn_tile_per_sm);
+                   attn_tile_smem(n_pos, (int)h->head_dim, g->attn_nt, g->attn_pt), a, n_pos, T);
         else if (T > 1 && g->attn_group && attn_group_smem_bytes(n_pos, (int)h->head_dim, grp) <= g->attn_group_smem)
             launch(g, k_attention_group, dim3(h->n_head_kv, T), dim3(128 * grp),
                    attn_group_smem_bytes(n_pos, (int)h->head_dim, grp), a, n_pos);
@@ -1036,7 +1036,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
     }
     // TERNLM_CUDA_ATTN_TILE=0: prompts take k_attention_group (comparisons)
     const int hdim = (int)h->head_dim, nt_env = env_int("TERNLM_CUDA_ATTN_NT", 4), pt_env = env_int("TERNLM_CUDA_ATTN_PT", 64);
-    void (*const tile_fns[3][4])(attn_args, int, int, int, int) = { // tokens per block and positions per tile:
+    void (*const tile_fns[3][4])(attn_args, int, int) = { // tokens per block and positions per tile:
         {k_attention_tile<1, 4, 64>, k_attention_tile<1, 4, 32>, k_attention_tile<1, 2, 32>, k_attention_tile<1, 8, 64>},
         {k_attention_tile<2, 4, 64>, k_attention_tile<2, 4, 32>, k_attention_tile<2, 2, 32>, k_attention_tile<2, 8, 64>},
         {k_attention_tile<4, 4, 64>, k_attention_tile<4, 4, 32>, k_attention_tile<4, 2, 32>, k_attention_tile<4, 8, 64>}};
@@ -1051,12 +1051,6 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->attn_tile = NULL;
         cudaGetLastError(); // not an error for the session: prompts use k_attention_group
     }
-    g->attn_tile_per_sm = 1;
-    if (!st && g->attn_tile &&
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&g->attn_tile_per_sm, g->attn_tile, 32 * g->attn_nt,
-                                                      attn_tile_smem(TL_MIN((int)s->n_ctx, T_CAP), hdim, g->attn_nt, g->attn_pt)))
-        g->attn_tile_per_sm = 1, cudaGetLastError();
-    g->attn_tile_per_sm = env_int("TERNLM_CUDA_ATTN_SNAKE", 1) ? TL_MAX(1, g->attn_tile_per_sm) : 1; // 0: longest first only
     g->attn_dec_threads = env_int("TERNLM_CUDA_ATTN_THREADS", 512) == 256 ? 256 : 512;
     g->attn_dec_cap = TL_MIN((int)s->n_ctx, TL_MAX(1, TL_MIN(AD_PMAX, env_int("TERNLM_CUDA_ATTN_DEC_CAP", AD_CAP))));
     const size_t dec_smem = attn_dec_smem((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, g->attn_dec_cap);

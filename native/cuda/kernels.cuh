@@ -1691,9 +1691,10 @@ __global__ void __launch_bounds__(512) k_attention_dec(attn_args a, int cap) {
     }
 }
 
-// Prompts of one sequence: AT_NT (2, 4 or 8) consecutive tokens and the AT_G = 4 query heads of one KV head per block
-// (32 AT_NT threads), keys and values through shared memory in tiles of AT_PT (32 or 64) positions (cp.async, two tiles deep) shared by
-// the 32 (token, head) rows. Per row the arithmetic is k_attention's, in the CPU's order:
+// Prompts of one sequence: AT_NT (2, 4 or 8; default 4) consecutive tokens and the AT_G = 4 query heads of one KV
+// head per block (32 AT_NT threads, blocks of the latest tokens first), keys and values through shared memory in tiles
+// of AT_PT (32 or 64) positions (cp.async, two tiles deep) shared by the block's 4 AT_NT (token, head) rows. Per row
+// the arithmetic is k_attention's, in the CPU's order:
 // - K·Q: each score is dot_f16's 32 lanes (lane j: elements j + 32c, in order) then lanes.h's fold. A half-warp
 //   computes 16 scores at once (8 rows: 2 tokens x 4 heads, times 2 positions): thread tau holds lanes tau and
 //   tau + 16 of every row's query in registers, so it does the fold's first level itself, and the other four levels
@@ -1704,7 +1705,7 @@ __global__ void __launch_bounds__(512) k_attention_dec(attn_args a, int cap) {
 //   exp(+0)).
 // - softmax as block_softmax, a warp per token (4 heads at once);
 // - P·V: a warp per token, lane owning NC consecutive outputs of the 4 heads, each an in-order f32 sum over
-//   positions (multiply, then add).
+//   positions (multiply, then add: these products are not exact, so no FMA).
 // Needs n_head = 4 n_head_kv, hd = 32 NC (NC 1, 2 or 4), no multi-sequence batch (positions pos0 + t).
 // Dynamic shared memory: attn_tile_smem (scores: AT_NT x n_pos x 4 floats; two tiles of AT_PT x hd halves).
 #define AT_G 4
@@ -1713,16 +1714,12 @@ __host__ __device__ inline size_t attn_tile_smem(int n_pos, int hd, int nt, int 
     return (size_t)nt * n_pos * AT_G * 4 + (size_t)2 * pt * hd * 2;
 }
 
-// Work items run longest first (item i: token block n_tb - 1 - i / n_head_kv); blocks [0, sm) start one an SM and
-// blocks [sm, sm2) the second round (sm2 = sm x blocks per SM), so that round takes its items in reverse: an SM's
-// two first items add up to about the same work on every SM.
 template <int NC, int AT_NT, int AT_PT>
-__global__ void __launch_bounds__(32 * AT_NT, 16 / AT_NT) k_attention_tile(attn_args a, int n_pos, int T, int sm, int sm2) {
+__global__ void __launch_bounds__(32 * AT_NT, 16 / AT_NT) k_attention_tile(attn_args a, int n_pos, int T) {
     extern __shared__ __align__(16) float sa[];
     constexpr int hd = 32 * NC;
-    const int kv_dim = hd * a.n_head_kv, n_tb = (T + AT_NT - 1) / AT_NT, b = blockIdx.x, nb = gridDim.x;
-    const int s1 = min(sm, nb), s2 = min(sm2, nb), item = b >= s1 && b < s2 ? s1 + s2 - 1 - b : b;
-    const int kvh = item % a.n_head_kv, t0 = (n_tb - 1 - item / a.n_head_kv) * AT_NT;
+    const int kv_dim = hd * a.n_head_kv, n_tb = (T + AT_NT - 1) / AT_NT;
+    const int kvh = blockIdx.x % a.n_head_kv, t0 = (n_tb - 1 - (int)blockIdx.x / a.n_head_kv) * AT_NT; // longest first
     const int nt = min(AT_NT, T - t0), tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     float *sc = sa; // [AT_NT][n_pos][AT_G]
     __half *const buf = (__half *)(sa + (size_t)AT_NT * n_pos * AT_G);

@@ -60,8 +60,8 @@ if has ncuattn; then
   grep -E "Duration|Throughput|Pipe|Issue|Eligible|Active Warps|Registers|Shared Memory|Bank|Stall|Occupancy|Block Limit|Warp Cycles|Executed Ipc" "$OUT/ncu-attn.txt" | head -60
 fi
 if has sass; then
-  cuobjdump -sass -fun '_Z16k_attention_tileILi4EEv9attn_argsii' $B/libternlm.a > "$OUT/sass-tile.txt" 2>&1
-  echo "=== SASS of k_attention_tile<4>: $(grep -cE '^ +/\*[0-9a-f]+\*/' "$OUT/sass-tile.txt") instructions"
+  cuobjdump -sass -fun '_Z16k_attention_tileILi4ELi4ELi64EEv9attn_argsii' $B/libternlm.a > "$OUT/sass-tile.txt" 2>&1
+  echo "=== SASS of k_attention_tile<4, 4, 64>: $(grep -cE '^ +/\*[0-9a-f]+\*/' "$OUT/sass-tile.txt") instructions"
   grep -oE '^ +/\*[0-9a-f]+\*/ +[A-Z0-9]+(\.[A-Z0-9.]+)?' "$OUT/sass-tile.txt" | awk '{print $2}' | sort | uniq -c | sort -rn | head -25
 fi
 echo "cuda_attn: $fails failed"

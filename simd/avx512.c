@@ -465,7 +465,8 @@ AI void f16_tile(const uint16_t *w, int64_t n, const float *const *x, int R, int
             p[2 * r + 1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + r * n + i + 16)));
         }
         for (int t = 0; t < TT; t++) {
-            const __m512 x0 = _mm512_loadu_ps(x[t] + i), x1 = _mm512_loadu_ps(x[t] + i + 16);
+            __m512 x0 = _mm512_loadu_ps(x[t] + i), x1 = _mm512_loadu_ps(x[t] + i + 16);
+            if (R > 1) __asm__("" : "+v"(x0), "+v"(x1)); /* in registers for all R rows, not loaded again per row */
             for (int r = 0; r < R; r++) {
                 a[2 * (r * TT + t)] = _mm512_add_ps(a[2 * (r * TT + t)], _mm512_mul_ps(p[2 * r], x0));
                 a[2 * (r * TT + t) + 1] = _mm512_add_ps(a[2 * (r * TT + t) + 1], _mm512_mul_ps(p[2 * r + 1], x1));

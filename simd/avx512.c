@@ -511,12 +511,13 @@ static void f16_rows(const uint16_t *w, int64_t n, int64_t r, int R, int TT, con
     }
 }
 
-/* Tile shape for a step of T tokens. Up to 3 tokens one row at a time keeps a single stream (and x in L1). From 4 on
+/* Tile shape for a step of T tokens. Up to 2 tokens one row at a time keeps a single stream (and x in L1); 3 tokens
+ * take 2 rows (the 128,256-row head from memory, 2 threads, best of 6: 22-25 ms against 28-32 for 1 row). From 4 on
  * the multiplies set the pace: on Zen 4 (zmm at half rate; one core, 128 rows in L2, G MAC/s at T = 4 / 8) 2 rows × 4
  * tokens ran 32.7 / 32.5, 3 × 4 34.8 / 33.8, 2 × 6 32.5 / 30.8, 4 × 3 (24 accumulators, which spill) 29.4 / 30.8, 4 × 2
  * 26.2 / 27.3, 1 × 8 18.7 / 22.7; 2 × 4 divides the 16-row chunks and keeps 16 accumulators. (Zen 5 preferred 4 × 3.) */
 static void f16_shape(int T, int *R, int *TT) {
-    *R = T <= 3 ? 1 : 2;
+    *R = T <= 2 ? 1 : 2;
     *TT = T <= 3 ? T : 4;
 }
 

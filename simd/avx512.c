@@ -465,7 +465,8 @@ AI void f16_tile(const uint16_t *w, int64_t n, const float *const *x, int R, int
             p[2 * r + 1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(w + r * n + i + 16)));
         }
         for (int t = 0; t < TT; t++) {
-            const __m512 x0 = _mm512_loadu_ps(x[t] + i), x1 = _mm512_loadu_ps(x[t] + i + 16);
+            __m512 x0 = _mm512_loadu_ps(x[t] + i), x1 = _mm512_loadu_ps(x[t] + i + 16);
+            if (R > 1) __asm__("" : "+v"(x0), "+v"(x1)); /* in registers for all R rows, not loaded again per row */
             for (int r = 0; r < R; r++) {
                 a[2 * (r * TT + t)] = _mm512_add_ps(a[2 * (r * TT + t)], _mm512_mul_ps(p[2 * r], x0));
                 a[2 * (r * TT + t) + 1] = _mm512_add_ps(a[2 * (r * TT + t) + 1], _mm512_mul_ps(p[2 * r + 1], x1));
@@ -510,12 +511,13 @@ static void f16_rows(const uint16_t *w, int64_t n, int64_t r, int R, int TT, con
     }
 }
 
-/* Tile shape for a step of T tokens. Up to 3 tokens one row at a time keeps a single stream (and x in L1). From 4 on
+/* Tile shape for a step of T tokens. Up to 2 tokens one row at a time keeps a single stream (and x in L1); 3 tokens
+ * take 2 rows (the 128,256-row head from memory, 2 threads, best of 6: 22-25 ms against 28-32 for 1 row). From 4 on
  * the multiplies set the pace: on Zen 4 (zmm at half rate; one core, 128 rows in L2, G MAC/s at T = 4 / 8) 2 rows × 4
  * tokens ran 32.7 / 32.5, 3 × 4 34.8 / 33.8, 2 × 6 32.5 / 30.8, 4 × 3 (24 accumulators, which spill) 29.4 / 30.8, 4 × 2
  * 26.2 / 27.3, 1 × 8 18.7 / 22.7; 2 × 4 divides the 16-row chunks and keeps 16 accumulators. (Zen 5 preferred 4 × 3.) */
 static void f16_shape(int T, int *R, int *TT) {
-    *R = T <= 3 ? 1 : 2;
+    *R = T <= 2 ? 1 : 2;
     *TT = T <= 3 ? T : 4;
 }
 
@@ -635,6 +637,15 @@ AI __m256 fold32x8(const __m512 *a) {
     return _mm512_castps512_ps256(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0), r));
 }
 
+/* The cached K and V rows of one head are 2·hd bytes every kv_dim elements: strided reads that the hardware prefetchers
+ * leave to demand misses once several streams' caches outgrow L3 (4 streams at ~100 positions: +9 ms a step against
+ * +0.7 for one stream). So the attention loops fetch the rows this many positions ahead. */
+#define KV_PF_AHEAD 12
+
+AI void prefetch_kv_row(const uint16_t *row, int64_t n) {
+    for (int64_t i = 0; i < n; i += 32) _mm_prefetch((const char *)(const void *)(row + i), _MM_HINT_T0);
+}
+
 /* Dots of P positions × H heads (P·H = 8; dot j = position j / H, head j % H) over hd inputs (hd % 32 == 0): each
  * K row is converted once for the H heads. */
 AI __m256 kq_tile(const uint16_t *k, int64_t stride, const float *q, int64_t hd, int H, int P) {
@@ -661,6 +672,7 @@ AI void kq_heads(float *s, int64_t ss, const uint16_t *k, int64_t n_pos, int64_t
     const __m256 sc = _mm256_set1_ps(scale);
     int64_t p = 0;
     for (; p + P <= n_pos; p += P) {
+        for (int pp = 0; pp < P; pp++) prefetch_kv_row(k + (p + KV_PF_AHEAD + pp) * stride, hd);
         const __m256 r = _mm256_mul_ps(kq_tile(k + p * stride, stride, q, hd, H, P), sc);
         if (H == 1) {
             _mm256_storeu_ps(s + p, r);
@@ -719,6 +731,7 @@ AI void pv_tile(float *out, const float *prob, int64_t ps, const uint16_t *v, in
     for (int j = 0; j < H * D / 16; j++) a[j] = _mm512_setzero_ps();
     for (int64_t p = 0; p < n_pos; p++) {
         const uint16_t *vp = v + p * stride + d;
+        prefetch_kv_row(vp + KV_PF_AHEAD * stride, D);
         __m512 vc[8];
         for (int c = 0; c < D / 16; c++) vc[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(vp + 16 * c)));
         for (int h = 0; h < H; h++) {

@@ -168,7 +168,8 @@ static inline float fold32(const __m256 *a) {
  * 25 model 1, 2 vCPUs) a micro-benchmark of this dot over a 656 MB head matrix ran 5.7 GB/s on one core with the
  * earlier prefetch (every other line into L2, 8 KB ahead), 9.0 GB/s with none, 10.5 GB/s with this one (2 threads:
  * 11.1, 13-16, 16-18 GB/s): half the lines left to the hardware prefetcher, which a distant software stream seems to
- * throw off, stalled it. */
+ * throw off, stalled it. On Zen 4 (AVX-512 hosts, this path forced) it is the other way round: one core tg64 of the
+ * 2B4T shape 73-77% of the roofline with it, 85-87% without; kept for the Zen 3 hosts that run this path. */
 #define F16_PF_AHEAD 1024
 
 /* Float dots in the canonical lane order (lanes.h): four ymm accumulators hold lanes 0-31, mul then add. 256 weights

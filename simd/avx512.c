@@ -428,12 +428,14 @@ static inline float fold32(__m512 a0, __m512 a1) {
     return _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
 }
 
-/* Float dots in the canonical lane order (lanes.h): two zmm accumulators hold lanes 0-31, mul then add. */
+/* Float dots in the canonical lane order (lanes.h): two zmm accumulators hold lanes 0-31, mul then add.
+ * No software prefetch: one row read front to back is what the hardware prefetcher streams best; an 8 KB-ahead
+ * prefetch cost one core 24.4 against 29.6 GB/s on the F16 head, and 2-thread tg128 85-93% of the roofline
+ * against 93-96% (thirteenth session, docs/PERFORMANCE.md). */
 static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        _mm_prefetch((const char *)(w + i + 4096), _MM_HINT_T1); /* 8 KB ahead: the head streams 656 MB per token */
         a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))), _mm512_loadu_ps(x + i)));
         a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16))), _mm512_loadu_ps(x + i + 16)));
     }

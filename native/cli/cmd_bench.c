@@ -49,8 +49,8 @@ static void bw_task(void *ctx, int ith, int nth) {
     j->sums[ith & 63] = s0 + s1 + s2 + s3;
 }
 
-/* A 1 GB buffer and a pool kept for repeated measurements: the host's bandwidth moves between minutes, so the
- * roofline of each generation run is measured just before it. */
+/* A 1 GB buffer and a pool kept for repeated measurements: the host's bandwidth moves within seconds, so the
+ * roofline of each generation run is measured on both sides of it. */
 typedef struct bw_probe {
     uint64_t *p;
     tl_pool *pool;
@@ -207,7 +207,7 @@ static void report(const char *test, const bench_cfg *c, const char *backend, co
     } else {
         printf("%-8s %3d threads  %-7s  median %8.2f tokens/s  (min %.2f, max %.2f, %d runs)", test, c->threads, backend,
                med, lo, hi, n);
-        if (roof > 0) printf("  roofline %.2f (measured before each run) -> %.0f%%", roof, 100 * froof);
+        if (roof > 0) printf("  roofline %.2f (measured before and after each run) -> %.0f%%", roof, 100 * froof);
         printf("\n");
     }
     fflush(stdout);
@@ -261,8 +261,10 @@ static int bench_model(ternlm_model *m, bench_cfg *c) {
     if (c->tg > 0 && !rc) {
         run_test(s, toks, 4, 0, &tmp, &err);
         for (int i = 0; i < c->reps && !rc; i++) {
-            if (bw.pool) roofs[i] = bw_probe_read(&bw, 3) * 1e9 / bpt;
+            /* the bandwidth moves within seconds here: the run's roofline is the mean of a reading on each side */
+            const double before = bw.pool ? bw_probe_read(&bw, 3) : 0;
             rc = run_test(s, toks, c->tg, 0, &v[i], &err);
+            if (bw.pool) roofs[i] = (before + bw_probe_read(&bw, 3)) / 2 * 1e9 / bpt;
             if (!c->json) fprintf(stderr, "\rtg%d: run %d/%d %.2f tokens/s   ", c->tg, i + 1, c->reps, v[i]);
         }
         if (!c->json) fprintf(stderr, "\r%40s\r", "");
@@ -380,7 +382,7 @@ int cmd_bench(int argc, char **argv) {
         {"--threads", "-t", OPT_INT, &c.threads, "threads (default: physical cores)"},
         {"--repetitions", "-r", OPT_INT, &c.reps, "repetitions per test (default 5)"},
         {"--json", NULL, OPT_FLAG, &c.json, "one JSON object per line and test"},
-        {"--membw", NULL, OPT_FLAG, &c.membw, "measure memory bandwidth, and again before each generation run: the roofline and the fraction of it each run reached"},
+        {"--membw", NULL, OPT_FLAG, &c.membw, "measure memory bandwidth, and again before and after each generation run: the roofline and the fraction of it each run reached"},
         {"--head-quant", NULL, OPT_STR, &head_quant, "re-quantize an F16 head at load: q8_0, i8 (int8 rows) or i4 (int4 rows)"},
         {"--no-repack", NULL, OPT_FLAG, &c.no_repack, "keep weights in file layout (no 16-row group repacking)"},
         {"--gpu", NULL, OPT_FLAG, &c.gpu, "benchmark the GPU backend"},

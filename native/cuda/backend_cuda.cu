@@ -5,7 +5,7 @@
 // interleaved when their types match, so a layer is five linear or attention launches for one token: q|k|v,
 // attention, o, gate/up with the activation, down. A ternary linear's input is normed and quantized once per step
 // (k_prep; or, per SITE_* bit, the producing kernel's last block (TERNLM_CUDA_PREP) or the GEMV itself
-// (TERNLM_CUDA_OWN)), float linears prepare their own. Float-like
+// (TERNLM_CUDA_OWN; TERNLM_CUDA_FPREP: in registers, TG_FPREP; all measured slower)), float linears prepare their own. Float-like
 // weights stay F16 or become F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose
 // kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
 // the tensor-core GEMM and, for grouped-query models, k_attention_tile (4 tokens and the 4 heads of a KV group a

@@ -5,7 +5,7 @@
 // interleaved when their types match, so a layer is five linear or attention launches for one token: q|k|v,
 // attention, o, gate/up with the activation, down. A ternary linear's input is normed and quantized once per step
 // (k_prep; or, per SITE_* bit, the producing kernel's last block (TERNLM_CUDA_PREP) or the GEMV itself
-// (TERNLM_CUDA_OWN)), float linears prepare their own. Float-like
+// (TERNLM_CUDA_OWN; TERNLM_CUDA_FPREP: in registers, TG_FPREP; all measured slower)), float linears prepare their own. Float-like
 // weights stay F16 or become F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose
 // kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
 // the tensor-core GEMM and, for grouped-query models, k_attention_tile (4 tokens and the 4 heads of a KV group a
@@ -87,6 +87,7 @@ struct gpu_state {
     unsigned *done;       // finish_and_prep's block counter
     int prep_sites;       // TERNLM_CUDA_PREP: SITE_* whose input the producer's last block prepares (finish_and_prep)
     int own_sites;        // TERNLM_CUDA_OWN: SITE_* whose GEMV prepares its own input (k_tern_gemv<ACT_TOKEN, true>)
+    int fprep_sites;      // TERNLM_CUDA_FPREP: SITE_* whose one-token GEMV norms and quantizes its own input (TG_FPREP)
     int stage;            // TERNLM_CUDA_QSTAGE: one-token GEMVs copy their int8 input to shared memory (TG_STAGE)
     int prep_tok;         // TERNLM_CUDA_PREP_TOK: k_prep_tok for per-token int8 inputs of GEMVs (TG_PSUM)
     int split;            // TERNLM_CUDA_SPLIT: GEMVs on per-token int8 inputs use TG_SPLIT
@@ -386,6 +387,10 @@ static void (*const tok_gemv[16])(tern_w, io_args, prep_out, int, prep_args) = {
     TOK_GEMV(0), TOK_GEMV(1), TOK_GEMV(2), TOK_GEMV(3), TOK_GEMV(4), TOK_GEMV(5), TOK_GEMV(6), TOK_GEMV(7),
     TOK_GEMV(8), TOK_GEMV(9), TOK_GEMV(10), TOK_GEMV(11), TOK_GEMV(12), TOK_GEMV(13), TOK_GEMV(14), TOK_GEMV(15)};
 
+// The GEMV that prepares its own input in registers (TG_FPREP): no k_prep_tok launch before it.
+#define FPREP_TGO (TG_STAGE | TG_SPLIT | TG_FPREP)
+static void (*const fprep_gemv)(tern_w, io_args, prep_out, int, prep_args) = k_tern_gemv<ACT_TOKEN, false, FPREP_TGO>;
+
 static int prep_mode(const tern_w &w) { return w.act == ACT_TOKEN ? PREP_TOKEN : w.act == ACT_Q8K ? PREP_Q8K : PREP_Q80; }
 static int prep_stride(const tern_w &w) { return w.act == ACT_Q80 ? Q80_PER_STEP * w.steps : w.steps; }
 
@@ -431,9 +436,16 @@ static int fused_prep(const gpu_state *g, const dlin *d, int T, int site) {
            d->t.steps <= FUSED_MAX_STEPS;
 }
 
+// Whether linear d at `site` takes TG_FPREP (one-token steps, I2_S, inputs of at most FP_K * 256, the default
+// options of k_prep_tok + k_tern_gemv, for which it computes the same codes).
+static int fprep_ok(const gpu_state *g, const dlin *d, int T, int site) {
+    return T == 1 && (g->fprep_sites & site) && !g->prep_sites && !g->own_sites && !g->fuse && g->prep_tok && g->stage &&
+           g->split && !g->gmask && d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN && d->n <= FP_K * NORM_THREADS;
+}
+
 // Whether linear d at `site` prepares its own input in the GEMV (one-token steps, I2_S, short inputs).
 static int own_prep(const gpu_state *g, const dlin *d, int T, int site) {
-    if (fused_prep(g, d, T, site)) return 1;
+    if (fused_prep(g, d, T, site) || fprep_ok(g, d, T, site)) return 1;
     return T == 1 && (g->own_sites & site) && d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN && d->t.n <= OWN_MAX_N;
 }
 
@@ -583,6 +595,14 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
             return;
         }
         const int R = 64 >> lS;
+        if (own && fprep_ok(g, d, T, site)) {
+            if (skipped(g, SKIP_GEMV)) return;
+            prep_args nx = next;
+            if (g->pdl_now && (g->skip & SKIP_GEMV_TAIL)) nx.mode = PREP_TIMING_STOP;
+            const size_t fs = TL_MAX(fprep_smem(w.n, w.steps), (size_t)(next.mode >= 0 ? next.n : 0) * 4);
+            launch(g, fprep_gemv, dim3((w.rows + R - 1) / R, T), dim3(NORM_THREADS), fs, w, io, prep_buffers(g), lS, nx);
+            return;
+        }
         const size_t smem = tern_gemv_smem(w.act, w.bps, lS, w.steps, next.mode >= 0 ? next.n : 0, own ? w.n : 0, tgo & TG_STAGE);
         const dim3 grid((w.rows + R - 1) / R, T);
         if (skipped(g, SKIP_GEMV)) return;
@@ -828,6 +848,7 @@ static void set_carveout(int pct) {
         cudaFuncSetAttribute(ks[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
         cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
+    cudaFuncSetAttribute(fprep_gemv, cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     for (int i = 0; i < N_FUSED; i++) cudaFuncSetAttribute(fused_gemv[i].fn, cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     for (int i = 0; i < N_HQ; i++)
         for (int q4 = 0; q4 < 2; q4++) cudaFuncSetAttribute(headq_kernels[i].fn[q4], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
@@ -837,7 +858,7 @@ static void set_carveout(int pct) {
 static int tok_gemv_smem_limit(size_t bytes) { // nonzero on failure, as cudaFuncSetAttribute
     for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
         if (cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)) return 1;
-    return 0;
+    return cudaFuncSetAttribute(fprep_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes) != cudaSuccess;
 }
 
 // Whether the persistent decode kernel can run this model (persist.cuh's limits), and its shared-memory layout:
@@ -967,6 +988,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->prep_sites = env_int("TERNLM_CUDA_PREP", 0); // SITE_* bits; 15: every site (measured slower)
         g->own_sites = env_int("TERNLM_CUDA_OWN", 0);
         g->skip = env_int("TERNLM_CUDA_TIMING_SKIP", 0);
+        g->fprep_sites = env_int("TERNLM_CUDA_FPREP", 0);
         g->stage = env_int("TERNLM_CUDA_QSTAGE", 1);
         g->prep_tok = env_int("TERNLM_CUDA_PREP_TOK", 1);
         g->split = env_int("TERNLM_CUDA_SPLIT", 1);
@@ -987,7 +1009,9 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
     if (!st) st = upload_model(g, m, err);
     if (!st) st = alloc_scratch(g, s, err);
     const size_t attn_smem = attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(1), g->max_n);
-    const size_t tern_smem = tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n, 0, 1), prep_smem = (size_t)g->max_n * 8;
+    const size_t tern_smem = TL_MAX(tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n, 0, 1),
+                                    fprep_smem(TL_MIN(g->max_n, FP_K * NORM_THREADS), g->max_steps)); // (TG_FPREP too)
+    const size_t prep_smem = (size_t)g->max_n * 8;
     const size_t own_smem_max = tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n, TL_MIN(g->max_n, OWN_MAX_N));
     const size_t float_smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)g->max_n * 4, limit = (size_t)prop.sharedMemPerBlockOptin;
     if (!st && h->head_dim > 256)

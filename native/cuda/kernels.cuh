@@ -78,7 +78,10 @@ __device__ __forceinline__ int dot16(uint32_t w, int4 a, int acc) {
 // one per warp); TG_PSUM reads the token's sum as the 8 per-warp partial sums k_prep_tok writes (PSUM_PARTS ints
 // per token; integers, so any order); TG_SPLIT keeps four independent dp4a chains per step and adds a row's lanes
 // with one redux when a whole warp holds the row (integer sums: exact in any order).
-enum { TG_STAGE = 1, TG_PSUM = 2, TG_SPLIT = 4, TG_MASK = 8 }; // TG_MASK: tern_step_mask's dot products
+enum { TG_STAGE = 1, TG_PSUM = 2, TG_SPLIT = 4, TG_MASK = 8, TG_FPREP = 16 }; // TG_MASK: tern_step_mask's dot products
+// TG_FPREP (with TG_STAGE): every block RMSNorms and quantizes the input itself, k_prep_tok's arithmetic with the
+// elements in registers (FP_K per thread: inputs of at most FP_K * 256), straight into TG_STAGE's layout, so no
+// k_prep_tok launch and no L2 round trip of the codes (tg_fprep).
 #define PSUM_PARTS (NORM_THREADS / 32)
 #define STAGE_STEP 272 // bytes per step in the staged input: 256 + 16, so two slices' lanes in a quarter warp use other banks
 __host__ __device__ inline size_t stage_smem(int steps) { return (size_t)steps * STAGE_STEP + 16; }
@@ -371,6 +374,75 @@ __device__ void finish_and_prep(const prep_args &p, float *xs) {
 
 #define OWN_MAX_N (PREP_BATCH * NORM_THREADS) // the longest input a GEMV prepares itself (one batch of loads)
 
+#define FP_K 12 // TG_FPREP: elements per thread (inputs of at most 3072)
+#define FP_PF 5 // TG_FPREP: steps per thread loaded before the wait (2B4T's gate|up: 5 a K-slice)
+
+// TG_FPREP's shared memory: the staged codes and scale (stage_smem), then the norm weights (n floats), which are
+// copied before the input is ready.
+__host__ __device__ inline size_t fprep_nw_offset(int steps) { return (stage_smem(steps) + 15) / 16 * 16; }
+__host__ __device__ inline size_t fprep_smem(int n, int steps) { return fprep_nw_offset(steps) + (size_t)n * 4; }
+
+// Before the wait: thread i copies the norm weights of the elements i + 256k that it alone reads later (no barrier).
+__device__ __forceinline__ void fprep_weights(const io_args &io, int n, float *nws) {
+    if (!io.norm_w) return;
+#pragma unroll
+    for (int k = 0; k < FP_K; k++)
+        if (threadIdx.x + k * NORM_THREADS < n) nws[threadIdx.x + k * NORM_THREADS] = __ldg(io.norm_w + threadIdx.x + k * NORM_THREADS);
+}
+
+// After the wait: token t's input as k_prep_tok computes it (lane i of the RMS sum adds the squares of elements
+// i + 256k in element order in double, lanes.h's fold; y = (x * scale) * w; the maximum as unsigned bits; 127 / max;
+// rne codes), written as the staged codes of step k at byte i (sq), and the token's scale and code sum returned.
+// Three barriers: the RMS lanes, the maximum, the codes.
+__device__ __forceinline__ void tg_fprep(const io_args &io, int t, int n, int n_pad, const float *nws, int8_t *sq,
+                                         float *scl, int *sum) {
+    __shared__ double lanes[NORM_THREADS];
+    __shared__ unsigned wmax[NORM_THREADS / 32];
+    __shared__ int wsum[NORM_THREADS / 32];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const float *xt = io.x + (long)t * io.x_stride;
+    float v[FP_K];
+#pragma unroll
+    for (int k = 0; k < FP_K; k++) v[k] = tid + k * NORM_THREADS < n ? __ldcg(xt + tid + k * NORM_THREADS) : 0.0f;
+    if (io.norm_w) {
+        double l = 0.0;
+#pragma unroll
+        for (int k = 0; k < FP_K; k++)
+            if (tid + k * NORM_THREADS < n) l += (double)(v[k] * v[k]);
+        lanes[tid] = l;
+        __syncthreads();
+        const float scale = 1.0f / sqrtf((float)(fold_256(lanes) / (double)n) + io.eps);
+#pragma unroll
+        for (int k = 0; k < FP_K; k++)
+            if (tid + k * NORM_THREADS < n) v[k] = (v[k] * scale) * nws[tid + k * NORM_THREADS];
+    }
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < FP_K; k++) m = fmaxf(m, fabsf(v[k])); // (elements past n are 0)
+    const unsigned wm = __reduce_max_sync(FULL_MASK, __float_as_uint(m));
+    if (lane == 0) wmax[warp] = wm;
+    __syncthreads();
+    unsigned mb = wmax[0];
+    for (int w = 1; w < NORM_THREADS / 32; w++) mb = max(mb, wmax[w]);
+    m = __uint_as_float(mb);
+    const float s = (double)m >= 1e-5 ? 127.0f / m : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
+    int acc = 0;
+#pragma unroll
+    for (int k = 0; k < FP_K; k++) {
+        const int i = tid + k * NORM_THREADS;
+        if (i >= n_pad) break;
+        const int r = i < n ? max(-128, min(127, __float2int_rn(v[k] * s))) : 0;
+        sq[k * STAGE_STEP + tid] = (int8_t)r;
+        acc += r;
+    }
+    const int ws = __reduce_add_sync(FULL_MASK, acc);
+    if (lane == 0) wsum[warp] = ws;
+    __syncthreads();
+    int tot = 0;
+    for (int w = 0; w < NORM_THREADS / 32; w++) tot += wsum[w];
+    *scl = s, *sum = tot;
+}
+
 // Where k_tern_gemv<ACT_TOKEN, true> keeps the input it prepares (byte offsets in its dynamic shared memory): the
 // input (n floats, prep_vector's xs), the norm weights (n floats, copied before the input is ready), the int8 codes
 // (n_pad bytes, 16-byte aligned), the scale.
@@ -470,9 +542,11 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     const int g = lane & 3, slice = (lane >> 2) & (S - 1), rr = lane >> (2 + lS);
     const int row = (blockIdx.x * 8 + warp) * RW + rr, r = min(row, w.rows - 1);
     const uint4 *wr = w.codes + (size_t)r * w.steps * 4 + g;
-    uint4 pf[TG_PF];
+    // TG_FPREP keeps its input in registers: fewer steps loaded ahead (the rest are loaded after the wait)
+    constexpr int PF = ACT == ACT_TOKEN && !OWN && (TGO & TG_FPREP) ? FP_PF : TG_PF;
+    uint4 pf[PF];
 #pragma unroll
-    for (int i = 0; i < TG_PF; i++)
+    for (int i = 0; i < PF; i++)
         if (slice + S * i < w.steps) pf[i] = __ldg(wr + (slice + S * i) * 4);
     const bool out_lane = (lane & (4 * S - 1)) == 0;
     const unsigned quad = 0xfu << (lane & ~3); // a row slice's 4 threads, which always run the same steps
@@ -481,13 +555,17 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     uint8_t *own = (uint8_t *)part_all;
     if (OWN && io.norm_w) // the constant norm weights, before the input is ready (thread i: elements i + 256k)
         for (int i = threadIdx.x; i < w.n; i += NORM_THREADS) ((float *)own)[w.n + i] = io.norm_w[i];
+    constexpr bool fprep = ACT == ACT_TOKEN && !OWN && (TGO & TG_FPREP);
+    static_assert(!fprep || (TGO & TG_STAGE), "TG_FPREP writes TG_STAGE's layout");
+    float *fp_nw = (float *)((uint8_t *)part_all + fprep_nw_offset(w.steps));
+    if (fprep) fprep_weights(io, w.n, fp_nw);
     prep_prefetch(next);
     dep_launch_next();
     dep_wait();
     if (next.mode == PREP_TIMING_STOP) { // a timing experiment: the weights are loaded, nothing is computed
         unsigned h = 0;
 #pragma unroll
-        for (int i = 0; i < TG_PF; i++)
+        for (int i = 0; i < PF; i++)
             if (slice + S * i < w.steps) h ^= pf[i].x ^ pf[i].y ^ pf[i].z ^ pf[i].w;
         if (h == 0x5a5a5a5au) io.y[0] = 0.0f; // (keeps the loads)
         return;
@@ -503,7 +581,10 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     const float *qd = in.qd + (long)t * qstride;
     const int *qs = in.qsum + (long)t * (psum ? PSUM_PARTS : qstride);
     constexpr int qstep = stage ? STAGE_STEP : 256; // bytes from one step of the input to the next
-    if (stage) { // one request per line of the input for the whole block
+    float fp_scl = 0.0f;
+    int fp_sum = 0;
+    if (fprep) tg_fprep(io, t, w.n, w.steps * 256, fp_nw, (int8_t *)part_all, &fp_scl, &fp_sum);
+    else if (stage) { // one request per line of the input for the whole block
         int8_t *sq = (int8_t *)part_all;
         const int4 *src = (const int4 *)q;
         for (int i = threadIdx.x; i < w.steps * 16; i += NORM_THREADS)
@@ -527,7 +608,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     const float resid = io.epi == EPI_ADD && out_lane && row < w.rows ? __ldcg(io.y + (long)t * io.y_stride + row) : 0.0f;
     int acc = 0;
 #pragma unroll
-    for (int i = 0; i < TG_PF; i++) {
+    for (int i = 0; i < PF; i++) {
         const int s = slice + S * i;
         if (s >= w.steps) break;
         if (q80) {
@@ -547,7 +628,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
             acc += d;
         }
     }
-    for (int s = slice + S * TG_PF; s < w.steps; s += S) { // rows longer than TG_PF * S steps
+    for (int s = slice + S * PF; s < w.steps; s += S) { // rows longer than PF * S steps
         if (q80) {
             q80_step(__ldg(wr + s * 4), q, qd, qs, s, g, quad, lane, w.bps, dw, (float *)part);
             continue;
@@ -572,8 +653,8 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
         else
             for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
         const float *ss = (const float *)((const int8_t *)part_all + (size_t)w.steps * STAGE_STEP); // TG_STAGE's copy
-        const float scl = stage ? ss[0] : qd[0];
-        const int sum = OWN ? own_sum : stage ? ((const int *)ss)[1] : psum ? psum_total(qs) : qs[0];
+        const float scl = fprep ? fp_scl : stage ? ss[0] : qd[0];
+        const int sum = OWN ? own_sum : fprep ? fp_sum : stage ? ((const int *)ss)[1] : psum ? psum_total(qs) : qs[0];
         v = (((float)acc - (float)sum) / scl) * rscale;
     } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
         __syncwarp();

@@ -5,7 +5,8 @@
 // interleaved when their types match, so a layer is five linear or attention launches for one token: q|k|v,
 // attention, o, gate/up with the activation, down. A ternary linear's input is normed and quantized once per step
 // (k_prep; or, per SITE_* bit, the producing kernel's last block (TERNLM_CUDA_PREP) or the GEMV itself
-// (TERNLM_CUDA_OWN; TERNLM_CUDA_FPREP: in registers, TG_FPREP; all measured slower)), float linears prepare their own. Float-like
+// (TERNLM_CUDA_OWN; TERNLM_CUDA_FPREP: in registers, TG_FPREP; all measured slower; TERNLM_CUDA_CPREP: the GEMV's
+// clusters of 8 blocks together, TG_CPREP, sm_90, not yet measured)), float linears prepare their own. Float-like
 // weights stay F16 or become F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose
 // kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
 // the tensor-core GEMM and, for grouped-query models, k_attention_tile (4 tokens and the 4 heads of a KV group a
@@ -1075,6 +1076,20 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
                 cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM_MI(1)) ||
                 cudaFuncSetAttribute(k_float_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)float_smem)))
         st = tl_fail(err, TERNLM_ERR_BACKEND, "CUDA: cannot reserve shared memory for the kernels");
+    if (!st && g->clusters && g->cprep_sites) { // TG_CPREP only where a cluster of CP_C such blocks can be resident
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(CP_C);
+        cfg.blockDim = dim3(NORM_THREADS);
+        cfg.dynamicSmemBytes = cprep_smem(g->max_steps);
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeClusterDimension;
+        at[0].val.clusterDim.x = CP_C, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        int nc = 0;
+        if (cudaOccupancyMaxActiveClusters(&nc, (const void *)cprep_gemv, &cfg) != cudaSuccess || nc < 1) g->clusters = 0;
+        cudaGetLastError();
+    }
     if (!st && g->head.kind == LIN_HEADQ) { // k_headq's staged tokens: the most fragments shared memory holds
         const dlin *hd = &g->head;
         g->hq_dec_d = env_int("TERNLM_CUDA_HQ_D", 8) == 4 ? 4 : 8;

@@ -5,7 +5,8 @@
 // interleaved when their types match, so a layer is five linear or attention launches for one token: q|k|v,
 // attention, o, gate/up with the activation, down. A ternary linear's input is normed and quantized once per step
 // (k_prep; or, per SITE_* bit, the producing kernel's last block (TERNLM_CUDA_PREP) or the GEMV itself
-// (TERNLM_CUDA_OWN; TERNLM_CUDA_FPREP: in registers, TG_FPREP; all measured slower)), float linears prepare their own. Float-like
+// (TERNLM_CUDA_OWN; TERNLM_CUDA_FPREP: in registers, TG_FPREP; all measured slower; TERNLM_CUDA_CPREP: the GEMV's
+// clusters of 8 blocks together, TG_CPREP, sm_90, not yet measured)), float linears prepare their own. Float-like
 // weights stay F16 or become F32 (the CPU dequantizes those to F32 too). Decode replays a captured CUDA graph whose
 // kernels overlap their starts with the previous kernel's end (programmatic dependent launch, Hopper); prompts use
 // the tensor-core GEMM and, for grouped-query models, k_attention_tile (4 tokens and the 4 heads of a KV group a
@@ -88,6 +89,8 @@ struct gpu_state {
     int prep_sites;       // TERNLM_CUDA_PREP: SITE_* whose input the producer's last block prepares (finish_and_prep)
     int own_sites;        // TERNLM_CUDA_OWN: SITE_* whose GEMV prepares its own input (k_tern_gemv<ACT_TOKEN, true>)
     int fprep_sites;      // TERNLM_CUDA_FPREP: SITE_* whose one-token GEMV norms and quantizes its own input (TG_FPREP)
+    int cprep_sites;      // TERNLM_CUDA_CPREP: SITE_* whose one-token GEMV's clusters prepare its input together (TG_CPREP)
+    int clusters;         // the GPU runs thread-block clusters (sm_90)
     int stage;            // TERNLM_CUDA_QSTAGE: one-token GEMVs copy their int8 input to shared memory (TG_STAGE)
     int prep_tok;         // TERNLM_CUDA_PREP_TOK: k_prep_tok for per-token int8 inputs of GEMVs (TG_PSUM)
     int split;            // TERNLM_CUDA_SPLIT: GEMVs on per-token int8 inputs use TG_SPLIT
@@ -374,6 +377,24 @@ static void launch(gpu_state *g, void (*kernel)(K...), dim3 grid, dim3 block, si
     cudaLaunchKernelEx(&cfg, kernel, (K)args...);
 }
 
+// The same, as clusters of `cluster` blocks along x (grid.x a multiple of it; TG_CPREP).
+template <typename... K, typename... A>
+static void launch_cluster(gpu_state *g, int cluster, void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, A... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = g->st;
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = cluster, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = g->pdl_now ? 2 : 1;
+    cudaLaunchKernelEx(&cfg, kernel, (K)args...);
+}
+
 static int grid_for(gpu_state *g, const void *kernel, int tiles, size_t smem) {
     int per_sm = 1;
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, NORM_THREADS, smem);
@@ -390,6 +411,9 @@ static void (*const tok_gemv[16])(tern_w, io_args, prep_out, int, prep_args) = {
 // The GEMV that prepares its own input in registers (TG_FPREP): no k_prep_tok launch before it.
 #define FPREP_TGO (TG_STAGE | TG_SPLIT | TG_FPREP)
 static void (*const fprep_gemv)(tern_w, io_args, prep_out, int, prep_args) = k_tern_gemv<ACT_TOKEN, false, FPREP_TGO>;
+// The GEMV whose clusters of CP_C blocks prepare its input together (TG_CPREP): no k_prep_tok launch before it.
+#define CPREP_TGO (TG_STAGE | TG_SPLIT | TG_CPREP)
+static void (*const cprep_gemv)(tern_w, io_args, prep_out, int, prep_args) = k_tern_gemv<ACT_TOKEN, false, CPREP_TGO>;
 
 static int prep_mode(const tern_w &w) { return w.act == ACT_TOKEN ? PREP_TOKEN : w.act == ACT_Q8K ? PREP_Q8K : PREP_Q80; }
 static int prep_stride(const tern_w &w) { return w.act == ACT_Q80 ? Q80_PER_STEP * w.steps : w.steps; }
@@ -443,9 +467,16 @@ static int fprep_ok(const gpu_state *g, const dlin *d, int T, int site) {
            g->split && !g->gmask && d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN && d->n <= FP_K * NORM_THREADS;
 }
 
+// Whether linear d at `site` takes TG_CPREP (as fprep_ok; sm_90, inputs of at most CP_R * CP_C steps).
+static int cprep_ok(const gpu_state *g, const dlin *d, int T, int site) {
+    return T == 1 && g->clusters && (g->cprep_sites & site) && !(g->fprep_sites & site) && !g->prep_sites && !g->own_sites &&
+           !g->fuse && g->prep_tok && g->stage && g->split && !g->gmask && d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN &&
+           d->t.steps <= CP_R * CP_C;
+}
+
 // Whether linear d at `site` prepares its own input in the GEMV (one-token steps, I2_S, short inputs).
 static int own_prep(const gpu_state *g, const dlin *d, int T, int site) {
-    if (fused_prep(g, d, T, site) || fprep_ok(g, d, T, site)) return 1;
+    if (fused_prep(g, d, T, site) || fprep_ok(g, d, T, site) || cprep_ok(g, d, T, site)) return 1;
     return T == 1 && (g->own_sites & site) && d->kind == LIN_TERNARY && d->t.act == ACT_TOKEN && d->t.n <= OWN_MAX_N;
 }
 
@@ -601,6 +632,15 @@ static void linear(gpu_state *g, const dlin *d, const io_args &io, int T, int pr
             if (g->pdl_now && (g->skip & SKIP_GEMV_TAIL)) nx.mode = PREP_TIMING_STOP;
             const size_t fs = TL_MAX(fprep_smem(w.n, w.steps), (size_t)(next.mode >= 0 ? next.n : 0) * 4);
             launch(g, fprep_gemv, dim3((w.rows + R - 1) / R, T), dim3(NORM_THREADS), fs, w, io, prep_buffers(g), lS, nx);
+            return;
+        }
+        if (own && cprep_ok(g, d, T, site)) { // the grid rounded up to whole clusters (extra blocks store nothing)
+            if (skipped(g, SKIP_GEMV)) return;
+            prep_args nx = next;
+            if (g->pdl_now && (g->skip & SKIP_GEMV_TAIL)) nx.mode = PREP_TIMING_STOP;
+            const size_t cs = TL_MAX(cprep_smem(w.steps), (size_t)(next.mode >= 0 ? next.n : 0) * 4);
+            const int blocks = ((w.rows + R - 1) / R + CP_C - 1) / CP_C * CP_C;
+            launch_cluster(g, CP_C, cprep_gemv, dim3(blocks, T), dim3(NORM_THREADS), cs, w, io, prep_buffers(g), lS, nx);
             return;
         }
         const size_t smem = tern_gemv_smem(w.act, w.bps, lS, w.steps, next.mode >= 0 ? next.n : 0, own ? w.n : 0, tgo & TG_STAGE);
@@ -849,6 +889,7 @@ static void set_carveout(int pct) {
     for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
         cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     cudaFuncSetAttribute(fprep_gemv, cudaFuncAttributePreferredSharedMemoryCarveout, pct);
+    cudaFuncSetAttribute(cprep_gemv, cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     for (int i = 0; i < N_FUSED; i++) cudaFuncSetAttribute(fused_gemv[i].fn, cudaFuncAttributePreferredSharedMemoryCarveout, pct);
     for (int i = 0; i < N_HQ; i++)
         for (int q4 = 0; q4 < 2; q4++) cudaFuncSetAttribute(headq_kernels[i].fn[q4], cudaFuncAttributePreferredSharedMemoryCarveout, pct);
@@ -858,6 +899,7 @@ static void set_carveout(int pct) {
 static int tok_gemv_smem_limit(size_t bytes) { // nonzero on failure, as cudaFuncSetAttribute
     for (size_t i = 0; i < sizeof tok_gemv / sizeof tok_gemv[0]; i++)
         if (cudaFuncSetAttribute(tok_gemv[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)) return 1;
+    if (cudaFuncSetAttribute(cprep_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)) return 1;
     return cudaFuncSetAttribute(fprep_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes) != cudaSuccess;
 }
 
@@ -989,6 +1031,8 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         g->own_sites = env_int("TERNLM_CUDA_OWN", 0);
         g->skip = env_int("TERNLM_CUDA_TIMING_SKIP", 0);
         g->fprep_sites = env_int("TERNLM_CUDA_FPREP", 0);
+        g->cprep_sites = env_int("TERNLM_CUDA_CPREP", 0);
+        g->clusters = prop.major >= 9;
         g->stage = env_int("TERNLM_CUDA_QSTAGE", 1);
         g->prep_tok = env_int("TERNLM_CUDA_PREP_TOK", 1);
         g->split = env_int("TERNLM_CUDA_SPLIT", 1);
@@ -1010,7 +1054,8 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
     if (!st) st = alloc_scratch(g, s, err);
     const size_t attn_smem = attn_smem_bytes((int)s->n_ctx, (int)h->head_dim, (int)h->n_rot, attn_tile(1), g->max_n);
     const size_t tern_smem = TL_MAX(tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n, 0, 1),
-                                    fprep_smem(TL_MIN(g->max_n, FP_K * NORM_THREADS), g->max_steps)); // (TG_FPREP too)
+                                    TL_MAX(fprep_smem(TL_MIN(g->max_n, FP_K * NORM_THREADS), g->max_steps),
+                                           cprep_smem(g->max_steps))); // (TG_FPREP, TG_CPREP too)
     const size_t prep_smem = (size_t)g->max_n * 8;
     const size_t own_smem_max = tern_gemv_smem(ACT_Q80, 4, 0, g->max_steps, g->max_n, TL_MIN(g->max_n, OWN_MAX_N));
     const size_t float_smem = (sizeof(prep_scratch) + 15) / 16 * 16 + (size_t)g->max_n * 4, limit = (size_t)prop.sharedMemPerBlockOptin;
@@ -1031,6 +1076,20 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
                 cudaFuncSetAttribute(k_tern_gemm<ACT_Q8K, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, GM_SMEM_MI(1)) ||
                 cudaFuncSetAttribute(k_float_gemv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)float_smem)))
         st = tl_fail(err, TERNLM_ERR_BACKEND, "CUDA: cannot reserve shared memory for the kernels");
+    if (!st && g->clusters && g->cprep_sites) { // TG_CPREP only where a cluster of CP_C such blocks can be resident
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(CP_C);
+        cfg.blockDim = dim3(NORM_THREADS);
+        cfg.dynamicSmemBytes = cprep_smem(g->max_steps);
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeClusterDimension;
+        at[0].val.clusterDim.x = CP_C, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        int nc = 0;
+        if (cudaOccupancyMaxActiveClusters(&nc, (const void *)cprep_gemv, &cfg) != cudaSuccess || nc < 1) g->clusters = 0;
+        cudaGetLastError();
+    }
     if (!st && g->head.kind == LIN_HEADQ) { // k_headq's staged tokens: the most fragments shared memory holds
         const dlin *hd = &g->head;
         g->hq_dec_d = env_int("TERNLM_CUDA_HQ_D", 8) == 4 ? 4 : 8;

@@ -78,7 +78,10 @@ __device__ __forceinline__ int dot16(uint32_t w, int4 a, int acc) {
 // one per warp); TG_PSUM reads the token's sum as the 8 per-warp partial sums k_prep_tok writes (PSUM_PARTS ints
 // per token; integers, so any order); TG_SPLIT keeps four independent dp4a chains per step and adds a row's lanes
 // with one redux when a whole warp holds the row (integer sums: exact in any order).
-enum { TG_STAGE = 1, TG_PSUM = 2, TG_SPLIT = 4, TG_MASK = 8, TG_FPREP = 16 }; // TG_MASK: tern_step_mask's dot products
+enum { TG_STAGE = 1, TG_PSUM = 2, TG_SPLIT = 4, TG_MASK = 8, TG_FPREP = 16, TG_CPREP = 32 }; // TG_MASK: tern_step_mask's dot products
+// TG_CPREP (with TG_STAGE; sm_90 only, launched as clusters of CP_C blocks): the blocks of a cluster RMSNorm and
+// quantize the input together, each 1 / CP_C of it, and exchange the RMS lanes, maxima, codes and code sums through
+// distributed shared memory (tg_cprep), so no k_prep_tok launch and no block repeats the whole preparation.
 // TG_FPREP (with TG_STAGE): every block RMSNorms and quantizes the input itself, k_prep_tok's arithmetic with the
 // elements in registers (FP_K per thread: inputs of at most FP_K * 256), straight into TG_STAGE's layout, so no
 // k_prep_tok launch and no L2 round trip of the codes (tg_fprep).
@@ -443,6 +446,153 @@ __device__ __forceinline__ void tg_fprep(const io_args &io, int t, int n, int n_
     *scl = s, *sum = tot;
 }
 
+// ------------------------------------------------------------------------------------------------ TG_CPREP
+// Thread-block clusters (sm_90): the cluster's rank, barrier (release / acquire at cluster scope: the other blocks'
+// stores into this block's shared memory are visible after it) and stores into another block's shared memory.
+#define CP_C 8                         // blocks per cluster (the portable maximum)
+#define CP_LPB (NORM_THREADS / CP_C)   // RMS lanes per block: 32, one warp's lanes
+#define CP_R 4                         // elements per thread: inputs of at most CP_R * CP_C steps (8192)
+static_assert(CP_LPB == 32, "tg_cprep: a block's lanes are one warp's");
+
+__device__ __forceinline__ unsigned cl_rank() {
+    unsigned r = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+    return r;
+}
+
+__device__ __forceinline__ void cl_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#else
+    __trap(); // the host launches TG_CPREP on sm_90 only
+#endif
+}
+
+// The address of local shared variable p in the shared memory of the cluster's block `rank`.
+__device__ __forceinline__ uint32_t cl_map(const void *p, unsigned rank) {
+    uint32_t d = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(rank));
+#endif
+    return d;
+}
+
+__device__ __forceinline__ void cl_st_u32(uint32_t a, unsigned v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("st.shared::cluster.u32 [%0], %1;" ::"r"(a), "r"(v) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void cl_st_f64(uint32_t a, double v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("st.shared::cluster.f64 [%0], %1;" ::"r"(a), "d"(v) : "memory");
+#endif
+}
+
+// Element u of thread threadIdx.x in block `rank` of the cluster: block c owns RMS lanes 32c .. 32c + 31, i.e. the
+// elements 256k + 32c + j; e = tid + 256u numbers them (step k = e / 32, j = e % 32: one step per warp and round).
+__device__ __forceinline__ int cp_elem(int u, unsigned rank) {
+    const int e = threadIdx.x + NORM_THREADS * u;
+    return NORM_THREADS * (e / CP_LPB) + (int)rank * CP_LPB + e % CP_LPB;
+}
+
+// TG_CPREP's dynamic shared memory: the staged codes and scale (stage_smem), then the norm weights of the block's
+// elements by e (CP_R * NORM_THREADS floats; in registers they cost spills).
+__host__ __device__ inline size_t cprep_smem(int steps) { return fprep_nw_offset(steps) + (size_t)CP_R * NORM_THREADS * 4; }
+
+// Before the wait: the norm weights of this thread's elements, which it alone reads later (no barrier).
+__device__ __forceinline__ void cprep_weights(const io_args &io, int n, float *nw) {
+    const unsigned rank = cl_rank();
+#pragma unroll
+    for (int u = 0; u < CP_R; u++) {
+        const int i = cp_elem(u, rank);
+        nw[threadIdx.x + NORM_THREADS * u] = io.norm_w && i < n ? __ldg(io.norm_w + i) : 1.0f;
+    }
+}
+
+// After the wait: token t's input as k_prep_tok computes it, by the CP_C blocks of the cluster together. The same
+// operations in the same order: lane j of the RMS sum (in block j / 32) adds the squares (float products) of
+// elements j + 256k in element order in double; every block folds the 256 lanes as lanes.h does; y = (x * scale) *
+// w; the maximum of |y| as unsigned bits (any grouping); 127 / max; rne codes; the sum of codes (integers, any
+// order). Each block writes its codes (4 bytes a store) into every block's TG_STAGE layout (sq). Three cluster
+// barriers and one block barrier after the wait.
+__device__ __forceinline__ void tg_cprep(const io_args &io, int t, int n, int steps, const float *nw, int8_t *sq,
+                                         float *scl, int *sum) {
+    __shared__ float sqr[CP_R * NORM_THREADS]; // squares by e (step k, lane j)
+    __shared__ double lanes[NORM_THREADS];
+    __shared__ __align__(16) unsigned cmax[CP_C * 8]; // per block and warp
+    __shared__ __align__(16) int csum[CP_C * 8];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const unsigned rank = cl_rank();
+    const float *xt = io.x + (long)t * io.x_stride;
+    float v[CP_R];
+#pragma unroll
+    for (int u = 0; u < CP_R; u++) {
+        const int i = cp_elem(u, rank);
+        v[u] = i < n ? __ldcg(xt + i) : 0.0f;
+    }
+    if (io.norm_w) {
+#pragma unroll
+        for (int u = 0; u < CP_R; u++)
+            if (tid + NORM_THREADS * u < steps * CP_LPB) sqr[tid + NORM_THREADS * u] = v[u] * v[u];
+        __syncthreads();
+        if (warp == 0) {
+            double l = 0.0;
+            for (int k = 0; k < steps; k++)
+                if (NORM_THREADS * k + (int)rank * CP_LPB + lane < n) l += (double)sqr[k * CP_LPB + lane];
+#pragma unroll
+            for (int d = 0; d < CP_C; d++) cl_st_f64(cl_map(&lanes[rank * CP_LPB + lane], d), l);
+        }
+        cl_sync();
+        const float scale = 1.0f / sqrtf((float)(fold_256(lanes) / (double)n) + io.eps);
+#pragma unroll
+        for (int u = 0; u < CP_R; u++)
+            if (cp_elem(u, rank) < n) v[u] = (v[u] * scale) * nw[tid + NORM_THREADS * u];
+    }
+    float m = 0.0f;
+#pragma unroll
+    for (int u = 0; u < CP_R; u++) m = fmaxf(m, fabsf(v[u])); // (elements past n are 0)
+    const unsigned wm = __reduce_max_sync(FULL_MASK, __float_as_uint(m));
+    if (lane < CP_C) cl_st_u32(cl_map(&cmax[rank * 8 + warp], lane), wm);
+    cl_sync();
+    uint4 mv = ((const uint4 *)cmax)[0];
+#pragma unroll
+    for (int i = 1; i < CP_C * 2; i++) {
+        const uint4 b = ((const uint4 *)cmax)[i];
+        mv.x = max(mv.x, b.x), mv.y = max(mv.y, b.y), mv.z = max(mv.z, b.z), mv.w = max(mv.w, b.w);
+    }
+    m = __uint_as_float(max(max(mv.x, mv.y), max(mv.z, mv.w)));
+    const float s = (double)m >= 1e-5 ? 127.0f / m : (float)(127.0 / 1e-5); // quantize_i8's max starts at 1e-5
+    int acc = 0;
+#pragma unroll
+    for (int u = 0; u < CP_R; u++) {
+        const int k = (tid + NORM_THREADS * u) / CP_LPB; // the same for the whole warp
+        if (k >= steps) break;
+        const int i = cp_elem(u, rank);
+        const int r = i < n ? max(-128, min(127, __float2int_rn(v[u] * s))) : 0;
+        acc += r;
+        const unsigned b = (unsigned)r & 0xffu, base = lane & ~3;
+        const unsigned word = __shfl_sync(FULL_MASK, b, base) | __shfl_sync(FULL_MASK, b, base + 1) << 8 |
+                              __shfl_sync(FULL_MASK, b, base + 2) << 16 | __shfl_sync(FULL_MASK, b, base + 3) << 24;
+        int8_t *dst = sq + k * STAGE_STEP + rank * CP_LPB + base; // the 4 lanes of a word store it to 2 blocks each
+#pragma unroll
+        for (int d = lane & 3; d < CP_C; d += 4) cl_st_u32(cl_map(dst, d), word);
+    }
+    const int ws = __reduce_add_sync(FULL_MASK, acc);
+    if (lane < CP_C) cl_st_u32(cl_map(&csum[rank * 8 + warp], lane), (unsigned)ws);
+    cl_sync(); // codes and sums are in every block; no remote store follows, so a block may exit after its work
+    int4 sv = ((const int4 *)csum)[0];
+#pragma unroll
+    for (int i = 1; i < CP_C * 2; i++) {
+        const int4 b = ((const int4 *)csum)[i];
+        sv.x += b.x, sv.y += b.y, sv.z += b.z, sv.w += b.w;
+    }
+    *scl = s, *sum = (sv.x + sv.y) + (sv.z + sv.w);
+}
+
 // Where k_tern_gemv<ACT_TOKEN, true> keeps the input it prepares (byte offsets in its dynamic shared memory): the
 // input (n floats, prep_vector's xs), the norm weights (n floats, copied before the input is ready), the int8 codes
 // (n_pad bytes, 16-byte aligned), the scale.
@@ -542,8 +692,9 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     const int g = lane & 3, slice = (lane >> 2) & (S - 1), rr = lane >> (2 + lS);
     const int row = (blockIdx.x * 8 + warp) * RW + rr, r = min(row, w.rows - 1);
     const uint4 *wr = w.codes + (size_t)r * w.steps * 4 + g;
-    // TG_FPREP keeps its input in registers: fewer steps loaded ahead (the rest are loaded after the wait)
-    constexpr int PF = ACT == ACT_TOKEN && !OWN && (TGO & TG_FPREP) ? FP_PF : TG_PF;
+    // TG_FPREP keeps its input in registers, TG_CPREP its elements and norm weights: fewer steps loaded ahead (the
+    // rest are loaded after the wait; 8 spill with TG_CPREP)
+    constexpr int PF = ACT == ACT_TOKEN && !OWN && (TGO & (TG_FPREP | TG_CPREP)) ? FP_PF : TG_PF;
     uint4 pf[PF];
 #pragma unroll
     for (int i = 0; i < PF; i++)
@@ -559,6 +710,13 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     static_assert(!fprep || (TGO & TG_STAGE), "TG_FPREP writes TG_STAGE's layout");
     float *fp_nw = (float *)((uint8_t *)part_all + fprep_nw_offset(w.steps));
     if (fprep) fprep_weights(io, w.n, fp_nw);
+    constexpr bool cprep = ACT == ACT_TOKEN && !OWN && (TGO & TG_CPREP);
+    static_assert(!cprep || ((TGO & TG_STAGE) && !fprep), "TG_CPREP writes TG_STAGE's layout");
+    float *cp_nw = (float *)((uint8_t *)part_all + fprep_nw_offset(w.steps));
+    if constexpr (cprep) {
+        cprep_weights(io, w.n, cp_nw);
+        cl_sync(); // every block of the cluster has started before any writes into its shared memory
+    }
     prep_prefetch(next);
     dep_launch_next();
     dep_wait();
@@ -584,6 +742,7 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
     float fp_scl = 0.0f;
     int fp_sum = 0;
     if (fprep) tg_fprep(io, t, w.n, w.steps * 256, fp_nw, (int8_t *)part_all, &fp_scl, &fp_sum);
+    else if constexpr (cprep) tg_cprep(io, t, w.n, w.steps, cp_nw, (int8_t *)part_all, &fp_scl, &fp_sum);
     else if (stage) { // one request per line of the input for the whole block
         int8_t *sq = (int8_t *)part_all;
         const int4 *src = (const int4 *)q;
@@ -653,8 +812,8 @@ __global__ void __launch_bounds__(NORM_THREADS, 4) k_tern_gemv(tern_w w, io_args
         else
             for (int o = 1; o < 4 * S; o <<= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
         const float *ss = (const float *)((const int8_t *)part_all + (size_t)w.steps * STAGE_STEP); // TG_STAGE's copy
-        const float scl = fprep ? fp_scl : stage ? ss[0] : qd[0];
-        const int sum = OWN ? own_sum : fprep ? fp_sum : stage ? ((const int *)ss)[1] : psum ? psum_total(qs) : qs[0];
+        const float scl = fprep || cprep ? fp_scl : stage ? ss[0] : qd[0];
+        const int sum = OWN ? own_sum : fprep || cprep ? fp_sum : stage ? ((const int *)ss)[1] : psum ? psum_total(qs) : qs[0];
         v = (((float)acc - (float)sum) / scl) * rscale;
     } else if (q80) { // dot_q1_0 / dot_q2_0: sum = sum + d_w * sumi over the row's weight blocks, in order
         __syncwarp();

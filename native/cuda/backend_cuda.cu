@@ -361,23 +361,16 @@ static ternlm_status upload_layer(const tl_layer *L, const tl_hparams *h, dlayer
 
 // ------------------------------------------------------------------------------------------------ launches
 
-// Every kernel is launched through here: with programmatic stream serialization where the GPU has it.
-template <typename... K, typename... A>
-static void launch(gpu_state *g, void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, A... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = g->st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = g->pdl_now ? 1 : 0;
-    cudaLaunchKernelEx(&cfg, kernel, (K)args...);
+// A launch attribute that makes a grid run as clusters of `cluster` blocks along x (TG_CPREP).
+static cudaLaunchAttribute cluster_attr(int cluster) {
+    cudaLaunchAttribute a = {};
+    a.id = cudaLaunchAttributeClusterDimension;
+    a.val.clusterDim.x = cluster, a.val.clusterDim.y = 1, a.val.clusterDim.z = 1;
+    return a;
 }
 
-// The same, as clusters of `cluster` blocks along x (grid.x a multiple of it; TG_CPREP).
+// Every kernel is launched through here: with programmatic stream serialization where the GPU has it, and as
+// clusters of `cluster` blocks along x when cluster > 0 (grid.x a multiple of it).
 template <typename... K, typename... A>
 static void launch_cluster(gpu_state *g, int cluster, void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, A... args) {
     cudaLaunchConfig_t cfg = {};
@@ -386,13 +379,20 @@ static void launch_cluster(gpu_state *g, int cluster, void (*kernel)(K...), dim3
     cfg.dynamicSmemBytes = smem;
     cfg.stream = g->st;
     cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = cluster, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
+    unsigned n = 0;
+    if (cluster > 0) at[n++] = cluster_attr(cluster);
+    if (g->pdl_now) {
+        at[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
     cfg.attrs = at;
-    cfg.numAttrs = g->pdl_now ? 2 : 1;
+    cfg.numAttrs = n;
     cudaLaunchKernelEx(&cfg, kernel, (K)args...);
+}
+
+template <typename... K, typename... A>
+static void launch(gpu_state *g, void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, A... args) {
+    launch_cluster(g, 0, kernel, grid, block, smem, args...);
 }
 
 static int grid_for(gpu_state *g, const void *kernel, int tiles, size_t smem) {
@@ -1081,9 +1081,7 @@ ternlm_status tl_session_new_gpu(ternlm_model *m, const ternlm_session_params *p
         cfg.gridDim = dim3(CP_C);
         cfg.blockDim = dim3(NORM_THREADS);
         cfg.dynamicSmemBytes = cprep_smem(g->max_steps);
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = CP_C, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
+        cudaLaunchAttribute at[1] = {cluster_attr(CP_C)};
         cfg.attrs = at;
         cfg.numAttrs = 1;
         int nc = 0;
